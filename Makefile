@@ -1,0 +1,118 @@
+# sluice - hand-written Makefile; ./configure writes config.mk (run by
+# itself when missing). `make`, `make run`, `make check`, `make check
+# SANITIZE=1`, `make bench`, `make deps`, `make check-includes`, `make fuzz`.
+
+ifeq ($(wildcard config.mk),)
+CONFIG_MISSING := 1
+else
+include config.mk
+endif
+
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD := build-san
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+BUILD := build
+SAN_FLAGS :=
+endif
+
+OPT ?= -O2
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -g $(OPT) -pthread -MMD -MP $(WARN_CFLAGS) -Werror \
+	$(NGHTTP2_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) $(ZLIB_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+LIBS_ALL := $(NGHTTP2_LIBS) $(OPENSSL_LIBS) $(JANSSON_LIBS) $(EV_LIBS) $(ZLIB_LIBS) -lpthread -lm
+LDFLAGS_ALL := -pthread $(SAN_FLAGS) $(LDFLAGS)
+
+SRCS := $(sort $(wildcard src/*.c src/*/*.c))
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS))
+MAIN_OBJ := $(BUILD)/src/main.o
+UNIT_SRCS := $(sort $(wildcard t/unit/test_*.c t/unit/*/test_*.c))
+UNIT_BINS := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRCS))
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+DEB_PKGS := build-essential autoconf automake pkg-config \
+	libnghttp2-dev libev-dev libssl-dev libjansson-dev check libwslay-dev libhiredis-dev zlib1g-dev \
+	openssl ca-certificates curl nghttp2-client nghttp2-proxy wrk redis-server \
+	python3 python3-pytest python3-h2 python3-websockets python3-uvicorn gunicorn python3-hypercorn \
+	h2o nginx valgrind procps util-linux
+
+.PHONY: all run check check-unit check-integration check-includes bench deps clean distclean fuzz
+
+all: $(BUILD)/sluice sluice
+
+ifdef CONFIG_MISSING
+config.mk: configure.ac config.mk.in
+	autoreconf -i
+	./configure
+	@$(MAKE) $(MAKECMDGOALS)
+$(BUILD)/sluice sluice $(UNIT_BINS) check check-unit check-integration run bench: config.mk
+	@true
+else
+
+config.mk: configure.ac config.mk.in
+	autoreconf -i
+	./configure
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/libsluice.a: $(LIB_OBJS)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/sluice: $(MAIN_OBJ) $(BUILD)/libsluice.a
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+sluice: $(BUILD)/sluice
+	$(Q)[ "$(SANITIZE)" = 1 ] || cp -f $< $@
+
+$(BUILD)/t/unit/%: t/unit/%.c $(BUILD)/libsluice.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -Isrc -o $@ $< $(BUILD)/libsluice.a $(LDFLAGS_ALL) $(CHECK_LIBS) $(LIBS_ALL)
+
+run: $(BUILD)/sluice
+	$(BUILD)/sluice -c etc/sluice.json
+
+check: check-includes check-unit check-integration
+
+check-unit: $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do \
+		echo "== $$t"; CK_DEFAULT_TIMEOUT=20 $$t || fail=1; \
+	done; exit $$fail
+
+check-integration: $(BUILD)/sluice
+	SLUICE_BIN=$(abspath $(BUILD)/sluice) SLUICE_SANITIZE=$(SANITIZE) \
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider t/integration $(PYTEST_ARGS)
+
+bench: $(BUILD)/sluice
+	SLUICE_BIN=$(abspath $(BUILD)/sluice) bash t/bench/run.sh
+
+fuzz:
+	$(MAKE) -C t/fuzz
+
+endif
+
+check-includes:
+	@bash t/check-includes.sh
+
+deps:
+	DEBIAN_FRONTEND=noninteractive apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PKGS)
+
+clean:
+	rm -rf build build-san sluice
+
+distclean: clean
+	rm -rf config.mk config.log config.status configure autom4te.cache aclocal.m4 build-aux
+
+-include $(shell find build build-san -name '*.d' 2>/dev/null)

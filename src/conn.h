@@ -1,0 +1,104 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * sl_conn: one accepted client connection, owned by its worker. The conn
+ * does the socket and TLS I/O and the timers; a protocol (HTTP/1.1 or
+ * HTTP/2, sl_proto_t) turns bytes into requests. Input is handed to the
+ * protocol as it is read; output is queued in c->out (an sl_buf bounded by
+ * config) and flushed with writev / SSL_write when the socket is writable.
+ *
+ * Lifetime: a protocol never frees the conn. It returns SL_ECLOSED from a
+ * callback, or calls sl_conn_close(), and the conn frees itself (after the
+ * protocol's on_close) at a safe point in the event loop.
+ */
+#ifndef SL_CONN_H
+#define SL_CONN_H
+
+#include "sl.h"
+#include "buf.h"
+#include <ev.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
+typedef struct sl_conn sl_conn_t;
+typedef struct sl_worker sl_worker_t;
+typedef struct sl_listener_cfg sl_listener_cfg_t;
+
+/* What a protocol adapter provides. Return values: 0 to go on, SL_ECLOSED
+ * when the conn must close now (the conn then calls on_close). */
+typedef struct sl_proto {
+    const char *name; /* "h1", "h2" */
+    /* Bytes read from the peer (already decrypted). Must consume all. */
+    int (*on_read)(sl_conn_t *c, const uint8_t *data, size_t len);
+    /* The output queue drained below its low mark (or emptied): produce
+     * more output if there is any. */
+    int (*on_writable)(sl_conn_t *c);
+    /* The peer closed its side (EOF) while no error happened. */
+    int (*on_eof)(sl_conn_t *c);
+    /* The conn's protocol timer (sl_conn_timer_set) fired. */
+    int (*on_timeout)(sl_conn_t *c);
+    /* The worker is draining: finish gracefully (GOAWAY, Connection: close). */
+    int (*on_drain)(sl_conn_t *c);
+    /* The conn is going away; free protocol state (abort open requests). */
+    void (*on_close)(sl_conn_t *c);
+} sl_proto_t;
+
+struct sl_conn {
+    uint64_t id;
+    int fd;
+    SSL *ssl;
+    sl_worker_t *worker;
+    const sl_listener_cfg_t *lcfg;
+    ev_io rio, wio;
+    ev_timer timer;
+    sl_buf_t out; /* bounded by limits.conn_out_bytes */
+    const sl_proto_t *proto;
+    void *pdata;
+    struct sockaddr_storage peer_addr;
+    char peer[64];    /* "ip:port" */
+    const char *alpn; /* negotiated ALPN or NULL (static string) */
+    const char *tls_version;
+    char *sni;
+    unsigned handshaking : 1;
+    unsigned read_paused : 1;  /* protocol asked to stop reading */
+    unsigned close_after_flush : 1;
+    unsigned closing : 1;      /* freed at the next safe point */
+    unsigned eof : 1;
+    unsigned in_callback : 1;
+    struct sl_conn *next_closing;
+    struct sl_conn *prev, *next; /* worker's list of live conns */
+};
+
+/* Queue output. Returns 0, or SL_EAGAIN when the whole of len does not fit
+ * (nothing queued): wait for on_writable. */
+int sl_conn_write(sl_conn_t *c, const void *data, size_t len);
+/* Bytes that may still be queued. */
+size_t sl_conn_out_space(const sl_conn_t *c);
+/* True when the protocol should stop producing until on_writable. */
+int sl_conn_out_is_high(const sl_conn_t *c);
+/* Arrange a flush at the end of the current loop iteration. Cheap. */
+void sl_conn_flush_soon(sl_conn_t *c);
+
+/* Stop / restart reading from the peer (backpressure on input). */
+void sl_conn_pause_read(sl_conn_t *c);
+void sl_conn_resume_read(sl_conn_t *c);
+
+/* (Re)arm the protocol timer to fire after secs (0 stops it). Uses
+ * ev_timer_again, so re-arming on every byte is cheap. */
+void sl_conn_timer_set(sl_conn_t *c, double secs);
+
+/* Close: with flush=1, queued output is written first (bounded by the
+ * linger timeout); the proto's on_close runs once, then the conn is freed
+ * at a safe point. Safe to call from any callback. */
+void sl_conn_close(sl_conn_t *c, int flush);
+
+/* Switch the protocol (h1 -> h2 on "Upgrade: h2c" or a preface). The old
+ * protocol's state must already be released by the caller. */
+void sl_conn_set_proto(sl_conn_t *c, const sl_proto_t *p, void *pdata);
+
+/* The worker's configuration snapshot (limits, timeouts, routes). */
+const struct sl_config *sl_conn_config(const sl_conn_t *c);
+int sl_conn_worker_id(const sl_conn_t *c);
+int sl_conn_is_draining(const sl_conn_t *c);
+int sl_conn_is_tls(const sl_conn_t *c);
+
+#endif

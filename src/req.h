@@ -1,0 +1,167 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The request model (sl_req_t) and the response sink shared by HTTP/1.1 and
+ * HTTP/2. A protocol adapter builds an sl_req_t, hands it to the router and
+ * never learns which handler answered; the handler answers through the
+ * sl_resp_* calls below, which dispatch to the protocol's sl_req_ops_t.
+ * Handlers never see the protocol.
+ *
+ * Ownership: the protocol owns the sl_req_t (one per HTTP/2 stream or
+ * HTTP/1.1 exchange) and its pool. The handler owns req->hdata and must
+ * release it in its on_close callback, which the protocol calls exactly
+ * once when the request is finished or aborted; after on_close returns the
+ * req is gone.
+ *
+ * Response flow (a pull, as in h2o's generator contract):
+ *   req->res.status = 200; sl_resp_header_add(...);
+ *   sl_resp_send(req, data, len, final)   first call sends the head
+ *   ... wait for cbs->on_proceed before the next sl_resp_send ...
+ * The bytes passed to sl_resp_send must stay valid until on_proceed (or
+ * on_close) is called: the protocol copies them at its own pace (flow
+ * control). At most one send is outstanding per request.
+ *
+ * Request body flow (credit): the protocol calls cbs->on_body with bytes
+ * valid only during the call; the handler calls sl_req_consume(req, n) once
+ * it has really dealt with n bytes (sent them on, hashed them). Unconsumed
+ * bytes are bounded by the protocol (HTTP/2 stream window, HTTP/1.1 body
+ * window): past that it stops reading. on_body(..., fin=1) marks the end.
+ */
+#ifndef SL_REQ_H
+#define SL_REQ_H
+
+#include "sl.h"
+#include "pool.h"
+
+typedef struct sl_req sl_req_t;
+typedef struct sl_conn sl_conn_t;
+typedef struct sl_route sl_route_t;
+
+typedef enum sl_proto_kind {
+    SL_PROTO_H1 = 1,
+    SL_PROTO_H2 = 2,
+} sl_proto_kind_t;
+
+typedef struct sl_header {
+    sl_str_t name; /* lower-case */
+    sl_str_t value;
+} sl_header_t;
+
+typedef struct sl_headers {
+    sl_header_t *v;
+    size_t n, cap;
+} sl_headers_t;
+
+/* What a handler may be told. Each pointer may be NULL. */
+typedef struct sl_handler_cbs {
+    /* Request body bytes; data valid only during the call. fin=1 on the
+     * last call (len may be 0). Never called after on_close. */
+    void (*on_body)(sl_req_t *req, const uint8_t *data, size_t len, int fin);
+    /* The last sl_resp_send has been taken; the handler may send again. */
+    void (*on_proceed)(sl_req_t *req);
+    /* The request is over: err 0 after a complete response, SL_ECANCELED
+     * when the client went away or the stream was reset. Release hdata. */
+    void (*on_close)(sl_req_t *req, int err);
+} sl_handler_cbs_t;
+
+/* Filled in by each protocol. Called only through the sl_resp_* wrappers. */
+typedef struct sl_req_ops {
+    int (*send)(sl_req_t *req, const uint8_t *data, size_t len, int final);
+    int (*informational)(sl_req_t *req, int status, const sl_headers_t *hdrs);
+    void (*reset)(sl_req_t *req, uint32_t h2_error_code);
+    void (*consume)(sl_req_t *req, size_t n);
+    /* Optional: request that the protocol no longer delivers body (sink
+     * finished early); may be NULL. */
+} sl_req_ops_t;
+
+typedef struct sl_req_tls_info {
+    const char *version; /* "TLSv1.3" or NULL for cleartext */
+    const char *alpn;    /* "h2", "http/1.1" or NULL */
+    const char *sni;     /* server name sent by the client or NULL */
+} sl_req_tls_info_t;
+
+struct sl_req {
+    sl_pool_t pool; /* per-request arena, disposed after on_close */
+
+    /* --- request, filled by the protocol, read-only for handlers --- */
+    sl_proto_kind_t proto;
+    int version_minor;   /* HTTP/1.x minor version; 0 for HTTP/2 */
+    int32_t stream_id;   /* HTTP/2 stream id; HTTP/1.1 exchange number */
+    int worker_id;
+    sl_str_t method;
+    sl_str_t target;     /* raw request-target as received (path + query) */
+    sl_str_t path;       /* target up to '?' (not decoded) */
+    sl_str_t query;      /* after '?', without it; empty when none */
+    sl_str_t authority;  /* :authority or Host */
+    sl_str_t scheme;     /* "http" or "https" */
+    sl_str_t protocol;   /* HTTP/2 extended CONNECT :protocol, else empty */
+    sl_headers_t headers;
+    int64_t content_length; /* -1 when unknown (chunked / HTTP/2 without it) */
+    unsigned is_head : 1;
+    unsigned expect_continue : 1;
+    unsigned body_done : 1; /* the whole request body has been delivered */
+    sl_req_tls_info_t tls;
+    const char *peer;       /* "ip:port" of the client */
+    const sl_route_t *route;
+
+    /* --- response, written by the handler --- */
+    struct {
+        int status;
+        sl_headers_t headers;
+        sl_headers_t trailers;  /* sent after final data when non-empty */
+        int64_t content_length; /* -1: unknown (chunked / no length) */
+    } res;
+
+    /* --- handler attachment --- */
+    const sl_handler_cbs_t *cbs;
+    void *hdata;
+
+    /* --- protocol side --- */
+    const sl_req_ops_t *ops;
+    void *pdata;          /* protocol's stream / exchange object */
+    sl_conn_t *conn;
+    uint64_t start_ns;
+    uint64_t bytes_in, bytes_out; /* body bytes, for the access log */
+    unsigned head_sent : 1;
+    unsigned final_sent : 1;
+};
+
+/* Called by protocols: set up / tear down the common parts of a req. */
+void sl_req_init(sl_req_t *req, sl_proto_kind_t proto, sl_conn_t *conn);
+void sl_req_dispose(sl_req_t *req);
+
+/* Header list helpers (copies go into req->pool). */
+void sl_headers_add(sl_pool_t *pool, sl_headers_t *h, const char *name, size_t nlen,
+                    const char *value, size_t vlen);
+/* First header with this (lower-case) name, or NULL. */
+const sl_header_t *sl_headers_find(const sl_headers_t *h, const char *name);
+const sl_header_t *sl_req_header(const sl_req_t *req, const char *name);
+
+/* Response side, for handlers. */
+void sl_resp_header_add(sl_req_t *req, const char *name, const char *value);
+void sl_resp_header_addn(sl_req_t *req, const char *name, size_t nlen, const char *value,
+                         size_t vlen);
+void sl_resp_trailer_add(sl_req_t *req, const char *name, const char *value);
+
+/* Send body bytes (see the flow above). The first call sends the response
+ * head. final=1 ends the response (len may be 0). Returns 0 or SL_ECLOSED
+ * when the stream is already gone (on_close will follow or has run). */
+int sl_resp_send(sl_req_t *req, const void *data, size_t len, int final);
+/* A 1xx response (100 is handled by the protocol; use for 103). */
+int sl_resp_informational(sl_req_t *req, int status, const sl_headers_t *hdrs);
+/* Abort the response: RST_STREAM with h2_error_code on HTTP/2, connection
+ * abort on HTTP/1.1. on_close(SL_ECANCELED) follows. */
+void sl_resp_reset(sl_req_t *req, uint32_t h2_error_code);
+/* Whole response in one go: status, content-type, body (copied into the
+ * pool), content-length set. */
+int sl_resp_simple(sl_req_t *req, int status, const char *content_type, const void *body,
+                   size_t len);
+/* JSON error body {"error": msg, "status": N}. */
+int sl_resp_error(sl_req_t *req, int status, const char *msg);
+
+/* Give request-body credit back (see above). */
+void sl_req_consume(sl_req_t *req, size_t n);
+
+/* Reason phrase for a status code ("OK"); "Unknown" when not known. */
+const char *sl_status_reason(int status);
+
+#endif

@@ -1,0 +1,56 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The router: matches a request's host and path against the configured
+ * routes (exact or prefix, first match in config order wins) and starts
+ * the route's handler. Handlers register a definition (name, option
+ * parser, request entry point) before the config is loaded; main.c does
+ * the wiring. The router works on sl_req_t only.
+ */
+#ifndef SL_ROUTER_H
+#define SL_ROUTER_H
+
+#include "sl.h"
+#include "req.h"
+#include <jansson.h>
+
+typedef struct sl_handler_def {
+    const char *name; /* "health", "return", "harness", ... */
+    /* Parse this handler's route options (the whole route object, path
+     * names it for errors). Stores an opaque result in *state (freed with
+     * free_state). Returns 0 or SL_EINVAL with a message in err. */
+    int (*configure)(json_t *route, const char *path, void **state, char *err, size_t errlen);
+    void (*free_state)(void *state);
+    /* Answer the request. req->route->state is the parsed options. The
+     * handler must eventually finish the response (sl_resp_send final or
+     * sl_resp_reset). Request body, if any, arrives via req->cbs->on_body
+     * once the handler has set req->cbs. */
+    void (*on_req)(sl_req_t *req);
+} sl_handler_def_t;
+
+typedef enum sl_route_match { SL_ROUTE_PREFIX = 0, SL_ROUTE_EXACT = 1 } sl_route_match_t;
+
+struct sl_route {
+    char *host;       /* NULL = any host; else exact (case-insensitive, no port) or "*.suffix" */
+    char *path;
+    size_t path_len;
+    sl_route_match_t match;
+    const sl_handler_def_t *handler;
+    void *state;      /* handler's parsed options */
+    int index;
+};
+
+/* Register a handler definition (before loading config). Not thread-safe. */
+void sl_router_register(const sl_handler_def_t *def);
+const sl_handler_def_t *sl_router_find_handler(const char *name);
+
+/* Match req against cfg routes: sets req->route and calls the handler, or
+ * answers 404 itself. */
+void sl_router_dispatch(const struct sl_config *cfg, sl_req_t *req);
+/* Pure lookup, for tests. NULL when nothing matches. */
+const sl_route_t *sl_router_match(const struct sl_config *cfg, sl_str_t host, sl_str_t path);
+
+/* Used by config.c: parse routes[i] into r. */
+int sl_router_parse_route(json_t *obj, const char *path, sl_route_t *r, char *err, size_t errlen);
+void sl_router_route_dispose(sl_route_t *r);
+
+#endif

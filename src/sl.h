@@ -1,0 +1,78 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Common definitions every sluice file includes: error codes, assertions,
+ * the allocator wrappers (with the fail-the-Nth-call test hook) and small
+ * string helpers. Nothing here knows about sockets or protocols.
+ */
+#ifndef SL_H
+#define SL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+
+#define SL_VERSION "0.1.0"
+
+/* Error codes: functions return 0 on success or one of these (negative). */
+#define SL_OK 0
+#define SL_ERROR (-1)      /* generic failure */
+#define SL_EAGAIN (-2)     /* no room / no data now; try again when told */
+#define SL_EINCOMPLETE (-3) /* parser needs more bytes; not an error */
+#define SL_ENOMEM (-4)     /* a bounded allocation failed or a bound was hit */
+#define SL_EINVAL (-5)     /* bad input */
+#define SL_ECLOSED (-6)    /* the object was closed/freed inside the call */
+#define SL_ECANCELED (-7)  /* operation cancelled (callback contract) */
+#define SL_ETIMEDOUT (-8)
+#define SL_ETOOBIG (-9)    /* a configured limit was exceeded */
+
+#define SL_UNUSED(x) ((void)(x))
+#define SL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define SL_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define SL_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define SL_WARN_UNUSED __attribute__((warn_unused_result))
+#define SL_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define sl_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Asserts stay on in every build; never use them on peer input. */
+void sl_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+#define SL_ASSERT(e) ((e) ? (void)0 : sl_assert_fail(#e, __FILE__, __LINE__))
+
+/* Small internal allocations abort with the size on failure. */
+void *sl_malloc(size_t n);
+void *sl_calloc(size_t n, size_t sz);
+void *sl_realloc(void *p, size_t n);
+char *sl_strndup(const char *s, size_t n);
+char *sl_strdup(const char *s);
+void sl_free(void *p);
+/* Peer-sized allocations: bounded by the caller first, may return NULL. */
+SL_WARN_UNUSED void *sl_try_malloc(size_t n);
+SL_WARN_UNUSED void *sl_try_realloc(void *p, size_t n);
+
+/* Test hook: make the Nth allocation from now fail (0 disables). sl_malloc
+ * then aborts, sl_try_* return NULL. sl_alloc_count() counts live blocks. */
+void sl_alloc_fail_nth(long n);
+long sl_alloc_count(void);
+
+/* A borrowed byte string. */
+typedef struct sl_str {
+    const char *p;
+    size_t n;
+} sl_str_t;
+
+#define SL_STR(lit) ((sl_str_t){(lit), sizeof(lit) - 1})
+
+static inline int sl_str_eq(sl_str_t a, const char *lit)
+{
+    size_t n = strlen(lit);
+    return a.n == n && memcmp(a.p, lit, n) == 0;
+}
+int sl_str_caseeq(sl_str_t a, const char *lit);
+/* Parse an unsigned decimal that fits int64; returns -1 on anything else. */
+int64_t sl_str_to_u64(sl_str_t s);
+
+/* Monotonic clock in nanoseconds and wall clock in milliseconds. */
+uint64_t sl_now_ns(void);
+uint64_t sl_wall_ms(void);
+
+#endif
