@@ -68,9 +68,21 @@ $(BUILD)/libsluice.a: $(LIB_OBJS)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(BUILD)/sluice: $(MAIN_OBJ) $(BUILD)/libsluice.a
+# The dev default config is embedded so `sluice` with no -c just runs.
+$(BUILD)/gen/default_config.c: etc/sluice.json
+	@mkdir -p $(dir $@)
+	$(Q){ echo '/* generated from etc/sluice.json */'; \
+	  echo 'extern const char sl_default_config[];'; \
+	  echo 'const char sl_default_config[] = {'; \
+	  od -An -v -tx1 $< | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0};'; } > $@
+
+$(BUILD)/sluice: $(MAIN_OBJ) $(BUILD)/gen/default_config.o $(BUILD)/libsluice.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 sluice: $(BUILD)/sluice
 	$(Q)[ "$(SANITIZE)" = 1 ] || cp -f $< $@

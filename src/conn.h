@@ -22,6 +22,7 @@
 typedef struct sl_conn sl_conn_t;
 typedef struct sl_worker sl_worker_t;
 typedef struct sl_listener_cfg sl_listener_cfg_t;
+struct sl_config;
 
 /* What a protocol adapter provides. Return values: 0 to go on, SL_ECLOSED
  * when the conn must close now (the conn then calls on_close). */
@@ -64,7 +65,13 @@ struct sl_conn {
     unsigned closing : 1;      /* freed at the next safe point */
     unsigned eof : 1;
     unsigned in_callback : 1;
+    unsigned in_flush_list : 1;
+    unsigned lingering : 1;    /* closed with flush: only output remains */
+    unsigned proto_closed : 1; /* proto->on_close has run */
+    unsigned want_write : 1;   /* TLS wants the socket writable */
+    double timer_secs;
     struct sl_conn *next_closing;
+    struct sl_conn *next_flush;
     struct sl_conn *prev, *next; /* worker's list of live conns */
 };
 
@@ -73,7 +80,10 @@ struct sl_conn {
 int sl_conn_write(sl_conn_t *c, const void *data, size_t len);
 /* Bytes that may still be queued. */
 size_t sl_conn_out_space(const sl_conn_t *c);
-/* True when the protocol should stop producing until on_writable. */
+/* True when the protocol should stop producing until on_writable. While it
+ * is false at least SL_CONN_OUT_SLACK bytes can still be queued, so a
+ * protocol may queue one whole frame (<= 32 KiB) after checking it. */
+#define SL_CONN_OUT_SLACK (2 * SL_BUF_CHUNK_SIZE)
 int sl_conn_out_is_high(const sl_conn_t *c);
 /* Arrange a flush at the end of the current loop iteration. Cheap. */
 void sl_conn_flush_soon(sl_conn_t *c);
@@ -90,6 +100,21 @@ void sl_conn_timer_set(sl_conn_t *c, double secs);
  * linger timeout); the proto's on_close runs once, then the conn is freed
  * at a safe point. Safe to call from any callback. */
 void sl_conn_close(sl_conn_t *c, int flush);
+
+/* Protocol entry points, set once by main.c (core cannot include h1/h2):
+ * called after the TLS handshake (by ALPN) or on accept for cleartext. */
+typedef int (*sl_conn_start_fn)(sl_conn_t *c, const uint8_t *data, size_t len);
+void sl_conn_set_starters(sl_conn_start_fn h1, sl_conn_start_fn h2);
+
+/* Called by the worker: take ownership of an accepted fd. ssl_ctx NULL for
+ * cleartext. Returns the conn or NULL (fd closed). */
+sl_conn_t *sl_conn_new(sl_worker_t *w, int fd, const sl_listener_cfg_t *lcfg, SSL_CTX *ssl_ctx,
+                       const struct sockaddr *peer, socklen_t plen);
+/* Worker internals: flush queued output of listed conns; free closed conns. */
+void sl_conn_flush_pending(sl_worker_t *w);
+void sl_conn_reap(sl_worker_t *w);
+/* Begin a graceful close for the worker's drain (proto->on_drain). */
+void sl_conn_drain(sl_conn_t *c);
 
 /* Switch the protocol (h1 -> h2 on "Upgrade: h2c" or a preface). The old
  * protocol's state must already be released by the caller. */

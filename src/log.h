@@ -39,6 +39,10 @@ void sl_log_write(sl_log_level_t lvl, const struct sl_conn *c, int32_t stream_id
             sl_log_write((lvl), (conn), (sid), __VA_ARGS__);                                      \
     } while (0)
 
+struct sl_worker;
+/* Write out the worker's buffered access lines (once per loop iteration). */
+void sl_log_access_flush(struct sl_worker *w);
+
 /* One JSON access line for a finished request (buffered per worker). */
 void sl_log_access(const struct sl_req *req);
 

@@ -13,6 +13,8 @@
 #include "req.h"
 #include <jansson.h>
 
+struct sl_config;
+
 typedef struct sl_handler_def {
     const char *name; /* "health", "return", "harness", ... */
     /* Parse this handler's route options (the whole route object, path

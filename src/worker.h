@@ -12,10 +12,20 @@
 #include "buf.h"
 #include "config.h"
 #include <ev.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 typedef struct sl_conn sl_conn_t;
 typedef struct sl_listener sl_listener_t;
+
+typedef struct sl_listener {
+    ev_io io;
+    int fd;
+    const sl_listener_cfg_t *lcfg;
+    SSL_CTX *ssl_ctx; /* NULL for cleartext */
+    struct sl_worker *worker;
+} sl_listener_t;
 
 typedef struct sl_worker {
     int id;
@@ -30,9 +40,11 @@ typedef struct sl_worker {
     sl_conn_t *closing;       /* freed in the prepare watcher */
     sl_conn_t *flushing;      /* flush queued output before the loop blocks */
     ev_prepare prepare;
+    ev_idle idle;             /* keeps the loop from blocking while output is pending */
     ev_async wake;            /* main -> worker: check `command` */
     ev_timer drain_timer;
-    volatile int command;     /* SL_WORKER_CMD_* set by main before ev_async_send */
+    atomic_int command;       /* SL_WORKER_CMD_* set by main before ev_async_send */
+    atomic_int done;
     int draining;
     uint64_t next_conn_id;
     char *access_buf;         /* pending access-log lines (bounded) */
@@ -46,15 +58,23 @@ typedef struct sl_worker {
 /* The calling thread's worker, or NULL on the main thread. */
 sl_worker_t *sl_worker_current(void);
 
-/* Bind listeners (SO_REUSEPORT, one set per worker), returns 0 or SL_ERROR
- * with a logged reason. */
-int sl_worker_init(sl_worker_t *w, int id, const sl_config_t *cfg);
+/* Set up worker id over cfg. fds[i] is this worker's own SO_REUSEPORT
+ * socket for cfg->listeners[i] (ownership passes to the worker), ctxs[i]
+ * its TLS context or NULL. */
+int sl_worker_init(sl_worker_t *w, int id, const sl_config_t *cfg, const int *fds,
+                   SSL_CTX *const *ctxs);
 int sl_worker_start(sl_worker_t *w);  /* spawn the thread */
 void sl_worker_command(sl_worker_t *w, int cmd);
 void sl_worker_join(sl_worker_t *w);
 void sl_worker_dispose(sl_worker_t *w);
 
-/* Actual bound port of listener i on worker w (for ":0" configs). */
-int sl_worker_listener_port(const sl_worker_t *w, size_t i);
+/* True once the worker's loop has returned. */
+int sl_worker_is_done(const sl_worker_t *w);
+
+/* Open one listening socket for lcfg with SO_REUSEPORT; port overrides
+ * the configured port when non-zero. Returns the fd or -1 with err set. */
+int sl_listener_open(const sl_listener_cfg_t *lcfg, int port, char *err, size_t errlen);
+/* The port an fd is bound to. */
+int sl_listener_port(int fd);
 
 #endif

@@ -1,0 +1,532 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Connection I/O: reads from the socket (or OpenSSL) straight into the
+ * protocol, queues output in a bounded sl_buf and flushes it once per loop
+ * iteration from the worker's prepare watcher, so many frames from many
+ * events leave in one writev / one TLS record run. Closing is deferred:
+ * a conn is unlinked at once but freed only in sl_conn_reap, when no
+ * callback can still hold it.
+ */
+#include "conn.h"
+#include "config.h"
+#include "log.h"
+#include "worker.h"
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#define READS_PER_EVENT 8  /* fairness: yield to other conns after this */
+#define FLUSH_ROUNDS 8     /* on_writable -> flush loops per iteration */
+#define READ_BUF_BYTES 65536
+
+static sl_conn_start_fn start_h1, start_h2;
+static __thread uint8_t read_buf[READ_BUF_BYTES];
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents);
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void do_close(sl_conn_t *c);
+
+void sl_conn_set_starters(sl_conn_start_fn h1, sl_conn_start_fn h2)
+{
+    start_h1 = h1;
+    start_h2 = h2;
+}
+
+const sl_config_t *sl_conn_config(const sl_conn_t *c)
+{
+    return c->worker->cfg;
+}
+
+int sl_conn_worker_id(const sl_conn_t *c)
+{
+    return c->worker->id;
+}
+
+int sl_conn_is_draining(const sl_conn_t *c)
+{
+    return c->worker->draining;
+}
+
+int sl_conn_is_tls(const sl_conn_t *c)
+{
+    return c->ssl != NULL;
+}
+
+static void format_peer(sl_conn_t *c, const struct sockaddr *sa)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+        snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(in6->sin6_port);
+        /* Show v4-mapped peers of a dual-stack listener as plain IPv4. */
+        if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.'))
+            snprintf(c->peer, sizeof(c->peer), "%s:%u", ip + 7, port);
+        else
+            snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip, port);
+    } else {
+        snprintf(c->peer, sizeof(c->peer), "unix");
+    }
+}
+
+sl_conn_t *sl_conn_new(sl_worker_t *w, int fd, const sl_listener_cfg_t *lcfg, SSL_CTX *ssl_ctx,
+                       const struct sockaddr *peer, socklen_t plen)
+{
+    const sl_config_t *cfg = w->cfg;
+    sl_conn_t *c = sl_calloc(1, sizeof(*c));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->id = ++w->next_conn_id;
+    c->fd = fd;
+    c->worker = w;
+    c->lcfg = lcfg;
+    memcpy(&c->peer_addr, peer, SL_MIN((size_t)plen, sizeof(c->peer_addr)));
+    format_peer(c, peer);
+    sl_buf_init(&c->out, &w->bufpool,
+                cfg->limits.conn_out_bytes / SL_BUF_CHUNK_SIZE + SL_CONN_OUT_SLACK / SL_BUF_CHUNK_SIZE);
+    ev_io_init(&c->rio, on_io, fd, EV_READ);
+    ev_io_init(&c->wio, on_io, fd, EV_WRITE);
+    c->rio.data = c->wio.data = c;
+    ev_init(&c->timer, on_timer);
+    c->timer.data = c;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    if (ssl_ctx) {
+        c->ssl = SSL_new(ssl_ctx);
+        if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+            sl_log(SL_LOG_WARN, c, "SSL_new failed");
+            do_close(c);
+            return NULL;
+        }
+        SSL_set_accept_state(c->ssl);
+        c->handshaking = 1;
+        sl_conn_timer_set(c, cfg->timeouts.tls_handshake_s);
+    } else if (start_h1(c, NULL, 0) != 0) {
+        do_close(c);
+        return NULL;
+    }
+    if (!c->closing)
+        ev_io_start(w->loop, &c->rio);
+    return c;
+}
+
+int sl_conn_write(sl_conn_t *c, const void *data, size_t len)
+{
+    if (c->closing)
+        return SL_ECLOSED;
+    if (sl_buf_write_all(&c->out, data, len) != 0)
+        return SL_EAGAIN;
+    sl_conn_flush_soon(c);
+    return 0;
+}
+
+size_t sl_conn_out_space(const sl_conn_t *c)
+{
+    return sl_buf_space(&c->out);
+}
+
+int sl_conn_out_is_high(const sl_conn_t *c)
+{
+    return sl_buf_space(&c->out) < SL_CONN_OUT_SLACK;
+}
+
+void sl_conn_flush_soon(sl_conn_t *c)
+{
+    if (c->in_flush_list || c->closing)
+        return;
+    c->in_flush_list = 1;
+    c->next_flush = c->worker->flushing;
+    c->worker->flushing = c;
+}
+
+void sl_conn_pause_read(sl_conn_t *c)
+{
+    c->read_paused = 1;
+    ev_io_stop(c->worker->loop, &c->rio);
+}
+
+void sl_conn_resume_read(sl_conn_t *c)
+{
+    if (!c->read_paused || c->closing || c->lingering)
+        return;
+    c->read_paused = 0;
+    ev_io_start(c->worker->loop, &c->rio);
+    /* TLS may hold decrypted bytes that no new socket event will announce. */
+    if (c->ssl && SSL_pending(c->ssl) > 0)
+        ev_feed_event(c->worker->loop, &c->rio, EV_READ);
+}
+
+void sl_conn_timer_set(sl_conn_t *c, double secs)
+{
+    if (c->closing)
+        return;
+    if (secs <= 0) {
+        ev_timer_stop(c->worker->loop, &c->timer);
+        c->timer_secs = 0;
+        return;
+    }
+    c->timer.repeat = secs;
+    c->timer_secs = secs;
+    ev_timer_again(c->worker->loop, &c->timer);
+}
+
+void sl_conn_set_proto(sl_conn_t *c, const sl_proto_t *p, void *pdata)
+{
+    c->proto = p;
+    c->pdata = pdata;
+}
+
+/* Run the protocol's on_close exactly once. */
+static void close_proto(sl_conn_t *c)
+{
+    if (c->proto && !c->proto_closed) {
+        c->proto_closed = 1;
+        c->proto->on_close(c);
+    }
+}
+
+/* Tear down I/O now; the memory is freed in sl_conn_reap. */
+static void do_close(sl_conn_t *c)
+{
+    sl_worker_t *w = c->worker;
+    if (c->closing)
+        return;
+    close_proto(c);
+    c->closing = 1;
+    ev_io_stop(w->loop, &c->rio);
+    ev_io_stop(w->loop, &c->wio);
+    ev_timer_stop(w->loop, &c->timer);
+    if (c->ssl) {
+        /* Best effort close_notify; never wait for the peer's. */
+        if (!c->handshaking && !c->eof)
+            SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    close(c->fd);
+    c->fd = -1;
+    sl_buf_dispose(&c->out);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    c->next_closing = w->closing;
+    w->closing = c;
+}
+
+void sl_conn_close(sl_conn_t *c, int flush)
+{
+    if (c->closing || c->lingering)
+        return;
+    if (!flush || sl_buf_is_empty(&c->out)) {
+        do_close(c);
+        return;
+    }
+    /* Linger: stop reading, let queued output (an error page, a GOAWAY)
+     * leave, bounded by linger_s. */
+    close_proto(c);
+    c->lingering = 1;
+    ev_io_stop(c->worker->loop, &c->rio);
+    sl_conn_timer_set(c, c->worker->cfg->timeouts.linger_s);
+    sl_conn_flush_soon(c);
+}
+
+void sl_conn_drain(sl_conn_t *c)
+{
+    if (c->closing || c->lingering)
+        return;
+    if (c->handshaking || !c->proto) {
+        do_close(c);
+        return;
+    }
+    if (c->proto->on_drain(c) == SL_ECLOSED)
+        sl_conn_close(c, 1);
+}
+
+static void log_ssl_error(sl_conn_t *c, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    char buf[256] = "";
+    if (e)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    /* A failed handshake is the client's business: info, not warn. */
+    sl_log(SL_LOG_INFO, c, "%s: %s", what, e ? buf : strerror(errno));
+    ERR_clear_error();
+}
+
+static int finish_handshake(sl_conn_t *c)
+{
+    const unsigned char *alpn = NULL;
+    unsigned alen = 0;
+    const char *sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+    c->handshaking = 0;
+    ev_timer_stop(c->worker->loop, &c->timer);
+    SSL_get0_alpn_selected(c->ssl, &alpn, &alen);
+    c->tls_version = SSL_get_version(c->ssl);
+    if (sni)
+        c->sni = sl_strdup(sni);
+    if (alen == 2 && memcmp(alpn, "h2", 2) == 0) {
+        c->alpn = "h2";
+        return start_h2(c, NULL, 0);
+    }
+    c->alpn = alen == 8 && memcmp(alpn, "http/1.1", 8) == 0 ? "http/1.1" : NULL;
+    return start_h1(c, NULL, 0);
+}
+
+/* Returns 0 to go on (maybe waiting), SL_ECLOSED when the conn closed. */
+static int do_handshake(sl_conn_t *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1)
+        return finish_handshake(c) == 0 ? 0 : SL_ECLOSED;
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ) {
+        c->want_write = 0;
+        return 0;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+        c->want_write = 1;
+        ev_io_start(c->worker->loop, &c->wio);
+        return 0;
+    }
+    log_ssl_error(c, "TLS handshake failed");
+    return SL_ECLOSED;
+}
+
+/* Read one batch. Returns >0 bytes, 0 on EOF, SL_EAGAIN, or SL_ERROR. */
+static ssize_t conn_recv(sl_conn_t *c, uint8_t *buf, size_t len)
+{
+    if (!c->ssl) {
+        ssize_t n;
+        do
+            n = read(c->fd, buf, len);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? SL_EAGAIN : SL_ERROR;
+        return n;
+    }
+    ERR_clear_error();
+    int r = SSL_read(c->ssl, buf, (int)SL_MIN(len, (size_t)INT32_MAX));
+    if (r > 0)
+        return r;
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        return SL_EAGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        c->want_write = 1;
+        ev_io_start(c->worker->loop, &c->wio);
+        return SL_EAGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error() == 0 && errno == 0)
+            return 0; /* EOF without close_notify: treat as a plain close */
+        /* fall through */
+    default:
+        log_ssl_error(c, "TLS read failed");
+        return SL_ERROR;
+    }
+}
+
+static void handle_read(sl_conn_t *c)
+{
+    for (int i = 0; i < READS_PER_EVENT && !c->closing && !c->lingering && !c->read_paused; i++) {
+        ssize_t n = conn_recv(c, read_buf, sizeof(read_buf));
+        if (n == SL_EAGAIN)
+            return;
+        if (n < 0) {
+            do_close(c);
+            return;
+        }
+        if (n == 0) {
+            c->eof = 1;
+            if (c->proto->on_eof(c) == SL_ECLOSED || !c->closing)
+                sl_conn_close(c, 1);
+            return;
+        }
+        if (c->proto->on_read(c, read_buf, (size_t)n) == SL_ECLOSED) {
+            sl_conn_close(c, 1);
+            return;
+        }
+        if ((size_t)n < sizeof(read_buf) && !(c->ssl && SSL_pending(c->ssl)))
+            return;
+    }
+    /* More may be waiting; let other conns run first, then come back. */
+    if (!c->closing && !c->lingering && !c->read_paused)
+        ev_feed_event(c->worker->loop, &c->rio, EV_READ);
+}
+
+/* Write what is queued. Returns 0 (maybe partial: wio armed) or SL_ERROR. */
+static int conn_send(sl_conn_t *c)
+{
+    while (!sl_buf_is_empty(&c->out)) {
+        if (!c->ssl) {
+            struct iovec iov[16];
+            int cnt = sl_buf_iov(&c->out, iov, 16);
+            ssize_t n = writev(c->fd, iov, cnt);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                return SL_ERROR;
+            }
+            sl_buf_skip(&c->out, (size_t)n);
+            continue;
+        }
+        const uint8_t *p;
+        size_t len;
+        sl_buf_peek(&c->out, &p, &len);
+        ERR_clear_error();
+        int r = SSL_write(c->ssl, p, (int)len);
+        if (r > 0) {
+            sl_buf_skip(&c->out, (size_t)r);
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+            break;
+        if (e != SSL_ERROR_SYSCALL || errno != EPIPE)
+            log_ssl_error(c, "TLS write failed");
+        return SL_ERROR;
+    }
+    if (sl_buf_is_empty(&c->out))
+        ev_io_stop(c->worker->loop, &c->wio);
+    else
+        ev_io_start(c->worker->loop, &c->wio);
+    return 0;
+}
+
+/* Flush, then let the protocol refill while there is room. */
+static void flush_conn(sl_conn_t *c)
+{
+    for (int round = 0; round < FLUSH_ROUNDS && !c->closing; round++) {
+        size_t before = sl_buf_len(&c->out);
+        if (conn_send(c) != 0) {
+            do_close(c);
+            return;
+        }
+        if (c->lingering) {
+            if (sl_buf_is_empty(&c->out))
+                do_close(c);
+            return;
+        }
+        if (sl_conn_out_is_high(c) || !c->proto || c->handshaking)
+            return;
+        c->in_callback = 1;
+        int r = c->proto->on_writable(c);
+        c->in_callback = 0;
+        if (r == SL_ECLOSED) {
+            sl_conn_close(c, 1);
+            continue;
+        }
+        if (sl_buf_len(&c->out) == 0 || (sl_buf_len(&c->out) == before && before != 0))
+            return;
+    }
+    /* Still producing after many rounds: finish on the next iteration. */
+    if (!c->closing && !sl_buf_is_empty(&c->out))
+        sl_conn_flush_soon(c);
+}
+
+void sl_conn_flush_pending(sl_worker_t *w)
+{
+    /* Flushing may queue conns again (the protocol refills); take the list
+     * first so this loop terminates. */
+    while (w->flushing) {
+        sl_conn_t *list = w->flushing;
+        w->flushing = NULL;
+        while (list) {
+            sl_conn_t *c = list;
+            list = c->next_flush;
+            c->in_flush_list = 0;
+            c->next_flush = NULL;
+            if (!c->closing)
+                flush_conn(c);
+        }
+        if (w->flushing && w->flushing->in_flush_list)
+            break; /* a conn re-queued itself: leave it for the next iteration */
+    }
+}
+
+void sl_conn_reap(sl_worker_t *w)
+{
+    while (w->closing) {
+        sl_conn_t *c = w->closing;
+        w->closing = c->next_closing;
+        /* It may still sit on the flush list (closed while queued). */
+        if (c->in_flush_list) {
+            sl_conn_t **pp = &w->flushing;
+            while (*pp && *pp != c)
+                pp = &(*pp)->next_flush;
+            if (*pp)
+                *pp = c->next_flush;
+        }
+        sl_free(c->sni);
+        sl_free(c);
+    }
+}
+
+static void on_io(struct ev_loop *loop, ev_io *iow, int revents)
+{
+    sl_conn_t *c = iow->data;
+    (void)loop;
+    if (c->closing)
+        return;
+    if (c->handshaking) {
+        if (do_handshake(c) != 0)
+            do_close(c);
+        else if (!c->handshaking && !c->closing)
+            handle_read(c); /* the client's first request may already be here */
+        return;
+    }
+    if (revents & EV_WRITE) {
+        if (c->want_write) {
+            /* TLS needed to write before it could read; retry the read. */
+            c->want_write = 0;
+            ev_io_stop(loop, &c->wio);
+            handle_read(c);
+        }
+        if (!c->closing)
+            flush_conn(c);
+    }
+    if ((revents & EV_READ) && !c->closing && !c->lingering)
+        handle_read(c);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    sl_conn_t *c = t->data;
+    (void)loop;
+    (void)revents;
+    if (c->closing)
+        return;
+    if (c->handshaking) {
+        sl_log(SL_LOG_INFO, c, "client did not finish the TLS handshake in time");
+        do_close(c);
+        return;
+    }
+    if (c->lingering) {
+        do_close(c);
+        return;
+    }
+    ev_timer_stop(loop, t);
+    if (c->proto->on_timeout(c) == SL_ECLOSED)
+        sl_conn_close(c, 1);
+}

@@ -1,0 +1,239 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Wiring: registers the handlers with the router, loads the configuration
+ * (a file, or the default embedded at build time from etc/sluice.json),
+ * builds TLS contexts, opens one SO_REUSEPORT socket per listener per
+ * worker, starts the workers and then handles signals on the main thread:
+ * SIGTERM/SIGINT drain (a second one stops at once).
+ */
+#include "sl.h"
+#include "config.h"
+#include "conn.h"
+#include "handlers.h"
+#include "log.h"
+#include "router.h"
+#include "tls.h"
+#include "worker.h"
+#include "h1/h1.h"
+#include "h2/h2.h"
+#include "harness/harness.h"
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+extern const char sl_default_config[];
+
+typedef struct server {
+    sl_config_t *cfg;
+    sl_tls_t **tls;   /* per cfg->tls_cfgs */
+    SSL_CTX **ctxs;   /* per listener */
+    int *fds;         /* nworkers x nlisteners */
+    sl_worker_t *workers;
+    int nworkers;
+} server_t;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sluice [-c FILE] [-t] [-h] [--version]\n"
+               "  -c FILE    configuration file (default: the embedded etc/sluice.json)\n"
+               "  -t         check the configuration and exit (0 valid, 1 invalid)\n"
+               "  -h         this help\n"
+               "  --version  print the version\n");
+}
+
+static void register_handlers(void)
+{
+    sl_router_register(&sl_health_handler);
+    sl_router_register(&sl_return_handler);
+    sl_router_register(&sl_harness_handler);
+}
+
+static int build_tls(server_t *s, char *err, size_t errlen)
+{
+    const sl_config_t *cfg = s->cfg;
+    s->tls = sl_calloc(cfg->ntls ? cfg->ntls : 1, sizeof(*s->tls));
+    s->ctxs = sl_calloc(cfg->nlisteners, sizeof(*s->ctxs));
+    for (size_t i = 0; i < cfg->ntls; i++) {
+        s->tls[i] = sl_tls_new(&cfg->tls_cfgs[i], err, errlen);
+        if (!s->tls[i])
+            return SL_ERROR;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const sl_tls_cfg_t *t = cfg->listeners[i].tls;
+        if (t)
+            s->ctxs[i] = sl_tls_default_ctx(s->tls[t - cfg->tls_cfgs]);
+    }
+    return 0;
+}
+
+/* One socket per listener per worker; a ":0" port is fixed by the first
+ * bind so every worker shares it. */
+static int open_sockets(server_t *s, char *err, size_t errlen)
+{
+    size_t nl = s->cfg->nlisteners;
+    s->fds = sl_malloc(sizeof(int) * nl * (size_t)s->nworkers);
+    for (size_t i = 0; i < nl * (size_t)s->nworkers; i++)
+        s->fds[i] = -1;
+    for (size_t l = 0; l < nl; l++) {
+        int port = 0;
+        for (int w = 0; w < s->nworkers; w++) {
+            int fd = sl_listener_open(&s->cfg->listeners[l], port, err, errlen);
+            if (fd < 0)
+                return SL_ERROR;
+            s->fds[(size_t)w * nl + l] = fd;
+            port = sl_listener_port(fd);
+        }
+        fprintf(stderr, "sluice: listening on %s port %d (%s)\n", s->cfg->listeners[l].addr, port,
+                s->cfg->listeners[l].tls ? "tls, alpn h2,http/1.1"
+                : s->cfg->listeners[l].h2c ? "cleartext, http/1.1 + h2c"
+                                           : "cleartext, http/1.1");
+    }
+    return 0;
+}
+
+static int start_workers(server_t *s)
+{
+    size_t nl = s->cfg->nlisteners;
+    s->workers = sl_calloc((size_t)s->nworkers, sizeof(*s->workers));
+    for (int w = 0; w < s->nworkers; w++) {
+        if (sl_worker_init(&s->workers[w], w, s->cfg, &s->fds[(size_t)w * nl], s->ctxs) != 0)
+            return SL_ERROR;
+        for (size_t l = 0; l < nl; l++)
+            s->fds[(size_t)w * nl + l] = -1; /* owned by the worker now */
+        if (sl_worker_start(&s->workers[w]) != 0)
+            return SL_ERROR;
+    }
+    return 0;
+}
+
+static int all_done(const server_t *s)
+{
+    for (int w = 0; w < s->nworkers; w++)
+        if (!sl_worker_is_done(&s->workers[w]))
+            return 0;
+    return 1;
+}
+
+static void command_all(server_t *s, int cmd)
+{
+    for (int w = 0; w < s->nworkers; w++)
+        sl_worker_command(&s->workers[w], cmd);
+}
+
+static void wait_for_signals(server_t *s, const sigset_t *set)
+{
+    struct timespec tick = {0, 200 * 1000 * 1000};
+    int draining = 0;
+    while (!all_done(s)) {
+        int sig = sigtimedwait(set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            if (!draining) {
+                fprintf(stderr, "sluice: %s: draining (up to %.0fs)\n",
+                        sig == SIGTERM ? "SIGTERM" : "SIGINT", s->cfg->timeouts.drain_s);
+                command_all(s, SL_WORKER_CMD_DRAIN);
+                draining = 1;
+            } else {
+                fprintf(stderr, "sluice: second signal: stopping now\n");
+                command_all(s, SL_WORKER_CMD_STOP);
+            }
+        } else if (sig == SIGHUP) {
+            fprintf(stderr, "sluice: SIGHUP: configuration reload is not supported yet; "
+                            "ignored\n");
+        }
+    }
+}
+
+static void server_free(server_t *s)
+{
+    for (int w = 0; s->workers && w < s->nworkers; w++) {
+        if (s->workers[w].loop && s->workers[w].thread)
+            sl_worker_join(&s->workers[w]);
+        sl_worker_dispose(&s->workers[w]);
+    }
+    sl_free(s->workers);
+    if (s->fds)
+        for (size_t i = 0; i < s->cfg->nlisteners * (size_t)s->nworkers; i++)
+            if (s->fds[i] >= 0)
+                close(s->fds[i]);
+    sl_free(s->fds);
+    for (size_t i = 0; s->tls && i < s->cfg->ntls; i++)
+        sl_tls_free(s->tls[i]);
+    sl_free(s->tls);
+    sl_free(s->ctxs);
+    sl_config_free(s->cfg);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int test_only = 0, opt;
+    char err[1024];
+    server_t s = {0};
+
+    while ((opt = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': test_only = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("sluice %s\n", SL_VERSION); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 1;
+    }
+    register_handlers();
+    s.cfg = path ? sl_config_load_file(path, err, sizeof(err))
+                 : sl_config_load_string(sl_default_config, "(embedded etc/sluice.json)", err,
+                                         sizeof(err));
+    if (!s.cfg) {
+        fprintf(stderr, "sluice: configuration error: %s\n", err);
+        return 1;
+    }
+    if (test_only) {
+        printf("sluice: configuration %s is valid\n", s.cfg->path);
+        sl_config_free(s.cfg);
+        return 0;
+    }
+    sl_log_set_level(s.cfg->log_level);
+    sl_conn_set_starters(sl_h1_conn_start, sl_h2_conn_start);
+    signal(SIGPIPE, SIG_IGN);
+    s.nworkers = s.cfg->workers;
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    /* Block before the threads start so only sigtimedwait sees them. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    if (build_tls(&s, err, sizeof(err)) != 0 || open_sockets(&s, err, sizeof(err)) != 0) {
+        fprintf(stderr, "sluice: %s\n", err);
+        server_free(&s);
+        return 1;
+    }
+    if (start_workers(&s) != 0) {
+        fprintf(stderr, "sluice: cannot start workers\n");
+        command_all(&s, SL_WORKER_CMD_STOP);
+        server_free(&s);
+        return 1;
+    }
+    fprintf(stderr, "sluice %s: %d worker(s) running, config %s\n", SL_VERSION, s.nworkers,
+            s.cfg->path);
+    wait_for_signals(&s, &set);
+    server_free(&s);
+    fprintf(stderr, "sluice: stopped\n");
+    return 0;
+}

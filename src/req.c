@@ -1,0 +1,163 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The protocol-neutral parts of the request model: header lists in the
+ * request pool, the sl_resp_* wrappers that dispatch to the protocol's
+ * sl_req_ops_t, and a few response helpers handlers share.
+ */
+#include "req.h"
+#include <stdio.h>
+
+void sl_req_init(sl_req_t *req, sl_proto_kind_t proto, sl_conn_t *conn)
+{
+    memset(req, 0, sizeof(*req));
+    sl_pool_init(&req->pool);
+    req->proto = proto;
+    req->conn = conn;
+    req->content_length = -1;
+    req->res.content_length = -1;
+    req->res.status = 200;
+    req->start_ns = sl_now_ns();
+}
+
+void sl_req_dispose(sl_req_t *req)
+{
+    sl_pool_dispose(&req->pool);
+}
+
+void sl_headers_add(sl_pool_t *pool, sl_headers_t *h, const char *name, size_t nlen,
+                    const char *value, size_t vlen)
+{
+    if (h->n == h->cap) {
+        size_t ncap = h->cap ? h->cap * 2 : 16;
+        sl_header_t *nv = sl_pool_alloc(pool, ncap * sizeof(*nv));
+        if (h->n)
+            memcpy(nv, h->v, h->n * sizeof(*nv));
+        h->v = nv;
+        h->cap = ncap;
+    }
+    sl_header_t *e = &h->v[h->n++];
+    e->name.p = sl_pool_strndup(pool, name, nlen);
+    e->name.n = nlen;
+    e->value.p = sl_pool_strndup(pool, value, vlen);
+    e->value.n = vlen;
+}
+
+const sl_header_t *sl_headers_find(const sl_headers_t *h, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < h->n; i++)
+        if (h->v[i].name.n == n && memcmp(h->v[i].name.p, name, n) == 0)
+            return &h->v[i];
+    return NULL;
+}
+
+const sl_header_t *sl_req_header(const sl_req_t *req, const char *name)
+{
+    return sl_headers_find(&req->headers, name);
+}
+
+void sl_resp_header_addn(sl_req_t *req, const char *name, size_t nlen, const char *value,
+                         size_t vlen)
+{
+    sl_headers_add(&req->pool, &req->res.headers, name, nlen, value, vlen);
+}
+
+void sl_resp_header_add(sl_req_t *req, const char *name, const char *value)
+{
+    sl_resp_header_addn(req, name, strlen(name), value, strlen(value));
+}
+
+void sl_resp_trailer_add(sl_req_t *req, const char *name, const char *value)
+{
+    sl_headers_add(&req->pool, &req->res.trailers, name, strlen(name), value, strlen(value));
+}
+
+int sl_resp_send(sl_req_t *req, const void *data, size_t len, int final)
+{
+    if (req->final_sent)
+        return SL_ECLOSED;
+    if (final)
+        req->final_sent = 1;
+    return req->ops->send(req, data, len, final);
+}
+
+int sl_resp_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
+{
+    if (req->head_sent || status < 100 || status > 199)
+        return SL_EINVAL;
+    return req->ops->informational(req, status, hdrs);
+}
+
+void sl_resp_reset(sl_req_t *req, uint32_t h2_error_code)
+{
+    req->ops->reset(req, h2_error_code);
+}
+
+void sl_req_consume(sl_req_t *req, size_t n)
+{
+    if (n)
+        req->ops->consume(req, n);
+}
+
+int sl_resp_simple(sl_req_t *req, int status, const char *content_type, const void *body,
+                   size_t len)
+{
+    void *copy = NULL;
+    if (len) {
+        copy = sl_pool_alloc(&req->pool, len);
+        memcpy(copy, body, len);
+    }
+    req->res.status = status;
+    if (content_type)
+        sl_resp_header_add(req, "content-type", content_type);
+    req->res.content_length = (int64_t)len;
+    return sl_resp_send(req, copy, len, 1);
+}
+
+int sl_resp_error(sl_req_t *req, int status, const char *msg)
+{
+    char *body = sl_pool_printf(&req->pool, "{\"error\":\"%s\",\"status\":%d}\n", msg, status);
+    return sl_resp_simple(req, status, "application/json", body, strlen(body));
+}
+
+const char *sl_status_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 103: return "Early Hints";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}

@@ -1,0 +1,128 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Route table: handler registry, route parsing from config, and matching a
+ * request's host + path to a route (first match in config order). The
+ * table is part of the immutable config snapshot, so matching takes no
+ * lock.
+ */
+#include "router.h"
+#include "config.h"
+#include "log.h"
+#include <stdio.h>
+#include <strings.h>
+
+#define MAX_HANDLERS 32
+
+static const sl_handler_def_t *handlers[MAX_HANDLERS];
+static size_t nhandlers;
+
+void sl_router_register(const sl_handler_def_t *def)
+{
+    SL_ASSERT(nhandlers < MAX_HANDLERS);
+    handlers[nhandlers++] = def;
+}
+
+const sl_handler_def_t *sl_router_find_handler(const char *name)
+{
+    for (size_t i = 0; i < nhandlers; i++)
+        if (strcmp(handlers[i]->name, name) == 0)
+            return handlers[i];
+    return NULL;
+}
+
+int sl_router_parse_route(json_t *obj, const char *path, sl_route_t *r, char *err, size_t errlen)
+{
+    const char *p, *host, *match, *hname;
+    memset(r, 0, sizeof(*r));
+    if (!json_is_object(obj)) {
+        snprintf(err, errlen, "%s: must be an object", path);
+        return SL_EINVAL;
+    }
+    if (sl_config_get_str(obj, path, "path", NULL, &p, err, errlen) ||
+        sl_config_get_str(obj, path, "host", NULL, &host, err, errlen) ||
+        sl_config_get_str(obj, path, "match", "prefix", &match, err, errlen) ||
+        sl_config_get_str(obj, path, "handler", NULL, &hname, err, errlen))
+        return SL_EINVAL;
+    if (!p || p[0] != '/') {
+        snprintf(err, errlen, "%s.path: must be a string starting with '/'", path);
+        return SL_EINVAL;
+    }
+    if (strcmp(match, "prefix") == 0)
+        r->match = SL_ROUTE_PREFIX;
+    else if (strcmp(match, "exact") == 0)
+        r->match = SL_ROUTE_EXACT;
+    else {
+        snprintf(err, errlen, "%s.match: must be \"prefix\" or \"exact\"", path);
+        return SL_EINVAL;
+    }
+    if (!hname) {
+        snprintf(err, errlen, "%s.handler: required", path);
+        return SL_EINVAL;
+    }
+    r->handler = sl_router_find_handler(hname);
+    if (!r->handler) {
+        snprintf(err, errlen, "%s.handler: unknown handler \"%s\"", path, hname);
+        return SL_EINVAL;
+    }
+    if (r->handler->configure && r->handler->configure(obj, path, &r->state, err, errlen) != 0)
+        return SL_EINVAL;
+    r->path = sl_strdup(p);
+    r->path_len = strlen(p);
+    r->host = host ? sl_strdup(host) : NULL;
+    return 0;
+}
+
+void sl_router_route_dispose(sl_route_t *r)
+{
+    if (r->handler && r->handler->free_state && r->state)
+        r->handler->free_state(r->state);
+    sl_free(r->path);
+    sl_free(r->host);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Host without port, compared case-insensitively; "*.suffix" matches any
+ * subdomain of suffix. */
+static int host_matches(const char *pattern, sl_str_t host)
+{
+    const char *colon = host.n && host.p[0] != '[' ? memchr(host.p, ':', host.n) : NULL;
+    if (host.n && host.p[0] == '[') {
+        const char *rb = memchr(host.p, ']', host.n);
+        if (rb)
+            host.n = (size_t)(rb - host.p) + 1;
+    } else if (colon)
+        host.n = (size_t)(colon - host.p);
+    if (pattern[0] == '*' && pattern[1] == '.') {
+        size_t sl = strlen(pattern + 1);
+        return host.n > sl && strncasecmp(host.p + host.n - sl, pattern + 1, sl) == 0;
+    }
+    return strlen(pattern) == host.n && strncasecmp(pattern, host.p, host.n) == 0;
+}
+
+const sl_route_t *sl_router_match(const sl_config_t *cfg, sl_str_t host, sl_str_t path)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const sl_route_t *r = &cfg->routes[i];
+        if (r->match == SL_ROUTE_EXACT) {
+            if (path.n != r->path_len || memcmp(path.p, r->path, path.n) != 0)
+                continue;
+        } else if (path.n < r->path_len || memcmp(path.p, r->path, r->path_len) != 0) {
+            continue;
+        }
+        if (r->host && !host_matches(r->host, host))
+            continue;
+        return r;
+    }
+    return NULL;
+}
+
+void sl_router_dispatch(const sl_config_t *cfg, sl_req_t *req)
+{
+    const sl_route_t *r = sl_router_match(cfg, req->authority, req->path);
+    if (!r) {
+        sl_resp_error(req, 404, "no route");
+        return;
+    }
+    req->route = r;
+    r->handler->on_req(req);
+}

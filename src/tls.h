@@ -1,0 +1,26 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * TLS server contexts from a listener's tls config: certificates (SNI),
+ * ALPN (h2 preferred, then http/1.1, else none -> HTTP/1.1), session
+ * resumption (server cache and tickets), cipher defaults overridable in
+ * config. Built on the main thread, shared read-only by workers.
+ */
+#ifndef SL_TLS_H
+#define SL_TLS_H
+
+#include "sl.h"
+#include "config.h"
+#include <openssl/ssl.h>
+
+typedef struct sl_tls sl_tls_t;
+
+/* Build the contexts for cfg (creating a self-signed localhost certificate
+ * first when cfg->self_signed and the file is missing). NULL + err on
+ * failure. cfg must outlive the result. */
+sl_tls_t *sl_tls_new(const sl_tls_cfg_t *cfg, char *err, size_t errlen);
+void sl_tls_free(sl_tls_t *t);
+SSL_CTX *sl_tls_default_ctx(const sl_tls_t *t);
+
+int sl_tls_make_self_signed(const char *cert, const char *key, char *err, size_t errlen);
+
+#endif
