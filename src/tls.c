@@ -211,7 +211,7 @@ static SSL_CTX *ctx_new(const sl_tls_cfg_t *cfg, const sl_tls_cert_cfg_t *cc, ch
     int minv = cfg->min_version && strcmp(cfg->min_version, "TLSv1.3") == 0 ? TLS1_3_VERSION
                                                                             : TLS1_2_VERSION;
     SSL_CTX_set_min_proto_version(ctx, minv);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF |
                                  (cfg->session_tickets ? 0 : SSL_OP_NO_TICKET));
     /* Small idle footprint: drop read/write buffers between records; allow
      * partial writes from the chunk queue. */
