@@ -1,0 +1,140 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Query strings and numbers for the harness endpoints: percent-decoding,
+ * splitting "a=1&b=2" into a bounded array of decoded pairs, and bounded
+ * decimal parsing. Pure functions: no allocation, no sockets, so the unit
+ * tests drive them directly.
+ */
+#include "harness_int.h"
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+ssize_t sl_harness_pct_decode(const char *s, size_t n, char *dst)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '+') {
+            dst[o++] = ' ';
+        } else if (c == '%') {
+            /* A '%' must start a full two-digit escape; anything else is
+             * ambiguous, so refuse it rather than guess. */
+            if (i + 2 >= n)
+                return SL_EINVAL;
+            int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return SL_EINVAL;
+            dst[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            dst[o++] = (char)c;
+        }
+    }
+    return (ssize_t)o;
+}
+
+/* Decode one piece into scratch at *used, NUL-terminate it and point out at
+ * it. The caller has checked there is room (decoding never grows). */
+static int decode_piece(const char *s, size_t n, char *scratch, size_t *used, sl_str_t *out)
+{
+    ssize_t d = sl_harness_pct_decode(s, n, scratch + *used);
+    if (d < 0)
+        return SL_EINVAL;
+    out->p = scratch + *used;
+    out->n = (size_t)d;
+    scratch[*used + (size_t)d] = '\0';
+    *used += (size_t)d + 1;
+    return 0;
+}
+
+int sl_harness_query_parse(sl_str_t raw, sl_harness_param_t *params, size_t max, char *scratch,
+                           size_t scratch_len, size_t *n, const char **why)
+{
+    size_t count = 0, used = 0, i = 0;
+    *n = 0;
+    SL_ASSERT(scratch_len >= raw.n + 1);
+    while (i < raw.n) {
+        size_t start = i;
+        while (i < raw.n && raw.p[i] != '&')
+            i++;
+        size_t seg = i - start;
+        i++; /* past '&' (or the end) */
+        if (seg == 0)
+            continue;
+        if (count == max) {
+            *why = "too many query parameters";
+            return SL_ETOOBIG;
+        }
+        const char *s = raw.p + start;
+        const char *eq = memchr(s, '=', seg);
+        size_t nlen = eq ? (size_t)(eq - s) : seg;
+        sl_harness_param_t *pr = &params[count];
+        /* name + NUL + value + NUL fits in seg + 1 raw bytes plus the one
+         * byte of slack per segment given by the separator, so scratch
+         * of raw.n + 1 always has room. */
+        if (decode_piece(s, nlen, scratch, &used, &pr->name) != 0)
+            goto bad_escape;
+        if (eq) {
+            if (decode_piece(eq + 1, seg - nlen - 1, scratch, &used, &pr->value) != 0)
+                goto bad_escape;
+        } else {
+            pr->value = SL_STR("");
+        }
+        count++;
+    }
+    *n = count;
+    return 0;
+
+bad_escape:
+    *why = "bad percent-encoding in the query";
+    return SL_EINVAL;
+}
+
+const sl_str_t *sl_harness_query_get(const sl_harness_query_t *q, const char *name)
+{
+    for (size_t i = q->n; i-- > 0;)
+        if (sl_str_eq(q->v[i].name, name))
+            return &q->v[i].value;
+    return NULL;
+}
+
+int sl_harness_parse_u64(sl_str_t s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (s.n == 0)
+        return SL_EINVAL;
+    uint64_t v = 0;
+    int over = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        unsigned d = (unsigned char)s.p[i] - '0';
+        if (d > 9)
+            return SL_EINVAL;
+        if (v > (UINT64_MAX - d) / 10)
+            over = 1; /* keep scanning: a later non-digit is still EINVAL */
+        else
+            v = v * 10 + d;
+    }
+    if (over || v < min || v > max)
+        return SL_ETOOBIG;
+    *out = v;
+    return 0;
+}
+
+int sl_harness_query_u64(const sl_harness_query_t *q, const char *name, uint64_t def, uint64_t min,
+                         uint64_t max, uint64_t *out)
+{
+    const sl_str_t *v = sl_harness_query_get(q, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    return sl_harness_parse_u64(*v, min, max, out);
+}
