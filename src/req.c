@@ -114,9 +114,29 @@ int sl_resp_simple(sl_req_t *req, int status, const char *content_type, const vo
     return sl_resp_send(req, copy, len, 1);
 }
 
+/* msg as a JSON string body: quotes, backslashes and controls escaped. */
+static char *json_quote(sl_pool_t *pool, const char *msg)
+{
+    size_t n = strlen(msg);
+    char *out = sl_pool_alloc(pool, n * 6 + 1), *o = out;
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            *o++ = '\\';
+            *o++ = (char)*p;
+        } else if (*p < 0x20) {
+            o += sprintf(o, "\\u%04x", *p);
+        } else {
+            *o++ = (char)*p;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 int sl_resp_error(sl_req_t *req, int status, const char *msg)
 {
-    char *body = sl_pool_printf(&req->pool, "{\"error\":\"%s\",\"status\":%d}\n", msg, status);
+    char *body = sl_pool_printf(&req->pool, "{\"error\":\"%s\",\"status\":%d}\n",
+                                json_quote(&req->pool, msg), status);
     return sl_resp_simple(req, status, "application/json", body, strlen(body));
 }
 
@@ -158,6 +178,9 @@ const char *sl_status_reason(int status)
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 418: return "I'm a teapot";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    default: return ""; /* RFC 9112 allows an empty reason-phrase */
     }
 }

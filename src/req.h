@@ -161,7 +161,7 @@ int sl_resp_error(sl_req_t *req, int status, const char *msg);
 /* Give request-body credit back (see above). */
 void sl_req_consume(sl_req_t *req, size_t n);
 
-/* Reason phrase for a status code ("OK"); "Unknown" when not known. */
+/* Reason phrase for a status code ("OK"); "" when not known. */
 const char *sl_status_reason(int status);
 
 #endif
