@@ -109,10 +109,10 @@ check-integration: $(BUILD)/sluice
 bench: $(BUILD)/sluice
 	SLUICE_BIN=$(abspath $(BUILD)/sluice) bash t/bench/run.sh
 
+endif
+
 fuzz:
 	$(MAKE) -C t/fuzz
-
-endif
 
 check-includes:
 	@bash t/check-includes.sh
