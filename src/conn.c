@@ -234,7 +234,7 @@ void sl_conn_close(sl_conn_t *c, int flush)
 {
     if (c->closing || c->lingering)
         return;
-    if (!flush || sl_buf_is_empty(&c->out)) {
+    if (!flush || c->eof) {
         do_close(c);
         return;
     }
@@ -356,8 +356,11 @@ static void handle_read(sl_conn_t *c)
             return;
         }
         if (n == 0) {
+            /* A half-close may still want its answer: the protocol decides.
+             * Reading stops either way (EOF stays readable forever). */
             c->eof = 1;
-            if (c->proto->on_eof(c) == SL_ECLOSED || !c->closing)
+            sl_conn_pause_read(c);
+            if (c->proto->on_eof(c) == SL_ECLOSED)
                 sl_conn_close(c, 1);
             return;
         }
@@ -414,6 +417,37 @@ static int conn_send(sl_conn_t *c)
     return 0;
 }
 
+/* Output is out; now half-close and read-and-discard until the peer closes
+ * or linger_s passes. Closing with unread input would make the kernel send
+ * RST, and the client could lose the answer (a 413/431 sent mid-upload). */
+static void finish_linger(sl_conn_t *c)
+{
+    if (c->eof || c->discarding) {
+        if (c->eof)
+            do_close(c);
+        return;
+    }
+    if (c->ssl)
+        SSL_shutdown(c->ssl); /* close_notify, then stop using TLS */
+    shutdown(c->fd, SHUT_WR);
+    c->discarding = 1;
+    ev_io_stop(c->worker->loop, &c->wio);
+    ev_io_start(c->worker->loop, &c->rio);
+}
+
+static void discard_input(sl_conn_t *c)
+{
+    for (int i = 0; i < READS_PER_EVENT; i++) {
+        ssize_t n = read(c->fd, read_buf, sizeof(read_buf));
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        do_close(c);
+        return;
+    }
+}
+
 /* Flush, then let the protocol refill while there is room. */
 static void flush_conn(sl_conn_t *c)
 {
@@ -425,7 +459,7 @@ static void flush_conn(sl_conn_t *c)
         }
         if (c->lingering) {
             if (sl_buf_is_empty(&c->out))
-                do_close(c);
+                finish_linger(c);
             return;
         }
         if (sl_conn_out_is_high(c) || !c->proto || c->handshaking)
@@ -489,6 +523,10 @@ static void on_io(struct ev_loop *loop, ev_io *iow, int revents)
     (void)loop;
     if (c->closing)
         return;
+    if (c->discarding) {
+        discard_input(c);
+        return;
+    }
     if (c->handshaking) {
         if (do_handshake(c) != 0)
             do_close(c);

@@ -69,6 +69,7 @@ struct sl_conn {
     unsigned lingering : 1;    /* closed with flush: only output remains */
     unsigned proto_closed : 1; /* proto->on_close has run */
     unsigned want_write : 1;   /* TLS wants the socket writable */
+    unsigned discarding : 1;   /* lingering close: output done, reading to EOF */
     double timer_secs;
     struct sl_conn *next_closing;
     struct sl_conn *next_flush;

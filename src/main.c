@@ -202,6 +202,13 @@ int main(int argc, char **argv)
         return 1;
     }
     if (test_only) {
+        for (size_t i = 0; i < s.cfg->ntls; i++) {
+            if (sl_tls_check(&s.cfg->tls_cfgs[i], err, sizeof(err)) != 0) {
+                fprintf(stderr, "sluice: configuration error: listen tls: %s\n", err);
+                sl_config_free(s.cfg);
+                return 1;
+            }
+        }
         printf("sluice: configuration %s is valid\n", s.cfg->path);
         sl_config_free(s.cfg);
         return 0;

@@ -247,6 +247,20 @@ fail:
     return NULL;
 }
 
+int sl_tls_check(const sl_tls_cfg_t *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->ncerts; i++) {
+        const sl_tls_cert_cfg_t *cc = &cfg->certs[i];
+        if (cfg->self_signed && !file_exists(cc->cert))
+            continue; /* would be created at start */
+        SSL_CTX *ctx = ctx_new(cfg, cc, err, errlen);
+        if (!ctx)
+            return SL_ERROR;
+        SSL_CTX_free(ctx);
+    }
+    return 0;
+}
+
 sl_tls_t *sl_tls_new(const sl_tls_cfg_t *cfg, char *err, size_t errlen)
 {
     if (ex_index < 0)

@@ -19,6 +19,9 @@ typedef struct sl_tls sl_tls_t;
  * failure. cfg must outlive the result. */
 sl_tls_t *sl_tls_new(const sl_tls_cfg_t *cfg, char *err, size_t errlen);
 void sl_tls_free(sl_tls_t *t);
+/* Load every certificate and key of cfg once (for `sluice -t`), skipping
+ * ones self_signed would create. 0 or SL_ERROR with err set. */
+int sl_tls_check(const sl_tls_cfg_t *cfg, char *err, size_t errlen);
 SSL_CTX *sl_tls_default_ctx(const sl_tls_t *t);
 
 int sl_tls_make_self_signed(const char *cert, const char *key, char *err, size_t errlen);
