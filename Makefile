@@ -127,4 +127,4 @@ clean:
 distclean: clean
 	rm -rf config.mk config.log config.status configure autom4te.cache aclocal.m4 build-aux
 
--include $(shell find build build-san -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,648 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * One HTTP/2 stream = one sl_req_t. Builds the request model from the
+ * decoded header fields (copies go into the request pool; HPACK static
+ * table entries are borrowed), hands it to the router, delivers the body
+ * with flow-control credit, and implements the response sink: HEADERS via
+ * nghttp2_submit_response, DATA pulled by nghttp2 from the handler's
+ * outstanding buffer and written straight into the conn's output queue
+ * (NGHTTP2_DATA_FLAG_NO_COPY), trailers, 1xx, resets.
+ */
+#include "h2_int.h"
+#include "../router.h"
+#include <pthread.h>
+#include <stdio.h>
+
+/* ---- stream objects: a small per-thread (= per-worker) free list ---- */
+
+#define SPARE_MAX 64
+
+static __thread sl_h2_stream_t *spare;
+static __thread unsigned nspare;
+static __thread int spare_registered;
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+
+void sl_h2_stream_cache_flush(void)
+{
+    while (spare) {
+        sl_h2_stream_t *st = spare;
+        spare = st->next;
+        sl_free(st);
+    }
+    nspare = 0;
+}
+
+/* Runs at worker thread exit so the spares do not outlive it. */
+static void spare_on_thread_exit(void *unused)
+{
+    (void)unused;
+    sl_h2_stream_cache_flush();
+}
+
+static void spare_key_create(void)
+{
+    if (pthread_key_create(&spare_key, spare_on_thread_exit) != 0)
+        sl_assert_fail("pthread_key_create", __FILE__, __LINE__);
+}
+
+static sl_h2_stream_t *stream_alloc(void)
+{
+    sl_h2_stream_t *st = spare;
+    if (!st)
+        return sl_malloc(sizeof(*st));
+    spare = st->next;
+    nspare--;
+    return st;
+}
+
+static void stream_release(sl_h2_stream_t *st)
+{
+    if (nspare >= SPARE_MAX) {
+        sl_free(st);
+        return;
+    }
+    if (!spare_registered) {
+        pthread_once(&spare_once, spare_key_create);
+        pthread_setspecific(spare_key, (void *)1);
+        spare_registered = 1;
+    }
+    st->next = spare;
+    spare = st;
+    nspare++;
+}
+
+/* ---- request side ---- */
+
+static const sl_req_ops_t h2_ops;
+
+sl_h2_stream_t *sl_h2_stream_new(sl_h2_session_t *s, int32_t id)
+{
+    sl_h2_stream_t *st = stream_alloc();
+    sl_conn_t *c = s->conn;
+    sl_req_t *req = &st->req;
+    /* sl_req_init clears the req; clear our part after it. */
+    sl_req_init(req, SL_PROTO_H2, c);
+    memset((char *)st + sizeof(st->req), 0, sizeof(*st) - sizeof(st->req));
+    st->sess = s;
+    st->id = id;
+    st->last_active = ev_now(s->loop);
+    req->stream_id = id;
+    req->worker_id = sl_conn_worker_id(c);
+    req->ops = &h2_ops;
+    req->pdata = st;
+    req->peer = c->peer;
+    req->tls.version = c->tls_version;
+    req->tls.alpn = c->alpn;
+    req->tls.sni = c->sni;
+    /* Small first header arrays keep a typical exchange inside the pool's
+     * inline block: no malloc for it at all. */
+    req->headers.v = sl_pool_alloc(&req->pool, 8 * sizeof(sl_header_t));
+    req->headers.cap = 8;
+    req->res.headers.v = sl_pool_alloc(&req->pool, 4 * sizeof(sl_header_t));
+    req->res.headers.cap = 4;
+    sl_h2_session_link(s, st);
+    return st;
+}
+
+/* HPACK static-table strings live forever; everything else is copied
+ * into the request pool (the decoder's buffers do not outlive the call). */
+static sl_str_t rc_str(sl_req_t *req, nghttp2_rcbuf *rc)
+{
+    nghttp2_vec v = nghttp2_rcbuf_get_buf(rc);
+    if (nghttp2_rcbuf_is_static(rc))
+        return (sl_str_t){(const char *)v.base, v.len};
+    return (sl_str_t){sl_pool_strndup(&req->pool, (const char *)v.base, v.len), v.len};
+}
+
+static void add_header(sl_req_t *req, sl_str_t name, sl_str_t value)
+{
+    sl_headers_t *h = &req->headers;
+    if (h->n == h->cap) {
+        size_t ncap = h->cap ? h->cap * 2 : 16;
+        sl_header_t *nv = sl_pool_alloc(&req->pool, ncap * sizeof(*nv));
+        if (h->n)
+            memcpy(nv, h->v, h->n * sizeof(*nv));
+        h->v = nv;
+        h->cap = ncap;
+    }
+    h->v[h->n].name = name;
+    h->v[h->n].value = value;
+    h->n++;
+}
+
+static void on_pseudo(sl_req_t *req, nghttp2_vec n, nghttp2_rcbuf *value)
+{
+    /* nghttp2 has already refused unknown, duplicate and misplaced
+     * pseudo-headers (stream reset with PROTOCOL_ERROR). */
+    switch (n.len) {
+    case 5:
+        if (memcmp(n.base, ":path", 5) == 0)
+            req->target = rc_str(req, value);
+        break;
+    case 7:
+        if (memcmp(n.base, ":method", 7) == 0)
+            req->method = rc_str(req, value);
+        else if (memcmp(n.base, ":scheme", 7) == 0)
+            req->scheme = rc_str(req, value);
+        break;
+    case 9:
+        if (memcmp(n.base, ":protocol", 9) == 0)
+            req->protocol = rc_str(req, value);
+        break;
+    case 10:
+        if (memcmp(n.base, ":authority", 10) == 0)
+            req->authority = rc_str(req, value);
+        break;
+    default:
+        break;
+    }
+}
+
+void sl_h2_stream_on_header(sl_h2_stream_t *st, nghttp2_rcbuf *name, nghttp2_rcbuf *value,
+                            int trailer)
+{
+    sl_req_t *req = &st->req;
+    nghttp2_vec n = nghttp2_rcbuf_get_buf(name);
+    nghttp2_vec v = nghttp2_rcbuf_get_buf(value);
+    /* nghttp2 does not enforce our SETTINGS_MAX_HEADER_LIST_SIZE; count
+     * as RFC 9113 6.5.2 does and stop storing past it (HPACK bomb). The
+     * request is answered 431 once the block ends. */
+    st->hdr_bytes += n.len + v.len + 32;
+    if (st->hdr_bytes > st->sess->cfg->limits.h2_header_list_bytes) {
+        if (!st->hdrs_too_big) {
+            st->hdrs_too_big = 1;
+            sl_h2_glitch(st->sess, "oversized header lists");
+        }
+        return;
+    }
+    /* Request trailers are accepted (size-checked) but not stored: the
+     * request model has no place for them. */
+    if (trailer)
+        return;
+    if (n.len && n.base[0] == ':') {
+        on_pseudo(req, n, value);
+        return;
+    }
+    sl_str_t sn = rc_str(req, name), sv = rc_str(req, value);
+    add_header(req, sn, sv);
+    if (n.len == 14 && memcmp(n.base, "content-length", 14) == 0)
+        req->content_length = sl_str_to_u64(sv); /* nghttp2 validated it */
+    else if (n.len == 6 && memcmp(n.base, "cookie", 6) == 0 && st->ncookies < 3)
+        st->ncookies++;
+}
+
+/* HTTP/2 may split Cookie into crumbs (RFC 9113 8.2.3); handlers and
+ * HTTP/1.1 upstreams expect one field joined with "; ". */
+static void join_cookies(sl_req_t *req)
+{
+    sl_headers_t *h = &req->headers;
+    size_t total = 0, first = SIZE_MAX, w = 0, o = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (sl_str_eq(h->v[i].name, "cookie"))
+            total += h->v[i].value.n + 2;
+    char *buf = sl_pool_alloc(&req->pool, total + 1);
+    for (size_t i = 0; i < h->n; i++) {
+        if (!sl_str_eq(h->v[i].name, "cookie")) {
+            h->v[w++] = h->v[i];
+            continue;
+        }
+        if (o) {
+            memcpy(buf + o, "; ", 2);
+            o += 2;
+        }
+        memcpy(buf + o, h->v[i].value.p, h->v[i].value.n);
+        o += h->v[i].value.n;
+        if (first == SIZE_MAX) {
+            first = w;
+            h->v[w++] = h->v[i];
+        }
+    }
+    buf[o] = '\0';
+    h->v[first].value = (sl_str_t){buf, o};
+    h->n = w;
+}
+
+static void send_continue(sl_h2_stream_t *st)
+{
+    nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"100", 7, 3,
+                     NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+    nghttp2_submit_headers(st->sess->ng, NGHTTP2_FLAG_NONE, st->id, NULL, &nv, 1, NULL);
+}
+
+void sl_h2_stream_on_request(sl_h2_stream_t *st, int end_stream)
+{
+    sl_h2_session_t *s = st->sess;
+    sl_req_t *req = &st->req;
+    const sl_limits_t *lim = &s->cfg->limits;
+    const char *q = req->target.n ? memchr(req->target.p, '?', req->target.n) : NULL;
+
+    req->path = req->target;
+    req->query = (sl_str_t){"", 0};
+    if (q) {
+        req->path.n = (size_t)(q - req->target.p);
+        req->query = (sl_str_t){q + 1, req->target.n - req->path.n - 1};
+    }
+    if (!req->authority.n) {
+        const sl_header_t *host = sl_req_header(req, "host");
+        if (host)
+            req->authority = host->value;
+    }
+    if (!req->scheme.n)
+        req->scheme = sl_conn_is_tls(s->conn) ? SL_STR("https") : SL_STR("http");
+    req->is_head = sl_str_eq(req->method, "HEAD");
+    if (end_stream)
+        req->body_done = 1;
+    if (st->ncookies > 1)
+        join_cookies(req);
+    st->last_active = ev_now(s->loop);
+    /* A connection past its abuse limit serves no new requests. */
+    if (s->lim.tripped)
+        return;
+    st->dispatched = 1;
+    if (st->hdrs_too_big) {
+        if (!s->logged_hdrs) {
+            s->logged_hdrs = 1;
+            sl_log_stream(SL_LOG_INFO, s->conn, st->id,
+                          "client sent a header list over %u bytes", lim->h2_header_list_bytes);
+        }
+        sl_resp_error(req, 431, "request header fields too large");
+        return;
+    }
+    if (sl_str_eq(req->method, "CONNECT") && !req->protocol.n) {
+        sl_log_stream(SL_LOG_INFO, s->conn, st->id, "client sent CONNECT without :protocol");
+        sl_resp_header_add(req, "allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH");
+        sl_resp_error(req, 405, "CONNECT is not supported");
+        return;
+    }
+    if (lim->max_body_bytes && req->content_length > lim->max_body_bytes) {
+        sl_log_stream(SL_LOG_INFO, s->conn, st->id, "client sent content-length %lld over %lld",
+                      (long long)req->content_length, (long long)lim->max_body_bytes);
+        sl_resp_error(req, 413, "request body too large");
+        return;
+    }
+    if (!end_stream) {
+        const sl_header_t *e = sl_req_header(req, "expect");
+        if (e && sl_str_caseeq(e->value, "100-continue")) {
+            req->expect_continue = 1;
+            send_continue(st);
+        }
+    }
+    sl_router_dispatch(s->cfg, req);
+}
+
+void sl_h2_stream_on_data(sl_h2_stream_t *st, const uint8_t *data, size_t len)
+{
+    sl_h2_session_t *s = st->sess;
+    sl_req_t *req = &st->req;
+    int64_t max = s->cfg->limits.max_body_bytes;
+    req->bytes_in += len;
+    st->last_active = ev_now(s->loop);
+    if (max && !st->app_reset && req->bytes_in > (uint64_t)max) {
+        sl_log_stream(SL_LOG_INFO, s->conn, st->id, "client sent a request body over %lld bytes",
+                      (long long)max);
+        st->app_reset = 1;
+        nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+    }
+    if (st->dispatched && !st->app_reset && !req->body_done && req->cbs && req->cbs->on_body) {
+        st->unconsumed += len;
+        req->cbs->on_body(req, data, len, 0);
+        return;
+    }
+    /* Nobody wants it: give the credit back at once. */
+    nghttp2_session_consume(s->ng, st->id, len);
+}
+
+void sl_h2_stream_on_body_end(sl_h2_stream_t *st)
+{
+    sl_req_t *req = &st->req;
+    if (req->body_done)
+        return;
+    req->body_done = 1;
+    if (st->dispatched && !st->app_reset && req->cbs && req->cbs->on_body)
+        req->cbs->on_body(req, NULL, 0, 1);
+}
+
+void sl_h2_stream_close(sl_h2_stream_t *st, uint32_t error_code)
+{
+    sl_h2_session_t *s = st->sess;
+    sl_req_t *req = &st->req;
+    SL_ASSERT(!st->closed);
+    st->closed = 1;
+    sl_h2_session_unlink(s, st);
+    /* Body bytes the handler never consumed still hold connection window. */
+    if (st->unconsumed && !s->dead)
+        nghttp2_session_consume_connection(s->ng, st->unconsumed);
+    if (st->dispatched) {
+        if (!req->head_sent)
+            req->res.status = 0; /* no response: say so in the access log */
+        sl_log_access(req);
+        if (req->cbs && req->cbs->on_close)
+            req->cbs->on_close(req, error_code == NGHTTP2_NO_ERROR && req->final_sent ? 0
+                                                                                     : SL_ECANCELED);
+    }
+    sl_req_dispose(req);
+    stream_release(st);
+}
+
+void sl_h2_stream_from_h1(sl_h2_stream_t *st, const sl_req_t *h1req)
+{
+    sl_req_t *req = &st->req;
+    sl_pool_t *p = &req->pool;
+    static const char *const drop[] = {"connection", "upgrade", "http2-settings", "keep-alive",
+                                       "te", "transfer-encoding", "proxy-connection"};
+    req->method = (sl_str_t){sl_pool_strndup(p, h1req->method.p, h1req->method.n), h1req->method.n};
+    req->target = (sl_str_t){sl_pool_strndup(p, h1req->target.p, h1req->target.n), h1req->target.n};
+    req->authority =
+        (sl_str_t){sl_pool_strndup(p, h1req->authority.p, h1req->authority.n), h1req->authority.n};
+    req->scheme = SL_STR("http");
+    req->content_length = h1req->content_length;
+    for (size_t i = 0; i < h1req->headers.n; i++) {
+        const sl_header_t *h = &h1req->headers.v[i];
+        int skip = 0;
+        for (size_t k = 0; k < SL_ARRAY_LEN(drop) && !skip; k++)
+            skip = sl_str_caseeq(h->name, drop[k]);
+        if (!skip)
+            sl_headers_add(p, &req->headers, h->name.p, h->name.n, h->value.p, h->value.n);
+    }
+}
+
+/* ---- response side ---- */
+
+#define NV_NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
+
+static nghttp2_nv mknv(const char *name, size_t nlen, const char *value, size_t vlen, uint8_t flags)
+{
+    return (nghttp2_nv){(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, nlen, vlen, flags};
+}
+
+/* Connection-specific fields are malformed in HTTP/2 (RFC 9113 8.2.2);
+ * a proxied HTTP/1.1 response may carry them. */
+static int is_hop_header(sl_str_t n)
+{
+    switch (n.n) {
+    case 2:
+        return sl_str_caseeq(n, "te");
+    case 7:
+        return sl_str_caseeq(n, "upgrade");
+    case 10:
+        return sl_str_caseeq(n, "connection") || sl_str_caseeq(n, "keep-alive");
+    case 16:
+        return sl_str_caseeq(n, "proxy-connection");
+    case 17:
+        return sl_str_caseeq(n, "transfer-encoding");
+    default:
+        return 0;
+    }
+}
+
+/* Field names must be lower-case on the wire; copy only when needed. */
+static nghttp2_nv field_nv(sl_req_t *req, const sl_header_t *h)
+{
+    const char *name = h->name.p;
+    for (size_t i = 0; i < h->name.n; i++) {
+        if (name[i] >= 'A' && name[i] <= 'Z') {
+            char *low = sl_pool_strndup(&req->pool, name, h->name.n);
+            for (size_t k = i; k < h->name.n; k++)
+                if (low[k] >= 'A' && low[k] <= 'Z')
+                    low[k] = (char)(low[k] - 'A' + 'a');
+            name = low;
+            break;
+        }
+    }
+    return mknv(name, h->name.n, h->value.p, h->value.n, NV_NO_COPY);
+}
+
+static size_t format_u64(char *out, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0, i = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        out[i++] = tmp[--n];
+    out[i] = '\0';
+    return i;
+}
+
+/* The response head as an nva in the request pool (strings stay valid
+ * until the stream is freed, so nghttp2 need not copy them). */
+static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
+{
+    sl_req_t *req = &st->req;
+    const sl_config_t *cfg = st->sess->cfg;
+    const sl_headers_t *hs = &req->res.headers;
+    nghttp2_nv *nva = sl_pool_alloc(&req->pool, (hs->n + 3) * sizeof(*nva));
+    int have_server = 0;
+    size_t n = 0;
+    if (req->res.status < 200 || req->res.status > 999) {
+        sl_log_stream(SL_LOG_ERROR, st->sess->conn, st->id, "handler set status %d; sending 500",
+                      req->res.status);
+        req->res.status = 500;
+    }
+    format_u64(st->status, (uint64_t)req->res.status);
+    nva[n++] = mknv(":status", 7, st->status, 3, NV_NO_COPY);
+    for (size_t i = 0; i < hs->n; i++) {
+        const sl_header_t *h = &hs->v[i];
+        if (is_hop_header(h->name))
+            continue;
+        if (req->res.content_length >= 0 && sl_str_caseeq(h->name, "content-length"))
+            continue;
+        if (sl_str_caseeq(h->name, "server"))
+            have_server = 1;
+        nva[n++] = field_nv(req, h);
+    }
+    if (req->res.content_length >= 0) {
+        size_t len = format_u64(st->clen, (uint64_t)req->res.content_length);
+        nva[n++] = mknv("content-length", 14, st->clen, len, NV_NO_COPY);
+    }
+    /* The config may be replaced by a reload while the frame waits: let
+     * nghttp2 copy the value. */
+    if (!have_server && cfg->server_name)
+        nva[n++] = mknv("server", 6, cfg->server_name, strlen(cfg->server_name),
+                        NGHTTP2_NV_FLAG_NO_COPY_NAME);
+    *out = nva;
+    return n;
+}
+
+static void submit_trailers(sl_h2_stream_t *st, uint32_t *flags)
+{
+    sl_req_t *req = &st->req;
+    const sl_headers_t *ts = &req->res.trailers;
+    nghttp2_nv *nva = sl_pool_alloc(&req->pool, ts->n * sizeof(*nva));
+    size_t n = 0;
+    for (size_t i = 0; i < ts->n; i++)
+        if (!is_hop_header(ts->v[i].name))
+            nva[n++] = field_nv(req, &ts->v[i]);
+    /* Submitting trailers from the data source callback is allowed. */
+    if (n && nghttp2_submit_trailer(st->sess->ng, st->id, nva, n) == 0)
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+}
+
+/* The data source: hand nghttp2 a length; the bytes are copied later by
+ * sl_h2_stream_send_data straight from the handler's buffer. */
+static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *user_data)
+{
+    sl_h2_stream_t *st = src->ptr;
+    size_t n = SL_MIN(length, st->pend_len);
+    size_t space = sl_conn_out_space(st->sess->conn);
+    (void)ng;
+    (void)id;
+    (void)buf;
+    (void)user_data;
+    if (n == 0 && !st->pend_final) {
+        st->deferred = 1; /* op_send resumes us */
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    /* Keep room for whatever nghttp2 packs next (see SL_H2_OUT_RESERVE). */
+    if (space > SL_H2_OUT_RESERVE + SL_H2_FRAME_HDLEN + 4096 &&
+        n > space - SL_H2_OUT_RESERVE - SL_H2_FRAME_HDLEN)
+        n = space - SL_H2_OUT_RESERVE - SL_H2_FRAME_HDLEN;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (n == st->pend_len && st->pend_final) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->req.res.trailers.n)
+            submit_trailers(st, flags);
+    }
+    return (ssize_t)n;
+}
+
+int sl_h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd,
+                           size_t length, nghttp2_data_source *source, void *user_data)
+{
+    sl_h2_stream_t *st = source->ptr;
+    sl_h2_session_t *s = user_data;
+    sl_conn_t *c = s->conn;
+    (void)ng;
+    SL_ASSERT(frame->data.padlen == 0); /* we never pad */
+    if (sl_conn_out_space(c) < SL_H2_FRAME_HDLEN + length)
+        return NGHTTP2_ERR_WOULDBLOCK; /* nghttp2 retries on the next pump */
+    if (sl_conn_write(c, framehd, SL_H2_FRAME_HDLEN) != 0 ||
+        (length && sl_conn_write(c, st->pend, length) != 0))
+        return NGHTTP2_ERR_CALLBACK_FAILURE; /* the conn is closing */
+    st->pend += length;
+    st->pend_len -= length;
+    st->req.bytes_out += length;
+    st->last_active = ev_now(s->loop);
+    /* The handler's buffer is drained: it may send again, but only after
+     * mem_send returns (never from inside nghttp2). */
+    if (st->pend_len == 0 && !st->pend_final)
+        sl_h2_session_queue_proceed(s, st);
+    return 0;
+}
+
+static int submit_response(sl_h2_stream_t *st, const uint8_t *data, size_t len, int final)
+{
+    sl_req_t *req = &st->req;
+    sl_h2_session_t *s = st->sess;
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
+    nghttp2_nv *nva;
+    size_t n = build_head(st, &nva);
+    int with_body = !req->is_head && !(final && len == 0 && req->res.trailers.n == 0);
+    st->submitted = 1;
+    req->head_sent = 1;
+    if (with_body) {
+        st->pend = data;
+        st->pend_len = len;
+        st->pend_final = final ? 1 : 0;
+    } else {
+        st->no_body = 1; /* END_STREAM on HEADERS; later sends are dropped */
+    }
+    int rv = nghttp2_submit_response(s->ng, st->id, nva, n, with_body ? &prd : NULL);
+    if (rv != 0) {
+        sl_log_stream(SL_LOG_ERROR, s->conn, st->id, "nghttp2_submit_response: %s",
+                      nghttp2_strerror(rv));
+        return SL_ECLOSED;
+    }
+    if (!final && (!with_body || len == 0))
+        sl_h2_session_queue_proceed(s, st);
+    sl_h2_session_want_pump(s);
+    return 0;
+}
+
+static int op_send(sl_req_t *req, const uint8_t *data, size_t len, int final)
+{
+    sl_h2_stream_t *st = req->pdata;
+    sl_h2_session_t *s = st->sess;
+    if (st->closed || s->dead)
+        return SL_ECLOSED;
+    if (!st->submitted)
+        return submit_response(st, data, len, final);
+    if (st->no_body) {
+        if (!final)
+            sl_h2_session_queue_proceed(s, st);
+        sl_h2_session_want_pump(s);
+        return 0;
+    }
+    /* req.h: one send outstanding at a time, the next after on_proceed. */
+    SL_ASSERT(st->pend_len == 0 && !st->pend_final);
+    st->pend = data;
+    st->pend_len = len;
+    st->pend_final = final ? 1 : 0;
+    if (len == 0 && !final) {
+        sl_h2_session_queue_proceed(s, st);
+    } else if (st->deferred) {
+        st->deferred = 0;
+        nghttp2_session_resume_data(s->ng, st->id);
+    }
+    sl_h2_session_want_pump(s);
+    return 0;
+}
+
+static int op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
+{
+    sl_h2_stream_t *st = req->pdata;
+    sl_h2_session_t *s = st->sess;
+    size_t n = 0, cnt = hdrs ? hdrs->n : 0;
+    char code[4];
+    if (st->closed || s->dead)
+        return SL_ECLOSED;
+    if (status == 101)
+        return SL_EINVAL; /* no such thing in HTTP/2 */
+    nghttp2_nv *nva = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*nva));
+    format_u64(code, (uint64_t)status);
+    /* The handler's list may be on its stack: let nghttp2 copy. */
+    nva[n++] = mknv(":status", 7, code, 3, NGHTTP2_NV_FLAG_NONE);
+    for (size_t i = 0; i < cnt; i++)
+        if (!is_hop_header(hdrs->v[i].name)) {
+            nva[n] = field_nv(req, &hdrs->v[i]);
+            nva[n++].flags = NGHTTP2_NV_FLAG_NONE;
+        }
+    int rv = nghttp2_submit_headers(s->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL);
+    sl_h2_session_want_pump(s);
+    return rv == 0 ? 0 : SL_ECLOSED;
+}
+
+static void op_reset(sl_req_t *req, uint32_t code)
+{
+    sl_h2_stream_t *st = req->pdata;
+    sl_h2_session_t *s = st->sess;
+    if (st->closed || s->dead)
+        return;
+    st->app_reset = 1;
+    nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, st->id, code);
+    sl_h2_session_want_pump(s);
+}
+
+static void op_consume(sl_req_t *req, size_t n)
+{
+    sl_h2_stream_t *st = req->pdata;
+    sl_h2_session_t *s = st->sess;
+    if (st->closed || s->dead)
+        return;
+    n = SL_MIN(n, st->unconsumed);
+    st->unconsumed -= n;
+    /* Queues WINDOW_UPDATE once enough credit has built up. */
+    nghttp2_session_consume(s->ng, st->id, n);
+    sl_h2_session_want_pump(s);
+}
+
+static const sl_req_ops_t h2_ops = {
+    .send = op_send,
+    .informational = op_informational,
+    .reset = op_reset,
+    .consume = op_consume,
+};
