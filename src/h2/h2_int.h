@@ -88,6 +88,7 @@ struct sl_h2_session {
     int32_t max_sid;     /* highest client stream id seen in a HEADERS */
     uint64_t sid_seen;   /* bit k: stream max_sid - 2k was opened (RFC 9113 5.1.1) */
     unsigned want_close : 1;  /* close (after flush) at the end of the entry */
+    unsigned await_preface : 1; /* h2c upgrade: no output before the client's SETTINGS */
     unsigned dead : 1;        /* torn down: ops answer SL_ECLOSED */
     unsigned drain : 2;       /* 0, 1 shutdown notice sent, 2 final GOAWAY */
     unsigned read_paused : 1; /* we paused input (output backlog) */

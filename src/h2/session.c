@@ -420,6 +420,11 @@ static int write_settings(sl_h2_session_t *s, const uint8_t *p, size_t n)
 static int send_frames(sl_h2_session_t *s)
 {
     sl_conn_t *c = s->conn;
+    /* After an h2c upgrade, stay quiet until the client's preface and
+     * SETTINGS arrive: the 101 then leaves alone, and clients that cap what
+     * they buffer behind a 101 (curl 7.88: 32 KiB) are not overrun. */
+    if (s->await_preface && s->lim.settings_seen == 0)
+        return 0;
     if (s->hold_len && flush_hold(s) != 0)
         return 0;
     while (!sl_conn_out_is_high(c)) {
@@ -700,6 +705,10 @@ int sl_h2_conn_upgrade(sl_conn_t *c, const uint8_t *settings, size_t slen, const
         return SL_ECLOSED;
     int rv = nghttp2_session_upgrade2(s->ng, settings, slen, sl_str_eq(h1req->method, "HEAD"),
                                       NULL);
+    /* upgrade2 reports the HTTP2-Settings payload as a received SETTINGS
+     * frame; the client's real preface SETTINGS is still to come. */
+    s->lim.settings_seen = 0;
+    s->await_preface = 1;
     s->depth++;
     if (rv != 0) {
         /* The 101 is out; answer in HTTP/2. */

@@ -391,3 +391,15 @@ def test_echo_backpressure(sluice):
         c.send_body(sid, body[sent:], end_stream=True)
         c.wait_stream(sid, timeout=60 * SLOW)
     assert bytes(st.data) == body
+
+
+def test_h2c_upgrade_large_response_curl(sluice):
+    """Regression: after an h2c upgrade sluice sent SETTINGS and ~64 KiB of
+    DATA right behind the 101, which curl 7.88 refuses ("connection buffer
+    size is too small ... following HTTP Upgrade"). Output now waits for
+    the client's preface."""
+    for _ in range(3):
+        r = curl(sluice, "h2c-upgrade", "/_h/bytes/1048576")
+        assert r.rc == 0, r
+        assert r.http_version == "2"
+        assert r.body == harness_bytes(1048576)
