@@ -273,18 +273,10 @@ static void table_defaults(const cfg_key_t *tab, size_t n, void *base)
     for (size_t i = 0; i < n; i++) {
         uint8_t *f = (uint8_t *)base + tab[i].off;
         switch (tab[i].type) {
-        case KT_U32:
-            *(uint32_t *)f = (uint32_t)tab[i].idef;
-            break;
-        case KT_SIZE:
-            *(size_t *)f = (size_t)tab[i].idef;
-            break;
-        case KT_I64:
-            *(int64_t *)f = tab[i].idef;
-            break;
-        case KT_DOUBLE:
-            *(double *)f = tab[i].ddef;
-            break;
+        case KT_U32: *(uint32_t *)f = (uint32_t)tab[i].idef; break;
+        case KT_SIZE: *(size_t *)f = (size_t)tab[i].idef; break;
+        case KT_I64: *(int64_t *)f = tab[i].idef; break;
+        case KT_DOUBLE: *(double *)f = tab[i].ddef; break;
         }
     }
 }
@@ -310,15 +302,9 @@ static int table_store(const cfg_key_t *k, json_t *v, const char *p, void *base,
         return fail(err, errlen, "%s: must be between %lld and %lld (got %lld)", p,
                     (long long)k->imin, (long long)k->imax, (long long)x);
     switch (k->type) {
-    case KT_U32:
-        *(uint32_t *)f = (uint32_t)x;
-        break;
-    case KT_SIZE:
-        *(size_t *)f = (size_t)x;
-        break;
-    default:
-        *(int64_t *)f = x;
-        break;
+    case KT_U32: *(uint32_t *)f = (uint32_t)x; break;
+    case KT_SIZE: *(size_t *)f = (size_t)x; break;
+    default: *(int64_t *)f = x; break;
     }
     return 0;
 }

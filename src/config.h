@@ -25,15 +25,15 @@ typedef struct sl_tls_cert_cfg {
 typedef struct sl_tls_cfg {
     sl_tls_cert_cfg_t *certs; /* the first is the default */
     size_t ncerts;
-    int self_signed;          /* create cert/key for localhost when missing */
-    char *ciphers;            /* TLS 1.2 cipher list */
-    char *ciphersuites;       /* TLS 1.3 suites */
-    char *min_version;        /* "TLSv1.2" (default) or "TLSv1.3" */
-    int session_tickets;      /* default on */
+    int self_signed;     /* create cert/key for localhost when missing */
+    char *ciphers;       /* TLS 1.2 cipher list */
+    char *ciphersuites;  /* TLS 1.3 suites */
+    char *min_version;   /* "TLSv1.2" (default) or "TLSv1.3" */
+    int session_tickets; /* default on */
 } sl_tls_cfg_t;
 
 typedef struct sl_listener_cfg {
-    char *addr;   /* as written: "[::]:8443", "127.0.0.1:0" */
+    char *addr; /* as written: "[::]:8443", "127.0.0.1:0" */
     struct sockaddr_storage ss;
     socklen_t sslen;
     sl_tls_cfg_t *tls; /* NULL for cleartext */
@@ -44,13 +44,13 @@ typedef struct sl_listener_cfg {
 
 typedef struct sl_limits {
     /* HTTP/1.1 */
-    size_t h1_uri_bytes;       /* 414 past this (default 8192) */
-    size_t h1_header_bytes;    /* 431 past this: request line + headers (65536) */
-    size_t h1_max_headers;     /* 431 past this count (100) */
-    size_t h1_pipeline_depth;  /* requests parsed ahead (16) */
-    size_t body_window_bytes;  /* unconsumed request-body bytes before reads stop (65536) */
-    int64_t max_body_bytes;    /* 413 past this (default 1 GiB, 0 = unlimited) */
-    size_t conn_out_bytes;     /* per-connection output queue (256 KiB) */
+    size_t h1_uri_bytes;      /* 414 past this (default 8192) */
+    size_t h1_header_bytes;   /* 431 past this: request line + headers (65536) */
+    size_t h1_max_headers;    /* 431 past this count (100) */
+    size_t h1_pipeline_depth; /* requests parsed ahead (16) */
+    size_t body_window_bytes; /* unconsumed request-body bytes before reads stop (65536) */
+    int64_t max_body_bytes;   /* 413 past this (default 1 GiB, 0 = unlimited) */
+    size_t conn_out_bytes;    /* per-connection output queue (256 KiB) */
     /* HTTP/2 */
     uint32_t h2_max_concurrent_streams; /* 100 */
     uint32_t h2_initial_window;         /* 65535..2^31-1 (default 1 MiB) */
@@ -66,42 +66,41 @@ typedef struct sl_limits {
     uint32_t h2_max_settings;           /* entries per SETTINGS (32) */
     uint32_t h2_max_outbound_ack;       /* queued SETTINGS/PING acks (1000) */
     /* connections */
-    uint32_t max_conns_per_worker;      /* (10000) */
+    uint32_t max_conns_per_worker; /* (10000) */
 } sl_limits_t;
 
 typedef struct sl_timeouts {
-    double tls_handshake_s;  /* 10 */
-    double h1_header_s;      /* header read (slowloris) -> 408 (10) */
-    double h1_keepalive_s;   /* idle between requests (75) */
-    double h2_idle_s;        /* connection with no open streams (300) */
-    double stream_idle_s;    /* no bytes either way on a stream (300; 0 = off) */
-    double request_body_s;   /* no body bytes while expecting more (60) */
-    double drain_s;          /* drain_timeout_s: in-flight grace on shutdown (30) */
-    double linger_s;         /* flush-before-close limit (2) */
+    double tls_handshake_s; /* 10 */
+    double h1_header_s;     /* header read (slowloris) -> 408 (10) */
+    double h1_keepalive_s;  /* idle between requests (75) */
+    double h2_idle_s;       /* connection with no open streams (300) */
+    double stream_idle_s;   /* no bytes either way on a stream (300; 0 = off) */
+    double request_body_s;  /* no body bytes while expecting more (60) */
+    double drain_s;         /* drain_timeout_s: in-flight grace on shutdown (30) */
+    double linger_s;        /* flush-before-close limit (2) */
 } sl_timeouts_t;
 
 typedef struct sl_config {
-    int workers;              /* resolved: "auto" -> online CPUs */
+    int workers; /* resolved: "auto" -> online CPUs */
     sl_listener_cfg_t *listeners;
     size_t nlisteners;
-    sl_tls_cfg_t *tls_cfgs;   /* owned; listeners point in here */
+    sl_tls_cfg_t *tls_cfgs; /* owned; listeners point in here */
     size_t ntls;
     sl_limits_t limits;
     sl_timeouts_t timeouts;
     sl_route_t *routes;
     size_t nroutes;
-    int access_log;           /* JSON access lines on stdout (default 1) */
-    char *log_level;          /* "debug","info","warn","error" (default "info") */
-    char *server_name;        /* Server header value, NULL = none (default "sluice") */
-    char *path;               /* file it was loaded from, or "(embedded)" */
-    json_t *root;             /* the parsed document (for handlers) */
+    int access_log;    /* JSON access lines on stdout (default 1) */
+    char *log_level;   /* "debug","info","warn","error" (default "info") */
+    char *server_name; /* Server header value, NULL = none (default "sluice") */
+    char *path;        /* file it was loaded from, or "(embedded)" */
+    json_t *root;      /* the parsed document (for handlers) */
 } sl_config_t;
 
 /* Load and validate. On failure returns NULL and writes a one-line message
  * naming the JSON path (and line for syntax errors) into err. */
 sl_config_t *sl_config_load_file(const char *path, char *err, size_t errlen);
-sl_config_t *sl_config_load_string(const char *json, const char *name, char *err,
-                                   size_t errlen);
+sl_config_t *sl_config_load_string(const char *json, const char *name, char *err, size_t errlen);
 void sl_config_free(sl_config_t *cfg);
 
 /* Helpers for handler option parsing (router.h sl_handler_def_t.configure).
@@ -109,8 +108,8 @@ void sl_config_free(sl_config_t *cfg);
  * "<path>.<key>: reason" into err and returns SL_EINVAL. */
 int sl_config_get_int(json_t *obj, const char *path, const char *key, int64_t def, int64_t min,
                       int64_t max, int64_t *out, char *err, size_t errlen);
-int sl_config_get_bool(json_t *obj, const char *path, const char *key, int def, int *out,
-                       char *err, size_t errlen);
+int sl_config_get_bool(json_t *obj, const char *path, const char *key, int def, int *out, char *err,
+                       size_t errlen);
 /* Returns a pointer into obj (valid while the config lives) or def. */
 int sl_config_get_str(json_t *obj, const char *path, const char *key, const char *def,
                       const char **out, char *err, size_t errlen);

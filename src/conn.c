@@ -19,8 +19,8 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#define READS_PER_EVENT 8  /* fairness: yield to other conns after this */
-#define FLUSH_ROUNDS 8     /* on_writable -> flush loops per iteration */
+#define READS_PER_EVENT 8 /* fairness: yield to other conns after this */
+#define FLUSH_ROUNDS 8    /* on_writable -> flush loops per iteration */
 #define READ_BUF_BYTES 65536
 
 static sl_conn_start_fn start_h1, start_h2;
@@ -93,7 +93,8 @@ sl_conn_t *sl_conn_new(sl_worker_t *w, int fd, const sl_listener_cfg_t *lcfg, SS
     memcpy(&c->peer_addr, peer, SL_MIN((size_t)plen, sizeof(c->peer_addr)));
     format_peer(c, peer);
     sl_buf_init(&c->out, &w->bufpool,
-                cfg->limits.conn_out_bytes / SL_BUF_CHUNK_SIZE + SL_CONN_OUT_SLACK / SL_BUF_CHUNK_SIZE);
+                cfg->limits.conn_out_bytes / SL_BUF_CHUNK_SIZE +
+                    SL_CONN_OUT_SLACK / SL_BUF_CHUNK_SIZE);
     ev_io_init(&c->rio, on_io, fd, EV_READ);
     ev_io_init(&c->wio, on_io, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -327,21 +328,17 @@ static ssize_t conn_recv(sl_conn_t *c, uint8_t *buf, size_t len)
     if (r > 0)
         return r;
     switch (SSL_get_error(c->ssl, r)) {
-    case SSL_ERROR_WANT_READ:
-        return SL_EAGAIN;
+    case SSL_ERROR_WANT_READ: return SL_EAGAIN;
     case SSL_ERROR_WANT_WRITE:
         c->want_write = 1;
         ev_io_start(c->worker->loop, &c->wio);
         return SL_EAGAIN;
-    case SSL_ERROR_ZERO_RETURN:
-        return 0;
+    case SSL_ERROR_ZERO_RETURN: return 0;
     case SSL_ERROR_SYSCALL:
         if (ERR_peek_error() == 0 && errno == 0)
             return 0; /* EOF without close_notify: treat as a plain close */
         /* fall through */
-    default:
-        log_ssl_error(c, "TLS read failed");
-        return SL_ERROR;
+    default: log_ssl_error(c, "TLS read failed"); return SL_ERROR;
     }
 }
 

@@ -60,9 +60,9 @@ struct sl_conn {
     const char *tls_version;
     char *sni;
     unsigned handshaking : 1;
-    unsigned read_paused : 1;  /* protocol asked to stop reading */
+    unsigned read_paused : 1; /* protocol asked to stop reading */
     unsigned close_after_flush : 1;
-    unsigned closing : 1;      /* freed at the next safe point */
+    unsigned closing : 1; /* freed at the next safe point */
     unsigned eof : 1;
     unsigned in_callback : 1;
     unsigned in_flush_list : 1;

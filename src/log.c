@@ -39,8 +39,7 @@ static void format_time(char *buf, size_t len)
     snprintf(buf + n, len - n, ".%03uZ", (unsigned)(ms % 1000));
 }
 
-void sl_log_write(sl_log_level_t lvl, const sl_conn_t *c, int32_t stream_id, const char *fmt,
-                  ...)
+void sl_log_write(sl_log_level_t lvl, const sl_conn_t *c, int32_t stream_id, const char *fmt, ...)
 {
     char line[1024], ts[40];
     int n;

@@ -24,19 +24,19 @@ struct sl_conn;
 struct sl_req;
 
 void sl_log_set_level(const char *name);
-void sl_log_write(sl_log_level_t lvl, const struct sl_conn *c, int32_t stream_id,
-                  const char *fmt, ...) SL_PRINTF(4, 5);
+void sl_log_write(sl_log_level_t lvl, const struct sl_conn *c, int32_t stream_id, const char *fmt,
+                  ...) SL_PRINTF(4, 5);
 
 /* ctx: an sl_conn_t * or NULL. */
-#define sl_log(lvl, conn, ...)                                                                    \
-    do {                                                                                          \
-        if ((lvl) >= sl_log_min_level)                                                            \
-            sl_log_write((lvl), (conn), -1, __VA_ARGS__);                                         \
+#define sl_log(lvl, conn, ...)                                                                     \
+    do {                                                                                           \
+        if ((lvl) >= sl_log_min_level)                                                             \
+            sl_log_write((lvl), (conn), -1, __VA_ARGS__);                                          \
     } while (0)
-#define sl_log_stream(lvl, conn, sid, ...)                                                        \
-    do {                                                                                          \
-        if ((lvl) >= sl_log_min_level)                                                            \
-            sl_log_write((lvl), (conn), (sid), __VA_ARGS__);                                      \
+#define sl_log_stream(lvl, conn, sid, ...)                                                         \
+    do {                                                                                           \
+        if ((lvl) >= sl_log_min_level)                                                             \
+            sl_log_write((lvl), (conn), (sid), __VA_ARGS__);                                       \
     } while (0)
 
 struct sl_worker;

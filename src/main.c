@@ -28,9 +28,9 @@ extern const char sl_default_config[];
 
 typedef struct server {
     sl_config_t *cfg;
-    sl_tls_t **tls;   /* per cfg->tls_cfgs */
-    SSL_CTX **ctxs;   /* per listener */
-    int *fds;         /* nworkers x nlisteners */
+    sl_tls_t **tls; /* per cfg->tls_cfgs */
+    SSL_CTX **ctxs; /* per listener */
+    int *fds;       /* nworkers x nlisteners */
     sl_worker_t *workers;
     int nworkers;
 } server_t;
@@ -87,7 +87,7 @@ static int open_sockets(server_t *s, char *err, size_t errlen)
             port = sl_listener_port(fd);
         }
         fprintf(stderr, "sluice: listening on %s port %d (%s)\n", s->cfg->listeners[l].addr, port,
-                s->cfg->listeners[l].tls ? "tls, alpn h2,http/1.1"
+                s->cfg->listeners[l].tls   ? "tls, alpn h2,http/1.1"
                 : s->cfg->listeners[l].h2c ? "cleartext, http/1.1 + h2c"
                                            : "cleartext, http/1.1");
     }

@@ -84,23 +84,23 @@ struct sl_req {
 
     /* --- request, filled by the protocol, read-only for handlers --- */
     sl_proto_kind_t proto;
-    int version_minor;   /* HTTP/1.x minor version; 0 for HTTP/2 */
-    int32_t stream_id;   /* HTTP/2 stream id; HTTP/1.1 exchange number */
+    int version_minor; /* HTTP/1.x minor version; 0 for HTTP/2 */
+    int32_t stream_id; /* HTTP/2 stream id; HTTP/1.1 exchange number */
     int worker_id;
     sl_str_t method;
-    sl_str_t target;     /* raw request-target as received (path + query) */
-    sl_str_t path;       /* target up to '?' (not decoded) */
-    sl_str_t query;      /* after '?', without it; empty when none */
-    sl_str_t authority;  /* :authority or Host */
-    sl_str_t scheme;     /* "http" or "https" */
-    sl_str_t protocol;   /* HTTP/2 extended CONNECT :protocol, else empty */
+    sl_str_t target;    /* raw request-target as received (path + query) */
+    sl_str_t path;      /* target up to '?' (not decoded) */
+    sl_str_t query;     /* after '?', without it; empty when none */
+    sl_str_t authority; /* :authority or Host */
+    sl_str_t scheme;    /* "http" or "https" */
+    sl_str_t protocol;  /* HTTP/2 extended CONNECT :protocol, else empty */
     sl_headers_t headers;
     int64_t content_length; /* -1 when unknown (chunked / HTTP/2 without it) */
     unsigned is_head : 1;
     unsigned expect_continue : 1;
     unsigned body_done : 1; /* the whole request body has been delivered */
     sl_req_tls_info_t tls;
-    const char *peer;       /* "ip:port" of the client */
+    const char *peer; /* "ip:port" of the client */
     const sl_route_t *route;
 
     /* --- response, written by the handler --- */
@@ -117,7 +117,7 @@ struct sl_req {
 
     /* --- protocol side --- */
     const sl_req_ops_t *ops;
-    void *pdata;          /* protocol's stream / exchange object */
+    void *pdata; /* protocol's stream / exchange object */
     sl_conn_t *conn;
     uint64_t start_ns;
     uint64_t bytes_in, bytes_out; /* body bytes, for the access log */

@@ -32,12 +32,12 @@ typedef struct sl_handler_def {
 typedef enum sl_route_match { SL_ROUTE_PREFIX = 0, SL_ROUTE_EXACT = 1 } sl_route_match_t;
 
 struct sl_route {
-    char *host;       /* NULL = any host; else exact (case-insensitive, no port) or "*.suffix" */
+    char *host; /* NULL = any host; else exact (case-insensitive, no port) or "*.suffix" */
     char *path;
     size_t path_len;
     sl_route_match_t match;
     const sl_handler_def_t *handler;
-    void *state;      /* handler's parsed options */
+    void *state; /* handler's parsed options */
     int index;
 };
 

@@ -16,15 +16,15 @@
 
 /* Error codes: functions return 0 on success or one of these (negative). */
 #define SL_OK 0
-#define SL_ERROR (-1)      /* generic failure */
-#define SL_EAGAIN (-2)     /* no room / no data now; try again when told */
+#define SL_ERROR (-1)       /* generic failure */
+#define SL_EAGAIN (-2)      /* no room / no data now; try again when told */
 #define SL_EINCOMPLETE (-3) /* parser needs more bytes; not an error */
-#define SL_ENOMEM (-4)     /* a bounded allocation failed or a bound was hit */
-#define SL_EINVAL (-5)     /* bad input */
-#define SL_ECLOSED (-6)    /* the object was closed/freed inside the call */
-#define SL_ECANCELED (-7)  /* operation cancelled (callback contract) */
+#define SL_ENOMEM (-4)      /* a bounded allocation failed or a bound was hit */
+#define SL_EINVAL (-5)      /* bad input */
+#define SL_ECLOSED (-6)     /* the object was closed/freed inside the call */
+#define SL_ECANCELED (-7)   /* operation cancelled (callback contract) */
 #define SL_ETIMEDOUT (-8)
-#define SL_ETOOBIG (-9)    /* a configured limit was exceeded */
+#define SL_ETOOBIG (-9) /* a configured limit was exceeded */
 
 #define SL_UNUSED(x) ((void)(x))
 #define SL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 /* Mozilla "intermediate" TLS 1.2 suites: forward secret AEADs only. */
-#define DEFAULT_CIPHERS                                                                           \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                 \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                 \
+#define DEFAULT_CIPHERS                                                                            \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 struct sl_tls {
@@ -154,8 +154,7 @@ static int write_pem(const char *path, EVP_PKEY *key, X509 *x, mode_t mode)
             close(fd);
         return -1;
     }
-    int ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
-                 : PEM_write_X509(f, x);
+    int ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) : PEM_write_X509(f, x);
     return fclose(f) == 0 && ok ? 0 : -1;
 }
 
@@ -174,10 +173,10 @@ int sl_tls_make_self_signed(const char *cert, const char *key, char *err, size_t
     X509_gmtime_adj(X509_getm_notAfter(x), 365L * 24 * 3600);
     X509_set_pubkey(x, pkey);
     X509_NAME *name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"sluice dev", -1,
-                               -1, 0);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
-                               -1, 0);
+    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"sluice dev", -1, -1,
+                               0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1,
+                               0);
     X509_set_issuer_name(x, name);
     if (add_san(x, "DNS:localhost,IP:127.0.0.1,IP:::1") != 0 || !X509_sign(x, pkey, EVP_sha256()))
         goto out;
@@ -211,7 +210,8 @@ static SSL_CTX *ctx_new(const sl_tls_cfg_t *cfg, const sl_tls_cert_cfg_t *cc, ch
     int minv = cfg->min_version && strcmp(cfg->min_version, "TLSv1.3") == 0 ? TLS1_3_VERSION
                                                                             : TLS1_2_VERSION;
     SSL_CTX_set_min_proto_version(ctx, minv);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF |
                                  (cfg->session_tickets ? 0 : SSL_OP_NO_TICKET));
     /* Small idle footprint: drop read/write buffers between records; allow
      * partial writes from the chunk queue. */
@@ -270,7 +270,8 @@ sl_tls_t *sl_tls_new(const sl_tls_cfg_t *cfg, char *err, size_t errlen)
         if (cfg->self_signed && !file_exists(cc->cert)) {
             if (sl_tls_make_self_signed(cc->cert, cc->key, err, errlen) != 0)
                 return NULL;
-            fprintf(stderr, "sluice: created a self-signed certificate for localhost: %s (key %s)\n",
+            fprintf(stderr,
+                    "sluice: created a self-signed certificate for localhost: %s (key %s)\n",
                     cc->cert, cc->key);
         }
     }

@@ -35,19 +35,19 @@ typedef struct sl_worker {
     sl_buf_pool_t bufpool;
     sl_listener_t *listeners;
     size_t nlisteners;
-    sl_conn_t *conns;         /* live connections (doubly linked) */
+    sl_conn_t *conns; /* live connections (doubly linked) */
     size_t nconns;
-    sl_conn_t *closing;       /* freed in the prepare watcher */
-    sl_conn_t *flushing;      /* flush queued output before the loop blocks */
+    sl_conn_t *closing;  /* freed in the prepare watcher */
+    sl_conn_t *flushing; /* flush queued output before the loop blocks */
     ev_prepare prepare;
-    ev_idle idle;             /* keeps the loop from blocking while output is pending */
-    ev_async wake;            /* main -> worker: check `command` */
+    ev_idle idle;  /* keeps the loop from blocking while output is pending */
+    ev_async wake; /* main -> worker: check `command` */
     ev_timer drain_timer;
-    atomic_int command;       /* SL_WORKER_CMD_* set by main before ev_async_send */
+    atomic_int command; /* SL_WORKER_CMD_* set by main before ev_async_send */
     atomic_int done;
     int draining;
     uint64_t next_conn_id;
-    char *access_buf;         /* pending access-log lines (bounded) */
+    char *access_buf; /* pending access-log lines (bounded) */
     size_t access_len, access_cap;
 } sl_worker_t;
 
@@ -63,7 +63,7 @@ sl_worker_t *sl_worker_current(void);
  * its TLS context or NULL. */
 int sl_worker_init(sl_worker_t *w, int id, const sl_config_t *cfg, const int *fds,
                    SSL_CTX *const *ctxs);
-int sl_worker_start(sl_worker_t *w);  /* spawn the thread */
+int sl_worker_start(sl_worker_t *w); /* spawn the thread */
 void sl_worker_command(sl_worker_t *w, int cmd);
 void sl_worker_join(sl_worker_t *w);
 void sl_worker_dispose(sl_worker_t *w);

@@ -146,8 +146,7 @@ static int step(sl_h1_chunked_t *d, uint8_t c)
         d->state = ST_DONE;
         d->done = 1;
         return 0;
-    default:
-        return SL_EINVAL;
+    default: return SL_EINVAL;
     }
 }
 

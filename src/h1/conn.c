@@ -179,18 +179,10 @@ static void set_state(h1_conn_t *hc, h1_state_t to)
 {
     h1_state_t from = hc->state;
     switch (to) {
-    case H1_HEAD:
-        SL_ASSERT(from != H1_HEAD);
-        break;
-    case H1_ACTIVE:
-        SL_ASSERT(from == H1_HEAD);
-        break;
-    case H1_DISCARD:
-        SL_ASSERT(from == H1_ACTIVE);
-        break;
-    case H1_IDLE:
-        SL_ASSERT(from == H1_ACTIVE || from == H1_DISCARD);
-        break;
+    case H1_HEAD: SL_ASSERT(from != H1_HEAD); break;
+    case H1_ACTIVE: SL_ASSERT(from == H1_HEAD); break;
+    case H1_DISCARD: SL_ASSERT(from == H1_ACTIVE); break;
+    case H1_IDLE: SL_ASSERT(from == H1_ACTIVE || from == H1_DISCARD); break;
     }
     hc->state = to;
 }
@@ -299,14 +291,10 @@ static int fail_exchange(h1_conn_t *hc, int status)
 static int is_hop_header(sl_str_t n)
 {
     switch (n.n) {
-    case 10:
-        return sl_str_caseeq(n, "connection") || sl_str_caseeq(n, "keep-alive");
-    case 14:
-        return sl_str_caseeq(n, "content-length");
-    case 17:
-        return sl_str_caseeq(n, "transfer-encoding");
-    default:
-        return 0;
+    case 10: return sl_str_caseeq(n, "connection") || sl_str_caseeq(n, "keep-alive");
+    case 14: return sl_str_caseeq(n, "content-length");
+    case 17: return sl_str_caseeq(n, "transfer-encoding");
+    default: return 0;
     }
 }
 
@@ -1184,8 +1172,7 @@ static int on_timeout(sl_conn_t *c)
         return SL_ECLOSED;
     const sl_timeouts_t *t = &hc->cfg->timeouts;
     switch (hc->state) {
-    case H1_IDLE:
-        return SL_ECLOSED; /* keep-alive idle: close silently */
+    case H1_IDLE: return SL_ECLOSED; /* keep-alive idle: close silently */
     case H1_HEAD:
         sl_log(SL_LOG_INFO, c, "client sent no complete request head in %gs; answered 408",
                t->h1_header_s);
@@ -1198,8 +1185,7 @@ static int on_timeout(sl_conn_t *c)
         sl_log(SL_LOG_INFO, c, "no bytes moved on the exchange in %gs; closing", t->stream_idle_s);
         return SL_ECLOSED;
     case H1_DISCARD:
-    default:
-        return SL_ECLOSED;
+    default: return SL_ECLOSED;
     }
 }
 

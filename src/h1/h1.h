@@ -22,9 +22,9 @@ extern const sl_proto_t sl_h1_proto;
 /* ---- parser ---- */
 
 typedef enum sl_h1_parse_status {
-    SL_H1_OK = 0,           /* head complete; *consumed set */
-    SL_H1_INCOMPLETE = 1,   /* need more bytes */
-    SL_H1_BAD = 400,        /* malformed / smuggling attempt */
+    SL_H1_OK = 0,         /* head complete; *consumed set */
+    SL_H1_INCOMPLETE = 1, /* need more bytes */
+    SL_H1_BAD = 400,      /* malformed / smuggling attempt */
     SL_H1_URI_TOO_LONG = 414,
     SL_H1_HEADERS_TOO_LARGE = 431,
     SL_H1_BAD_VERSION = 505,
@@ -39,20 +39,20 @@ typedef struct sl_h1_limits {
 
 /* A parsed message head. Strings point into the input buffer. */
 typedef struct sl_h1_head {
-    sl_str_t method, target;   /* requests */
-    int status;                /* responses */
+    sl_str_t method, target; /* requests */
+    int status;              /* responses */
     sl_str_t reason;
-    int version_minor;         /* 0 or 1 */
-    sl_header_t *headers;      /* caller-provided array */
+    int version_minor;    /* 0 or 1 */
+    sl_header_t *headers; /* caller-provided array */
     size_t nheaders, max_headers;
-    int64_t content_length;    /* -1 when absent */
-    unsigned chunked : 1;      /* Transfer-Encoding: chunked (final coding) */
-    unsigned keep_alive : 1;   /* per version and Connection */
+    int64_t content_length;  /* -1 when absent */
+    unsigned chunked : 1;    /* Transfer-Encoding: chunked (final coding) */
+    unsigned keep_alive : 1; /* per version and Connection */
     unsigned expect_continue : 1;
-    unsigned upgrade : 1;      /* Connection: upgrade + Upgrade present */
-    sl_str_t host;             /* Host header value */
-    sl_str_t upgrade_proto;    /* Upgrade header value */
-    const char *error;         /* reason on failure, for the log */
+    unsigned upgrade : 1;   /* Connection: upgrade + Upgrade present */
+    sl_str_t host;          /* Host header value */
+    sl_str_t upgrade_proto; /* Upgrade header value */
+    const char *error;      /* reason on failure, for the log */
 } sl_h1_head_t;
 
 /* Parse one request head from buf[0..len). Returns SL_H1_OK with
@@ -60,19 +60,17 @@ typedef struct sl_h1_head {
  * Content-Length with Transfer-Encoding, duplicate/invalid Content-Length,
  * obs-fold, bare CR, bare LF in the start line, invalid token characters,
  * whitespace before ':', missing Host on HTTP/1.1, versions other than 1.0/1.1. */
-sl_h1_parse_status_t sl_h1_parse_request(const uint8_t *buf, size_t len,
-                                         const sl_h1_limits_t *lim, sl_h1_head_t *head,
-                                         size_t *consumed);
+sl_h1_parse_status_t sl_h1_parse_request(const uint8_t *buf, size_t len, const sl_h1_limits_t *lim,
+                                         sl_h1_head_t *head, size_t *consumed);
 /* Same for a response head (upstream side). */
-sl_h1_parse_status_t sl_h1_parse_response(const uint8_t *buf, size_t len,
-                                          const sl_h1_limits_t *lim, sl_h1_head_t *head,
-                                          size_t *consumed);
+sl_h1_parse_status_t sl_h1_parse_response(const uint8_t *buf, size_t len, const sl_h1_limits_t *lim,
+                                          sl_h1_head_t *head, size_t *consumed);
 
 /* Resumable chunked-body decoder. */
 typedef struct sl_h1_chunked {
     int state;
-    uint64_t remaining;   /* bytes left in the current chunk */
-    size_t ext_bytes;     /* bytes of chunk-ext / trailer seen (bounded) */
+    uint64_t remaining; /* bytes left in the current chunk */
+    size_t ext_bytes;   /* bytes of chunk-ext / trailer seen (bounded) */
     size_t max_ext;
     unsigned done : 1;
 } sl_h1_chunked_t;

@@ -321,8 +321,7 @@ static sl_h1_parse_status_t on_field(parse_state_t *ps, sl_str_t n, sl_str_t v)
         if (sl_str_caseeq(n, "transfer-encoding"))
             return on_transfer_encoding(ps, v);
         break;
-    default:
-        break;
+    default: break;
     }
     return SL_H1_OK;
 }

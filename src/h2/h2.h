@@ -22,7 +22,7 @@ int sl_h2_conn_start(sl_conn_t *c, const uint8_t *data, size_t len);
  * by h1). settings is the decoded HTTP2-Settings payload; h1req is the
  * request that asked for the upgrade, which becomes stream 1 (its head is
  * copied; it must have no body). rest/restlen are bytes read after it. */
-int sl_h2_conn_upgrade(sl_conn_t *c, const uint8_t *settings, size_t slen,
-                       const sl_req_t *h1req, const uint8_t *rest, size_t restlen);
+int sl_h2_conn_upgrade(sl_conn_t *c, const uint8_t *settings, size_t slen, const sl_req_t *h1req,
+                       const uint8_t *rest, size_t restlen);
 
 #endif

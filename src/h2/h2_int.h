@@ -52,8 +52,8 @@ struct sl_h2_stream {
     sl_h2_stream_t *pprev, *pnext; /* session's proceed queue */
     const uint8_t *pend;           /* handler's outstanding send (req.h) */
     size_t pend_len;
-    size_t hdr_bytes;  /* decoded header list size (RFC 9113 6.5.2 rule) */
-    size_t unconsumed; /* body bytes handed to on_body, not consumed yet */
+    size_t hdr_bytes;   /* decoded header list size (RFC 9113 6.5.2 rule) */
+    size_t unconsumed;  /* body bytes handed to on_body, not consumed yet */
     double last_active; /* ev_now of the last byte either way */
     int32_t id;
     unsigned pend_final : 1;
@@ -82,20 +82,20 @@ struct sl_h2_session {
     const uint8_t *hold; /* mem_send bytes that did not fit into c->out */
     size_t hold_len;
     sl_h2_limits_t lim;
-    int depth;           /* > 0 while inside one of our entry points */
-    double idle_since;   /* ev_now when the last stream closed */
-    double timer_due;    /* ev_now when the conn timer fires; 0 = not armed */
-    int32_t max_sid;     /* highest client stream id seen in a HEADERS */
-    uint64_t sid_seen;   /* bit k: stream max_sid - 2k was opened (RFC 9113 5.1.1) */
-    unsigned want_close : 1;  /* close (after flush) at the end of the entry */
+    int depth;                  /* > 0 while inside one of our entry points */
+    double idle_since;          /* ev_now when the last stream closed */
+    double timer_due;           /* ev_now when the conn timer fires; 0 = not armed */
+    int32_t max_sid;            /* highest client stream id seen in a HEADERS */
+    uint64_t sid_seen;          /* bit k: stream max_sid - 2k was opened (RFC 9113 5.1.1) */
+    unsigned want_close : 1;    /* close (after flush) at the end of the entry */
     unsigned await_preface : 1; /* h2c upgrade: no output before the client's SETTINGS */
-    unsigned dead : 1;        /* torn down: ops answer SL_ECLOSED */
-    unsigned drain : 2;       /* 0, 1 shutdown notice sent, 2 final GOAWAY */
-    unsigned read_paused : 1; /* we paused input (output backlog) */
+    unsigned dead : 1;          /* torn down: ops answer SL_ECLOSED */
+    unsigned drain : 2;         /* 0, 1 shutdown notice sent, 2 final GOAWAY */
+    unsigned read_paused : 1;   /* we paused input (output backlog) */
     unsigned logged_invalid : 1;
     unsigned logged_hdrs : 1;
-    unsigned fatal : 1;       /* nghttp2 reported a fatal error: no more I/O */
-    unsigned idle_armed : 1;  /* the conn timer counts h2_idle_s from idle_since */
+    unsigned fatal : 1;         /* nghttp2 reported a fatal error: no more I/O */
+    unsigned idle_armed : 1;    /* the conn timer counts h2_idle_s from idle_since */
     unsigned settings_sent : 1; /* our first SETTINGS went out (and was patched) */
 };
 

@@ -93,11 +93,8 @@ void sl_h2_limits_on_recv(sl_h2_session_t *s, const nghttp2_frame *f)
         if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && s->lim.settings_seen++ > 0)
             sl_h2_glitch(s, "SETTINGS frames");
         break;
-    case NGHTTP2_RST_STREAM:
-        on_client_reset(s);
-        break;
-    default:
-        break;
+    case NGHTTP2_RST_STREAM: on_client_reset(s); break;
+    default: break;
     }
 }
 

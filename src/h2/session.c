@@ -12,9 +12,9 @@
 #include "../worker.h"
 #include <pthread.h>
 
-#define PUMP_ROUNDS 16       /* mem_send / on_proceed rounds per pass */
-#define DRAIN_NOTICE_S 1.0   /* shutdown notice -> final GOAWAY (about an RTT) */
-#define MIN_SWEEP_S 1.0      /* finest stream-idle timer granularity */
+#define PUMP_ROUNDS 16     /* mem_send / on_proceed rounds per pass */
+#define DRAIN_NOTICE_S 1.0 /* shutdown notice -> final GOAWAY (about an RTT) */
+#define MIN_SWEEP_S 1.0    /* finest stream-idle timer granularity */
 
 /* ---- the open stream list and the proceed queue ---- */
 
@@ -174,8 +174,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         if (end && (st = stream_of(ng, frame->hd.stream_id)))
             sl_h2_stream_on_body_end(st);
         break;
-    default:
-        break;
+    default: break;
     }
     return 0;
 }
@@ -208,9 +207,7 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
     sl_h2_session_t *s = user_data;
     sl_h2_stream_t *st;
     switch (frame->hd.type) {
-    case NGHTTP2_RST_STREAM:
-        sl_h2_limits_on_rst_sent(s, frame);
-        break;
+    case NGHTTP2_RST_STREAM: sl_h2_limits_on_rst_sent(s, frame); break;
     case NGHTTP2_HEADERS:
     case NGHTTP2_DATA:
         /* Response complete while the client is still sending: tell it to
@@ -221,8 +218,7 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
             nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
         }
         break;
-    default:
-        break;
+    default: break;
     }
     return 0;
 }
@@ -239,8 +235,8 @@ static int on_frame_not_send(nghttp2_session *ng, const nghttp2_frame *frame, in
 
 static const char *frame_name(uint8_t type)
 {
-    static const char *const names[] = {"DATA",   "HEADERS", "PRIORITY", "RST_STREAM",
-                                        "SETTINGS", "PUSH_PROMISE", "PING", "GOAWAY",
+    static const char *const names[] = {"DATA",          "HEADERS",      "PRIORITY", "RST_STREAM",
+                                        "SETTINGS",      "PUSH_PROMISE", "PING",     "GOAWAY",
                                         "WINDOW_UPDATE", "CONTINUATION"};
     return type < SL_ARRAY_LEN(names) ? names[type] : "extension";
 }
@@ -253,8 +249,9 @@ static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *frame, int
     /* Logged once per connection; the glitch count bounds the rest. */
     if (!s->logged_invalid) {
         s->logged_invalid = 1;
-        sl_log_stream(SL_LOG_INFO, s->conn, frame->hd.stream_id, "client sent an invalid %s frame: %s",
-                      frame_name(frame->hd.type), nghttp2_strerror(lib_error));
+        sl_log_stream(SL_LOG_INFO, s->conn, frame->hd.stream_id,
+                      "client sent an invalid %s frame: %s", frame_name(frame->hd.type),
+                      nghttp2_strerror(lib_error));
     }
     sl_h2_glitch(s, "invalid frames");
     return 0;
@@ -553,8 +550,8 @@ static void on_timer(sl_h2_session_t *s)
         next = t->h2_idle_s - (now - s->idle_since);
         if (next <= 0.001) {
             nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE,
-                                  nghttp2_session_get_last_proc_stream_id(s->ng),
-                                  NGHTTP2_NO_ERROR, NULL, 0);
+                                  nghttp2_session_get_last_proc_stream_id(s->ng), NGHTTP2_NO_ERROR,
+                                  NULL, 0);
             s->want_close = 1;
             return;
         }
@@ -703,8 +700,8 @@ int sl_h2_conn_upgrade(sl_conn_t *c, const uint8_t *settings, size_t slen, const
     sl_h2_session_t *s = sl_h2_session_new(c);
     if (!s)
         return SL_ECLOSED;
-    int rv = nghttp2_session_upgrade2(s->ng, settings, slen, sl_str_eq(h1req->method, "HEAD"),
-                                      NULL);
+    int rv =
+        nghttp2_session_upgrade2(s->ng, settings, slen, sl_str_eq(h1req->method, "HEAD"), NULL);
     /* upgrade2 reports the HTTP2-Settings payload as a received SETTINGS
      * frame; the client's real preface SETTINGS is still to come. */
     s->lim.settings_seen = 0;

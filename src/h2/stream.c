@@ -154,8 +154,7 @@ static void on_pseudo(sl_req_t *req, nghttp2_vec n, nghttp2_rcbuf *value)
         if (memcmp(n.base, ":authority", 10) == 0)
             req->authority = rc_str(req, value);
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -263,8 +262,8 @@ void sl_h2_stream_on_request(sl_h2_stream_t *st, int end_stream)
     if (st->hdrs_too_big) {
         if (!s->logged_hdrs) {
             s->logged_hdrs = 1;
-            sl_log_stream(SL_LOG_INFO, s->conn, st->id,
-                          "client sent a header list over %u bytes", lim->h2_header_list_bytes);
+            sl_log_stream(SL_LOG_INFO, s->conn, st->id, "client sent a header list over %u bytes",
+                          lim->h2_header_list_bytes);
         }
         sl_resp_error(req, 431, "request header fields too large");
         return;
@@ -338,8 +337,8 @@ void sl_h2_stream_close(sl_h2_stream_t *st, uint32_t error_code)
             req->res.status = 0; /* no response: say so in the access log */
         sl_log_access(req);
         if (req->cbs && req->cbs->on_close)
-            req->cbs->on_close(req, error_code == NGHTTP2_NO_ERROR && req->final_sent ? 0
-                                                                                     : SL_ECANCELED);
+            req->cbs->on_close(
+                req, error_code == NGHTTP2_NO_ERROR && req->final_sent ? 0 : SL_ECANCELED);
     }
     sl_req_dispose(req);
     stream_release(st);
@@ -349,8 +348,9 @@ void sl_h2_stream_from_h1(sl_h2_stream_t *st, const sl_req_t *h1req)
 {
     sl_req_t *req = &st->req;
     sl_pool_t *p = &req->pool;
-    static const char *const drop[] = {"connection", "upgrade", "http2-settings", "keep-alive",
-                                       "te", "transfer-encoding", "proxy-connection"};
+    static const char *const drop[] = {"connection",      "upgrade", "http2-settings",
+                                       "keep-alive",      "te",      "transfer-encoding",
+                                       "proxy-connection"};
     req->method = (sl_str_t){sl_pool_strndup(p, h1req->method.p, h1req->method.n), h1req->method.n};
     req->target = (sl_str_t){sl_pool_strndup(p, h1req->target.p, h1req->target.n), h1req->target.n};
     req->authority =
@@ -381,18 +381,12 @@ static nghttp2_nv mknv(const char *name, size_t nlen, const char *value, size_t 
 static int is_hop_header(sl_str_t n)
 {
     switch (n.n) {
-    case 2:
-        return sl_str_caseeq(n, "te");
-    case 7:
-        return sl_str_caseeq(n, "upgrade");
-    case 10:
-        return sl_str_caseeq(n, "connection") || sl_str_caseeq(n, "keep-alive");
-    case 16:
-        return sl_str_caseeq(n, "proxy-connection");
-    case 17:
-        return sl_str_caseeq(n, "transfer-encoding");
-    default:
-        return 0;
+    case 2: return sl_str_caseeq(n, "te");
+    case 7: return sl_str_caseeq(n, "upgrade");
+    case 10: return sl_str_caseeq(n, "connection") || sl_str_caseeq(n, "keep-alive");
+    case 16: return sl_str_caseeq(n, "proxy-connection");
+    case 17: return sl_str_caseeq(n, "transfer-encoding");
+    default: return 0;
     }
 }
 

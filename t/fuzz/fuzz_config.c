@@ -21,7 +21,7 @@ static void setup(void)
 {
     /* SLUICE_* variables override the file; keep runs reproducible. */
     static const char *const vars[] = {"SLUICE_WORKERS", "SLUICE_LOG_LEVEL", "SLUICE_ACCESS_LOG",
-                                       "SLUICE_LISTEN", "SLUICE_TLS_CERT", "SLUICE_TLS_KEY"};
+                                       "SLUICE_LISTEN",  "SLUICE_TLS_CERT",  "SLUICE_TLS_KEY"};
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
         unsetenv(vars[i]);
     sl_log_set_level("error");

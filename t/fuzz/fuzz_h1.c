@@ -84,15 +84,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     switch (data[0] % 3) {
-    case 0:
-        fuzz_head(data + 1, size - 1, 0);
-        break;
-    case 1:
-        fuzz_head(data + 1, size - 1, 1);
-        break;
-    default:
-        fuzz_chunked(data + 1, size - 1);
-        break;
+    case 0: fuzz_head(data + 1, size - 1, 0); break;
+    case 1: fuzz_head(data + 1, size - 1, 1); break;
+    default: fuzz_chunked(data + 1, size - 1); break;
     }
     return 0;
 }

@@ -18,7 +18,10 @@
 #include <unistd.h>
 
 #define MAXS 64
-#define NV(a, b) {(uint8_t *)(a), (uint8_t *)(b), strlen(a), strlen(b), NGHTTP2_NV_FLAG_NONE}
+#define NV(a, b)                                                                                   \
+    {                                                                                              \
+        (uint8_t *)(a), (uint8_t *)(b), strlen(a), strlen(b), NGHTTP2_NV_FLAG_NONE                 \
+    }
 
 /* ---- what the client saw ---- */
 
@@ -98,12 +101,12 @@ static const sl_handler_cbs_t close_cbs = {.on_close = count_close};
 static void h_info(sl_req_t *req)
 {
     const sl_header_t *ck = sl_req_header(req, "cookie");
-    char *b = sl_pool_printf(&req->pool, "%.*s %.*s q=%.*s a=%.*s s=%.*s cl=%lld ck=%.*s done=%d",
-                             (int)req->method.n, req->method.p, (int)req->path.n, req->path.p,
-                             (int)req->query.n, req->query.p, (int)req->authority.n,
-                             req->authority.p, (int)req->scheme.n, req->scheme.p,
-                             (long long)req->content_length, ck ? (int)ck->value.n : 0,
-                             ck ? ck->value.p : "", req->body_done);
+    char *b =
+        sl_pool_printf(&req->pool, "%.*s %.*s q=%.*s a=%.*s s=%.*s cl=%lld ck=%.*s done=%d",
+                       (int)req->method.n, req->method.p, (int)req->path.n, req->path.p,
+                       (int)req->query.n, req->query.p, (int)req->authority.n, req->authority.p,
+                       (int)req->scheme.n, req->scheme.p, (long long)req->content_length,
+                       ck ? (int)ck->value.n : 0, ck ? ck->value.p : "", req->body_done);
     req->cbs = &close_cbs;
     sl_resp_header_add(req, "X-Mixed-Case", "yes");
     sl_resp_header_add(req, "connection", "close"); /* must be dropped */
@@ -265,8 +268,8 @@ static void run(void)
 
 /* ---- client callbacks ---- */
 
-static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-                       size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+                       const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
 {
     SL_UNUSED(s);
     SL_UNUSED(flags);
@@ -288,8 +291,8 @@ static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t
     return 0;
 }
 
-static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
-                     size_t len, void *ud)
+static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                     void *ud)
 {
     SL_UNUSED(s);
     SL_UNUSED(flags);
@@ -448,8 +451,7 @@ START_TEST(test_get)
     ck_assert_int_eq(x->status, 200);
     ck_assert_int_eq(x->ended, 1);
     x->body[x->blen] = '\0';
-    ck_assert_str_eq(x->body,
-                     "GET /info q=x=1&y a=example.test s=http cl=-1 ck=a=1; b=2 done=1");
+    ck_assert_str_eq(x->body, "GET /info q=x=1&y a=example.test s=http cl=-1 ck=a=1; b=2 done=1");
     ck_assert_int_eq(hs.on_close, 1);
     ck_assert_int_eq(hs.close_ok, 1);
     ck_assert_int_eq(sess()->nstreams, 0);
@@ -686,8 +688,27 @@ START_TEST(test_empty_data_flood)
     run(); /* the client preface */
     /* POST /sink on stream 1 without END_STREAM (static-table fields only, so
      * the client's HPACK state is untouched), then empty DATA frames. */
-    uint8_t hdr[] = {0,    0,    12,   NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 0, 0, 0, 1,
-                     0x83, 0x86, 0x01, 0x01, 'x', 0x04, 0x05, '/', 's', 'i', 'n', 'k'};
+    uint8_t hdr[] = {0,
+                     0,
+                     12,
+                     NGHTTP2_HEADERS,
+                     NGHTTP2_FLAG_END_HEADERS,
+                     0,
+                     0,
+                     0,
+                     1,
+                     0x83,
+                     0x86,
+                     0x01,
+                     0x01,
+                     'x',
+                     0x04,
+                     0x05,
+                     '/',
+                     's',
+                     'i',
+                     'n',
+                     'k'};
     server_rv(sl_h2_proto.on_read(c, hdr, sizeof(hdr)));
     for (int i = 0; i < 100 && !server_closed; i++) {
         uint8_t f[9] = {0, 0, 0, NGHTTP2_DATA, 0, 0, 0, 0, 1};
@@ -729,12 +750,25 @@ START_TEST(test_decreasing_stream_id)
     run();
     /* GET / on stream 5 (static-table fields and a literal :authority,
      * so the client's HPACK state is untouched), then on stream 3. */
-    uint8_t g[] = {0, 0, 6, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM,
-                   0, 0, 0, 5, 0x82, 0x84, 0x86, 0x01, 0x01, 'x'};
+    uint8_t g[] = {0,
+                   0,
+                   6,
+                   NGHTTP2_HEADERS,
+                   NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM,
+                   0,
+                   0,
+                   0,
+                   5,
+                   0x82,
+                   0x84,
+                   0x86,
+                   0x01,
+                   0x01,
+                   'x'};
     server_rv(sl_h2_proto.on_read(c, g, sizeof(g)));
     ck_assert_int_eq(server_closed, 0);
     ck_assert_int_eq(sess()->max_sid, 5);
-    g[8] = 3; /* stream 3 was never opened */
+    g[8] = 3;                /* stream 3 was never opened */
     sl_buf_dispose(&c->out); /* the answer on 5 would confuse the client */
     server_rv(sl_h2_proto.on_read(c, g, sizeof(g)));
     ck_assert_int_eq(server_closed, 1);
