@@ -50,7 +50,7 @@ ifdef CONFIG_MISSING
 config.mk: configure.ac config.mk.in
 	autoreconf -i
 	./configure
-	@$(MAKE) $(MAKECMDGOALS)
+	@$(MAKE) $(filter-out deps,$(MAKECMDGOALS))
 $(BUILD)/sluice sluice $(UNIT_BINS) check check-unit check-integration run bench: config.mk
 	@true
 else
