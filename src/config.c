@@ -737,6 +737,51 @@ static int top_routes(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- sections owned by other modules (upstreams, executors, ...) ---- */
+
+static const sl_config_section_def_t *sections[SL_CONFIG_MAX_SECTIONS];
+static size_t nsections;
+static const sl_config_t *loading; /* the config being loaded, for handlers */
+
+void sl_config_register_section(const sl_config_section_def_t *def)
+{
+    SL_ASSERT(nsections < SL_CONFIG_MAX_SECTIONS);
+    sections[nsections++] = def;
+}
+
+void *sl_config_section(const sl_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < nsections; i++)
+        if (strcmp(sections[i]->name, name) == 0)
+            return cfg->sections[i];
+    return NULL;
+}
+
+const sl_config_t *sl_config_loading(void)
+{
+    return loading;
+}
+
+/* Sections load before routes, so a route can name an upstream. */
+static int load_sections(sl_config_t *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < nsections; i++) {
+        json_t *v = json_object_get(cfg->root, sections[i]->name);
+        if (sections[i]->parse(v, sections[i]->name, &cfg->sections[i], err, errlen))
+            return SL_EINVAL;
+    }
+    return 0;
+}
+
+static void free_sections(sl_config_t *cfg)
+{
+    for (size_t i = 0; i < nsections; i++) {
+        if (cfg->sections[i] && sections[i]->free_state)
+            sections[i]->free_state(cfg->sections[i]);
+        cfg->sections[i] = NULL;
+    }
+}
+
 typedef int (*top_fn)(sl_config_t *cfg, json_t *v, char *err, size_t errlen);
 
 /* Loaded in this order; a key may rely on the ones above it. */
@@ -751,13 +796,18 @@ static const struct top_key {
 
 static int load_top(sl_config_t *cfg, char *err, size_t errlen)
 {
-    const char *names[SL_ARRAY_LEN(top_keys)];
+    const char *names[SL_ARRAY_LEN(top_keys) + SL_CONFIG_MAX_SECTIONS];
+    size_t n = 0;
     for (size_t i = 0; i < SL_ARRAY_LEN(top_keys); i++)
-        names[i] = top_keys[i].name;
-    if (check_keys(cfg->root, "", names, SL_ARRAY_LEN(names), err, errlen))
+        names[n++] = top_keys[i].name;
+    for (size_t i = 0; i < nsections; i++)
+        names[n++] = sections[i]->name;
+    if (check_keys(cfg->root, "", names, n, err, errlen))
         return SL_EINVAL;
     for (size_t i = 0; i < SL_ARRAY_LEN(top_keys); i++) {
         json_t *v = json_object_get(cfg->root, top_keys[i].name);
+        if (strcmp(top_keys[i].name, "routes") == 0 && load_sections(cfg, err, errlen))
+            return SL_EINVAL;
         if (top_keys[i].load(cfg, v, err, errlen))
             return SL_EINVAL;
     }
@@ -881,7 +931,10 @@ sl_config_t *sl_config_load_string(const char *json, const char *name, char *err
     sl_config_t *cfg = sl_calloc(1, sizeof(*cfg));
     cfg->root = root;
     cfg->path = sl_strdup(name);
-    if (load_top(cfg, err, errlen) || apply_env(cfg, err, errlen))
+    loading = cfg;
+    int bad = load_top(cfg, err, errlen) || apply_env(cfg, err, errlen);
+    loading = NULL;
+    if (bad)
         goto fail_load;
     if (cfg->nlisteners == 0) {
         fail(err, errlen, "listen: required (or set SLUICE_LISTEN)");
@@ -955,6 +1008,7 @@ void sl_config_free(sl_config_t *cfg)
     for (size_t i = 0; i < cfg->nroutes; i++)
         sl_router_route_dispose(&cfg->routes[i]);
     sl_free(cfg->routes);
+    free_sections(cfg);
     for (size_t i = 0; i < cfg->nlisteners; i++)
         sl_free(cfg->listeners[i].addr);
     sl_free(cfg->listeners);

@@ -80,6 +80,8 @@ typedef struct sl_timeouts {
     double linger_s;        /* flush-before-close limit (2) */
 } sl_timeouts_t;
 
+#define SL_CONFIG_MAX_SECTIONS 16
+
 typedef struct sl_config {
     int workers; /* resolved: "auto" -> online CPUs */
     sl_listener_cfg_t *listeners;
@@ -95,6 +97,7 @@ typedef struct sl_config {
     char *server_name; /* Server header value, NULL = none (default "sluice") */
     char *path;        /* file it was loaded from, or "(embedded)" */
     json_t *root;      /* the parsed document (for handlers) */
+    void *sections[SL_CONFIG_MAX_SECTIONS]; /* registered sections' parsed state */
 } sl_config_t;
 
 /* Load and validate. On failure returns NULL and writes a one-line message
@@ -102,6 +105,23 @@ typedef struct sl_config {
 sl_config_t *sl_config_load_file(const char *path, char *err, size_t errlen);
 sl_config_t *sl_config_load_string(const char *json, const char *name, char *err, size_t errlen);
 void sl_config_free(sl_config_t *cfg);
+
+/* A top-level key owned by another module ("upstreams", "executors", ...).
+ * Register before loading (main.c). parse gets the key's value, or NULL
+ * when absent, and path (the key) for messages; it stores its result in
+ * *state. Sections are parsed before routes, so a handler's configure may
+ * look them up with sl_config_section(sl_config_loading(), name). */
+typedef struct sl_config_section_def {
+    const char *name;
+    int (*parse)(json_t *value, const char *path, void **state, char *err, size_t errlen);
+    void (*free_state)(void *state);
+} sl_config_section_def_t;
+
+void sl_config_register_section(const sl_config_section_def_t *def);
+/* The parsed state of a registered section (NULL if it stored none). */
+void *sl_config_section(const sl_config_t *cfg, const char *name);
+/* The config being loaded, valid only during sl_config_load_*. */
+const sl_config_t *sl_config_loading(void);
 
 /* Helpers for handler option parsing (router.h sl_handler_def_t.configure).
  * Each reads key from obj; when absent stores def. On a bad value it writes
