@@ -1,0 +1,26 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * sl_slab: a per-thread small-object allocator for hot, short-lived
+ * allocations made on a worker thread (nghttp2's per-stream and per-frame
+ * objects). Size classes from 32 B to 4 KiB keep freed blocks on
+ * thread-local free lists, bounded by SL_SLAB_SPARE_BYTES per thread;
+ * larger blocks and everything past the bound go to sl_malloc/sl_free.
+ * A block must be freed on the thread that allocated it or with an empty
+ * cache there (it then goes back to malloc). Under AddressSanitizer the
+ * cache is off so every block stays visible to it.
+ */
+#ifndef SL_SLAB_H
+#define SL_SLAB_H
+
+#include "sl.h"
+
+#define SL_SLAB_SPARE_BYTES (1024 * 1024)
+
+void *sl_slab_alloc(size_t n);
+void *sl_slab_calloc(size_t n, size_t size);
+void *sl_slab_realloc(void *p, size_t n);
+void sl_slab_free(void *p);
+/* Return this thread's spare blocks to malloc (at worker exit). */
+void sl_slab_flush(void);
+
+#endif
