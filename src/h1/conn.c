@@ -46,7 +46,9 @@ typedef enum h1_state {
     H1_DISCARD, /* response done; reading and dropping the rest of the body */
 } h1_state_t;
 
-typedef enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED } body_mode_t;
+/* BODY_RAW: after a 101 (WebSocket) every byte either way is the
+ * handler's, with no framing, until the connection closes. */
+typedef enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_RAW } body_mode_t;
 
 typedef struct h1_conn h1_conn_t;
 
@@ -98,6 +100,7 @@ struct h1_conn {
     unsigned too_big : 1;
     unsigned discard_over : 1;
     unsigned kick : 1; /* credit came back: held body bytes wait in `in` */
+    unsigned upgrade_req : 1; /* the live request asked to Upgrade (101 allowed) */
     h1_exch_t x;
 };
 
@@ -191,6 +194,12 @@ static void set_timer(h1_conn_t *hc, double secs)
 {
     if (!hc->reset_pending)
         sl_conn_timer_set(hc->c, secs);
+}
+
+/* A raw (upgraded) stream has no body timeout: the handler keeps its own. */
+static double body_timeout(const h1_conn_t *hc)
+{
+    return hc->body == BODY_RAW ? 0 : hc->cfg->timeouts.request_body_s;
 }
 
 /* Carry out an abort at the next loop iteration, outside handler code. */
@@ -298,6 +307,47 @@ static int is_hop_header(sl_str_t n)
     }
 }
 
+static void hb_fields(hbuf_t *b, const sl_req_t *req)
+{
+    for (size_t i = 0; i < req->res.headers.n; i++) {
+        const sl_header_t *h = &req->res.headers.v[i];
+        if (!is_hop_header(h->name))
+            hb_header(b, h->name.p, h->name.n, h->value.p, h->value.n);
+    }
+}
+
+/* A handler answered 101 to an Upgrade request (WebSocket): send the head,
+ * then the exchange is a raw byte stream both ways (BODY_RAW) until the
+ * connection closes; the handler owns the timeouts from here. Returns 0,
+ * SL_EAGAIN or SL_ERROR (101 without an Upgrade request is a handler bug). */
+static int write_switch_head(h1_conn_t *hc)
+{
+    h1_exch_t *x = &hc->x;
+    if (!hc->upgrade_req || hc->body != BODY_NONE) {
+        sl_log(SL_LOG_ERROR, hc->c, "handler sent 101 to a request without Upgrade; aborting");
+        return SL_ERROR;
+    }
+    hbuf_t b = {head_buf, 0, sizeof(head_buf), 0};
+    hb_status_line(&b, 101);
+    hb_fields(&b, &x->req);
+    hb_str(&b, "connection: upgrade\r\n\r\n");
+    if (b.overflow || sl_conn_out_space(hc->c) < b.n)
+        return b.overflow ? SL_ERROR : SL_EAGAIN;
+    if (sl_conn_write(hc->c, b.p, b.n) != 0)
+        return SL_ERROR;
+    x->head_written = 1;
+    x->res_left = -1;
+    hc->close_after = 1;
+    hc->body = BODY_RAW;
+    set_timer(hc, 0);
+    /* Bytes that came in behind the head are the stream's first bytes. */
+    if (hc->in_len) {
+        hc->kick = 1;
+        sl_conn_flush_soon(hc->c);
+    }
+    return 0;
+}
+
 /* Decide framing and queue the status line and headers in one write.
  * Returns 0, SL_EAGAIN (no room yet) or SL_ERROR (head too large). */
 static int write_head(h1_conn_t *hc)
@@ -309,6 +359,8 @@ static int write_head(h1_conn_t *hc)
     int64_t cl = req->res.content_length;
     int has_date = 0, has_server = 0;
 
+    if (status == 101)
+        return write_switch_head(hc);
     x->no_body = req->is_head || status == 204 || status == 304;
     x->chunked_out = 0;
     x->res_left = x->no_body ? 0 : cl;
@@ -546,7 +598,7 @@ static void op_consume(sl_req_t *req, size_t n)
     }
     update_read(hc);
     if (hc->body != BODY_NONE)
-        set_timer(hc, hc->cfg->timeouts.request_body_s);
+        set_timer(hc, body_timeout(hc));
 }
 
 static const sl_req_ops_t h1_req_ops = {
@@ -685,7 +737,7 @@ static int after_body(h1_conn_t *hc)
         set_timer(hc, hc->cfg->timeouts.stream_idle_s);
         update_read(hc);
     } else if (!hc->paused_body) {
-        set_timer(hc, hc->cfg->timeouts.request_body_s);
+        set_timer(hc, body_timeout(hc));
     }
     return after_handler(hc);
 }
@@ -704,7 +756,10 @@ static ssize_t feed_body(h1_conn_t *hc, const uint8_t *p, size_t len)
         return 0;
     }
     len = SL_MIN(len, credit);
-    if (hc->body == BODY_LENGTH) {
+    if (hc->body == BODY_RAW) {
+        n = len;
+        r = deliver(hc, p, n, 0);
+    } else if (hc->body == BODY_LENGTH) {
         n = (size_t)SL_MIN((uint64_t)len, hc->body_left);
         hc->body_left -= n;
         hc->body_seen += n;
@@ -921,6 +976,7 @@ static int start_exchange(h1_conn_t *hc, const sl_h1_head_t *head, const uint8_t
     hc->live = 1;
     set_state(hc, H1_ACTIVE);
     hc->keep_alive = head->keep_alive;
+    hc->upgrade_req = head->upgrade && head->version_minor == 1;
     hc->body_seen = 0;
     hc->too_big = 0;
     if (head->chunked) {
