@@ -10,7 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(SL_SLAB_NOCACHE)
 #define SLAB_CACHE 0
 #else
 #define SLAB_CACHE 1
