@@ -1,0 +1,179 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Per-worker upstream state, server choice and passive health. Each worker
+ * keeps its own counters (connections, weights, failures) so nothing here
+ * takes a lock; the price is that each worker learns on its own that a
+ * server is down, as nginx workers do without a shared zone.
+ * Policies: smooth weighted round robin (nginx's), least connections per
+ * weight (ties by round robin), and a hash of a header or the client
+ * address over the weighted server list, probing on when the target is
+ * down or already tried.
+ */
+#include "proxy_int.h"
+#include "../worker.h"
+#include <unistd.h>
+
+px_wstate_t *px_wstate_get(px_upstream_t *up)
+{
+    sl_worker_t *w = sl_worker_current();
+    SL_ASSERT(w != NULL && w->id >= 0 && w->id < PX_MAX_WORKERS);
+    /* Only this worker's thread reads or writes its slot. */
+    px_wstate_t *ws = up->ws[w->id];
+    if (ws)
+        return ws;
+    ws = sl_calloc(1, sizeof(*ws) + up->nservers * sizeof(px_srvstate_t));
+    ws->loop = w->loop;
+    ws->bufpool = &w->bufpool;
+    ws->up = up;
+    up->ws[w->id] = ws;
+    return ws;
+}
+
+void px_wstate_free(px_wstate_t *ws)
+{
+    if (!ws)
+        return;
+    /* The worker loop is gone by now: close idle sockets, free memory. */
+    for (size_t i = 0; i < ws->up->nservers; i++) {
+        while (ws->srv[i].idle) {
+            px_uconn_t *u = ws->srv[i].idle;
+            ws->srv[i].idle = u->next;
+            close(u->fd);
+            sl_free(u);
+        }
+    }
+    sl_free(ws);
+}
+
+static int is_tried(const uint8_t *tried, size_t i)
+{
+    return tried && (tried[i / 8] >> (i % 8)) & 1;
+}
+
+static int usable(const px_wstate_t *ws, const uint8_t *tried, size_t i, double now)
+{
+    const px_srvstate_t *s = &ws->srv[i];
+    return !is_tried(tried, i) && s->down_until <= now &&
+           (int64_t)(s->nconns - s->nidle) < ws->up->max_conns;
+}
+
+static int pick_rr(px_wstate_t *ws, const uint8_t *tried, double now)
+{
+    int best = -1, total = 0;
+    for (size_t i = 0; i < ws->up->nservers; i++) {
+        if (!usable(ws, tried, i, now))
+            continue;
+        px_srvstate_t *s = &ws->srv[i];
+        s->cur_weight += ws->up->servers[i].weight;
+        total += ws->up->servers[i].weight;
+        if (best < 0 || s->cur_weight > ws->srv[best].cur_weight)
+            best = (int)i;
+    }
+    if (best >= 0)
+        ws->srv[best].cur_weight -= total;
+    return best;
+}
+
+static int pick_least(px_wstate_t *ws, const uint8_t *tried, double now)
+{
+    int best = -1;
+    for (size_t i = 0; i < ws->up->nservers; i++) {
+        if (!usable(ws, tried, i, now))
+            continue;
+        /* active/weight < best.active/best.weight, cross-multiplied */
+        if (best < 0 || ws->srv[i].active * (size_t)ws->up->servers[best].weight <
+                            ws->srv[best].active * (size_t)ws->up->servers[i].weight)
+            best = (int)i;
+    }
+    if (best < 0)
+        return -1;
+    /* Among equals, rotate so idle servers share the load. */
+    size_t n = ws->up->nservers, start = (size_t)ws->srv[0].cur_weight++ % n;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (start + k) % n;
+        if (usable(ws, tried, i, now) &&
+            ws->srv[i].active * (size_t)ws->up->servers[best].weight ==
+                ws->srv[best].active * (size_t)ws->up->servers[i].weight)
+            return (int)i;
+    }
+    return best;
+}
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t)p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static int pick_hash(px_wstate_t *ws, const uint8_t *tried, const char *key, size_t keylen,
+                     double now)
+{
+    const px_upstream_t *up = ws->up;
+    uint64_t slot = fnv1a(key, keylen) % (uint64_t)up->total_weight;
+    size_t first = 0;
+    for (uint64_t acc = 0; first < up->nservers; first++) {
+        acc += (uint64_t)up->servers[first].weight;
+        if (slot < acc)
+            break;
+    }
+    for (size_t k = 0; k < up->nservers; k++) {
+        size_t i = (first + k) % up->nservers;
+        if (usable(ws, tried, i, now))
+            return (int)i;
+    }
+    return -1;
+}
+
+int px_balance_pick(px_wstate_t *ws, const uint8_t *tried, const char *key, size_t keylen,
+                    double now, int *all_down)
+{
+    int idx;
+    switch (ws->up->balance) {
+    case PX_LEAST_CONN: idx = pick_least(ws, tried, now); break;
+    case PX_HASH: idx = pick_hash(ws, tried, key ? key : "", key ? keylen : 0, now); break;
+    default: idx = pick_rr(ws, tried, now); break;
+    }
+    *all_down = 0;
+    if (idx < 0) {
+        int down = 0, avail = 0;
+        for (size_t i = 0; i < ws->up->nservers; i++) {
+            if (is_tried(tried, i))
+                continue;
+            avail++;
+            down += ws->srv[i].down_until > now;
+        }
+        *all_down = avail > 0 && down == avail;
+    }
+    return idx;
+}
+
+int px_health_fail(px_wstate_t *ws, int idx, double now)
+{
+    px_srvstate_t *s = &ws->srv[idx];
+    s->fails++;
+    if (ws->up->fail_threshold == 0 || s->fails < ws->up->fail_threshold || s->down_until > now)
+        return 0;
+    s->down_until = now + ws->up->down_s;
+    s->fails = 0;
+    return 1;
+}
+
+void px_health_ok(px_wstate_t *ws, int idx)
+{
+    ws->srv[idx].fails = 0;
+}
+
+double px_health_retry_after(px_wstate_t *ws, double now)
+{
+    double best = -1;
+    for (size_t i = 0; i < ws->up->nservers; i++) {
+        double left = ws->srv[i].down_until - now;
+        if (left > 0 && (best < 0 || left < best))
+            best = left;
+    }
+    return best < 0 ? 1 : best;
+}

@@ -1,0 +1,910 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The "proxy" handler: one client request forwarded to one upstream
+ * HTTP/1.1 connection at a time, streaming both ways.
+ *
+ *   client body --on_body--> body buf (bounded) --write--> upstream
+ *                 credit (sl_req_consume) only as the socket takes bytes
+ *   upstream --read--> in[] (PX_IN_CAP) --sl_resp_send--> client
+ *                 no read while a send is outstanding (until on_proceed)
+ *
+ * So a slow client stops the upstream reads and a slow upstream closes the
+ * client's flow-control window; memory per request is bounded by in[] and
+ * the protocol's body window. Before the response starts, a failed
+ * connection (refused, reset, closed) is retried on another server for
+ * idempotent methods while the request body has not started to flow.
+ * Callbacks from the protocol never run inside sl_resp_* (req.h), so the
+ * px_req_t stays valid until on_close even after the final send.
+ */
+#include "proxy_int.h"
+#include "proxy.h"
+#include "../config.h"
+#include "../conn.h"
+#include "../log.h"
+#include "../worker.h"
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define TAIL_MAX 16384   /* chunked framing kept after the last data run */
+#define TRAILER_MAX 8192 /* upstream chunk-ext / trailer bytes */
+#define H2_INTERNAL_ERROR 2
+
+enum { BODY_NONE = 0, BODY_LENGTH = 1, BODY_CHUNKED = 2 };
+enum { RB_NONE = 0, RB_LENGTH, RB_CHUNKED, RB_CLOSE };
+
+typedef struct px_req {
+    sl_req_t *req;
+    const px_route_t *rt;
+    px_upstream_t *up;
+    px_wstate_t *ws;
+    px_uconn_t *u;
+    int attempts;
+    uint8_t tried[PX_MAX_SERVERS / 8];
+    char request_id[33];
+    char traceparent[64];
+    /* request side */
+    char *head;
+    size_t head_len, head_off;
+    int body_mode;
+    sl_buf_t body;
+    char side[24]; /* chunk framing being written */
+    size_t side_len, side_off;
+    uint64_t chunk_left;
+    unsigned body_fin : 1;     /* the client's body is complete */
+    unsigned end_queued : 1;   /* last-chunk / end of body queued */
+    unsigned req_sent : 1;     /* the whole request is upstream */
+    unsigned body_started : 1; /* body bytes went upstream: no retry */
+    /* response side */
+    uint8_t *in;
+    size_t in_len, rpos, obeg, oend, run_end;
+    int rb;
+    uint64_t res_left;
+    sl_h1_chunked_t chunk;
+    char *tail;
+    size_t tail_len;
+    int io_events;
+    unsigned tail_over : 1;
+    unsigned head_done : 1;
+    unsigned sending : 1;
+    unsigned up_eof : 1;
+    unsigned done : 1;
+    unsigned closed : 1;
+    unsigned keep : 1;
+} px_req_t;
+
+static void start_attempt(px_req_t *px);
+static void process_input(px_req_t *px);
+static void do_write(px_req_t *px);
+
+/* ---- small helpers ---- */
+
+static const px_server_t *server(const px_req_t *px)
+{
+    return &px->up->servers[px->u->idx];
+}
+
+static int is_idempotent(sl_str_t m)
+{
+    return sl_str_eq(m, "GET") || sl_str_eq(m, "HEAD") || sl_str_eq(m, "OPTIONS") ||
+           sl_str_eq(m, "TRACE") || sl_str_eq(m, "PUT") || sl_str_eq(m, "DELETE");
+}
+
+static void hex(char *out, const uint8_t *b, size_t n)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[b[i] >> 4];
+        out[2 * i + 1] = d[b[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+static int valid_traceparent(sl_str_t v)
+{
+    if (v.n != 55 || v.p[2] != '-' || v.p[35] != '-' || v.p[52] != '-')
+        return 0;
+    for (size_t i = 0; i < v.n; i++) {
+        char c = v.p[i];
+        if (i != 2 && i != 35 && i != 52 && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return 0;
+    }
+    return 1;
+}
+
+/* X-Request-Id passed on or made; traceparent passed on or started. */
+static void ids(px_req_t *px)
+{
+    uint8_t r[24];
+    if (RAND_bytes(r, sizeof(r)) != 1)
+        memset(r, 0x5a, sizeof(r)); /* still unique enough per stream; never fatal */
+    const sl_header_t *id = sl_req_header(px->req, "x-request-id");
+    if (id && id->value.n > 0 && id->value.n < sizeof(px->request_id))
+        memcpy(px->request_id, id->value.p, id->value.n), px->request_id[id->value.n] = 0;
+    else
+        hex(px->request_id, r, 16);
+    const sl_header_t *tp = sl_req_header(px->req, "traceparent");
+    if (tp && valid_traceparent(tp->value)) {
+        memcpy(px->traceparent, tp->value.p, 55);
+        px->traceparent[55] = 0;
+    } else {
+        char trace[33], span[17];
+        hex(trace, r, 16);
+        hex(span, r + 16, 8);
+        snprintf(px->traceparent, sizeof(px->traceparent), "00-%s-%s-01", trace, span);
+    }
+}
+
+/* ---- watchers ---- */
+
+static void set_io(px_req_t *px, int events)
+{
+    px_uconn_t *u = px->u;
+    if (!u || events == px->io_events)
+        return;
+    ev_io_stop(px->ws->loop, &u->io);
+    px->io_events = events;
+    if (events) {
+        ev_io_set(&u->io, u->fd, events);
+        ev_io_start(px->ws->loop, &u->io);
+    }
+}
+
+static int has_output(const px_req_t *px)
+{
+    return px->side_off < px->side_len || px->head_off < px->head_len ||
+           !sl_buf_is_empty(&px->body) || (px->body_fin && !px->req_sent);
+}
+
+static void set_timer(px_req_t *px, double secs)
+{
+    ev_timer_stop(px->ws->loop, &px->u->timer);
+    if (secs > 0) {
+        ev_timer_set(&px->u->timer, secs, 0.);
+        ev_timer_start(px->ws->loop, &px->u->timer);
+    }
+}
+
+/* Which events and which timeout the current state needs. */
+static void update(px_req_t *px)
+{
+    px_uconn_t *u = px->u;
+    if (!u || px->done)
+        return;
+    const px_timeouts_t *to = &px->up->to;
+    if (u->connecting) {
+        set_io(px, EV_WRITE);
+        return; /* the connect timer runs from start_attempt */
+    }
+    int ev = 0;
+    if (!px->sending && !px->up_eof && px->in_len < PX_IN_CAP)
+        ev |= EV_READ;
+    if (has_output(px))
+        ev |= EV_WRITE;
+    set_io(px, ev);
+    if (!px->head_done)
+        set_timer(px, px->req_sent ? to->first_byte_s : (ev & EV_WRITE) ? to->send_idle_s : 0);
+    else if (px->sending)
+        set_timer(px, 0); /* the client is slow: its own timeouts apply */
+    else
+        set_timer(px, to->read_idle_s);
+}
+
+/* ---- answers ---- */
+
+static void log_up(px_req_t *px, const char *what)
+{
+    sl_log_stream(SL_LOG_WARN, px->req->conn, px->req->stream_id,
+                  "proxy: upstream \"%s\" server %s: %s", px->up->name,
+                  px->u ? server(px)->name : "-", what);
+}
+
+static void drop_conn(px_req_t *px)
+{
+    if (!px->u)
+        return;
+    px_uconn_close(px->u);
+    px->u = NULL;
+    px->io_events = 0;
+}
+
+static void answer_error(px_req_t *px, int status, const char *msg)
+{
+    sl_req_t *req = px->req;
+    drop_conn(px);
+    px->done = 1;
+    if (req->head_sent) {
+        sl_resp_reset(req, H2_INTERNAL_ERROR);
+        return;
+    }
+    if (status == 503) {
+        char ra[32];
+        double left = px_health_retry_after(px->ws, ev_now(px->ws->loop));
+        snprintf(ra, sizeof(ra), "%lld", (long long)(left + 0.999));
+        sl_resp_header_add(req, "retry-after", ra);
+    }
+    sl_resp_error(req, status, msg);
+}
+
+/* A failure before the response head: retry elsewhere when that is safe,
+ * else 502 / 504. conn_fault: count against the server's health. */
+static void upstream_failed(px_req_t *px, const char *cause, int status, int conn_fault,
+                            int retryable)
+{
+    char msg[256];
+    int reused = px->u && px->u->reused;
+    snprintf(msg, sizeof(msg), "%s%s", cause, reused ? " (reused keep-alive connection)" : "");
+    log_up(px, msg);
+    if (px->u) {
+        int idx = px->u->idx;
+        /* A stale keep-alive connection says nothing about the server. */
+        if (conn_fault && !reused && px_health_fail(px->ws, idx, ev_now(px->ws->loop)))
+            sl_log(SL_LOG_WARN, NULL, "proxy: upstream \"%s\" server %s marked down for %gs",
+                   px->up->name, px->up->servers[idx].name, px->up->down_s);
+        if (!reused)
+            px->tried[idx / 8] |= (uint8_t)(1u << (idx % 8));
+    }
+    drop_conn(px);
+    int may = retryable && !px->body_started && !px->req->head_sent &&
+              (is_idempotent(px->req->method) || reused);
+    if (may && (reused || px->attempts <= px->up->retries)) {
+        start_attempt(px);
+        return;
+    }
+    answer_error(px, status, status == 504 ? "upstream timed out" : "bad gateway");
+}
+
+/* ---- request: writing upstream ---- */
+
+static ssize_t write_some(px_req_t *px, const void *p, size_t n)
+{
+    ssize_t w = write(px->u->fd, p, n);
+    if (w < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    return w;
+}
+
+/* Next chunk of framing when the previous run is done. Returns 1 when
+ * something was queued in side[]. */
+static int queue_framing(px_req_t *px)
+{
+    if (px->body_mode != BODY_CHUNKED || px->chunk_left)
+        return 0;
+    size_t len = sl_buf_len(&px->body);
+    if (len) {
+        px->side_len = (size_t)snprintf(px->side, sizeof(px->side), "%zx\r\n", len);
+        px->side_off = 0;
+        px->chunk_left = len;
+        return 1;
+    }
+    if (px->body_fin && !px->end_queued) {
+        memcpy(px->side, "0\r\n\r\n", 5);
+        px->side_len = 5;
+        px->side_off = 0;
+        px->end_queued = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Write as much as the socket takes. Returns 0, or SL_ECLOSED after a
+ * failure was answered (px->u is gone). */
+static int flush_out(px_req_t *px)
+{
+    for (;;) {
+        ssize_t w;
+        if (px->side_off < px->side_len) {
+            w = write_some(px, px->side + px->side_off, px->side_len - px->side_off);
+            if (w > 0 && (px->side_off += (size_t)w) == px->side_len && px->chunk_left == 0 &&
+                px->side_len == 2)
+                px->side_len = px->side_off = 0; /* a chunk's CRLF is out */
+        } else if (px->head_off < px->head_len) {
+            w = write_some(px, px->head + px->head_off, px->head_len - px->head_off);
+            if (w > 0)
+                px->head_off += (size_t)w;
+        } else if (queue_framing(px)) {
+            continue;
+        } else if (!sl_buf_is_empty(&px->body)) {
+            const uint8_t *p;
+            size_t n;
+            sl_buf_peek(&px->body, &p, &n);
+            if (px->body_mode == BODY_CHUNKED)
+                n = (size_t)SL_MIN((uint64_t)n, px->chunk_left);
+            w = write_some(px, p, n);
+            if (w > 0) {
+                sl_buf_skip(&px->body, (size_t)w);
+                px->body_started = 1;
+                sl_req_consume(px->req, (size_t)w);
+                if (px->body_mode == BODY_CHUNKED && (px->chunk_left -= (uint64_t)w) == 0) {
+                    memcpy(px->side, "\r\n", 2);
+                    px->side_len = 2;
+                    px->side_off = 0;
+                }
+            }
+        } else {
+            if (px->body_fin && (px->body_mode != BODY_CHUNKED || px->end_queued))
+                px->req_sent = 1;
+            return 0;
+        }
+        if (w == 0)
+            return 0;
+        if (w < 0) {
+            char cause[128];
+            snprintf(cause, sizeof(cause), "send failed: %s", strerror(errno));
+            upstream_failed(px, cause, 502, 1, 1);
+            return SL_ECLOSED;
+        }
+    }
+}
+
+static void do_write(px_req_t *px)
+{
+    if (!px->u || px->u->connecting || px->done)
+        return;
+    if (flush_out(px) == 0)
+        update(px);
+}
+
+/* ---- response: reading upstream ---- */
+
+static void forward_informational(px_req_t *px, const sl_h1_head_t *h)
+{
+    sl_header_t v[PX_MAX_RESP_HEADERS];
+    sl_headers_t hs = {v, 0, PX_MAX_RESP_HEADERS};
+    const sl_header_t *ch = NULL;
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (sl_str_caseeq(h->headers[i].name, "connection"))
+            ch = &h->headers[i];
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (!px_is_hop_header(h->headers[i].name, ch ? ch->value : (sl_str_t){"", 0}))
+            v[hs.n++] = h->headers[i];
+    sl_resp_informational(px->req, h->status, &hs);
+}
+
+static void take_head(px_req_t *px, const sl_h1_head_t *h)
+{
+    sl_req_t *req = px->req;
+    const px_route_t *rt = px->rt;
+    sl_str_t conn = {"", 0};
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (sl_str_caseeq(h->headers[i].name, "connection"))
+            conn = h->headers[i].value;
+    req->res.status = h->status;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const sl_header_t *f = &h->headers[i];
+        if (!px_resp_header_dropped(rt, f->name, conn))
+            sl_resp_header_addn(req, f->name.p, f->name.n, f->value.p, f->value.n);
+    }
+    for (size_t i = 0; i < rt->nset_resp; i++)
+        sl_resp_header_addn(req, rt->set_resp_headers[i].name.p, rt->set_resp_headers[i].name.n,
+                            rt->set_resp_headers[i].value.p, rt->set_resp_headers[i].value.n);
+    px->keep = h->keep_alive;
+    if (req->is_head || h->status == 204 || h->status == 304) {
+        px->rb = RB_NONE;
+        req->res.content_length = h->status == 204 ? -1 : h->content_length;
+    } else if (h->chunked) {
+        px->rb = RB_CHUNKED;
+        req->res.content_length = -1;
+        sl_h1_chunked_init(&px->chunk, TRAILER_MAX);
+    } else if (h->content_length >= 0) {
+        px->rb = RB_LENGTH;
+        px->res_left = (uint64_t)h->content_length;
+        req->res.content_length = h->content_length;
+    } else {
+        px->rb = RB_CLOSE;
+        px->keep = 0;
+        req->res.content_length = -1;
+    }
+    px->head_done = 1;
+    px_health_ok(px->ws, px->u->idx);
+}
+
+/* Parse response heads (1xx first). Returns 1 when the final head is in,
+ * 0 when more bytes are needed, SL_ECLOSED after an error answer. */
+static int parse_heads(px_req_t *px)
+{
+    const sl_config_t *cfg = sl_conn_config(px->req->conn);
+    sl_h1_limits_t lim = {cfg->limits.h1_uri_bytes, PX_HEAD_MAX, PX_MAX_RESP_HEADERS};
+    while (!px->head_done) {
+        sl_header_t hv[PX_MAX_RESP_HEADERS];
+        sl_h1_head_t h;
+        size_t used = 0;
+        memset(&h, 0, sizeof(h));
+        h.headers = hv;
+        h.max_headers = PX_MAX_RESP_HEADERS;
+        int rc = sl_h1_parse_response(px->in + px->rpos, px->in_len - px->rpos, &lim, &h, &used);
+        if (rc == SL_H1_INCOMPLETE) {
+            if (px->in_len - px->rpos >= PX_HEAD_MAX || px->in_len == PX_IN_CAP) {
+                upstream_failed(px, "response head too large", 502, 0, 0);
+                return SL_ECLOSED;
+            }
+            return 0;
+        }
+        if (rc != SL_H1_OK) {
+            char cause[160];
+            snprintf(cause, sizeof(cause), "malformed response head (%s)",
+                     h.error ? h.error : "parse error");
+            upstream_failed(px, cause, 502, 0, 0);
+            return SL_ECLOSED;
+        }
+        if (h.status >= 100 && h.status < 200) {
+            if (h.status == 101) {
+                upstream_failed(px, "unexpected 101 Switching Protocols", 502, 0, 0);
+                return SL_ECLOSED;
+            }
+            if (h.status != 100) /* 100 went out already from the protocol */
+                forward_informational(px, &h);
+            px->rpos += used;
+            continue;
+        }
+        take_head(px, &h);
+        px->rpos += used;
+    }
+    return 1;
+}
+
+static void on_run(void *arg, const uint8_t *p, size_t n)
+{
+    px_req_t *px = arg;
+    /* Runs arrive in order and never overlap what follows: move them down
+     * to the output region. */
+    memmove(px->in + px->oend, p, n);
+    px->oend += n;
+    px->run_end = (size_t)(p + n - px->in);
+    px->tail_len = 0;
+    px->tail_over = 0;
+}
+
+/* Trailer fields from the framing after the last data run:
+ * [CRLF] "0[;ext]" CRLF *(field CRLF) CRLF. */
+static void take_trailers(px_req_t *px)
+{
+    if (px->tail_over) {
+        log_up(px, "trailers too large; dropped");
+        return;
+    }
+    char *p = px->tail, *end = px->tail + px->tail_len;
+    if (end - p >= 2 && p[0] == '\r' && p[1] == '\n')
+        p += 2;
+    char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+    if (!eol)
+        return;
+    for (p = eol + 2; p < end && (eol = memmem(p, (size_t)(end - p), "\r\n", 2)) && eol > p;
+         p = eol + 2) {
+        char *colon = memchr(p, ':', (size_t)(eol - p));
+        if (!colon)
+            return; /* the decoder validated this; be safe anyway */
+        char *v = colon + 1;
+        while (v < eol && (*v == ' ' || *v == '\t'))
+            v++;
+        char *ve = eol;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        for (char *c = p; c < colon; c++)
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+        sl_str_t name = {p, (size_t)(colon - p)};
+        if (px_is_hop_header(name, (sl_str_t){"", 0}) || sl_str_caseeq(name, "content-length"))
+            continue;
+        *colon = 0;
+        *ve = 0;
+        sl_resp_trailer_add(px->req, p, v);
+    }
+}
+
+static void keep_tail(px_req_t *px, size_t from, size_t to)
+{
+    if (!px->tail)
+        px->tail = sl_malloc(TAIL_MAX);
+    size_t n = to - from;
+    if (px->tail_over || n > TAIL_MAX - px->tail_len) {
+        px->tail_over = 1;
+        return;
+    }
+    memcpy(px->tail + px->tail_len, px->in + from, n);
+    px->tail_len += n;
+}
+
+/* Decode what is buffered into [obeg, oend). Returns 1 at the end of the
+ * body, 0 for more, SL_EINVAL on bad framing. */
+static int decode_chunked(px_req_t *px)
+{
+    size_t start = px->rpos;
+    px->run_end = start;
+    ssize_t r = sl_h1_chunked_decode(&px->chunk, px->in + start, px->in_len - start, on_run, px);
+    if (r < 0)
+        return SL_EINVAL;
+    px->rpos = start + (size_t)r;
+    keep_tail(px, SL_MAX(px->run_end, start), px->rpos);
+    if (!px->chunk.done)
+        return 0;
+    take_trailers(px);
+    return 1;
+}
+
+/* The upstream connection is done with this response. */
+static void finish_conn(px_req_t *px)
+{
+    int reusable = px->keep && !px->up_eof && px->rpos == px->in_len && px->req_sent;
+    px_uconn_release(px->u, reusable);
+    px->u = NULL;
+    px->io_events = 0;
+}
+
+static void truncated(px_req_t *px, const char *why)
+{
+    log_up(px, why);
+    drop_conn(px);
+    px->done = 1;
+    sl_resp_reset(px->req, H2_INTERNAL_ERROR);
+}
+
+/* Send what the buffer holds. Nothing runs while a send is outstanding. */
+static void pump_body(px_req_t *px)
+{
+    int final = 0;
+    px->obeg = px->oend = px->rpos;
+    switch (px->rb) {
+    case RB_NONE: final = 1; break;
+    case RB_LENGTH: {
+        size_t n = (size_t)SL_MIN((uint64_t)(px->in_len - px->rpos), px->res_left);
+        px->oend = px->rpos + n;
+        px->rpos += n;
+        px->res_left -= n;
+        final = px->res_left == 0;
+        if (!final && n == 0 && px->up_eof) {
+            truncated(px, "closed the connection before the end of the body");
+            return;
+        }
+        break;
+    }
+    case RB_CLOSE:
+        px->oend = px->in_len;
+        px->rpos = px->in_len;
+        final = px->up_eof;
+        break;
+    default: {
+        int rc = decode_chunked(px);
+        if (rc < 0) {
+            truncated(px, "sent malformed chunked framing");
+            return;
+        }
+        final = rc;
+        if (!final && px->oend == px->obeg && px->up_eof) {
+            truncated(px, "closed the connection before the last chunk");
+            return;
+        }
+    }
+    }
+    size_t n = px->oend - px->obeg;
+    if (!final && n == 0 && px->req->head_sent) {
+        /* Nothing to send: make room and read on. */
+        memmove(px->in, px->in + px->rpos, px->in_len - px->rpos);
+        px->in_len -= px->rpos;
+        px->rpos = 0;
+        update(px);
+        return;
+    }
+    if (final) {
+        finish_conn(px);
+        px->done = 1;
+    } else {
+        px->sending = 1;
+        update(px);
+    }
+    sl_resp_send(px->req, px->in + px->obeg, n, final);
+}
+
+static void process_input(px_req_t *px)
+{
+    if (px->done || px->sending)
+        return;
+    if (!px->head_done) {
+        int rc = parse_heads(px);
+        if (rc <= 0) {
+            if (rc == 0 && px->up_eof) {
+                if (px->in_len == 0)
+                    upstream_failed(px, "closed the connection before responding", 502, 1, 1);
+                else
+                    upstream_failed(px, "closed the connection inside the response head", 502, 1,
+                                    0);
+                return;
+            }
+            if (rc == 0)
+                update(px);
+            return;
+        }
+    }
+    pump_body(px);
+}
+
+static void do_read(px_req_t *px)
+{
+    ssize_t r = read(px->u->fd, px->in + px->in_len, PX_IN_CAP - px->in_len);
+    if (r < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (r < 0 && !px->head_done && px->in_len == 0) {
+        char cause[128];
+        snprintf(cause, sizeof(cause), "read failed: %s", strerror(errno));
+        upstream_failed(px, cause, 502, 1, 1);
+        return;
+    }
+    if (r <= 0)
+        px->up_eof = 1;
+    else
+        px->in_len += (size_t)r;
+    process_input(px);
+}
+
+/* ---- upstream events ---- */
+
+static void connected(px_req_t *px)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(px->u->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err) {
+        char cause[128];
+        snprintf(cause, sizeof(cause), "connect failed: %s", strerror(err));
+        upstream_failed(px, cause, 502, 1, 1);
+        return;
+    }
+    px->u->connecting = 0;
+    do_write(px);
+}
+
+static void on_up_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+    SL_UNUSED(loop);
+    px_req_t *px = io->data;
+    if (px->u->connecting) {
+        connected(px);
+        return;
+    }
+    if (revents & EV_WRITE) {
+        if (flush_out(px) != 0)
+            return;
+        if (px->done || !px->u)
+            return;
+    }
+    if ((revents & EV_READ) && !px->sending && !px->done)
+        do_read(px);
+    else
+        update(px);
+}
+
+static void on_up_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    SL_UNUSED(loop);
+    SL_UNUSED(revents);
+    px_req_t *px = t->data;
+    char cause[128];
+    const px_timeouts_t *to = &px->up->to;
+    if (px->u->connecting) {
+        snprintf(cause, sizeof(cause), "connect timed out after %gs", to->connect_s);
+        upstream_failed(px, cause, 504, 1, 1);
+    } else if (!px->head_done && px->req_sent) {
+        snprintf(cause, sizeof(cause), "no response within first_byte_s %gs", to->first_byte_s);
+        upstream_failed(px, cause, 504, 1, 0);
+    } else if (!px->head_done) {
+        snprintf(cause, sizeof(cause), "request not taken within send_idle_s %gs", to->send_idle_s);
+        upstream_failed(px, cause, 504, 1, 0);
+    } else {
+        snprintf(cause, sizeof(cause), "no response bytes within read_idle_s %gs", to->read_idle_s);
+        truncated(px, cause);
+    }
+}
+
+/* ---- attempts ---- */
+
+static int build_head(px_req_t *px)
+{
+    char *buf = sl_malloc(PX_REQ_HEAD_MAX);
+    ssize_t n = px_build_request(px->req, px->rt, server(px), px->body_mode, px->request_id,
+                                 px->traceparent, buf, PX_REQ_HEAD_MAX);
+    if (n < 0) {
+        sl_free(buf);
+        return SL_ETOOBIG;
+    }
+    sl_free(px->head);
+    px->head = sl_realloc(buf, (size_t)n);
+    px->head_len = (size_t)n;
+    px->head_off = 0;
+    return 0;
+}
+
+static px_uconn_t *get_conn(px_req_t *px, int idx)
+{
+    px_uconn_t *u = px_uconn_take_idle(px->ws, idx);
+    if (u)
+        return u;
+    u = px_uconn_connect(px->ws, idx);
+    if (!u) {
+        char cause[128];
+        int e = errno;
+        snprintf(cause, sizeof(cause), "connect failed: %s", strerror(e));
+        sl_log_stream(SL_LOG_WARN, px->req->conn, px->req->stream_id,
+                      "proxy: upstream \"%s\" server %s: %s", px->up->name,
+                      px->up->servers[idx].name, cause);
+        if (px_health_fail(px->ws, idx, ev_now(px->ws->loop)))
+            sl_log(SL_LOG_WARN, NULL, "proxy: upstream \"%s\" server %s marked down for %gs",
+                   px->up->name, px->up->servers[idx].name, px->up->down_s);
+    }
+    return u;
+}
+
+static const char *hash_key(px_req_t *px, size_t *n, char *ipbuf, size_t cap)
+{
+    if (px->up->hash_header) {
+        const sl_header_t *h = sl_req_header(px->req, px->up->hash_header);
+        *n = h ? h->value.n : 0;
+        return h ? h->value.p : "";
+    }
+    px_peer_ip(px->req->peer, ipbuf, cap);
+    *n = strlen(ipbuf);
+    return ipbuf;
+}
+
+static void start_attempt(px_req_t *px)
+{
+    char ip[64];
+    size_t kn;
+    const char *key = hash_key(px, &kn, ip, sizeof(ip));
+    for (;;) {
+        int all_down = 0;
+        int idx = px_balance_pick(px->ws, px->tried, key, kn, ev_now(px->ws->loop), &all_down);
+        if (idx < 0) {
+            if (all_down || px->attempts == 0) {
+                sl_log_stream(SL_LOG_WARN, px->req->conn, px->req->stream_id,
+                              "proxy: upstream \"%s\": %s", px->up->name,
+                              all_down ? "no server up" : "every server at max_conns");
+                answer_error(px, 503, "no upstream server available");
+            } else {
+                answer_error(px, 502, "bad gateway");
+            }
+            return;
+        }
+        px->attempts++;
+        px->u = get_conn(px, idx);
+        if (!px->u) {
+            px->tried[idx / 8] |= (uint8_t)(1u << (idx % 8));
+            if (px->attempts > px->up->retries || !is_idempotent(px->req->method)) {
+                answer_error(px, 502, "bad gateway");
+                return;
+            }
+            continue;
+        }
+        break;
+    }
+    px_uconn_t *u = px->u;
+    u->owner = px;
+    if (build_head(px) != 0) {
+        drop_conn(px);
+        sl_log_stream(SL_LOG_INFO, px->req->conn, px->req->stream_id,
+                      "client sent a request whose upstream head exceeds %d bytes",
+                      PX_REQ_HEAD_MAX);
+        answer_error(px, 431, "request header fields too large");
+        return;
+    }
+    px->side_len = px->side_off = 0;
+    px->chunk_left = 0;
+    px->end_queued = 0;
+    px->req_sent = 0;
+    px->in_len = px->rpos = 0;
+    px->up_eof = 0;
+    px->io_events = 0;
+    ev_io_init(&u->io, on_up_io, u->fd, 0);
+    u->io.data = px;
+    ev_init(&u->timer, on_up_timeout);
+    u->timer.data = px;
+    if (u->connecting) {
+        set_io(px, EV_WRITE);
+        set_timer(px, px->up->to.connect_s);
+        return;
+    }
+    do_write(px);
+}
+
+/* ---- sl_handler_cbs_t ---- */
+
+static void on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
+{
+    px_req_t *px = req->hdata;
+    if (px->done) {
+        sl_req_consume(req, len); /* the answer is out: let the body drain */
+        return;
+    }
+    if (len && sl_buf_write_all(&px->body, data, len) != 0) {
+        sl_log_stream(SL_LOG_ERROR, req->conn, req->stream_id,
+                      "proxy: %zu body bytes past the buffer bound", len);
+        drop_conn(px);
+        px->done = 1;
+        sl_resp_reset(req, H2_INTERNAL_ERROR);
+        return;
+    }
+    if (fin)
+        px->body_fin = 1;
+    do_write(px);
+}
+
+static void on_proceed(sl_req_t *req)
+{
+    px_req_t *px = req->hdata;
+    px->sending = 0;
+    if (px->done)
+        return;
+    memmove(px->in, px->in + px->rpos, px->in_len - px->rpos);
+    px->in_len -= px->rpos;
+    px->rpos = 0;
+    if (px->in_len || px->up_eof)
+        process_input(px);
+    else
+        update(px);
+}
+
+static void on_close(sl_req_t *req, int err)
+{
+    px_req_t *px = req->hdata;
+    if (px->u) {
+        /* The client went away mid-exchange: the upstream request is
+         * cancelled by closing its connection. */
+        if (err)
+            sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id,
+                          "proxy: client went away; upstream \"%s\" request cancelled",
+                          px->up->name);
+        drop_conn(px);
+    }
+    px->closed = 1;
+    sl_buf_dispose(&px->body);
+    sl_free(px->head);
+    sl_free(px->in);
+    sl_free(px->tail);
+}
+
+static const sl_handler_cbs_t px_cbs = {
+    .on_body = on_body,
+    .on_proceed = on_proceed,
+    .on_close = on_close,
+};
+
+/* Unconsumed body bytes the protocol allows, in chunks, plus slack. */
+static size_t body_chunks(const sl_req_t *req)
+{
+    const sl_config_t *cfg = sl_conn_config(req->conn);
+    size_t window =
+        req->proto == SL_PROTO_H2 ? cfg->limits.h2_initial_window : cfg->limits.body_window_bytes;
+    return window / SL_BUF_CHUNK_SIZE + 2;
+}
+
+static void on_req(sl_req_t *req)
+{
+    const px_route_t *rt = req->route->state;
+    px_req_t *px = sl_pool_alloc(&req->pool, sizeof(*px));
+    memset(px, 0, sizeof(*px));
+    px->req = req;
+    px->rt = rt;
+    px->up = rt->up;
+    px->ws = px_wstate_get(rt->up);
+    sl_buf_init(&px->body, px->ws->bufpool, body_chunks(req));
+    if (req->content_length >= 0)
+        px->body_mode = BODY_LENGTH;
+    else if (req->body_done)
+        px->body_mode = BODY_NONE;
+    else
+        px->body_mode = BODY_CHUNKED;
+    px->body_fin = req->body_done;
+    px->in = sl_malloc(PX_IN_CAP);
+    ids(px);
+    req->hdata = px;
+    req->cbs = &px_cbs;
+    start_attempt(px);
+}
+
+const sl_handler_def_t sl_proxy_handler = {
+    .name = "proxy",
+    .configure = px_route_configure,
+    .free_state = px_route_free,
+    .on_req = on_req,
+};

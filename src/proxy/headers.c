@@ -1,0 +1,331 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The HTTP/1.1 request head sent upstream, and the response header filter.
+ * Hop-by-hop fields (RFC 9110 7.6.1: Connection and the fields it names,
+ * Keep-Alive, TE, Transfer-Encoding, Upgrade, Proxy-*) never cross the
+ * proxy. Forwarding fields (Forwarded, X-Forwarded-For/-Proto/-Host) from
+ * the client are kept only when the client is a trusted proxy; otherwise
+ * they are dropped and written afresh, so a client cannot forge its
+ * address. Framing (Content-Length / chunked) is always our own.
+ */
+#include "proxy_int.h"
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+typedef struct out {
+    char *p;
+    size_t n, cap;
+    int overflow;
+} out_t;
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    if (o->overflow || o->cap - o->n < n) {
+        o->overflow = 1;
+        return;
+    }
+    memcpy(o->p + o->n, s, n);
+    o->n += n;
+}
+
+static void puts_(out_t *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void header(out_t *o, const char *name, size_t nn, const char *val, size_t vn)
+{
+    put(o, name, nn);
+    put(o, ": ", 2);
+    put(o, val, vn);
+    put(o, "\r\n", 2);
+}
+
+/* Is token (case-insensitive) in the comma-separated list? */
+static int list_has(sl_str_t list, sl_str_t token)
+{
+    size_t i = 0;
+    while (i < list.n) {
+        while (i < list.n && (list.p[i] == ' ' || list.p[i] == '\t' || list.p[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < list.n && list.p[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (list.p[e - 1] == ' ' || list.p[e - 1] == '\t'))
+            e--;
+        if (e - s == token.n && token.n && strncasecmp(list.p + s, token.p, token.n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int px_is_hop_header(sl_str_t n, sl_str_t connection)
+{
+    if (sl_str_caseeq(n, "connection") || sl_str_caseeq(n, "keep-alive") ||
+        sl_str_caseeq(n, "te") || sl_str_caseeq(n, "transfer-encoding") ||
+        sl_str_caseeq(n, "upgrade") || (n.n > 6 && strncasecmp(n.p, "proxy-", 6) == 0))
+        return 1;
+    return list_has(connection, n);
+}
+
+static int in_list(char *const *list, size_t n, sl_str_t name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (sl_str_caseeq(name, list[i]))
+            return 1;
+    return 0;
+}
+
+static int in_set(const sl_header_t *set, size_t n, sl_str_t name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (name.n == set[i].name.n && strncasecmp(name.p, set[i].name.p, name.n) == 0)
+            return 1;
+    return 0;
+}
+
+int px_resp_header_dropped(const px_route_t *rt, sl_str_t name, sl_str_t connection)
+{
+    return px_is_hop_header(name, connection) || sl_str_caseeq(name, "content-length") ||
+           in_list(rt->remove_resp_headers, rt->nremove_resp, name) ||
+           in_set(rt->set_resp_headers, rt->nset_resp, name);
+}
+
+void px_peer_ip(const char *peer, char *out, size_t cap)
+{
+    const char *p = peer ? peer : "";
+    size_t n = strlen(p);
+    if (p[0] == '[') {
+        const char *rb = strchr(p, ']');
+        p++;
+        n = rb ? (size_t)(rb - p) : strlen(p);
+    } else {
+        const char *c = strrchr(p, ':');
+        if (c)
+            n = (size_t)(c - p);
+    }
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, p, n);
+    out[n] = 0;
+}
+
+int px_cidr_parse(const char *s, px_cidr_t *c)
+{
+    char ip[64];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n >= sizeof(ip))
+        return SL_EINVAL;
+    memcpy(ip, s, n);
+    ip[n] = 0;
+    memset(c, 0, sizeof(*c));
+    if (inet_pton(AF_INET, ip, c->addr) == 1)
+        c->family = AF_INET;
+    else if (inet_pton(AF_INET6, ip, c->addr) == 1)
+        c->family = AF_INET6;
+    else
+        return SL_EINVAL;
+    int max = c->family == AF_INET ? 32 : 128;
+    c->bits = max;
+    if (slash) {
+        char *end;
+        long b = strtol(slash + 1, &end, 10);
+        if (!slash[1] || *end || b < 0 || b > max)
+            return SL_EINVAL;
+        c->bits = (int)b;
+    }
+    return 0;
+}
+
+static int cidr_match(const px_cidr_t *c, int family, const uint8_t *a)
+{
+    if (c->family != family)
+        return 0;
+    int full = c->bits / 8, rest = c->bits % 8;
+    if (memcmp(c->addr, a, (size_t)full) != 0)
+        return 0;
+    if (!rest)
+        return 1;
+    uint8_t mask = (uint8_t)(0xff << (8 - rest));
+    return (c->addr[full] & mask) == (a[full] & mask);
+}
+
+int px_ip_trusted(const px_route_t *rt, const char *ip)
+{
+    uint8_t a[16];
+    int fam = AF_INET;
+    if (!rt->ntrusted)
+        return 0;
+    if (inet_pton(AF_INET, ip, a) != 1) {
+        if (inet_pton(AF_INET6, ip, a) != 1)
+            return 0;
+        fam = AF_INET6;
+    }
+    for (size_t i = 0; i < rt->ntrusted; i++)
+        if (cidr_match(&rt->trusted[i], fam, a))
+            return 1;
+    return 0;
+}
+
+ssize_t px_rewrite_target(const sl_req_t *req, const px_route_t *rt, char *buf, size_t cap)
+{
+    out_t o = {buf, 0, cap, 0};
+    sl_str_t path = req->path;
+    size_t sn = rt->strip_prefix ? strlen(rt->strip_prefix) : 0;
+    if (sn && path.n >= sn && memcmp(path.p, rt->strip_prefix, sn) == 0) {
+        sl_str_t rest = {path.p + sn, path.n - sn};
+        const char *repl = rt->replace_prefix ? rt->replace_prefix : "";
+        size_t rn = strlen(repl);
+        /* "/api" + "/x" -> "/x"; "/v2/" + "/x" -> "/v2/x": never "//". */
+        if (rn && repl[rn - 1] == '/' && rest.n && rest.p[0] == '/')
+            rn--;
+        put(&o, repl, rn);
+        if (rn && repl[rn - 1] != '/' && rest.n && rest.p[0] != '/')
+            put(&o, "/", 1);
+        put(&o, rest.p, rest.n);
+        if (o.n == 0)
+            put(&o, "/", 1);
+    } else {
+        put(&o, path.p, path.n);
+    }
+    if (req->query.n) {
+        put(&o, "?", 1);
+        put(&o, req->query.p, req->query.n);
+    }
+    return o.overflow ? SL_ETOOBIG : (ssize_t)o.n;
+}
+
+/* Forwarded (RFC 7239) node: IPv6 quoted and bracketed. */
+static void forwarded_for(out_t *o, const char *ip)
+{
+    if (strchr(ip, ':')) {
+        puts_(o, "for=\"[");
+        puts_(o, ip);
+        puts_(o, "]\"");
+    } else {
+        puts_(o, "for=");
+        puts_(o, ip[0] ? ip : "unknown");
+    }
+}
+
+static void forwarding(out_t *o, const sl_req_t *req, const px_route_t *rt)
+{
+    char ip[64];
+    px_peer_ip(req->peer, ip, sizeof(ip));
+    int trust = px_ip_trusted(rt, ip);
+    const sl_header_t *xff = trust ? sl_req_header(req, "x-forwarded-for") : NULL;
+    const sl_header_t *fwd = trust ? sl_req_header(req, "forwarded") : NULL;
+    const sl_header_t *xfp = trust ? sl_req_header(req, "x-forwarded-proto") : NULL;
+    const sl_header_t *xfh = trust ? sl_req_header(req, "x-forwarded-host") : NULL;
+
+    put(o, "x-forwarded-for: ", 17);
+    if (xff) {
+        put(o, xff->value.p, xff->value.n);
+        put(o, ", ", 2);
+    }
+    puts_(o, ip);
+    put(o, "\r\n", 2);
+    if (xfp)
+        header(o, "x-forwarded-proto", 17, xfp->value.p, xfp->value.n);
+    else
+        header(o, "x-forwarded-proto", 17, req->scheme.p, req->scheme.n);
+    if (xfh)
+        header(o, "x-forwarded-host", 16, xfh->value.p, xfh->value.n);
+    else if (req->authority.n)
+        header(o, "x-forwarded-host", 16, req->authority.p, req->authority.n);
+    put(o, "forwarded: ", 11);
+    if (fwd) {
+        put(o, fwd->value.p, fwd->value.n);
+        put(o, ", ", 2);
+    }
+    forwarded_for(o, ip);
+    put(o, ";proto=", 7);
+    put(o, req->scheme.p, req->scheme.n);
+    if (req->authority.n && !memchr(req->authority.p, '"', req->authority.n)) {
+        put(o, ";host=\"", 7);
+        put(o, req->authority.p, req->authority.n);
+        put(o, "\"", 1);
+    }
+    put(o, "\r\n", 2);
+}
+
+/* Dropped from the client's fields: hop-by-hop, what we write ourselves,
+ * forwarding fields from untrusted clients, the route's removals. */
+static int request_field_dropped(const sl_req_t *req, const px_route_t *rt, sl_str_t n,
+                                 sl_str_t conn)
+{
+    SL_UNUSED(req);
+    if (px_is_hop_header(n, conn) || sl_str_caseeq(n, "host") ||
+        sl_str_caseeq(n, "content-length") || sl_str_caseeq(n, "expect") ||
+        sl_str_caseeq(n, "via") || sl_str_caseeq(n, "x-request-id") ||
+        sl_str_caseeq(n, "traceparent") || sl_str_caseeq(n, "x-forwarded-for") ||
+        sl_str_caseeq(n, "x-forwarded-proto") || sl_str_caseeq(n, "x-forwarded-host") ||
+        sl_str_caseeq(n, "forwarded"))
+        return 1;
+    return in_list(rt->remove_headers, rt->nremove, n) || in_set(rt->set_headers, rt->nset, n);
+}
+
+static void host_field(out_t *o, const sl_req_t *req, const px_route_t *rt, const px_server_t *srv)
+{
+    switch (rt->host_mode) {
+    case PX_HOST_UPSTREAM: header(o, "host", 4, srv->host, strlen(srv->host)); break;
+    case PX_HOST_FIXED: header(o, "host", 4, rt->host_value, strlen(rt->host_value)); break;
+    default:
+        if (req->authority.n)
+            header(o, "host", 4, req->authority.p, req->authority.n);
+        else
+            header(o, "host", 4, srv->host, strlen(srv->host));
+    }
+}
+
+ssize_t px_build_request(const sl_req_t *req, const px_route_t *rt, const px_server_t *srv,
+                         int body, const char *request_id, const char *traceparent, char *buf,
+                         size_t cap)
+{
+    out_t o = {buf, 0, cap, 0};
+    const sl_header_t *ch = sl_req_header(req, "connection");
+    sl_str_t conn = ch ? ch->value : (sl_str_t){"", 0};
+    put(&o, req->method.p, req->method.n);
+    put(&o, " ", 1);
+    ssize_t tn = px_rewrite_target(req, rt, o.p + o.n, o.cap - o.n);
+    if (tn < 0)
+        return SL_ETOOBIG;
+    o.n += (size_t)tn;
+    puts_(&o, " HTTP/1.1\r\n");
+    host_field(&o, req, rt, srv);
+    for (size_t i = 0; i < req->headers.n; i++) {
+        const sl_header_t *h = &req->headers.v[i];
+        if (h->name.n && h->name.p[0] != ':' && !request_field_dropped(req, rt, h->name, conn))
+            header(&o, h->name.p, h->name.n, h->value.p, h->value.n);
+    }
+    for (size_t i = 0; i < rt->nset; i++)
+        header(&o, rt->set_headers[i].name.p, rt->set_headers[i].name.n, rt->set_headers[i].value.p,
+               rt->set_headers[i].value.n);
+    forwarding(&o, req, rt);
+    const sl_header_t *via = sl_req_header(req, "via");
+    put(&o, "via: ", 5);
+    if (via) {
+        put(&o, via->value.p, via->value.n);
+        put(&o, ", ", 2);
+    }
+    puts_(&o, req->proto == SL_PROTO_H2 ? "2 sluice\r\n"
+              : req->version_minor      ? "1.1 sluice\r\n"
+                                        : "1.0 sluice\r\n");
+    header(&o, "x-request-id", 12, request_id, strlen(request_id));
+    header(&o, "traceparent", 11, traceparent, strlen(traceparent));
+    if (body == 1) {
+        char cl[32];
+        int n = snprintf(cl, sizeof(cl), "%lld", (long long)req->content_length);
+        header(&o, "content-length", 14, cl, (size_t)n);
+    } else if (body == 2) {
+        puts_(&o, "transfer-encoding: chunked\r\n");
+    }
+    if (rt->up->keepalive == 0)
+        puts_(&o, "connection: close\r\n");
+    put(&o, "\r\n", 2);
+    return o.overflow ? SL_ETOOBIG : (ssize_t)o.n;
+}

@@ -1,0 +1,189 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Private to src/proxy/: the parsed "upstreams" section and route options
+ * (config.c), the per-worker upstream state with its keep-alive pools,
+ * balancing and passive health (balance.c, upconn.c), the upstream request
+ * head builder (headers.c) and the request state machine (handler.c).
+ *
+ * Ownership:
+ *   sl_config_t --sections--> px_upstreams_t --> px_upstream_t[] (immutable)
+ *   px_upstream_t.ws[worker id] --> px_wstate_t (created and used only by
+ *       that worker's thread; freed with the config after the workers end)
+ *   px_wstate_t.srv[i].idle --> px_uconn_t (idle keep-alive connections)
+ *   a request (px_req_t, in the req pool) --> one px_uconn_t while it runs;
+ *       the connection goes back to the idle list or is closed at the end.
+ */
+#ifndef SL_PROXY_INT_H
+#define SL_PROXY_INT_H
+
+#include "../sl.h"
+#include "../buf.h"
+#include "../req.h"
+#include "../h1/h1.h"
+#include <ev.h>
+#include <jansson.h>
+#include <sys/socket.h>
+
+#define PX_MAX_WORKERS 256 /* config.c caps workers at 256 too */
+#define PX_MAX_SERVERS 256
+#define PX_IN_CAP 65536   /* upstream read buffer per request */
+#define PX_HEAD_MAX 32768 /* upstream response head bound */
+#define PX_REQ_HEAD_MAX 65536
+#define PX_MAX_RESP_HEADERS 128
+
+typedef enum px_balance { PX_RR = 0, PX_LEAST_CONN, PX_HASH } px_balance_t;
+
+typedef struct px_server {
+    char *name; /* as written: "127.0.0.1:9000", "unix:/p.sock" */
+    char *host; /* for "host": "upstream": "127.0.0.1:9000" or "localhost" */
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int weight;
+} px_server_t;
+
+typedef struct px_timeouts {
+    double connect_s, first_byte_s, read_idle_s, send_idle_s, keepalive_idle_s;
+} px_timeouts_t;
+
+typedef struct px_upstream px_upstream_t;
+typedef struct px_wstate px_wstate_t;
+typedef struct px_uconn px_uconn_t;
+
+struct px_upstream {
+    char *name;
+    px_server_t *servers;
+    size_t nservers;
+    px_balance_t balance;
+    char *hash_header; /* lower-case; NULL = client address */
+    int64_t keepalive; /* idle connections kept per worker (all servers) */
+    int64_t max_conns; /* per server per worker */
+    int64_t retries;
+    int64_t fail_threshold; /* 0 = passive health off */
+    double down_s;
+    px_timeouts_t to;
+    int total_weight;
+    px_wstate_t *ws[PX_MAX_WORKERS];
+};
+
+typedef struct px_upstreams {
+    px_upstream_t *v;
+    size_t n;
+} px_upstreams_t;
+
+typedef struct px_cidr {
+    int family;
+    uint8_t addr[16];
+    int bits;
+} px_cidr_t;
+
+typedef enum px_host_mode { PX_HOST_PASS = 0, PX_HOST_UPSTREAM, PX_HOST_FIXED } px_host_mode_t;
+
+typedef struct px_route {
+    px_upstream_t *up;
+    char *strip_prefix, *replace_prefix; /* NULL = none */
+    px_host_mode_t host_mode;
+    char *host_value;
+    sl_header_t *set_headers; /* names lower-case */
+    size_t nset;
+    char **remove_headers; /* lower-case */
+    size_t nremove;
+    sl_header_t *set_resp_headers;
+    size_t nset_resp;
+    char **remove_resp_headers;
+    size_t nremove_resp;
+    px_cidr_t *trusted;
+    size_t ntrusted;
+} px_route_t;
+
+/* ---- per-worker state (balance.c) ---- */
+
+typedef struct px_srvstate {
+    px_uconn_t *idle; /* idle keep-alive connections (singly linked) */
+    size_t nidle;
+    size_t nconns;     /* open connections: busy + idle */
+    size_t active;     /* busy connections (least_conn) */
+    int64_t fails;     /* consecutive failures */
+    double down_until; /* ev_now() until which the server is skipped */
+    int cur_weight;    /* smooth weighted round robin */
+} px_srvstate_t;
+
+struct px_wstate {
+    struct ev_loop *loop;
+    sl_buf_pool_t *bufpool;
+    px_upstream_t *up;
+    size_t nidle; /* across servers, bounded by up->keepalive */
+    px_srvstate_t srv[];
+};
+
+/* The calling worker's state for up (created on first use). */
+px_wstate_t *px_wstate_get(px_upstream_t *up);
+void px_wstate_free(px_wstate_t *ws);
+
+/* Pick a server: not in tried[] (bitmap of nservers bits), not down, below
+ * max_conns. key/keylen feed the hash policy. Returns the index or -1;
+ * *all_down is set when every untried server is marked down (503). */
+int px_balance_pick(px_wstate_t *ws, const uint8_t *tried, const char *key, size_t keylen,
+                    double now, int *all_down);
+/* Passive health: a failure (connect, reset before the response, timeout)
+ * or a success (a response head arrived). Returns 1 when this failure
+ * marked the server down. */
+int px_health_fail(px_wstate_t *ws, int idx, double now);
+void px_health_ok(px_wstate_t *ws, int idx);
+/* Seconds until the first down server comes back (for Retry-After). */
+double px_health_retry_after(px_wstate_t *ws, double now);
+
+/* ---- upstream connections (upconn.c) ---- */
+
+struct px_uconn {
+    int fd;
+    int idx; /* server index */
+    px_wstate_t *ws;
+    ev_io io;
+    ev_timer timer;
+    px_uconn_t *next; /* idle list */
+    void *owner;      /* px_req_t while busy, NULL while idle */
+    unsigned reused : 1;
+    unsigned connecting : 1;
+    unsigned busy : 1; /* owned by a request (else on the idle list) */
+};
+
+/* An idle connection to server idx, or NULL. The caller owns it. */
+px_uconn_t *px_uconn_take_idle(px_wstate_t *ws, int idx);
+/* Start a non-blocking connect to server idx. Returns the connection
+ * (connecting set, or already connected) or NULL with errno set. */
+px_uconn_t *px_uconn_connect(px_wstate_t *ws, int idx);
+/* Give a finished connection back: kept idle when the pool has room,
+ * else closed. The io/timer watchers must be stopped by the caller. */
+void px_uconn_release(px_uconn_t *u, int reusable);
+/* Close and free without pooling. */
+void px_uconn_close(px_uconn_t *u);
+
+/* ---- the upstream request head (headers.c) ---- */
+
+/* Build "METHOD target HTTP/1.1\r\n...\r\n\r\n" for req into out (cap
+ * bytes). body: 0 none, 1 content-length, 2 chunked. Returns the length,
+ * or SL_ETOOBIG when it does not fit. */
+ssize_t px_build_request(const sl_req_t *req, const px_route_t *rt, const px_server_t *srv,
+                         int body, const char *request_id, const char *traceparent, char *out,
+                         size_t cap);
+/* The target sent upstream (prefix rules applied) into out; returns the
+ * length or SL_ETOOBIG. */
+ssize_t px_rewrite_target(const sl_req_t *req, const px_route_t *rt, char *out, size_t cap);
+/* Response header filter: 1 when the field must not be passed to the
+ * client (hop-by-hop, named in connection, removed by the route). */
+int px_resp_header_dropped(const px_route_t *rt, sl_str_t name, sl_str_t connection);
+/* Request hop-by-hop test, including fields named in connection. */
+int px_is_hop_header(sl_str_t name, sl_str_t connection);
+/* Client IP ("1.2.3.4" or "::1") from an "ip:port" / "[v6]:port" peer
+ * string into out. */
+void px_peer_ip(const char *peer, char *out, size_t cap);
+int px_cidr_parse(const char *s, px_cidr_t *c);
+int px_ip_trusted(const px_route_t *rt, const char *ip);
+
+/* ---- config (config.c) ---- */
+
+px_upstream_t *px_upstream_find(const px_upstreams_t *ups, const char *name);
+int px_route_configure(json_t *route, const char *path, void **state, char *err, size_t errlen);
+void px_route_free(void *state);
+
+#endif

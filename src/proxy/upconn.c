@@ -1,0 +1,131 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Upstream connections: non-blocking connect on the worker's loop and the
+ * per-worker keep-alive pool. An idle connection sits on its server's list
+ * with a read watcher (any byte or EOF from an idle upstream means it is
+ * no longer usable) and an idle timer; both bounded by the upstream's
+ * "keepalive" count and "keepalive_idle_s". A busy connection belongs to
+ * one request (handler.c), which points the watchers at itself.
+ */
+#include "proxy_int.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+static void unlink_idle(px_uconn_t *u)
+{
+    px_srvstate_t *s = &u->ws->srv[u->idx];
+    for (px_uconn_t **pp = &s->idle; *pp; pp = &(*pp)->next) {
+        if (*pp == u) {
+            *pp = u->next;
+            s->nidle--;
+            u->ws->nidle--;
+            u->next = NULL;
+            return;
+        }
+    }
+}
+
+void px_uconn_close(px_uconn_t *u)
+{
+    if (!u)
+        return;
+    ev_io_stop(u->ws->loop, &u->io);
+    ev_timer_stop(u->ws->loop, &u->timer);
+    if (!u->busy)
+        unlink_idle(u);
+    else
+        u->ws->srv[u->idx].active--;
+    u->ws->srv[u->idx].nconns--;
+    close(u->fd);
+    sl_free(u);
+}
+
+static void on_idle_event(struct ev_loop *loop, ev_io *io, int revents)
+{
+    SL_UNUSED(loop);
+    SL_UNUSED(revents);
+    /* An idle upstream that speaks or closes is done with us. */
+    px_uconn_close(io->data);
+}
+
+static void on_idle_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    SL_UNUSED(loop);
+    SL_UNUSED(revents);
+    px_uconn_close(t->data);
+}
+
+px_uconn_t *px_uconn_take_idle(px_wstate_t *ws, int idx)
+{
+    px_uconn_t *u = ws->srv[idx].idle;
+    if (!u)
+        return NULL;
+    unlink_idle(u);
+    ev_io_stop(ws->loop, &u->io);
+    ev_timer_stop(ws->loop, &u->timer);
+    u->reused = 1;
+    u->busy = 1;
+    ws->srv[idx].active++;
+    return u;
+}
+
+px_uconn_t *px_uconn_connect(px_wstate_t *ws, int idx)
+{
+    const px_server_t *srv = &ws->up->servers[idx];
+    int fd = socket(srv->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    if (srv->ss.ss_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    int connecting = 0;
+    if (connect(fd, (const struct sockaddr *)&srv->ss, srv->sslen) != 0) {
+        if (errno != EINPROGRESS) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return NULL;
+        }
+        connecting = 1;
+    }
+    px_uconn_t *u = sl_calloc(1, sizeof(*u));
+    u->fd = fd;
+    u->idx = idx;
+    u->ws = ws;
+    u->connecting = connecting ? 1 : 0;
+    u->busy = 1;
+    ev_io_init(&u->io, on_idle_event, fd, EV_READ);
+    ev_init(&u->timer, on_idle_timeout);
+    ws->srv[idx].nconns++;
+    ws->srv[idx].active++;
+    return u;
+}
+
+void px_uconn_release(px_uconn_t *u, int reusable)
+{
+    px_wstate_t *ws = u->ws;
+    if (!reusable || (int64_t)ws->nidle >= ws->up->keepalive) {
+        px_uconn_close(u);
+        return;
+    }
+    ev_io_stop(ws->loop, &u->io);
+    ev_timer_stop(ws->loop, &u->timer);
+    u->owner = NULL;
+    u->busy = 0;
+    ws->srv[u->idx].active--;
+    px_srvstate_t *s = &ws->srv[u->idx];
+    u->next = s->idle;
+    s->idle = u;
+    s->nidle++;
+    ws->nidle++;
+    ev_io_init(&u->io, on_idle_event, u->fd, EV_READ);
+    u->io.data = u;
+    ev_io_start(ws->loop, &u->io);
+    ev_timer_init(&u->timer, on_idle_timeout, ws->up->to.keepalive_idle_s, 0.);
+    u->timer.data = u;
+    ev_timer_start(ws->loop, &u->timer);
+}

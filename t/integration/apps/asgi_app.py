@@ -1,0 +1,154 @@
+"""A small ASGI app used as the upstream in the proxy tests (uvicorn,
+gunicorn -k uvicorn.workers.UvicornWorker, hypercorn).
+
+Endpoints (all bounded):
+  GET  /whoami            JSON: server port, pid, client peer, path, query, method
+  GET  /headers           JSON: the request headers as received (list of pairs)
+  GET  /bytes?n=N         N deterministic bytes (content-length), N <= 64 MiB
+  GET  /stream?n=N&size=S&delay=D   N chunks of S bytes, D s apart, no length
+  POST /sha256            JSON: {"sha256", "len"} of the request body
+  POST /echo              the request body streamed back as it arrives
+  GET  /slow?delay=D      sleeps D s (<= 30) before the response head
+  GET  /status/N          an empty response with status N
+  GET  /hang              sends the head and 1 KiB, then waits (<= 30 s) for the
+                          client to go away; counts that as a disconnect
+  GET  /stats             JSON: {"peers": distinct client (ip, port) pairs,
+                          "requests": n, "disconnects": n}
+  GET  /early             103 Early Hints (when the server supports it), then 200
+"""
+
+import asyncio
+import hashlib
+import json
+import os
+import urllib.parse
+
+STATS = {"peers": set(), "requests": 0, "disconnects": 0}
+MAX_BYTES = 64 * 1024 * 1024
+
+
+def pattern(n):
+    block = bytes(range(256))
+    return (block * (n // 256 + 1))[:n]
+
+
+def qs(scope):
+    return {k: v[-1] for k, v in urllib.parse.parse_qs(scope.get("query_string", b"").decode()).items()}
+
+
+async def send_simple(send, status, body, ctype=b"application/json", extra=()):
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
+                + list(extra)})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_all(receive, on_chunk=None):
+    while True:
+        m = await receive()
+        if m["type"] == "http.disconnect":
+            return False
+        if on_chunk:
+            await on_chunk(m.get("body", b""))
+        if not m.get("more_body"):
+            return True
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            m = await receive()
+            if m["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif m["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    STATS["requests"] += 1
+    client = scope.get("client") or ("", 0)
+    STATS["peers"].add(tuple(client))
+    path = scope["path"]
+    q = qs(scope)
+
+    if path == "/whoami":
+        body = json.dumps({"port": scope["server"][1] if scope.get("server") else None,
+                           "pid": os.getpid(), "peer": list(client), "path": path,
+                           "raw_path": (scope.get("raw_path") or b"").decode("latin-1"),
+                           "query": scope.get("query_string", b"").decode(),
+                           "method": scope["method"]}).encode()
+        await read_all(receive)
+        return await send_simple(send, 200, body)
+    if path == "/headers":
+        await read_all(receive)
+        hs = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+        return await send_simple(send, 200, json.dumps(hs).encode())
+    if path == "/stats":
+        body = json.dumps({"peers": len(STATS["peers"]), "requests": STATS["requests"],
+                           "disconnects": STATS["disconnects"]}).encode()
+        return await send_simple(send, 200, body)
+    if path == "/bytes":
+        n = min(int(q.get("n", "0")), MAX_BYTES)
+        return await send_simple(send, 200, pattern(n), b"application/octet-stream")
+    if path == "/stream":
+        n, size = min(int(q.get("n", "3")), 100000), min(int(q.get("size", "10")), 1 << 20)
+        delay = min(float(q.get("delay", "0")), 5.0)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        chunk = pattern(size)
+        for i in range(n):
+            if delay and i:
+                await asyncio.sleep(delay)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/sha256":
+        h = hashlib.sha256()
+        total = [0]
+
+        async def feed(b):
+            h.update(b)
+            total[0] += len(b)
+        await read_all(receive, feed)
+        return await send_simple(send, 200, json.dumps({"sha256": h.hexdigest(),
+                                                         "len": total[0]}).encode())
+    if path == "/echo":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+
+        async def back(b):
+            if b:
+                await send({"type": "http.response.body", "body": b, "more_body": True})
+        await read_all(receive, back)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/slow":
+        await asyncio.sleep(min(float(q.get("delay", "1")), 30.0))
+        await read_all(receive)
+        return await send_simple(send, 200, b'{"slow":true}')
+    if path.startswith("/status/"):
+        code = int(path[len("/status/"):])
+        await read_all(receive)
+        await send({"type": "http.response.start", "status": code, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/hang":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
+        try:
+            m = await asyncio.wait_for(receive(), timeout=30)
+            while m["type"] != "http.disconnect":
+                m = await asyncio.wait_for(receive(), timeout=30)
+            STATS["disconnects"] += 1
+        except asyncio.TimeoutError:
+            pass
+        return
+    if path == "/early":
+        await read_all(receive)
+        if "http.response.early_hint" in scope.get("extensions", {}):
+            await send({"type": "http.response.early_hint",
+                        "links": [b"</style.css>; rel=preload; as=style"]})
+        return await send_simple(send, 200, b'{"early":true}')
+    await read_all(receive)
+    await send_simple(send, 404, b'{"error":"not found"}')
