@@ -134,6 +134,8 @@ static void start_drain(sl_worker_t *w)
         return;
     w->draining = 1;
     stop_listeners(w);
+    for (size_t i = 0; i < w->ndrain_hooks; i++)
+        w->drain_hooks[i].fn(w, w->drain_hooks[i].arg);
     for (sl_conn_t *c = w->conns, *next; c; c = next) {
         next = c->next;
         sl_conn_drain(c);
@@ -141,6 +143,16 @@ static void start_drain(sl_worker_t *w)
     ev_timer_init(&w->drain_timer, on_drain_timeout, w->cfg->timeouts.drain_s, 0.);
     w->drain_timer.data = w;
     ev_timer_start(w->loop, &w->drain_timer);
+}
+
+int sl_worker_on_drain(sl_worker_t *w, void (*fn)(sl_worker_t *w, void *arg), void *arg)
+{
+    if (w->ndrain_hooks == SL_ARRAY_LEN(w->drain_hooks))
+        return SL_ENOMEM;
+    w->drain_hooks[w->ndrain_hooks].fn = fn;
+    w->drain_hooks[w->ndrain_hooks].arg = arg;
+    w->ndrain_hooks++;
+    return 0;
 }
 
 static void on_wake(struct ev_loop *loop, ev_async *a, int revents)

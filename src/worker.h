@@ -49,6 +49,11 @@ typedef struct sl_worker {
     uint64_t next_conn_id;
     char *access_buf; /* pending access-log lines (bounded) */
     size_t access_len, access_cap;
+    struct {
+        void (*fn)(struct sl_worker *w, void *arg);
+        void *arg;
+    } drain_hooks[8]; /* sl_worker_on_drain */
+    size_t ndrain_hooks;
 } sl_worker_t;
 
 #define SL_WORKER_CMD_NONE 0
@@ -67,6 +72,12 @@ int sl_worker_start(sl_worker_t *w); /* spawn the thread */
 void sl_worker_command(sl_worker_t *w, int cmd);
 void sl_worker_join(sl_worker_t *w);
 void sl_worker_dispose(sl_worker_t *w);
+
+/* Call fn(w, arg) on w's thread when w starts to drain, before the
+ * connections are told (for modules above core that say goodbye in their
+ * own protocol, e.g. WebSocket close 1001). Call on w's thread. Returns 0,
+ * or SL_ENOMEM when the 8 slots are taken. */
+int sl_worker_on_drain(sl_worker_t *w, void (*fn)(sl_worker_t *w, void *arg), void *arg);
 
 /* True once the worker's loop has returned. */
 int sl_worker_is_done(const sl_worker_t *w);
