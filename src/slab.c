@@ -9,6 +9,7 @@
 #include "slab.h"
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #if defined(__SANITIZE_ADDRESS__) || defined(SL_SLAB_NOCACHE)
 #define SLAB_CACHE 0
@@ -18,12 +19,18 @@
 
 #define NCLASSES 8
 #define BIG_CLASS 0xff
+#define MAP_CLASS 0xfe
+/* Blocks this big get their own mapping: nghttp2's 16 KiB frame buffer is
+ * mostly never written on an idle connection, and untouched pages of a
+ * fresh mapping cost no memory, where recycled heap pages would. */
+#define MAP_MIN 16384
 #define HDR 16 /* keeps the payload 16-byte aligned, as malloc's is */
 
 typedef union slab_hdr {
     struct {
         union slab_hdr *next; /* while on a free list */
         uint32_t cls;
+        uint32_t pages;       /* MAP_CLASS: mapping length in pages */
     } h;
     uint8_t pad[HDR];
 } slab_hdr_t;
@@ -56,10 +63,25 @@ static uint32_t class_of(size_t n)
     return BIG_CLASS;
 }
 
+static void *map_alloc(size_t n)
+{
+    size_t len = (HDR + n + 4095) & ~(size_t)4095;
+    if (len / 4096 > UINT32_MAX)
+        return NULL;
+    slab_hdr_t *b = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b == MAP_FAILED)
+        return NULL;
+    b->h.cls = MAP_CLASS;
+    b->h.pages = (uint32_t)(len / 4096);
+    return (uint8_t *)b + HDR;
+}
+
 void *sl_slab_alloc(size_t n)
 {
     uint32_t cls = class_of(n);
     slab_hdr_t *b;
+    if (SLAB_CACHE && n >= MAP_MIN)
+        return map_alloc(n);
     if (SLAB_CACHE && cls != BIG_CLASS && free_list[cls]) {
         b = free_list[cls];
         free_list[cls] = b->h.next;
@@ -89,6 +111,10 @@ void sl_slab_free(void *p)
         return;
     slab_hdr_t *b = (slab_hdr_t *)((uint8_t *)p - HDR);
     uint32_t cls = b->h.cls;
+    if (cls == MAP_CLASS) {
+        munmap(b, (size_t)b->h.pages * 4096);
+        return;
+    }
     if (!SLAB_CACHE || cls == BIG_CLASS || spare_bytes + class_size[cls] > SL_SLAB_SPARE_BYTES) {
         sl_free(b);
         return;
@@ -108,6 +134,17 @@ void *sl_slab_realloc(void *p, size_t n)
     if (!p)
         return sl_slab_alloc(n);
     slab_hdr_t *b = (slab_hdr_t *)((uint8_t *)p - HDR);
+    if (b->h.cls == MAP_CLASS) {
+        size_t have = (size_t)b->h.pages * 4096 - HDR;
+        if (n <= have)
+            return p;
+        void *q = sl_slab_alloc(n);
+        if (q) {
+            memcpy(q, p, have);
+            sl_slab_free(p);
+        }
+        return q;
+    }
     if (b->h.cls != BIG_CLASS && n <= class_size[b->h.cls])
         return p;
     if (b->h.cls == BIG_CLASS) {

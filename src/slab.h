@@ -4,7 +4,8 @@
  * allocations made on a worker thread (nghttp2's per-stream and per-frame
  * objects). Size classes from 32 B to 4 KiB keep freed blocks on
  * thread-local free lists, bounded by SL_SLAB_SPARE_BYTES per thread;
- * larger blocks and everything past the bound go to sl_malloc/sl_free.
+ * blocks of 16 KiB and more get their own anonymous mapping (pages never
+ * written cost nothing), the rest past the bound go to sl_malloc/sl_free.
  * A block must be freed on the thread that allocated it or with an empty
  * cache there (it then goes back to malloc). Under AddressSanitizer the
  * cache is off so every block stays visible to it.
