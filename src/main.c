@@ -17,6 +17,7 @@
 #include "h1/h1.h"
 #include "h2/h2.h"
 #include "harness/harness.h"
+#include "static/static.h"
 #include "ws/ws.h"
 #include "proxy/proxy.h"
 #include <errno.h>
@@ -51,6 +52,7 @@ static void register_handlers(void)
     sl_router_register(&sl_health_handler);
     sl_router_register(&sl_return_handler);
     sl_router_register(&sl_harness_handler);
+    sl_router_register(&sl_static_handler);
     sl_router_register(&sl_ws_handler);
     sl_router_register(&sl_proxy_handler);
     sl_config_register_section(&sl_proxy_upstreams_section);

@@ -71,6 +71,12 @@ typedef struct sl_req_ops {
     void (*consume)(sl_req_t *req, size_t n);
     /* Optional: request that the protocol no longer delivers body (sink
      * finished early); may be NULL. */
+    /* Optional zero-copy body (cleartext HTTP/1.1; NULL elsewhere): like
+     * send() for len bytes of fd from off, which the handler keeps open
+     * until on_proceed / on_close. Only with a known res.content_length,
+     * not for HEAD. Returns SL_EINVAL, taking nothing, when this exchange
+     * cannot (TLS, no length): the handler then uses send(). */
+    int (*sendfile)(sl_req_t *req, int fd, int64_t off, size_t len, int final);
 } sl_req_ops_t;
 
 typedef struct sl_req_tls_info {
@@ -146,6 +152,18 @@ void sl_resp_trailer_add(sl_req_t *req, const char *name, const char *value);
  * head. final=1 ends the response (len may be 0). Returns 0 or SL_ECLOSED
  * when the stream is already gone (on_close will follow or has run). */
 int sl_resp_send(sl_req_t *req, const void *data, size_t len, int final);
+/* sl_req_ops_t.sendfile through the same rules as sl_resp_send; SL_EINVAL
+ * (nothing taken, use sl_resp_send) where the protocol cannot. */
+static inline int sl_resp_sendfile(sl_req_t *req, int fd, int64_t off, size_t len, int final)
+{
+    if (!req->ops->sendfile || req->final_sent)
+        return SL_EINVAL;
+    req->final_sent = final ? 1 : 0;
+    int r = req->ops->sendfile(req, fd, off, len, final);
+    if (r == SL_EINVAL)
+        req->final_sent = 0;
+    return r;
+}
 /* A 1xx response (100 is handled by the protocol; use for 103). */
 int sl_resp_informational(sl_req_t *req, int status, const sl_headers_t *hdrs);
 /* Abort the response: RST_STREAM with h2_error_code on HTTP/2, connection

@@ -21,8 +21,10 @@
 #include "../log.h"
 #include "../router.h"
 #include "../worker.h"
+#include <errno.h>
 #include <stdio.h>
 #include <strings.h>
+#include <sys/sendfile.h>
 #include <time.h>
 
 #define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -60,6 +62,9 @@ typedef struct h1_exch {
     size_t snd_left;
     int64_t res_left; /* declared content-length still to send; -1 unknown */
     uint64_t delivered, consumed;
+    int sf_fd; /* sendfile: the source fd (snd_left bytes from sf_off) */
+    int64_t sf_off;
+    unsigned snd_file : 1;   /* the outstanding send is a sendfile */
     unsigned snd_active : 1; /* a send is outstanding */
     unsigned snd_final : 1;
     unsigned need_proceed : 1;
@@ -488,6 +493,46 @@ static void copy_body(h1_conn_t *hc)
     }
 }
 
+/* A send from an fd (cleartext only): once the queued head has left, the
+ * bytes go from the page cache to the socket. A full socket arms the
+ * conn's write watcher, which brings on_writable back although the output
+ * queue is empty. Returns 0 or SL_ECLOSED (file shorter than announced,
+ * socket error). */
+static int send_file(h1_conn_t *hc)
+{
+    h1_exch_t *x = &hc->x;
+    sl_conn_t *c = hc->c;
+    if (!sl_buf_is_empty(&c->out)) {
+        sl_conn_flush_soon(c); /* the head first; on_writable comes back */
+        return 0;
+    }
+    while (x->snd_left > 0) {
+        off_t off = (off_t)x->sf_off;
+        size_t want = SL_MIN(x->snd_left, (size_t)1 << 30);
+        if (x->res_left >= 0)
+            want = (size_t)SL_MIN((int64_t)want, x->res_left);
+        if (want == 0)
+            return SL_ECLOSED; /* more than content-length: a handler bug */
+        ssize_t n = sendfile(c->fd, x->sf_fd, &off, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ev_io_start(c->worker->loop, &c->wio);
+            return 0;
+        }
+        if (n <= 0) {
+            sl_log(SL_LOG_WARN, c, "sendfile: %s", n < 0 ? strerror(errno) : "file shrank");
+            return SL_ECLOSED;
+        }
+        x->sf_off += n;
+        x->snd_left -= (size_t)n;
+        x->req.bytes_out += (uint64_t)n;
+        if (x->res_left >= 0)
+            x->res_left -= n;
+    }
+    return 0;
+}
+
 /* Move the outstanding send forward as far as the output queue allows.
  * Never calls the handler. Returns 0 or SL_ECLOSED (abort the exchange). */
 static int pump(h1_conn_t *hc)
@@ -502,7 +547,12 @@ static int pump(h1_conn_t *hc)
         if (r != 0)
             return SL_ECLOSED;
     }
-    copy_body(hc);
+    if (x->snd_file && !x->no_body) {
+        if (send_file(hc) != 0)
+            return SL_ECLOSED;
+    } else {
+        copy_body(hc);
+    }
     if (x->snd_left > 0 || x->chunk_open)
         return 0; /* on_writable comes back when the queue drains */
     if (!x->snd_final) {
@@ -527,7 +577,9 @@ static int pump(h1_conn_t *hc)
 
 /* ---- sl_req_ops_t ---- */
 
-static int op_send(sl_req_t *req, const uint8_t *data, size_t len, int final)
+/* op_send, or op_sendfile when fd >= 0. */
+static int start_send(sl_req_t *req, const uint8_t *data, int fd, int64_t off, size_t len,
+                      int final)
 {
     h1_exch_t *x = req->pdata;
     h1_conn_t *hc = x->hc;
@@ -537,6 +589,9 @@ static int op_send(sl_req_t *req, const uint8_t *data, size_t len, int final)
         return SL_EAGAIN; /* one send outstanding (req.h) */
     req->head_sent = 1;
     x->snd_p = data;
+    x->snd_file = fd >= 0;
+    x->sf_fd = fd;
+    x->sf_off = off;
     x->snd_left = len;
     x->snd_final = final ? 1 : 0;
     x->snd_active = 1;
@@ -548,6 +603,23 @@ static int op_send(sl_req_t *req, const uint8_t *data, size_t len, int final)
     if (hc->state == H1_ACTIVE && hc->body == BODY_NONE)
         set_timer(hc, hc->cfg->timeouts.stream_idle_s);
     return 0;
+}
+
+static int op_send(sl_req_t *req, const uint8_t *data, size_t len, int final)
+{
+    return start_send(req, data, -1, 0, len, final);
+}
+
+/* Zero-copy only where the file's bytes are the wire bytes: cleartext, a
+ * declared length (no chunk framing), a response that has a body. */
+static int op_sendfile(sl_req_t *req, int fd, int64_t off, size_t len, int final)
+{
+    h1_exch_t *x = req->pdata;
+    int st = req->res.status;
+    if (x->hc->c->ssl || fd < 0 || off < 0 || req->res.content_length < 0 || req->is_head ||
+        st < 200 || st == 204 || st == 304)
+        return SL_EINVAL;
+    return start_send(req, NULL, fd, off, len, final);
 }
 
 static int op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
@@ -603,6 +675,7 @@ static void op_consume(sl_req_t *req, size_t n)
 
 static const sl_req_ops_t h1_req_ops = {
     .send = op_send,
+    .sendfile = op_sendfile,
     .informational = op_informational,
     .reset = op_reset,
     .consume = op_consume,

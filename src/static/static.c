@@ -1,0 +1,456 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The static handler's request path: map the URL below the route's root
+ * (path.c, open.c), pick the file or its pre-compressed variant, answer
+ * conditionals and ranges (http.c), then send the bytes: from the cache
+ * entry when the file is small enough to be held there, else in one
+ * zero-copy sl_resp_sendfile where the protocol has it (cleartext
+ * HTTP/1.1), else as a pull (req.h): read one slice (read_bytes) with
+ * pread into a buffer owned by the request, hand it to sl_resp_send, and
+ * read the next slice only on on_proceed. On HTTP/2 that is the stream's
+ * flow-control window, on HTTP/1.1 the socket's output queue, so a slow
+ * reader costs one slice of memory however large the file is.
+ */
+#include "static_int.h"
+#include "../log.h"
+#include "../worker.h"
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#define SUFFIX_ROOM 8 /* ".br" / ".gz" after a file name */
+
+typedef struct sreq {
+    sl_req_t *req;
+    sl_static_file_t file; /* fd -1 when none */
+    uint64_t off, left;
+    uint8_t *buf;
+    size_t cap;
+    unsigned waiting : 1;
+    unsigned in_send : 1;
+} sreq_t;
+
+/* ---- streaming ---- */
+
+/* Runs until a send is outstanding or the response is over. After a final
+ * send or a reset the req may be gone, so nothing is touched after them. */
+static void run(sreq_t *s)
+{
+    for (;;) {
+        size_t want = (size_t)SL_MIN((uint64_t)s->cap, s->left);
+        ssize_t got;
+        do
+            got = pread(s->file.fd, s->buf, want, (off_t)s->off);
+        while (got < 0 && errno == EINTR);
+        if (got <= 0) {
+            /* The head promised more bytes: only an abort tells the client. */
+            sl_log_stream(SL_LOG_WARN, s->req->conn, s->req->stream_id,
+                          "static: file shrank or read failed at offset %llu: %s",
+                          (unsigned long long)s->off, got < 0 ? strerror(errno) : "EOF");
+            sl_resp_reset(s->req, 2 /* INTERNAL_ERROR */);
+            return;
+        }
+        s->off += (uint64_t)got;
+        s->left -= (uint64_t)got;
+        int final = s->left == 0;
+        s->waiting = 1;
+        s->in_send = 1;
+        if (sl_resp_send(s->req, s->buf, (size_t)got, final) != 0 || final)
+            return;
+        s->in_send = 0;
+        if (s->waiting)
+            return; /* on_proceed calls us again */
+    }
+}
+
+static void on_proceed(sl_req_t *req)
+{
+    sreq_t *s = req->hdata;
+    s->waiting = 0;
+    /* Taken synchronously inside sl_resp_send: run's loop goes on. */
+    if (!s->in_send && s->left)
+        run(s);
+}
+
+static void on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
+{
+    SL_UNUSED(data);
+    SL_UNUSED(fin);
+    if (len)
+        sl_req_consume(req, len); /* a GET body means nothing here */
+}
+
+static void on_close(sl_req_t *req, int err)
+{
+    SL_UNUSED(err);
+    sreq_t *s = req->hdata;
+    sl_static_file_release(&s->file);
+}
+
+static const sl_handler_cbs_t static_cbs = {
+    .on_body = on_body,
+    .on_proceed = on_proceed,
+    .on_close = on_close,
+};
+
+/* ---- finding the file ---- */
+
+/* The file for key (a path relative to the root), from the worker's cache
+ * or opened and offered to it. Regular files and directories come back
+ * (directories are not cached); anything else is -EACCES. 0 or -errno. */
+static int lookup(sl_static_opts_t *o, sl_req_t *req, const char *key, size_t klen,
+                  sl_static_file_t *f)
+{
+    double now = ev_now(sl_worker_current()->loop);
+    f->_entry = NULL;
+    f->data = NULL;
+    f->fd = -1;
+    if (sl_static_cache_get(o, req->worker_id, key, klen, now, f))
+        return 0;
+    int fd = sl_static_open(o->rootfd, key);
+    if (fd < 0)
+        return fd;
+    f->fd = fd;
+    if (fstat(fd, &f->st) != 0) {
+        int e = errno;
+        sl_static_file_release(f);
+        return -e;
+    }
+    if (S_ISREG(f->st.st_mode)) {
+        sl_static_etag(&f->st, f->etag);
+        sl_static_date_format((int64_t)f->st.st_mtim.tv_sec, f->last_modified);
+        sl_static_cache_put(o, req->worker_id, key, klen, now, f);
+    } else if (!S_ISDIR(f->st.st_mode)) {
+        sl_static_file_release(f);
+        return -EACCES;
+    }
+    return 0;
+}
+
+/* Answer a failed lookup: 404 for anything that does not exist or would
+ * leave the root (EXDEV, ELOOP: not told apart, so nothing is learnt about
+ * the tree outside), 403 for permissions, 500 for the rest. */
+static void answer_errno(sl_req_t *req, int e, const char *rel)
+{
+    switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+    case ENAMETOOLONG: sl_resp_error(req, 404, "not found"); return;
+    case EXDEV:
+    case ELOOP:
+        sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id,
+                      "client asked for \"%s\", which leaves the root through a symlink", rel);
+        sl_resp_error(req, 404, "not found");
+        return;
+    case EACCES:
+    case EPERM:
+    case ENXIO: /* a socket file */
+    case ENODEV: /* a device without a driver */ sl_resp_error(req, 403, "forbidden"); return;
+    default:
+        sl_log_stream(SL_LOG_WARN, req->conn, req->stream_id, "static: open \"%s\": %s", rel,
+                      strerror(e));
+        sl_resp_error(req, 500, "cannot open file");
+    }
+}
+
+/* A directory named without its trailing slash: send the client there, so
+ * relative links in its index resolve. */
+static void redirect_dir(sl_req_t *req)
+{
+    char *loc = sl_pool_printf(&req->pool, "%.*s/%s%.*s", (int)req->path.n, req->path.p,
+                               req->query.n ? "?" : "", (int)req->query.n, req->query.p);
+    sl_resp_header_add(req, "location", loc);
+    sl_resp_simple(req, 301, "text/plain; charset=utf-8", "moved\n", 6);
+}
+
+/* rel names a directory (ends with '/' or is ""): its first index file.
+ * On success path holds the file's path and 0 is returned. */
+static int find_index(sl_static_opts_t *o, sl_req_t *req, char *path, size_t rlen, size_t cap,
+                      sl_static_file_t *f)
+{
+    for (size_t i = 0; i < o->nindex; i++) {
+        size_t n = strlen(o->index[i]);
+        if (rlen + n + SUFFIX_ROOM >= cap)
+            return -ENAMETOOLONG;
+        memcpy(path + rlen, o->index[i], n + 1);
+        int r = lookup(o, req, path, rlen + n, f);
+        if (r == 0 && S_ISREG(f->st.st_mode))
+            return 0;
+        if (r == 0)
+            sl_static_file_release(f); /* a directory called index.html */
+        else if (r != -ENOENT)
+            return r;
+    }
+    path[rlen] = '\0';
+    /* No index: 403 where the directory exists (listings are off), else 404. */
+    int r = lookup(o, req, path, rlen, f);
+    if (r == 0) {
+        sl_static_file_release(f);
+        return -EACCES;
+    }
+    return r;
+}
+
+/* ---- answering ---- */
+
+/* The request fields this handler reads, found in one pass. */
+typedef struct fields {
+    const sl_str_t *if_match, *if_unmodified_since, *if_none_match, *if_modified_since;
+    const sl_str_t *range, *if_range, *accept_encoding;
+} fields_t;
+
+static void scan_fields(const sl_req_t *req, fields_t *fl)
+{
+    memset(fl, 0, sizeof(*fl));
+    for (size_t i = 0; i < req->headers.n; i++) {
+        const sl_header_t *h = &req->headers.v[i];
+        const sl_str_t **slot = NULL;
+        if (h->name.n < 5 || (h->name.p[0] != 'i' && h->name.p[0] != 'r' && h->name.p[0] != 'a'))
+            continue;
+        if (sl_str_eq(h->name, "if-match"))
+            slot = &fl->if_match;
+        else if (sl_str_eq(h->name, "if-unmodified-since"))
+            slot = &fl->if_unmodified_since;
+        else if (sl_str_eq(h->name, "if-none-match"))
+            slot = &fl->if_none_match;
+        else if (sl_str_eq(h->name, "if-modified-since"))
+            slot = &fl->if_modified_since;
+        else if (sl_str_eq(h->name, "range"))
+            slot = &fl->range;
+        else if (sl_str_eq(h->name, "if-range"))
+            slot = &fl->if_range;
+        else if (sl_str_eq(h->name, "accept-encoding"))
+            slot = &fl->accept_encoding;
+        if (slot && !*slot)
+            *slot = &h->value; /* the first one counts */
+    }
+}
+
+/* RFC 9110 13.2.2 steps 1-4. Returns 0 (go on), 304 or 412. */
+static int preconditions(const fields_t *fl, const sl_static_file_t *f)
+{
+    int64_t mtime = (int64_t)f->st.st_mtim.tv_sec;
+    if (fl->if_match) {
+        if (!sl_static_etag_match(*fl->if_match, f->etag, 0))
+            return 412;
+    } else if (fl->if_unmodified_since) {
+        int64_t t = sl_static_date_parse(*fl->if_unmodified_since);
+        if (t >= 0 && mtime > t)
+            return 412;
+    }
+    if (fl->if_none_match) {
+        if (sl_static_etag_match(*fl->if_none_match, f->etag, 1))
+            return 304;
+    } else if (fl->if_modified_since) {
+        int64_t t = sl_static_date_parse(*fl->if_modified_since);
+        if (t >= 0 && mtime <= t)
+            return 304;
+    }
+    return 0;
+}
+
+/* If-Range: the Range applies only while the validator still matches
+ * (strong comparison for a tag, exact Last-Modified for a date). */
+static int if_range_holds(const fields_t *fl, const sl_static_file_t *f)
+{
+    if (!fl->if_range)
+        return 1;
+    sl_str_t v = *fl->if_range;
+    while (v.n && v.p[0] == ' ') {
+        v.p++;
+        v.n--;
+    }
+    if (v.n && (v.p[0] == '"' || v.p[0] == 'W'))
+        return sl_static_etag_match(v, f->etag, 0);
+    int64_t t = sl_static_date_parse(v);
+    return t >= 0 && t == (int64_t)f->st.st_mtim.tv_sec;
+}
+
+/* Validators and caching headers shared by 200, 206 and 304. */
+static void add_validators(sl_req_t *req, const sl_static_opts_t *o, const sl_static_file_t *f)
+{
+    sl_resp_header_add(req, "etag", f->etag);
+    sl_resp_header_add(req, "last-modified", f->last_modified);
+    if (o->cache_control)
+        sl_resp_header_add(req, "cache-control", o->cache_control);
+    if (o->precompressed)
+        sl_resp_header_add(req, "vary", "accept-encoding");
+}
+
+/* Pick the .br or .gz variant beside path when the client takes it.
+ * Returns the Content-Encoding used, or NULL (f left as it was). */
+static const char *pick_variant(sl_static_opts_t *o, sl_req_t *req, const fields_t *fl, char *path,
+                                size_t plen, sl_static_file_t *f)
+{
+    if (!o->precompressed || !fl->accept_encoding)
+        return NULL;
+    int acc = sl_static_accept_encoding(*fl->accept_encoding);
+    static const struct {
+        int bit;
+        const char *suffix, *name;
+    } encs[] = {{SL_STATIC_ENC_BR, ".br", "br"}, {SL_STATIC_ENC_GZIP, ".gz", "gzip"}};
+    for (size_t i = 0; i < SL_ARRAY_LEN(encs); i++) {
+        if (!(acc & encs[i].bit))
+            continue;
+        memcpy(path + plen, encs[i].suffix, 4);
+        sl_static_file_t vf;
+        int r = lookup(o, req, path, plen + 3, &vf);
+        path[plen] = '\0';
+        if (r != 0)
+            continue;
+        if (!S_ISREG(vf.st.st_mode)) {
+            sl_static_file_release(&vf);
+            continue;
+        }
+        sl_static_file_release(f);
+        *f = vf;
+        return encs[i].name;
+    }
+    return NULL;
+}
+
+/* The head is decided; send the body from [first, first + len). */
+static void start_body(sreq_t *s, const sl_static_opts_t *o, uint64_t first, uint64_t len)
+{
+    sl_req_t *req = s->req;
+    req->res.content_length = (int64_t)len;
+    if (req->is_head || len == 0) {
+        sl_resp_send(req, NULL, 0, 1);
+        return;
+    }
+    if (s->file.data) {
+        /* Held by the cache entry we have a ref on: valid until on_close. */
+        sl_resp_send(req, s->file.data + first, (size_t)len, 1);
+        return;
+    }
+    /* Cleartext HTTP/1.1: the whole range in one zero-copy send; the fd
+     * stays open (our ref) until on_close. Elsewhere SL_EINVAL: slices. */
+    if (o->sendfile &&
+        sl_resp_sendfile(req, s->file.fd, (int64_t)first, (size_t)len, 1) != SL_EINVAL)
+        return;
+    s->off = first;
+    s->left = len;
+    s->cap = (size_t)SL_MIN((uint64_t)o->read_bytes, len);
+    s->buf = sl_pool_alloc(&req->pool, s->cap);
+    run(s);
+}
+
+static void serve(sreq_t *s, sl_static_opts_t *o, char *path, size_t plen)
+{
+    sl_req_t *req = s->req;
+    fields_t fl;
+    scan_fields(req, &fl);
+    const char *type = sl_static_mime_type(o, path, plen);
+    const char *enc = pick_variant(o, req, &fl, path, plen, &s->file);
+    const sl_static_file_t *f = &s->file;
+    uint64_t size = (uint64_t)f->st.st_size;
+    int pre = preconditions(&fl, f);
+    if (pre == 412) {
+        sl_resp_error(req, 412, "precondition failed");
+        return;
+    }
+    if (pre == 304) {
+        add_validators(req, o, f);
+        req->res.status = 304;
+        sl_resp_send(req, NULL, 0, 1);
+        return;
+    }
+    uint64_t first = 0, last = 0;
+    sl_static_range_t r = SL_STATIC_RANGE_NONE;
+    /* Range is defined for GET only (RFC 9110 14.2): HEAD ignores it. */
+    if (!req->is_head && fl.range && if_range_holds(&fl, f))
+        r = sl_static_range_parse(*fl.range, size, &first, &last);
+    if (r == SL_STATIC_RANGE_UNSAT) {
+        sl_resp_header_add(req, "content-range",
+                           sl_pool_printf(&req->pool, "bytes */%llu", (unsigned long long)size));
+        sl_resp_error(req, 416, "range not satisfiable");
+        return;
+    }
+    add_validators(req, o, f);
+    sl_resp_header_add(req, "content-type", type);
+    if (enc)
+        sl_resp_header_add(req, "content-encoding", enc);
+    sl_resp_header_add(req, "accept-ranges", "bytes");
+    req->res.status = 200;
+    if (r == SL_STATIC_RANGE_ONE) {
+        req->res.status = 206;
+        sl_resp_header_add(req, "content-range",
+                           sl_pool_printf(&req->pool, "bytes %llu-%llu/%llu",
+                                          (unsigned long long)first, (unsigned long long)last,
+                                          (unsigned long long)size));
+        start_body(s, o, first, last - first + 1);
+        return;
+    }
+    start_body(s, o, 0, size); /* no Range, or several: the whole file */
+}
+
+/* The request path after the route's path up to and including its last
+ * '/': route "/assets/" maps "/assets/a.css" to "<root>/a.css", route
+ * "/" maps the whole path, an exact route "/small.txt" maps "small.txt". */
+static sl_str_t route_rest(const sl_req_t *req)
+{
+    const char *rp = req->route->path;
+    const char *slash = strrchr(rp, '/');
+    size_t strip = slash ? (size_t)(slash - rp) + 1 : 0;
+    strip = SL_MIN(strip, req->path.n);
+    return (sl_str_t){req->path.p + strip, req->path.n - strip};
+}
+
+static void on_req(sl_req_t *req)
+{
+    sl_static_opts_t *o = req->route->state;
+    sreq_t *s = sl_pool_alloc(&req->pool, sizeof(*s));
+    memset(s, 0, sizeof(*s));
+    s->req = req;
+    s->file.fd = -1;
+    req->cbs = &static_cbs;
+    req->hdata = s;
+    if (!sl_str_eq(req->method, "GET") && !sl_str_eq(req->method, "HEAD")) {
+        sl_resp_header_add(req, "allow", "GET, HEAD");
+        sl_resp_error(req, 405, "method not allowed");
+        return;
+    }
+    size_t cap = SL_STATIC_PATH_MAX + 256 + SUFFIX_ROOM;
+    char *path = sl_pool_alloc(&req->pool, cap);
+    size_t plen;
+    const char *why;
+    sl_str_t rest = route_rest(req);
+    int rv = sl_static_path_normalize(rest.p, rest.n, path, SL_STATIC_PATH_MAX, &plen, &why);
+    if (rv == SL_ETOOBIG) {
+        sl_resp_error(req, 414, "path too long");
+        return;
+    }
+    if (rv != 0) {
+        sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id, "client sent %s", why);
+        sl_resp_error(req, 400, why);
+        return;
+    }
+    if (!o->dotfiles && sl_static_path_has_dotfile(path, plen)) {
+        sl_resp_error(req, 404, "not found");
+        return;
+    }
+    int r;
+    if (plen == 0 || path[plen - 1] == '/') {
+        r = find_index(o, req, path, plen, cap, &s->file);
+        plen = strlen(path);
+    } else {
+        r = lookup(o, req, path, plen, &s->file);
+        if (r == 0 && S_ISDIR(s->file.st.st_mode)) {
+            sl_static_file_release(&s->file);
+            redirect_dir(req);
+            return;
+        }
+    }
+    if (r != 0) {
+        answer_errno(req, -r, path);
+        return;
+    }
+    serve(s, o, path, plen);
+}
+
+const sl_handler_def_t sl_static_handler = {
+    .name = "static",
+    .configure = sl_static_configure,
+    .free_state = sl_static_free_state,
+    .on_req = on_req,
+};
