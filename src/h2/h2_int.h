@@ -64,6 +64,7 @@ struct sl_h2_stream {
     unsigned dispatched : 1;   /* request handed to the router */
     unsigned hdrs_too_big : 1; /* header list over h2_header_list_bytes */
     unsigned app_reset : 1;    /* we reset it for our own reasons */
+    unsigned discarding : 1;   /* response done: request body read and dropped */
     unsigned closed : 1;       /* stream gone; on_close has run or runs now */
     unsigned ncookies : 2;     /* cookie crumbs seen, saturating (joined at END_HEADERS) */
     char status[4];            /* ":status" value */
@@ -138,6 +139,9 @@ void sl_h2_stream_on_request(sl_h2_stream_t *st, int end_stream);
 /* Body bytes (valid during the call) and the end of the body. */
 void sl_h2_stream_on_data(sl_h2_stream_t *st, const uint8_t *data, size_t len);
 void sl_h2_stream_on_body_end(sl_h2_stream_t *st);
+/* The response is complete but the request body is not: read and drop the
+ * rest (still bounded by max_body_bytes and the stream idle timeout). */
+void sl_h2_stream_discard_body(sl_h2_stream_t *st);
 /* nghttp2 closed the stream (or the session is torn down): access log,
  * handler on_close exactly once, dispose and free. */
 void sl_h2_stream_close(sl_h2_stream_t *st, uint32_t error_code);

@@ -211,13 +211,13 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
     case NGHTTP2_RST_STREAM: sl_h2_limits_on_rst_sent(s, frame); break;
     case NGHTTP2_HEADERS:
     case NGHTTP2_DATA:
-        /* Response complete while the client is still sending: tell it to
-         * stop (RFC 9113 8.1) instead of reading a body nobody wants. */
+        /* Response complete while the client is still sending: read and
+         * drop the rest, as nginx does. RFC 9113 8.1 also allows
+         * RST_STREAM(NO_ERROR), but clients mishandle it mid-upload (curl
+         * 7.88 fails or spins). max_body_bytes and stream_idle_s bound it. */
         if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
-            (st = stream_of(ng, frame->hd.stream_id)) && !st->req.body_done && !st->app_reset) {
-            st->app_reset = 1;
-            nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
-        }
+            (st = stream_of(ng, frame->hd.stream_id)) && !st->req.body_done && !st->app_reset)
+            sl_h2_stream_discard_body(st);
         break;
     default: break;
     }

@@ -303,6 +303,10 @@ void sl_h2_stream_on_data(sl_h2_stream_t *st, const uint8_t *data, size_t len)
         st->app_reset = 1;
         nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
     }
+    if (st->discarding) {
+        nghttp2_session_consume(s->ng, st->id, len);
+        return;
+    }
     if (st->dispatched && !st->app_reset && !req->body_done && req->cbs && req->cbs->on_body) {
         st->unconsumed += len;
         req->cbs->on_body(req, data, len, 0);
@@ -312,13 +316,24 @@ void sl_h2_stream_on_data(sl_h2_stream_t *st, const uint8_t *data, size_t len)
     nghttp2_session_consume(s->ng, st->id, len);
 }
 
+void sl_h2_stream_discard_body(sl_h2_stream_t *st)
+{
+    sl_h2_session_t *s = st->sess;
+    st->discarding = 1;
+    /* The handler is done: what it still holds is credit nobody returns. */
+    if (st->unconsumed) {
+        nghttp2_session_consume(s->ng, st->id, st->unconsumed);
+        st->unconsumed = 0;
+    }
+}
+
 void sl_h2_stream_on_body_end(sl_h2_stream_t *st)
 {
     sl_req_t *req = &st->req;
     if (req->body_done)
         return;
     req->body_done = 1;
-    if (st->dispatched && !st->app_reset && req->cbs && req->cbs->on_body)
+    if (st->dispatched && !st->app_reset && !st->discarding && req->cbs && req->cbs->on_body)
         req->cbs->on_body(req, NULL, 0, 1);
 }
 

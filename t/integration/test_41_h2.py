@@ -403,3 +403,16 @@ def test_h2c_upgrade_large_response_curl(sluice):
         assert r.rc == 0, r
         assert r.http_version == "2"
         assert r.body == harness_bytes(1048576)
+
+
+def test_early_response_to_upload_curl(sluice, tmp_path):
+    """Regression: a response that completes before the request body was
+    followed by RST_STREAM(NO_ERROR), and curl 7.88 failed the transfer
+    (exit 92) in most runs. sluice now reads and drops the rest of the body."""
+    body = tmp_path / "body"
+    body.write_bytes(os.urandom(200000))
+    for mode in ("h2-tls", "h2c"):
+        for _ in range(10):
+            r = curl(sluice, mode, "/healthz", "--data-binary", "@%s" % body)
+            assert r.rc == 0, r
+            assert r.status == 200, r
