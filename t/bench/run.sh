@@ -8,6 +8,7 @@
 # BENCH_SERVERS=sluice,h2o,nginx,nghttpx
 # BENCH_WORKLOADS=h2c,h2tls,h1,large,large_static,hs_ec,hs_rsa,idle
 # BENCH_CALLGRIND=1 (adds instructions/request, slow) BENCH_KEEP=1 (keep temp dir).
+# BENCH_EXTRA=proxy,ws,static (area benchmarks run after the table; "" for none).
 # See docs/bench.md for the method and how to read the table.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,4 +34,19 @@ if [ "$hard" = unlimited ] || [ "$hard" -gt 20000 ]; then hard=20000; fi
 ulimit -n "$hard"
 
 export PATH=$PATH:/usr/sbin
-exec /usr/bin/python3 "$here/bench.py"
+/usr/bin/python3 "$here/bench.py"
+
+# Area benchmarks, each standalone (see the scripts' headers).
+extra=",${BENCH_EXTRA-proxy,ws,static},"
+case $extra in *,proxy,*)
+    echo; echo "== proxy: h2 clients -> proxy -> HTTP/1.1 nginx upstream (sluice vs nginx vs nghttpx)"
+    bash "$here/proxy_bench.sh" "$SLUICE_BIN" 20000 10 10 || echo "proxy bench failed" >&2;;
+esac
+case $extra in *,ws,*)
+    echo; echo "== ws: echo round trips/s and broadcast fan-out (1 sender, 1000 subscribers)"
+    /usr/bin/python3 "$here/ws_bench.py" "$SLUICE_BIN" --seconds 5 || echo "ws bench failed" >&2;;
+esac
+case $extra in *,static,*)
+    echo; echo "== static: files from a document root, sluice vs h2o"
+    /usr/bin/python3 "$here/static_bench.py" 4 || echo "static bench failed" >&2;;
+esac
