@@ -17,9 +17,11 @@
 #include "h1/h1.h"
 #include "h2/h2.h"
 #include "harness/harness.h"
-#include "static/static.h"
 #include "ws/ws.h"
+#include "jobs/jobs.h"
+#include "reply/reply.h"
 #include "proxy/proxy.h"
+#include "static/static.h"
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -52,10 +54,14 @@ static void register_handlers(void)
     sl_router_register(&sl_health_handler);
     sl_router_register(&sl_return_handler);
     sl_router_register(&sl_harness_handler);
-    sl_router_register(&sl_static_handler);
     sl_router_register(&sl_ws_handler);
+    sl_config_register_section(&sl_jobs_section);
+    sl_config_register_section(&sl_jobs_executors_section);
+    sl_router_register(&sl_reply_job_handler);
+    sl_router_register(&sl_reply_api_handler);
     sl_router_register(&sl_proxy_handler);
     sl_config_register_section(&sl_proxy_upstreams_section);
+    sl_router_register(&sl_static_handler);
 }
 
 static int build_tls(server_t *s, char *err, size_t errlen)
@@ -170,6 +176,7 @@ static void server_free(server_t *s)
         sl_tls_free(s->tls[i]);
     sl_free(s->tls);
     sl_free(s->ctxs);
+    sl_jobs_stop(); /* after the workers: no subscriber is left */
     sl_config_free(s->cfg);
 }
 
@@ -232,6 +239,12 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     /* Block before the threads start so only sigtimedwait sees them. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* The jobs thread starts after the mask, so it blocks them too. */
+    if (sl_jobs_start(sl_config_section(s.cfg, "jobs")) != 0) {
+        fprintf(stderr, "sluice: cannot start the jobs thread\n");
+        server_free(&s);
+        return 1;
+    }
 
     if (build_tls(&s, err, sizeof(err)) != 0 || open_sockets(&s, err, sizeof(err)) != 0) {
         fprintf(stderr, "sluice: %s\n", err);

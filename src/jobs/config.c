@@ -1,0 +1,177 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The "jobs" and "executors" config sections: one table of keys with
+ * defaults and bounds for "jobs", and per executor the common keys
+ * (type, concurrency, queue, timeout_s, grace_s, content_type) followed by
+ * the type's own keys, parsed by its executor file.
+ */
+#include "jobs_int.h"
+#include "../config.h"
+#include <stdio.h>
+
+typedef struct key {
+    const char *name;
+    size_t off;
+    int64_t def, min, max;
+} cfg_key_t;
+
+#define K(n, d, lo, hi)                                                                            \
+    {                                                                                              \
+#n, offsetof(sl_jobs_cfg_t, n), d, lo, hi                                                  \
+    }
+static const cfg_key_t jobs_keys[] = {
+    K(max_jobs, 10000, 1, 10000000), K(retain_bytes, 1 << 20, 1024, 1LL << 32),
+    K(ttl_s, 300, 1, 30 * 86400),    K(heartbeat_s, 15, 1, 3600),
+    K(shards, 16, 1, 1024),          K(max_tombstones, 10000, 1, 10000000),
+    K(max_wait_s, 300, 1, 3600),
+};
+
+static const char *const common_keys[] = {"type",      "concurrency", "queue",
+                                          "timeout_s", "grace_s",     "content_type"};
+
+static int check_keys(json_t *obj, const char *path, const char *const *names, size_t n,
+                      const char *const *more, size_t nmore, char *err, size_t errlen)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        size_t i = 0, j = 0;
+        while (i < n && strcmp(names[i], key) != 0)
+            i++;
+        while (j < nmore && strcmp(more[j], key) != 0)
+            j++;
+        if (i == n && j == nmore) {
+            snprintf(err, errlen, "%s.%s: unknown key", path, key);
+            return SL_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int sl_jobs_check_keys(json_t *obj, const char *path, const char *const *names, size_t n, char *err,
+                       size_t errlen)
+{
+    return check_keys(obj, path, names, n, common_keys, SL_ARRAY_LEN(common_keys), err, errlen);
+}
+
+static int parse_jobs(json_t *v, const char *path, void **state, char *err, size_t errlen)
+{
+    const char *names[SL_ARRAY_LEN(jobs_keys)];
+    sl_jobs_cfg_t *c = sl_calloc(1, sizeof(*c));
+    *state = c;
+    if (v && !json_is_object(v)) {
+        snprintf(err, errlen, "%s: must be an object", path);
+        return SL_EINVAL;
+    }
+    for (size_t i = 0; i < SL_ARRAY_LEN(jobs_keys); i++) {
+        const cfg_key_t *k = &jobs_keys[i];
+        names[i] = k->name;
+        if (sl_config_get_int(v, path, k->name, k->def, k->min, k->max,
+                              (int64_t *)((char *)c + k->off), err, errlen))
+            return SL_EINVAL;
+    }
+    return v ? check_keys(v, path, names, SL_ARRAY_LEN(names), NULL, 0, err, errlen) : 0;
+}
+
+static void free_jobs(void *state)
+{
+    sl_free(state);
+}
+
+const sl_config_section_def_t sl_jobs_section = {"jobs", parse_jobs, free_jobs};
+
+static const sl_jobs_executor_t *const types[] = {&sl_jobs_exec_builtin, &sl_jobs_exec_process};
+
+static void free_execs(void *state)
+{
+    sl_jobs_execs_t *xs = state;
+    if (!xs)
+        return;
+    for (size_t i = 0; i < xs->n; i++) {
+        if (xs->v[i].ops && xs->v[i].ops->free_opts)
+            xs->v[i].ops->free_opts(xs->v[i].opts);
+        sl_free(xs->v[i].name);
+        sl_free(xs->v[i].content_type);
+    }
+    sl_free(xs->v);
+    sl_free(xs);
+}
+
+static int parse_common(json_t *o, const char *p, sl_jobs_exec_def_t *x, char *err, size_t errlen)
+{
+    int64_t conc, queue, timeout, grace;
+    const char *type, *ct;
+    if (sl_config_get_str(o, p, "type", NULL, &type, err, errlen) ||
+        sl_config_get_int(o, p, "concurrency", 64, 1, 100000, &conc, err, errlen) ||
+        sl_config_get_int(o, p, "queue", 1024, 0, 1000000, &queue, err, errlen) ||
+        sl_config_get_int(o, p, "timeout_s", 0, 0, 30 * 86400, &timeout, err, errlen) ||
+        sl_config_get_int(o, p, "grace_s", 5, 0, 3600, &grace, err, errlen) ||
+        sl_config_get_str(o, p, "content_type", NULL, &ct, err, errlen))
+        return SL_EINVAL;
+    for (size_t i = 0; type && i < SL_ARRAY_LEN(types); i++)
+        if (strcmp(types[i]->type, type) == 0)
+            x->ops = types[i];
+    if (!x->ops) {
+        snprintf(err, errlen, "%s.type: must be \"builtin\" or \"exec\"", p);
+        return SL_EINVAL;
+    }
+    x->concurrency = conc;
+    x->queue = queue;
+    x->timeout_s = (double)timeout;
+    x->grace_s = (double)grace;
+    x->content_type = sl_strdup(ct ? ct : "application/octet-stream");
+    return 0;
+}
+
+static int parse_execs(json_t *v, const char *path, void **state, char *err, size_t errlen)
+{
+    char p[256];
+    sl_jobs_execs_t *xs = sl_calloc(1, sizeof(*xs));
+    *state = xs;
+    if (!v)
+        return 0;
+    if (!json_is_object(v)) {
+        snprintf(err, errlen, "%s: must be an object", path);
+        return SL_EINVAL;
+    }
+    xs->v = sl_calloc(json_object_size(v) + 1, sizeof(*xs->v));
+    const char *name;
+    json_t *o;
+    json_object_foreach(v, name, o)
+    {
+        snprintf(p, sizeof(p), "%s.%s", path, name);
+        if (!json_is_object(o)) {
+            snprintf(err, errlen, "%s: must be an object", p);
+            return SL_EINVAL;
+        }
+        sl_jobs_exec_def_t *x = &xs->v[xs->n++];
+        x->name = sl_strdup(name);
+        atomic_init(&x->admitted, 0);
+        if (parse_common(o, p, x, err, errlen) || x->ops->parse(o, p, &x->opts, err, errlen))
+            return SL_EINVAL;
+    }
+    return 0;
+}
+
+const sl_config_section_def_t sl_jobs_executors_section = {"executors", parse_execs, free_execs};
+
+const sl_jobs_exec_def_t *sl_jobs_exec_find(const char *name)
+{
+    const sl_config_t *cfg = sl_config_loading();
+    sl_jobs_execs_t *xs = cfg ? sl_config_section(cfg, "executors") : NULL;
+    for (size_t i = 0; xs && i < xs->n; i++)
+        if (strcmp(xs->v[i].name, name) == 0)
+            return &xs->v[i];
+    return NULL;
+}
+
+const char *sl_jobs_exec_name(const sl_jobs_exec_def_t *x)
+{
+    return x->name;
+}
+
+const char *sl_jobs_exec_content_type(const sl_jobs_exec_def_t *x)
+{
+    return x->content_type;
+}

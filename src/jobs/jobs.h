@@ -1,0 +1,159 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Jobs: long requests become job IDs whose events any stream can read. This
+ * is the public face of src/jobs/: the "jobs" and "executors" config
+ * sections, submitting and cancelling jobs, reading a job's events from a
+ * sequence number, subscribing to be woken when there are new ones, and
+ * listing. It knows nothing of how events travel (reply/ does that) and
+ * includes no protocol header. Design: docs/jobs.md.
+ *
+ * Ownership and threads:
+ *
+ *   store (process-wide, sharded; each shard under its own mutex)
+ *     shard[i] -> hash of sl_jobs_job_t (the table holds one reference)
+ *   job -> retained events  [seq first .. last]   each an immutable,
+ *          refcounted sl_jobs_event_t; the oldest are dropped past
+ *          retain_bytes (a reader asking for them is told the range)
+ *   job -> subscribers: a callback run on the subscriber's own worker
+ *          loop (a per-worker mutex-guarded inbox + ev_async)
+ *   jobs thread: its own libev loop runs every executor (timers, child
+ *          processes), the queue per executor and the TTL sweep.
+ *
+ * Streams reference jobs (sl_jobs_job_ref/unref), never own them.
+ */
+#ifndef SL_JOBS_H
+#define SL_JOBS_H
+
+#include "../sl.h"
+#include <ev.h>
+#include <jansson.h>
+#include <stdatomic.h>
+
+typedef struct sl_jobs_job sl_jobs_job_t;
+typedef struct sl_jobs_sub sl_jobs_sub_t;
+typedef struct sl_jobs_exec_def sl_jobs_exec_def_t;
+
+typedef enum sl_jobs_state {
+    SL_JOBS_QUEUED = 0,
+    SL_JOBS_RUNNING,
+    SL_JOBS_SUCCEEDED,
+    SL_JOBS_FAILED,
+    SL_JOBS_CANCELLED,
+    SL_JOBS_TIMED_OUT,
+    SL_JOBS_EXPIRED,
+} sl_jobs_state_t;
+
+typedef enum sl_jobs_ev_type {
+    SL_JOBS_EV_STARTED = 1, /* data: {"id":...} */
+    SL_JOBS_EV_DATA,        /* data: output bytes */
+    SL_JOBS_EV_PROGRESS,    /* data: one line from the executor (JSON) */
+    SL_JOBS_EV_ERROR,       /* data: {"error":...} */
+    SL_JOBS_EV_END,         /* data: {"state":...,"exit_code":...}; always last */
+} sl_jobs_ev_type_t;
+
+/* One event. Immutable once published; shared by every reader through refs. */
+typedef struct sl_jobs_event {
+    atomic_int refs;
+    sl_jobs_ev_type_t type;
+    uint64_t seq; /* 1, 2, ... per job */
+    size_t len;
+    uint8_t data[];
+} sl_jobs_event_t;
+
+/* "jobs" config section. */
+typedef struct sl_jobs_cfg {
+    int64_t max_jobs;       /* live (not expired) jobs; 503 past it (10000) */
+    int64_t retain_bytes;   /* per job, events kept for readers (1 MiB) */
+    int64_t ttl_s;          /* a finished job stays readable (300) */
+    int64_t heartbeat_s;    /* SSE comment interval (15) */
+    int64_t shards;         /* table shards (16) */
+    int64_t max_tombstones; /* expired ids remembered for 410 (10000) */
+    int64_t max_wait_s;     /* bound on Prefer: wait=N (300) */
+} sl_jobs_cfg_t;
+
+/* What a job route asks for. Strings are copied. */
+typedef struct sl_jobs_spec {
+    const sl_jobs_exec_def_t *exec;
+    const char *route; /* route path, for listing and idempotency */
+    sl_str_t method, path, query, traceparent, idem_key;
+    int want_stdin; /* create a pipe for the request body */
+} sl_jobs_spec_t;
+
+/* A consistent snapshot of a job (strings valid while the job is ref'd). */
+typedef struct sl_jobs_info {
+    const char *id, *route, *executor, *method, *path, *traceparent, *content_type;
+    sl_jobs_state_t state;
+    uint64_t created_ms, started_ms, ended_ms; /* wall clock; 0 when not yet */
+    int exit_code;                             /* -1 when none */
+    uint64_t first_seq, last_seq;              /* retained range; last 0 when none */
+    uint64_t dropped_upto;                     /* highest dropped seq, 0 if none */
+    uint64_t data_bytes;                       /* data bytes produced */
+} sl_jobs_info_t;
+
+/* What sl_jobs_read found besides events. */
+typedef struct sl_jobs_read {
+    uint64_t dropped_from, dropped_to; /* non-zero: these were dropped */
+    int ended;                         /* the END event exists */
+} sl_jobs_read_t;
+
+/* ---- config sections (main.c registers them) ---- */
+extern const struct sl_config_section_def sl_jobs_section, sl_jobs_executors_section;
+/* An executor by name from the loading config (for a route's configure),
+ * or NULL. */
+const sl_jobs_exec_def_t *sl_jobs_exec_find(const char *name);
+const char *sl_jobs_exec_name(const sl_jobs_exec_def_t *x);
+const char *sl_jobs_exec_content_type(const sl_jobs_exec_def_t *x);
+
+/* ---- process lifetime (main thread) ---- */
+/* Create the store and start the jobs thread with cfg (NULL: defaults).
+ * Returns 0 or SL_ERROR. */
+int sl_jobs_start(const sl_jobs_cfg_t *cfg);
+/* Stop the jobs thread, kill and reap every child, free every job. */
+void sl_jobs_stop(void);
+const sl_jobs_cfg_t *sl_jobs_config(void);
+
+/* ---- jobs ---- */
+/* Create a job and queue it on its executor. On success *out holds a
+ * reference; *existing is 1 when the Idempotency-Key matched an earlier
+ * job (nothing new started). With want_stdin, *stdin_fd is the write end
+ * (non-blocking, close-on-exec; the caller closes it), else -1.
+ * Returns 0, SL_ETOOBIG (max_jobs reached), SL_EAGAIN (executor queue
+ * full) or SL_EINVAL (bad parameters; err says which). */
+int sl_jobs_submit(const sl_jobs_spec_t *spec, sl_jobs_job_t **out, int *existing, int *stdin_fd,
+                   char *err, size_t errlen);
+/* Look a job up. Returns a reference, or NULL with *expired 1 when the id
+ * is a remembered expired one (410) and 0 when unknown (404). */
+sl_jobs_job_t *sl_jobs_find(sl_str_t id, int *expired);
+void sl_jobs_job_ref(sl_jobs_job_t *job);
+void sl_jobs_job_unref(sl_jobs_job_t *job);
+void sl_jobs_job_info(sl_jobs_job_t *job, sl_jobs_info_t *out);
+const char *sl_jobs_job_id(const sl_jobs_job_t *job);
+/* Stop the job's work (from any thread); its END event follows. No-op
+ * when finished. */
+void sl_jobs_cancel(sl_jobs_job_t *job);
+const char *sl_jobs_state_name(sl_jobs_state_t s);
+int sl_jobs_state_is_final(sl_jobs_state_t s);
+/* Parse "queued".."expired"; -1 when unknown. */
+int sl_jobs_state_parse(sl_str_t s);
+
+/* Copy references to up to max events with seq > after into out; returns
+ * the count. Each must be released with sl_jobs_event_unref. When seq
+ * after+1 was dropped, returns 0 and fills r->dropped_from/to (resume with
+ * after = dropped_to). */
+size_t sl_jobs_read(sl_jobs_job_t *job, uint64_t after, sl_jobs_event_t **out, size_t max,
+                    sl_jobs_read_t *r);
+void sl_jobs_event_unref(sl_jobs_event_t *ev);
+
+/* Call cb(arg) on loop (the calling worker's, slot = its id) whenever the
+ * job gets an event, coalesced. Call only from that loop's thread, and
+ * unsubscribe from it too; cb never runs after sl_jobs_unsubscribe. */
+sl_jobs_sub_t *sl_jobs_subscribe(sl_jobs_job_t *job, struct ev_loop *loop, int slot,
+                                 void (*cb)(void *arg), void *arg);
+void sl_jobs_unsubscribe(sl_jobs_sub_t *sub);
+
+/* Jobs with id > after (or all when after is empty), matching state (-1:
+ * any) and route (NULL: any), in id (= creation) order, at most max.
+ * Fills out with references; returns the count. */
+size_t sl_jobs_list(int state, const char *route, sl_str_t after, sl_jobs_job_t **out, size_t max);
+
+#endif

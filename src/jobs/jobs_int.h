@@ -1,0 +1,130 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Private to src/jobs/: the job object, the executor vtable every
+ * exec_<name>.c fills in, and the calls executors and the jobs thread use
+ * to publish events. Unit tests reach the store through this header.
+ */
+#ifndef SL_JOBS_INT_H
+#define SL_JOBS_INT_H
+
+#include "jobs.h"
+#include <pthread.h>
+
+#define SL_JOBS_ID_LEN 26         /* 128 bits: 48-bit ms time + 80 random, base32 */
+#define SL_JOBS_EVENT_OVERHEAD 64 /* counted per event against retain_bytes */
+#define SL_JOBS_MAX_SLOTS 256     /* worker inboxes */
+
+/* An executor type. parse/free_opts run at config load; prepare on the
+ * submitting thread (validate request parameters); start and cancel on the
+ * jobs thread. start returns 0 once the work is under way (events follow)
+ * or an error, after which the job is failed. cancel must lead to
+ * sl_jobs_finish, at once or later. */
+typedef struct sl_jobs_executor {
+    const char *type;
+    int (*parse)(json_t *obj, const char *path, void **opts, char *err, size_t errlen);
+    void (*free_opts)(void *opts);
+    int (*prepare)(const sl_jobs_exec_def_t *x, sl_str_t query, void **params, char *err,
+                   size_t errlen);
+    int (*start)(sl_jobs_job_t *job);
+    void (*cancel)(sl_jobs_job_t *job, sl_jobs_state_t why);
+} sl_jobs_executor_t;
+
+extern const sl_jobs_executor_t sl_jobs_exec_builtin, sl_jobs_exec_process;
+
+struct sl_jobs_exec_def {
+    char *name;
+    const sl_jobs_executor_t *ops;
+    void *opts;
+    char *content_type;
+    int64_t concurrency, queue; /* running at once; waiting beyond that */
+    double timeout_s;           /* 0 = none */
+    double grace_s;             /* SIGTERM -> SIGKILL */
+    atomic_long admitted;       /* queued + running, checked on submit */
+    /* jobs thread only */
+    long running;
+    sl_jobs_job_t *qhead, *qtail;
+};
+
+/* Executor parse helper: every key of obj must be a common executor key
+ * or one of names; else "path.key: unknown key" and SL_EINVAL. */
+int sl_jobs_check_keys(json_t *obj, const char *path, const char *const *names, size_t n, char *err,
+                       size_t errlen);
+
+typedef struct sl_jobs_execs {
+    sl_jobs_exec_def_t *v;
+    size_t n;
+} sl_jobs_execs_t;
+
+struct sl_jobs_sub {
+    sl_jobs_job_t *job;
+    struct sl_jobs_inbox *inbox;
+    void (*cb)(void *arg);
+    void *arg;
+    sl_jobs_sub_t *prev, *next;   /* job's list (shard lock) */
+    sl_jobs_sub_t *iprev, *inext; /* inbox queue (inbox lock) */
+    int queued;
+};
+
+struct sl_jobs_job {
+    atomic_int refs;
+    char id[SL_JOBS_ID_LEN + 1];
+    unsigned shard;
+    sl_jobs_job_t *hnext; /* shard hash chain */
+    /* immutable after submit */
+    const sl_jobs_exec_def_t *exec;
+    char *route, *method, *path, *traceparent, *idem;
+    void *params; /* executor's parsed request parameters */
+    int stdin_fd; /* read end for the child, -1 when none (jobs thread) */
+    /* under the shard lock */
+    sl_jobs_state_t state;
+    uint64_t created_ms, started_ms, ended_ms;
+    int exit_code;
+    sl_jobs_event_t **ring;
+    size_t ring_cap, ring_head, ring_n;
+    size_t retained;
+    uint64_t next_seq, dropped_upto, data_bytes;
+    int ended; /* END appended */
+    sl_jobs_sub_t *subs;
+    /* jobs thread only */
+    sl_jobs_job_t *qnext;
+    void *xdata; /* executor's running state */
+    int cancel_pending;
+    int finished;
+    int queued_on_exec;
+};
+
+/* ---- store (store.c) ---- */
+int sl_jobs_store_init(const sl_jobs_cfg_t *cfg);
+void sl_jobs_store_dispose(void);
+/* Create and insert a job (state queued); see sl_jobs_submit. */
+int sl_jobs_store_create(const sl_jobs_spec_t *spec, void *params, sl_jobs_job_t **out,
+                         int *existing);
+/* Append an event (copied) and wake subscribers. type END also sets the
+ * final state. Returns the new seq, or 0 after END. */
+uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data, size_t len);
+void sl_jobs_set_running(sl_jobs_job_t *job);
+/* Set the final state and exit code, then append END (jobs thread). */
+void sl_jobs_store_end(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code);
+/* Move finished jobs past their TTL to the tombstone set (jobs thread). */
+void sl_jobs_store_sweep(uint64_t now_ms);
+/* Every live job, referenced, for shutdown (caller frees the array). */
+size_t sl_jobs_store_all(sl_jobs_job_t ***out);
+void sl_jobs_job_free(sl_jobs_job_t *job);
+
+/* ---- notification (notify.c) ---- */
+void sl_jobs_notify(sl_jobs_sub_t *sub); /* shard lock held */
+void sl_jobs_inbox_unqueue(sl_jobs_sub_t *sub);
+struct sl_jobs_inbox *sl_jobs_inbox_get(struct ev_loop *loop, int slot);
+void sl_jobs_inboxes_free(void);
+
+/* ---- lifecycle (lifecycle.c, jobs thread) ---- */
+/* Hand a new job to the jobs thread. */
+void sl_jobs_lifecycle_enqueue(sl_jobs_job_t *job);
+/* Executors report the end of the work: emits END with state/exit code,
+ * frees the executor slot and starts the next queued job. */
+void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, const char *error);
+struct ev_loop *sl_jobs_loop(void);
+/* True during sl_jobs_stop: cancel must then end the work synchronously. */
+int sl_jobs_is_stopping(void);
+
+#endif

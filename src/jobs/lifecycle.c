@@ -1,0 +1,329 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Job lifecycle and the jobs thread. Workers submit and cancel through a
+ * mutex-guarded command list and an ev_async; the jobs thread owns its
+ * libev loop, on which every executor runs (ticker timers, child process
+ * pipes and pidfds), the FIFO queue per executor (concurrency limit) and
+ * the TTL sweep. queued -> running -> succeeded | failed | cancelled |
+ * timed_out, then expired.
+ */
+#include "jobs_int.h"
+#include "../log.h"
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+typedef enum cmd_kind { CMD_START, CMD_CANCEL } cmd_kind_t;
+
+typedef struct cmd {
+    cmd_kind_t kind;
+    sl_jobs_job_t *job; /* referenced */
+    struct cmd *next;
+} cmd_t;
+
+static struct lifecycle {
+    int started;
+    sl_jobs_cfg_t cfg;
+    struct ev_loop *loop;
+    pthread_t thread;
+    ev_async wake;
+    ev_timer sweep;
+    pthread_mutex_t mu;
+    cmd_t *head, *tail;
+    atomic_int stopping;
+} lc;
+
+static const char *const state_names[] = {"queued",    "running",   "succeeded", "failed",
+                                          "cancelled", "timed_out", "expired"};
+
+const char *sl_jobs_state_name(sl_jobs_state_t s)
+{
+    return (unsigned)s < SL_ARRAY_LEN(state_names) ? state_names[s] : "unknown";
+}
+
+int sl_jobs_state_is_final(sl_jobs_state_t s)
+{
+    return s >= SL_JOBS_SUCCEEDED;
+}
+
+int sl_jobs_state_parse(sl_str_t s)
+{
+    for (size_t i = 0; i < SL_ARRAY_LEN(state_names); i++)
+        if (sl_str_eq(s, state_names[i]))
+            return (int)i;
+    return -1;
+}
+
+const sl_jobs_cfg_t *sl_jobs_config(void)
+{
+    return &lc.cfg;
+}
+
+int sl_jobs_is_stopping(void)
+{
+    return atomic_load(&lc.stopping);
+}
+
+struct ev_loop *sl_jobs_loop(void)
+{
+    return lc.loop;
+}
+
+static void post(cmd_kind_t kind, sl_jobs_job_t *job)
+{
+    cmd_t *c = sl_malloc(sizeof(*c));
+    c->kind = kind;
+    c->job = job;
+    c->next = NULL;
+    sl_jobs_job_ref(job);
+    pthread_mutex_lock(&lc.mu);
+    if (lc.tail)
+        lc.tail->next = c;
+    else
+        lc.head = c;
+    lc.tail = c;
+    pthread_mutex_unlock(&lc.mu);
+    ev_async_send(lc.loop, &lc.wake);
+}
+
+static void start_job(sl_jobs_job_t *job)
+{
+    sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
+    x->running++;
+    sl_jobs_set_running(job);
+    char body[64];
+    int n = snprintf(body, sizeof(body), "{\"id\":\"%s\"}", job->id);
+    sl_jobs_emit(job, SL_JOBS_EV_STARTED, body, (size_t)n);
+    sl_jobs_job_ref(job); /* held while the executor works */
+    if (x->ops->start(job) != 0)
+        sl_jobs_finish(job, SL_JOBS_FAILED, -1, "executor could not start the job");
+}
+
+/* Start queued jobs while the executor has free slots. */
+static void run_queue(sl_jobs_exec_def_t *x)
+{
+    while (x->qhead && x->running < x->concurrency) {
+        sl_jobs_job_t *job = x->qhead;
+        x->qhead = job->qnext;
+        if (!x->qhead)
+            x->qtail = NULL;
+        job->qnext = NULL;
+        job->queued_on_exec = 0;
+        start_job(job);
+        sl_jobs_job_unref(job); /* the queue's reference */
+    }
+}
+
+static void emit_error(sl_jobs_job_t *job, const char *error)
+{
+    json_t *o = json_pack("{ss}", "error", error);
+    char *s = json_dumps(o, JSON_COMPACT);
+    sl_jobs_emit(job, SL_JOBS_EV_ERROR, s, strlen(s));
+    free(s);
+    json_decref(o);
+}
+
+void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, const char *error)
+{
+    sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
+    SL_ASSERT(!job->finished);
+    job->finished = 1;
+    if (error)
+        emit_error(job, error);
+    sl_jobs_store_end(job, state, exit_code);
+    x->running--;
+    atomic_fetch_sub(&x->admitted, 1);
+    sl_jobs_job_unref(job); /* the executor's reference */
+    if (!atomic_load(&lc.stopping))
+        run_queue(x);
+}
+
+static void cancel_queued(sl_jobs_exec_def_t *x, sl_jobs_job_t *job)
+{
+    for (sl_jobs_job_t **pp = &x->qhead, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->qnext) {
+        if (*pp != job)
+            continue;
+        *pp = job->qnext;
+        if (x->qtail == job)
+            x->qtail = prev;
+        break;
+    }
+    job->queued_on_exec = 0;
+    job->finished = 1;
+    sl_jobs_store_end(job, SL_JOBS_CANCELLED, -1);
+    atomic_fetch_sub(&x->admitted, 1);
+    sl_jobs_job_unref(job); /* the queue's reference */
+}
+
+static void do_cmd(cmd_t *c)
+{
+    sl_jobs_job_t *job = c->job;
+    sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
+    if (c->kind == CMD_START) {
+        sl_jobs_job_ref(job);
+        job->queued_on_exec = 1;
+        if (x->qtail)
+            x->qtail->qnext = job;
+        else
+            x->qhead = job;
+        x->qtail = job;
+        run_queue(x);
+    } else if (!job->finished) {
+        if (job->queued_on_exec)
+            cancel_queued(x, job);
+        else if (!job->cancel_pending) {
+            job->cancel_pending = 1;
+            x->ops->cancel(job, SL_JOBS_CANCELLED);
+        }
+    }
+    sl_jobs_job_unref(job);
+    sl_free(c);
+}
+
+static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+    SL_UNUSED(w);
+    SL_UNUSED(revents);
+    pthread_mutex_lock(&lc.mu);
+    cmd_t *c = lc.head;
+    lc.head = lc.tail = NULL;
+    pthread_mutex_unlock(&lc.mu);
+    while (c) {
+        cmd_t *next = c->next;
+        do_cmd(c);
+        c = next;
+    }
+    if (atomic_load(&lc.stopping))
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    SL_UNUSED(loop);
+    SL_UNUSED(w);
+    SL_UNUSED(revents);
+    sl_jobs_store_sweep(sl_wall_ms());
+}
+
+static void *thread_main(void *arg)
+{
+    SL_UNUSED(arg);
+    ev_run(lc.loop, 0);
+    return NULL;
+}
+
+int sl_jobs_start(const sl_jobs_cfg_t *cfg)
+{
+    static const sl_jobs_cfg_t defaults = {
+        .max_jobs = 10000,
+        .retain_bytes = 1 << 20,
+        .ttl_s = 300,
+        .heartbeat_s = 15,
+        .shards = 16,
+        .max_tombstones = 10000,
+        .max_wait_s = 300,
+    };
+    SL_ASSERT(!lc.started);
+    memset(&lc, 0, sizeof(lc));
+    lc.cfg = cfg ? *cfg : defaults;
+    if (sl_jobs_store_init(&lc.cfg) != 0)
+        return SL_ERROR;
+    pthread_mutex_init(&lc.mu, NULL);
+    lc.loop = ev_loop_new(EVFLAG_AUTO);
+    if (!lc.loop)
+        return SL_ERROR;
+    ev_async_init(&lc.wake, on_wake);
+    ev_async_start(lc.loop, &lc.wake);
+    double every = lc.cfg.ttl_s < 2 ? 0.2 : 1.0; /* expiry is at most this late */
+    ev_timer_init(&lc.sweep, on_sweep, every, every);
+    ev_timer_start(lc.loop, &lc.sweep);
+    if (pthread_create(&lc.thread, NULL, thread_main, NULL) != 0) {
+        ev_loop_destroy(lc.loop);
+        return SL_ERROR;
+    }
+    lc.started = 1;
+    return 0;
+}
+
+/* Cancel whatever still runs: executors stop their work synchronously
+ * here (the loop has stopped), kill and reap children. */
+static void stop_all(void)
+{
+    sl_jobs_job_t **all;
+    size_t n = sl_jobs_store_all(&all);
+    for (size_t i = 0; i < n; i++) {
+        sl_jobs_job_t *job = all[i];
+        sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
+        if (!job->finished && job->queued_on_exec)
+            cancel_queued(x, job);
+        else if (!job->finished && job->state == SL_JOBS_RUNNING)
+            x->ops->cancel(job, SL_JOBS_CANCELLED);
+        sl_jobs_job_unref(job);
+    }
+    sl_free(all);
+}
+
+void sl_jobs_stop(void)
+{
+    if (!lc.started)
+        return;
+    atomic_store(&lc.stopping, 1);
+    ev_async_send(lc.loop, &lc.wake);
+    pthread_join(lc.thread, NULL);
+    on_wake(lc.loop, &lc.wake, 0); /* commands posted late */
+    stop_all();
+    ev_timer_stop(lc.loop, &lc.sweep);
+    ev_async_stop(lc.loop, &lc.wake);
+    ev_loop_destroy(lc.loop);
+    sl_jobs_store_dispose();
+    sl_jobs_inboxes_free();
+    pthread_mutex_destroy(&lc.mu);
+    lc.started = 0;
+}
+
+int sl_jobs_submit(const sl_jobs_spec_t *spec, sl_jobs_job_t **out, int *existing, int *stdin_fd,
+                   char *err, size_t errlen)
+{
+    sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)spec->exec;
+    void *params = NULL;
+    *stdin_fd = -1;
+    *existing = 0;
+    if (x->ops->prepare && x->ops->prepare(x, spec->query, &params, err, errlen) != 0)
+        return SL_EINVAL;
+    /* Admission first: a full queue answers 503 without creating a job. */
+    if (atomic_fetch_add(&x->admitted, 1) >= x->concurrency + x->queue) {
+        atomic_fetch_sub(&x->admitted, 1);
+        sl_free(params);
+        snprintf(err, errlen, "executor %s: queue full", x->name);
+        return SL_EAGAIN;
+    }
+    sl_jobs_job_t *job;
+    int rv = sl_jobs_store_create(spec, params, &job, existing);
+    if (rv != 0 || *existing) {
+        atomic_fetch_sub(&x->admitted, 1);
+        sl_free(params);
+        if (rv != 0)
+            snprintf(err, errlen, "too many jobs");
+        if (rv == 0)
+            *out = job;
+        return rv;
+    }
+    /* Only a child process reads a body; other executors ignore it. */
+    if (spec->want_stdin && x->ops == &sl_jobs_exec_process) {
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) == 0) {
+            fcntl(fds[1], F_SETFL, O_NONBLOCK);
+            job->stdin_fd = fds[0];
+            *stdin_fd = fds[1];
+        }
+    }
+    *out = job;
+    post(CMD_START, job);
+    return 0;
+}
+
+void sl_jobs_cancel(sl_jobs_job_t *job)
+{
+    if (lc.started && !atomic_load(&lc.stopping))
+        post(CMD_CANCEL, job);
+}

@@ -1,0 +1,602 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The in-memory job store: a table sharded by job id, each shard a hash
+ * under its own mutex, holding jobs, their retained events and their
+ * subscribers; plus the Idempotency-Key map and the bounded set of expired
+ * ids (tombstones: the job object stays in its shard in state "expired",
+ * without events, until the FIFO pushes it out). Every reader copies event
+ * references under the shard lock and formats outside it.
+ */
+#include "jobs_int.h"
+#include "../log.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+
+typedef struct shard {
+    pthread_mutex_t mu;
+    sl_jobs_job_t **buckets;
+    size_t nbuckets; /* power of two */
+} shard_t;
+
+typedef struct idem {
+    char *key; /* route "\n" key */
+    sl_jobs_job_t *job;
+    struct idem *next;
+} idem_t;
+
+static struct store {
+    sl_jobs_cfg_t cfg;
+    shard_t *shards;
+    size_t nshards;
+    atomic_long live;
+    pthread_mutex_t idem_mu;
+    idem_t *idem;
+    size_t nidem;
+    /* tombstones, jobs thread only */
+    sl_jobs_job_t **tombs;
+    size_t tomb_head, tomb_n;
+} st;
+
+static uint64_t hash_str(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static shard_t *shard_of(const char *id, size_t n, unsigned *idx, size_t *bucket)
+{
+    uint64_t h = hash_str(id, n);
+    *idx = (unsigned)(h % st.nshards);
+    shard_t *s = &st.shards[*idx];
+    *bucket = (size_t)(h >> 16) & (s->nbuckets - 1);
+    return s;
+}
+
+static void make_id(char out[SL_JOBS_ID_LEN + 1])
+{
+    static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"; /* Crockford */
+    uint8_t r[10];
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        sl_assert_fail("getrandom", __FILE__, __LINE__);
+    /* 48-bit time then 80 random bits: ids sort by creation (ULID). */
+    uint64_t t = sl_wall_ms();
+    for (int i = 9; i >= 0; i--) {
+        out[i] = b32[t & 31];
+        t >>= 5;
+    }
+    uint64_t hi = 0, lo = 0;
+    for (int i = 0; i < 5; i++)
+        hi = (hi << 8) | r[i];
+    for (int i = 5; i < 10; i++)
+        lo = (lo << 8) | r[i];
+    for (int i = 17; i >= 10; i--) {
+        out[i] = b32[hi & 31];
+        hi >>= 5;
+    }
+    for (int i = 25; i >= 18; i--) {
+        out[i] = b32[lo & 31];
+        lo >>= 5;
+    }
+    out[SL_JOBS_ID_LEN] = 0;
+}
+
+int sl_jobs_store_init(const sl_jobs_cfg_t *cfg)
+{
+    memset(&st, 0, sizeof(st));
+    st.cfg = *cfg;
+    st.nshards = (size_t)cfg->shards;
+    st.shards = sl_calloc(st.nshards, sizeof(shard_t));
+    size_t per = (size_t)(cfg->max_jobs + cfg->max_tombstones) / st.nshards + 1, nb = 16;
+    while (nb < per)
+        nb <<= 1;
+    for (size_t i = 0; i < st.nshards; i++) {
+        pthread_mutex_init(&st.shards[i].mu, NULL);
+        st.shards[i].nbuckets = nb;
+        st.shards[i].buckets = sl_calloc(nb, sizeof(sl_jobs_job_t *));
+    }
+    pthread_mutex_init(&st.idem_mu, NULL);
+    st.tombs = sl_calloc((size_t)cfg->max_tombstones + 1, sizeof(sl_jobs_job_t *));
+    return 0;
+}
+
+static void drop_events(sl_jobs_job_t *job)
+{
+    for (size_t i = 0; i < job->ring_n; i++)
+        sl_jobs_event_unref(job->ring[(job->ring_head + i) % job->ring_cap]);
+    job->ring_n = 0;
+    job->retained = 0;
+}
+
+void sl_jobs_job_free(sl_jobs_job_t *job)
+{
+    SL_ASSERT(job->subs == NULL);
+    drop_events(job);
+    sl_free(job->ring);
+    if (job->stdin_fd >= 0)
+        close(job->stdin_fd);
+    sl_free(job->params);
+    sl_free(job->route);
+    sl_free(job->method);
+    sl_free(job->path);
+    sl_free(job->traceparent);
+    sl_free(job->idem);
+    sl_free(job);
+}
+
+void sl_jobs_store_dispose(void)
+{
+    if (!st.shards)
+        return;
+    for (size_t i = 0; i < st.nshards; i++) {
+        shard_t *s = &st.shards[i];
+        for (size_t b = 0; b < s->nbuckets; b++) {
+            for (sl_jobs_job_t *j = s->buckets[b], *next; j; j = next) {
+                next = j->hnext;
+                sl_jobs_job_unref(j);
+            }
+        }
+        sl_free(s->buckets);
+        pthread_mutex_destroy(&s->mu);
+    }
+    for (idem_t *e = st.idem, *next; e; e = next) {
+        next = e->next;
+        sl_free(e->key);
+        sl_free(e);
+    }
+    pthread_mutex_destroy(&st.idem_mu);
+    sl_free(st.shards);
+    sl_free(st.tombs);
+    memset(&st, 0, sizeof(st));
+}
+
+void sl_jobs_job_ref(sl_jobs_job_t *job)
+{
+    atomic_fetch_add(&job->refs, 1);
+}
+
+void sl_jobs_job_unref(sl_jobs_job_t *job)
+{
+    if (job && atomic_fetch_sub(&job->refs, 1) == 1)
+        sl_jobs_job_free(job);
+}
+
+void sl_jobs_event_unref(sl_jobs_event_t *ev)
+{
+    if (ev && atomic_fetch_sub(&ev->refs, 1) == 1)
+        sl_free(ev);
+}
+
+static char *dup_str(sl_str_t s)
+{
+    return sl_strndup(s.p ? s.p : "", s.n);
+}
+
+static idem_t *idem_find(const char *key)
+{
+    for (idem_t *e = st.idem; e; e = e->next)
+        if (strcmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
+static sl_jobs_job_t *job_new(const sl_jobs_spec_t *spec, void *params)
+{
+    sl_jobs_job_t *job = sl_calloc(1, sizeof(*job));
+    atomic_init(&job->refs, 2); /* the table's and the caller's */
+    make_id(job->id);
+    job->exec = spec->exec;
+    job->route = sl_strdup(spec->route ? spec->route : "");
+    job->method = dup_str(spec->method);
+    job->path = dup_str(spec->path);
+    job->traceparent = dup_str(spec->traceparent);
+    job->params = params;
+    job->stdin_fd = -1;
+    job->state = SL_JOBS_QUEUED;
+    job->created_ms = sl_wall_ms();
+    job->exit_code = -1;
+    job->next_seq = 1;
+    return job;
+}
+
+static void insert(sl_jobs_job_t *job)
+{
+    size_t b;
+    shard_t *s = shard_of(job->id, SL_JOBS_ID_LEN, &job->shard, &b);
+    pthread_mutex_lock(&s->mu);
+    job->hnext = s->buckets[b];
+    s->buckets[b] = job;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The idempotency lock is held across lookup and insert so two requests
+ * with the same key cannot both start a job. */
+int sl_jobs_store_create(const sl_jobs_spec_t *spec, void *params, sl_jobs_job_t **out,
+                         int *existing)
+{
+    char *key = NULL;
+    *existing = 0;
+    if (spec->idem_key.n) {
+        key = sl_malloc(strlen(spec->route) + spec->idem_key.n + 2);
+        sprintf(key, "%s\n%.*s", spec->route, (int)spec->idem_key.n, spec->idem_key.p);
+        pthread_mutex_lock(&st.idem_mu);
+        idem_t *e = idem_find(key);
+        if (e) {
+            sl_jobs_job_ref(e->job);
+            *out = e->job;
+            *existing = 1;
+            pthread_mutex_unlock(&st.idem_mu);
+            sl_free(key);
+            return 0;
+        }
+    }
+    if (atomic_fetch_add(&st.live, 1) >= st.cfg.max_jobs) {
+        atomic_fetch_sub(&st.live, 1);
+        if (key) {
+            pthread_mutex_unlock(&st.idem_mu);
+            sl_free(key);
+        }
+        return SL_ETOOBIG;
+    }
+    sl_jobs_job_t *job = job_new(spec, params);
+    if (key) {
+        idem_t *e = sl_malloc(sizeof(*e));
+        e->key = key;
+        e->job = job;
+        e->next = st.idem;
+        st.idem = e;
+        job->idem = sl_strdup(key);
+        pthread_mutex_unlock(&st.idem_mu);
+    }
+    insert(job);
+    *out = job;
+    return 0;
+}
+
+static sl_jobs_job_t *lookup(shard_t *s, size_t b, sl_str_t id)
+{
+    for (sl_jobs_job_t *j = s->buckets[b]; j; j = j->hnext)
+        if (id.n == SL_JOBS_ID_LEN && memcmp(j->id, id.p, id.n) == 0)
+            return j;
+    return NULL;
+}
+
+sl_jobs_job_t *sl_jobs_find(sl_str_t id, int *expired)
+{
+    unsigned idx;
+    size_t b;
+    *expired = 0;
+    if (id.n != SL_JOBS_ID_LEN || !st.shards)
+        return NULL;
+    shard_t *s = shard_of(id.p, id.n, &idx, &b);
+    pthread_mutex_lock(&s->mu);
+    sl_jobs_job_t *j = lookup(s, b, id);
+    if (j && j->state == SL_JOBS_EXPIRED) {
+        *expired = 1;
+        j = NULL;
+    }
+    if (j)
+        sl_jobs_job_ref(j);
+    pthread_mutex_unlock(&s->mu);
+    return j;
+}
+
+const char *sl_jobs_job_id(const sl_jobs_job_t *job)
+{
+    return job->id;
+}
+
+void sl_jobs_job_info(sl_jobs_job_t *job, sl_jobs_info_t *o)
+{
+    shard_t *s = &st.shards[job->shard];
+    o->id = job->id;
+    o->route = job->route;
+    o->executor = job->exec ? job->exec->name : "";
+    o->method = job->method;
+    o->path = job->path;
+    o->traceparent = job->traceparent;
+    o->content_type = job->exec ? job->exec->content_type : "application/octet-stream";
+    pthread_mutex_lock(&s->mu);
+    o->state = job->state;
+    o->created_ms = job->created_ms;
+    o->started_ms = job->started_ms;
+    o->ended_ms = job->ended_ms;
+    o->exit_code = job->exit_code;
+    o->first_seq = job->ring_n ? job->ring[job->ring_head]->seq : job->next_seq;
+    o->last_seq = job->next_seq - 1;
+    o->dropped_upto = job->dropped_upto;
+    o->data_bytes = job->data_bytes;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Keep the newest event always, then drop from the head while over the
+ * bound, remembering how far the loss goes. */
+static void trim(sl_jobs_job_t *job)
+{
+    while (job->ring_n > 1 && job->retained > (size_t)st.cfg.retain_bytes) {
+        sl_jobs_event_t *ev = job->ring[job->ring_head];
+        job->ring_head = (job->ring_head + 1) % job->ring_cap;
+        job->ring_n--;
+        job->retained -= ev->len + SL_JOBS_EVENT_OVERHEAD;
+        job->dropped_upto = ev->seq;
+        sl_jobs_event_unref(ev);
+    }
+}
+
+static void ring_push(sl_jobs_job_t *job, sl_jobs_event_t *ev)
+{
+    if (job->ring_n == job->ring_cap) {
+        size_t cap = job->ring_cap ? job->ring_cap * 2 : 16;
+        sl_jobs_event_t **r = sl_malloc(cap * sizeof(*r));
+        for (size_t i = 0; i < job->ring_n; i++)
+            r[i] = job->ring[(job->ring_head + i) % job->ring_cap];
+        sl_free(job->ring);
+        job->ring = r;
+        job->ring_cap = cap;
+        job->ring_head = 0;
+    }
+    job->ring[(job->ring_head + job->ring_n) % job->ring_cap] = ev;
+    job->ring_n++;
+    job->retained += ev->len + SL_JOBS_EVENT_OVERHEAD;
+}
+
+uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data, size_t len)
+{
+    sl_jobs_event_t *ev = sl_malloc(sizeof(*ev) + len);
+    atomic_init(&ev->refs, 1);
+    ev->type = type;
+    ev->len = len;
+    if (len)
+        memcpy(ev->data, data, len);
+    shard_t *s = &st.shards[job->shard];
+    pthread_mutex_lock(&s->mu);
+    if (job->ended) {
+        pthread_mutex_unlock(&s->mu);
+        sl_free(ev);
+        return 0;
+    }
+    ev->seq = job->next_seq++;
+    if (type == SL_JOBS_EV_DATA)
+        job->data_bytes += len;
+    ring_push(job, ev);
+    trim(job);
+    for (sl_jobs_sub_t *sub = job->subs; sub; sub = sub->next)
+        sl_jobs_notify(sub);
+    uint64_t seq = ev->seq;
+    pthread_mutex_unlock(&s->mu);
+    return seq;
+}
+
+/* Final state and exit code go in with the END event, under one lock, so
+ * a reader never sees END with a non-final state. */
+void sl_jobs_store_end(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code)
+{
+    char body[160];
+    int n = snprintf(body, sizeof(body), "{\"state\":\"%s\",\"exit_code\":%d}",
+                     sl_jobs_state_name(state), exit_code);
+    shard_t *s = &st.shards[job->shard];
+    pthread_mutex_lock(&s->mu);
+    job->state = state;
+    job->exit_code = exit_code;
+    job->ended_ms = sl_wall_ms();
+    pthread_mutex_unlock(&s->mu);
+    sl_jobs_emit(job, SL_JOBS_EV_END, body, (size_t)n);
+    pthread_mutex_lock(&s->mu);
+    job->ended = 1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sl_jobs_set_running(sl_jobs_job_t *job)
+{
+    shard_t *s = &st.shards[job->shard];
+    pthread_mutex_lock(&s->mu);
+    job->state = SL_JOBS_RUNNING;
+    job->started_ms = sl_wall_ms();
+    pthread_mutex_unlock(&s->mu);
+}
+
+size_t sl_jobs_read(sl_jobs_job_t *job, uint64_t after, sl_jobs_event_t **out, size_t max,
+                    sl_jobs_read_t *r)
+{
+    size_t n = 0;
+    memset(r, 0, sizeof(*r));
+    shard_t *s = &st.shards[job->shard];
+    pthread_mutex_lock(&s->mu);
+    uint64_t first = job->ring_n ? job->ring[job->ring_head]->seq : job->next_seq;
+    r->ended = job->ended;
+    if (after + 1 < first && after + 1 <= job->dropped_upto) {
+        r->dropped_from = after + 1;
+        r->dropped_to = first - 1;
+    } else if (after + 1 >= first) {
+        for (size_t i = (size_t)(after + 1 - first); i < job->ring_n && n < max; i++) {
+            sl_jobs_event_t *ev = job->ring[(job->ring_head + i) % job->ring_cap];
+            atomic_fetch_add(&ev->refs, 1);
+            out[n++] = ev;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+sl_jobs_sub_t *sl_jobs_subscribe(sl_jobs_job_t *job, struct ev_loop *loop, int slot,
+                                 void (*cb)(void *arg), void *arg)
+{
+    sl_jobs_sub_t *sub = sl_calloc(1, sizeof(*sub));
+    sub->job = job;
+    sub->cb = cb;
+    sub->arg = arg;
+    sub->inbox = sl_jobs_inbox_get(loop, slot);
+    sl_jobs_job_ref(job);
+    shard_t *s = &st.shards[job->shard];
+    pthread_mutex_lock(&s->mu);
+    sub->next = job->subs;
+    if (job->subs)
+        job->subs->prev = sub;
+    job->subs = sub;
+    pthread_mutex_unlock(&s->mu);
+    return sub;
+}
+
+/* After the unlink no producer can queue the sub again; then it leaves
+ * its inbox, so its callback can never run after this returns. */
+void sl_jobs_unsubscribe(sl_jobs_sub_t *sub)
+{
+    if (!sub)
+        return;
+    sl_jobs_job_t *job = sub->job;
+    shard_t *s = &st.shards[job->shard];
+    pthread_mutex_lock(&s->mu);
+    if (sub->prev)
+        sub->prev->next = sub->next;
+    else
+        job->subs = sub->next;
+    if (sub->next)
+        sub->next->prev = sub->prev;
+    pthread_mutex_unlock(&s->mu);
+    sl_jobs_inbox_unqueue(sub);
+    sl_free(sub);
+    sl_jobs_job_unref(job);
+}
+
+static void idem_remove(sl_jobs_job_t *job)
+{
+    pthread_mutex_lock(&st.idem_mu);
+    for (idem_t **pp = &st.idem; *pp; pp = &(*pp)->next) {
+        if ((*pp)->job == job) {
+            idem_t *e = *pp;
+            *pp = e->next;
+            sl_free(e->key);
+            sl_free(e);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&st.idem_mu);
+}
+
+static void unlink_job(sl_jobs_job_t *job)
+{
+    size_t b;
+    unsigned idx;
+    shard_t *s = shard_of(job->id, SL_JOBS_ID_LEN, &idx, &b);
+    pthread_mutex_lock(&s->mu);
+    for (sl_jobs_job_t **pp = &s->buckets[b]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == job) {
+            *pp = job->hnext;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    sl_jobs_job_unref(job);
+}
+
+static void tomb_push(sl_jobs_job_t *job)
+{
+    size_t cap = (size_t)st.cfg.max_tombstones + 1;
+    st.tombs[(st.tomb_head + st.tomb_n) % cap] = job;
+    st.tomb_n++;
+    /* The oldest expired id is forgotten: it answers 404 from now on. */
+    while (st.tomb_n > (size_t)st.cfg.max_tombstones) {
+        sl_jobs_job_t *old = st.tombs[st.tomb_head];
+        st.tomb_head = (st.tomb_head + 1) % cap;
+        st.tomb_n--;
+        unlink_job(old);
+    }
+}
+
+#define SWEEP_BATCH 256
+
+/* Expired jobs lose their events at once; the object stays as a tombstone.
+ * Work is collected under a shard lock and finished outside it. */
+void sl_jobs_store_sweep(uint64_t now_ms)
+{
+    uint64_t ttl = (uint64_t)st.cfg.ttl_s * 1000;
+    for (size_t i = 0; i < st.nshards; i++) {
+        sl_jobs_job_t *batch[SWEEP_BATCH];
+        size_t n = 0;
+        shard_t *s = &st.shards[i];
+        pthread_mutex_lock(&s->mu);
+        for (size_t b = 0; b < s->nbuckets && n < SWEEP_BATCH; b++) {
+            for (sl_jobs_job_t *j = s->buckets[b]; j && n < SWEEP_BATCH; j = j->hnext) {
+                /* A job being read stays until its readers are done (a
+                 * stalled one is cut by the stream idle timeout). */
+                if (!j->ended || j->state == SL_JOBS_EXPIRED || j->ended_ms + ttl > now_ms ||
+                    j->subs)
+                    continue;
+                j->state = SL_JOBS_EXPIRED;
+                drop_events(j);
+                batch[n++] = j;
+            }
+        }
+        pthread_mutex_unlock(&s->mu);
+        for (size_t k = 0; k < n; k++) {
+            atomic_fetch_sub(&st.live, 1);
+            if (batch[k]->idem)
+                idem_remove(batch[k]);
+            tomb_push(batch[k]);
+        }
+    }
+}
+
+size_t sl_jobs_store_all(sl_jobs_job_t ***out)
+{
+    size_t n = 0, cap = 64;
+    sl_jobs_job_t **v = sl_malloc(cap * sizeof(*v));
+    for (size_t i = 0; i < st.nshards; i++) {
+        shard_t *s = &st.shards[i];
+        pthread_mutex_lock(&s->mu);
+        for (size_t b = 0; b < s->nbuckets; b++) {
+            for (sl_jobs_job_t *j = s->buckets[b]; j; j = j->hnext) {
+                if (n == cap) {
+                    cap *= 2;
+                    v = sl_realloc(v, cap * sizeof(*v));
+                }
+                sl_jobs_job_ref(j);
+                v[n++] = j;
+            }
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    *out = v;
+    return n;
+}
+
+/* Keep the max smallest ids above `after` in a sorted array. */
+static void keep_sorted(sl_jobs_job_t **out, size_t *n, size_t max, sl_jobs_job_t *j)
+{
+    size_t pos = *n;
+    while (pos > 0 && strcmp(out[pos - 1]->id, j->id) > 0)
+        pos--;
+    if (pos >= max)
+        return;
+    if (*n == max)
+        sl_jobs_job_unref(out[--(*n)]);
+    memmove(&out[pos + 1], &out[pos], (*n - pos) * sizeof(*out));
+    sl_jobs_job_ref(j);
+    out[pos] = j;
+    (*n)++;
+}
+
+size_t sl_jobs_list(int state, const char *route, sl_str_t after, sl_jobs_job_t **out, size_t max)
+{
+    size_t n = 0;
+    char a[SL_JOBS_ID_LEN + 1] = "";
+    if (after.n)
+        snprintf(a, sizeof(a), "%.*s", (int)SL_MIN(after.n, (size_t)SL_JOBS_ID_LEN), after.p);
+    for (size_t i = 0; i < st.nshards && max; i++) {
+        shard_t *s = &st.shards[i];
+        pthread_mutex_lock(&s->mu);
+        for (size_t b = 0; b < s->nbuckets; b++) {
+            for (sl_jobs_job_t *j = s->buckets[b]; j; j = j->hnext) {
+                if (j->state == SL_JOBS_EXPIRED || (state >= 0 && (int)j->state != state))
+                    continue;
+                if ((route && strcmp(route, j->route) != 0) || strcmp(j->id, a) <= 0)
+                    continue;
+                keep_sorted(out, &n, max, j);
+            }
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return n;
+}

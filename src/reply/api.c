@@ -1,0 +1,231 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The "jobs_api" handler, mounted at a prefix ("/jobs" in the examples):
+ *   GET    /jobs?state=&route=&limit=&after=   list (paged, creation order)
+ *   GET    /jobs/{id}                          status JSON
+ *   DELETE /jobs/{id}                          cancel; 202 + status JSON
+ *   GET    /jobs/{id}/events                   SSE: retained events, then live;
+ *                                              Last-Event-ID or ?from=N resumes after N
+ *   GET    /jobs/{id}/result                   the final body (Prefer: wait=N waits)
+ * Unknown id 404, expired id 410.
+ */
+#include "reply_int.h"
+#include "reply.h"
+#include "../config.h"
+#include "../log.h"
+#include <stdio.h>
+#include <stdlib.h>
+
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+
+typedef struct api_state {
+    char *prefix; /* route path without a trailing '/' */
+} api_state_t;
+
+static void free_state(void *state)
+{
+    api_state_t *s = state;
+    if (s)
+        sl_free(s->prefix);
+    sl_free(s);
+}
+
+static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"path", "match", "host", "handler"};
+    const char *key;
+    json_t *v;
+    api_state_t *s = sl_calloc(1, sizeof(*s));
+    *state = s;
+    json_object_foreach(route, key, v)
+    {
+        size_t i = 0;
+        while (i < SL_ARRAY_LEN(keys) && strcmp(keys[i], key) != 0)
+            i++;
+        if (i == SL_ARRAY_LEN(keys)) {
+            snprintf(err, errlen, "%s.%s: unknown key", path, key);
+            return SL_EINVAL;
+        }
+    }
+    json_t *p = json_object_get(route, "path");
+    const char *ps = json_is_string(p) ? json_string_value(p) : "/jobs";
+    size_t n = strlen(ps);
+    while (n && ps[n - 1] == '/')
+        n--;
+    s->prefix = sl_strndup(ps, n);
+    return 0;
+}
+
+static void answer_json(sl_req_t *req, int status, char *json)
+{
+    size_t n = strlen(json);
+    char *body = sl_pool_alloc(&req->pool, n + 1);
+    memcpy(body, json, n);
+    body[n] = '\n';
+    free(json);
+    sl_resp_simple(req, status, "application/json", body, n + 1);
+}
+
+static void bad(sl_req_t *req, const char *msg)
+{
+    sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id, "client sent %s", msg);
+    sl_resp_error(req, 400, msg);
+}
+
+static void list(sl_req_t *req, const char *jobs_path)
+{
+    sl_str_t v, after = {NULL, 0};
+    int state = -1;
+    int64_t limit = LIST_DEFAULT;
+    char *route = NULL;
+    if (sl_reply_query(req->query, "state", &v) == 0 && (state = sl_jobs_state_parse(v)) < 0) {
+        bad(req, "a bad state= (queued, running, succeeded, failed, cancelled, timed_out)");
+        return;
+    }
+    if (sl_reply_query(req->query, "limit", &v) == 0 &&
+        ((limit = sl_str_to_u64(v)) < 1 || limit > LIST_MAX)) {
+        bad(req, "a bad limit= (1..1000)");
+        return;
+    }
+    if (sl_reply_query(req->query, "route", &v) == 0)
+        route = sl_pool_strndup(&req->pool, v.p, v.n);
+    sl_reply_query(req->query, "after", &after);
+    sl_jobs_job_t **jobs = sl_malloc((size_t)limit * sizeof(*jobs));
+    size_t n = sl_jobs_list(state, route, after, jobs, (size_t)limit);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char *s = sl_reply_status_json(jobs[i], jobs_path);
+        json_array_append_new(arr, json_loads(s, 0, NULL));
+        free(s);
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "jobs", arr);
+    json_object_set_new(
+        o, "next", n == (size_t)limit ? json_string(sl_jobs_job_id(jobs[n - 1])) : json_null());
+    for (size_t i = 0; i < n; i++)
+        sl_jobs_job_unref(jobs[i]);
+    sl_free(jobs);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    answer_json(req, 200, s);
+}
+
+/* Resume point: Last-Event-ID wins over ?from=. */
+static int resume_from(sl_req_t *req, uint64_t *from)
+{
+    const sl_header_t *h = sl_req_header(req, "last-event-id");
+    sl_str_t v;
+    int64_t x = 0;
+    if (h)
+        x = sl_str_to_u64(h->value);
+    else if (sl_reply_query(req->query, "from", &v) == 0)
+        x = sl_str_to_u64(v);
+    if (x < 0)
+        return SL_EINVAL;
+    *from = (uint64_t)x;
+    return 0;
+}
+
+static void events(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path)
+{
+    uint64_t from;
+    if (resume_from(req, &from) != 0) {
+        bad(req, "a bad Last-Event-ID or from= (an event sequence number)");
+        return;
+    }
+    sl_reply_t *r = sl_reply_new(req, job, SL_REPLY_SSE);
+    r->jobs_path = jobs_path;
+    r->next = from;
+    req->res.status = 200;
+    req->res.content_length = -1;
+    sl_reply_job_headers(req, job, jobs_path);
+    sl_resp_header_add(req, "content-type", "text/event-stream");
+    sl_resp_header_add(req, "cache-control", "no-cache");
+    sl_resp_header_add(req, "x-accel-buffering", "no");
+    sl_reply_go(r);
+}
+
+static void result(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path)
+{
+    int async;
+    int64_t wait;
+    sl_jobs_info_t info;
+    sl_jobs_job_info(job, &info);
+    sl_reply_prefer(req, &async, &wait);
+    if (!sl_jobs_state_is_final(info.state) && wait < 0) {
+        sl_reply_accepted(req, job, jobs_path, 0);
+        return;
+    }
+    sl_reply_t *r = sl_reply_new(req, job, SL_REPLY_WAIT);
+    r->jobs_path = jobs_path;
+    sl_reply_wait(r, (double)SL_MIN(wait < 0 ? 0 : wait, sl_jobs_config()->max_wait_s));
+}
+
+static void method_not_allowed(sl_req_t *req, const char *allow)
+{
+    sl_resp_header_add(req, "allow", allow);
+    sl_resp_error(req, 405, "method not allowed");
+}
+
+static void on_job(sl_req_t *req, sl_str_t id, sl_str_t sub, const char *jobs_path)
+{
+    int expired;
+    sl_jobs_job_t *job = sl_jobs_find(id, &expired);
+    if (!job) {
+        sl_resp_error(req, expired ? 410 : 404, expired ? "job expired" : "no such job");
+        return;
+    }
+    int get = sl_str_eq(req->method, "GET") || sl_str_eq(req->method, "HEAD");
+    if (sub.n == 0) {
+        if (sl_str_eq(req->method, "DELETE")) {
+            sl_jobs_cancel(job);
+            answer_json(req, 202, sl_reply_status_json(job, jobs_path));
+        } else if (get) {
+            answer_json(req, 200, sl_reply_status_json(job, jobs_path));
+        } else {
+            method_not_allowed(req, "GET, HEAD, DELETE");
+        }
+    } else if (!get) {
+        method_not_allowed(req, "GET, HEAD");
+    } else if (sl_str_eq(sub, "/events")) {
+        events(req, job, jobs_path);
+    } else if (sl_str_eq(sub, "/result")) {
+        result(req, job, jobs_path);
+    } else {
+        sl_resp_error(req, 404, "no such job resource (status, /events, /result)");
+    }
+    sl_jobs_job_unref(job);
+}
+
+static void on_req(sl_req_t *req)
+{
+    const api_state_t *s = req->route->state;
+    size_t pl = strlen(s->prefix);
+    req->cbs = &sl_reply_discard_cbs;
+    const char *jobs_path = sl_pool_printf(&req->pool, "%s/", s->prefix);
+    sl_str_t rest = {req->path.p + pl, req->path.n - pl};
+    if (req->path.n < pl || (rest.n && rest.p[0] != '/')) {
+        sl_resp_error(req, 404, "not found");
+        return;
+    }
+    if (rest.n <= 1) {
+        if (sl_str_eq(req->method, "GET") || sl_str_eq(req->method, "HEAD"))
+            list(req, jobs_path);
+        else
+            method_not_allowed(req, "GET, HEAD");
+        return;
+    }
+    sl_str_t id = {rest.p + 1, 0};
+    while (id.n < rest.n - 1 && id.p[id.n] != '/')
+        id.n++;
+    sl_str_t sub = {id.p + id.n, rest.n - 1 - id.n};
+    on_job(req, id, sub, jobs_path);
+}
+
+const sl_handler_def_t sl_reply_api_handler = {
+    .name = "jobs_api",
+    .configure = configure,
+    .free_state = free_state,
+    .on_req = on_req,
+};

@@ -1,0 +1,75 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Private to src/reply/: the per-request reply object shared by the "job"
+ * route and the jobs API. A reply subscribes to one job and turns its
+ * events into a response body at the client's pace (sl_resp pull
+ * contract): it reads retained events from its own cursor when woken or
+ * when the protocol has taken the last piece, so a slow client never slows
+ * the job. It can also feed the request body to the job's stdin pipe.
+ */
+#ifndef SL_REPLY_INT_H
+#define SL_REPLY_INT_H
+
+#include "../sl.h"
+#include "../buf.h"
+#include "../req.h"
+#include "../jobs/jobs.h"
+#include <ev.h>
+
+typedef enum reply_mode {
+    SL_REPLY_RAW = 1,  /* data bytes as the body; ends with the job */
+    SL_REPLY_SSE,      /* every event as SSE, id = seq */
+    SL_REPLY_RESULT,   /* the finished job: status from its outcome, data as body */
+    SL_REPLY_WAIT,     /* wait for the end (then RESULT) or the deadline (then 202) */
+    SL_REPLY_ACCEPTED, /* 202 + Location + status JSON */
+} sl_reply_mode_t;
+
+typedef struct sl_reply {
+    sl_req_t *req;
+    sl_jobs_job_t *job;
+    sl_jobs_sub_t *sub;
+    struct ev_loop *loop;
+    sl_reply_mode_t mode;
+    uint64_t next;         /* last seq delivered */
+    sl_jobs_event_t *held; /* raw: the event whose bytes are being sent */
+    char *out;             /* sse: the piece being sent (malloc) */
+    ev_timer hb, deadline;
+    const char *jobs_path; /* "/jobs/" for Location */
+    int async_pref;        /* the client asked for respond-async */
+    unsigned waiting : 1, in_send : 1, done : 1, cancel_on_disconnect : 1;
+    unsigned hb_on : 1, deadline_on : 1, answer_after_body : 1, started : 1;
+    /* request body -> the job's stdin */
+    int in_fd;
+    ev_io in_io;
+    sl_buf_t in_buf;
+    unsigned in_fin : 1, in_io_on : 1, in_buf_on : 1;
+} sl_reply_t;
+
+/* New reply in req's pool, attached as req->hdata with the reply
+ * callbacks; takes a reference to job. */
+sl_reply_t *sl_reply_new(sl_req_t *req, sl_jobs_job_t *job, sl_reply_mode_t mode);
+/* Start answering (after the caller added its headers). With
+ * answer_after_body set, the answer waits until the body is in the pipe. */
+void sl_reply_go(sl_reply_t *r);
+/* Feed the request body into fd (owned by r from now on). */
+void sl_reply_stdin(sl_reply_t *r, int fd);
+/* Wait for the job's end up to secs, then answer (result or 202). */
+void sl_reply_wait(sl_reply_t *r, double secs);
+
+/* 202 Accepted + Location + JSON status (final). */
+int sl_reply_accepted(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path, int pref_applied);
+/* Status JSON of a job (malloc'd, free with free()). */
+char *sl_reply_status_json(sl_jobs_job_t *job, const char *jobs_path);
+/* HTTP status for a finished job's result. */
+int sl_reply_result_status(sl_jobs_state_t s);
+/* Add job-id and location. */
+void sl_reply_job_headers(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path);
+
+/* Raw query value of name (last wins), not decoded. 0 or SL_EAGAIN. */
+int sl_reply_query(sl_str_t q, const char *name, sl_str_t *out);
+/* Prefer header: respond-async and wait=N (-1 when absent). */
+void sl_reply_prefer(const sl_req_t *req, int *async, int64_t *wait);
+/* Callbacks for answers that do not read the body. */
+extern const sl_handler_cbs_t sl_reply_discard_cbs;
+
+#endif

@@ -1,0 +1,181 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The "job" handler: each request on the route becomes a job on the
+ * route's executor, answered in the client's reply mode, falling back to
+ * the route's: Prefer: respond-async -> 202 + Location; Prefer: wait=N ->
+ * the result if done within N s, else 202; otherwise a stream (raw bytes,
+ * or SSE with Accept: text/event-stream) that starts with job-id and
+ * location at once. The request body, if any, goes to the job's stdin.
+ */
+#include "reply_int.h"
+#include "reply.h"
+#include "../config.h"
+#include "../log.h"
+#include <stdio.h>
+#include <strings.h>
+#include <sys/random.h>
+
+typedef struct job_route {
+    const sl_jobs_exec_def_t *exec;
+    int async_default;
+    int cancel_on_disconnect;
+    char *route;
+    char *jobs_path;
+} job_route_t;
+
+static void free_state(void *state)
+{
+    job_route_t *s = state;
+    if (!s)
+        return;
+    sl_free(s->route);
+    sl_free(s->jobs_path);
+    sl_free(s);
+}
+
+static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
+{
+    static const char *const keys[] = {
+        "path",     "match", "host", "handler", "executor", "reply", "cancel_on_disconnect",
+        "jobs_path"};
+    const char *exec, *reply, *jobs_path, *key;
+    json_t *v;
+    job_route_t *s = sl_calloc(1, sizeof(*s));
+    *state = s;
+    json_object_foreach(route, key, v)
+    {
+        size_t i = 0;
+        while (i < SL_ARRAY_LEN(keys) && strcmp(keys[i], key) != 0)
+            i++;
+        if (i == SL_ARRAY_LEN(keys)) {
+            snprintf(err, errlen, "%s.%s: unknown key", path, key);
+            return SL_EINVAL;
+        }
+    }
+    if (sl_config_get_str(route, path, "executor", NULL, &exec, err, errlen) ||
+        sl_config_get_str(route, path, "reply", "stream", &reply, err, errlen) ||
+        sl_config_get_str(route, path, "jobs_path", "/jobs/", &jobs_path, err, errlen) ||
+        sl_config_get_bool(route, path, "cancel_on_disconnect", 0, &s->cancel_on_disconnect, err,
+                           errlen))
+        return SL_EINVAL;
+    if (!exec || !(s->exec = sl_jobs_exec_find(exec))) {
+        snprintf(err, errlen, "%s.executor: must name an entry of \"executors\"", path);
+        return SL_EINVAL;
+    }
+    if (strcmp(reply, "stream") != 0 && strcmp(reply, "async") != 0) {
+        snprintf(err, errlen, "%s.reply: must be \"stream\" or \"async\"", path);
+        return SL_EINVAL;
+    }
+    s->async_default = strcmp(reply, "async") == 0;
+    json_t *p = json_object_get(route, "path");
+    s->route = sl_strdup(json_is_string(p) ? json_string_value(p) : "");
+    s->jobs_path = sl_strdup(jobs_path);
+    return 0;
+}
+
+static int wants_sse(const sl_req_t *req)
+{
+    const sl_header_t *h = sl_req_header(req, "accept");
+    return h && memmem(h->value.p, h->value.n, "text/event-stream", 17) != NULL;
+}
+
+/* W3C trace context: keep a well-formed one, else start a trace. */
+static sl_str_t traceparent(sl_req_t *req)
+{
+    const sl_header_t *h = sl_req_header(req, "traceparent");
+    if (h && h->value.n == 55 && h->value.p[2] == '-')
+        return h->value;
+    uint8_t r[24];
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        memset(r, 0x5a, sizeof(r));
+    char *s = sl_pool_alloc(&req->pool, 56), *o = s;
+    o += sprintf(o, "00-");
+    for (int i = 0; i < 16; i++)
+        o += sprintf(o, "%02x", r[i]);
+    o += sprintf(o, "-");
+    for (int i = 16; i < 24; i++)
+        o += sprintf(o, "%02x", r[i]);
+    sprintf(o, "-01");
+    return (sl_str_t){s, 55};
+}
+
+static void refuse(sl_req_t *req, int rv, const char *err)
+{
+    req->cbs = &sl_reply_discard_cbs;
+    if (rv == SL_EINVAL) {
+        sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id, "client sent a bad job request: %s",
+                      err);
+        sl_resp_error(req, 400, err);
+        return;
+    }
+    sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id, "job refused: %s", err);
+    sl_resp_header_add(req, "retry-after", "1");
+    sl_resp_error(req, 503, err);
+}
+
+static void on_req(sl_req_t *req)
+{
+    const job_route_t *s = req->route->state;
+    const sl_header_t *idem = sl_req_header(req, "idempotency-key");
+    int async, existing, fd;
+    int64_t wait;
+    char err[256];
+    if (idem && (idem->value.n == 0 || idem->value.n > 256)) {
+        refuse(req, SL_EINVAL, "idempotency-key: 1 to 256 characters");
+        return;
+    }
+    sl_reply_prefer(req, &async, &wait);
+    sl_jobs_spec_t spec = {
+        .exec = s->exec,
+        .route = s->route,
+        .method = req->method,
+        .path = req->path,
+        .query = req->query,
+        .traceparent = traceparent(req),
+        .idem_key = idem ? idem->value : (sl_str_t){NULL, 0},
+        .want_stdin = !req->body_done && req->content_length != 0,
+    };
+    sl_jobs_job_t *job;
+    int rv = sl_jobs_submit(&spec, &job, &existing, &fd, err, sizeof(err));
+    if (rv != 0) {
+        refuse(req, rv, err);
+        return;
+    }
+    int sse = wants_sse(req);
+    sl_reply_mode_t mode = wait >= 0                     ? SL_REPLY_WAIT
+                           : (async || s->async_default) ? SL_REPLY_ACCEPTED
+                           : sse                         ? SL_REPLY_SSE
+                                                         : SL_REPLY_RAW;
+    sl_reply_t *r = sl_reply_new(req, job, mode);
+    sl_jobs_job_unref(job);
+    r->jobs_path = s->jobs_path;
+    r->cancel_on_disconnect = s->cancel_on_disconnect;
+    r->async_pref = async;
+    if (existing)
+        sl_resp_header_add(req, "idempotent-replay", "?1");
+    if (mode == SL_REPLY_RAW || mode == SL_REPLY_SSE) {
+        req->res.status = 200;
+        req->res.content_length = -1;
+        sl_reply_job_headers(req, job, s->jobs_path);
+        sl_resp_header_add(req, "content-type",
+                           sse ? "text/event-stream" : sl_jobs_exec_content_type(s->exec));
+        sl_resp_header_add(req, "cache-control", "no-cache");
+        sl_resp_header_add(req, "x-accel-buffering", "no");
+    }
+    if (fd >= 0) {
+        /* A 202 ends the request: the whole body goes to stdin first. */
+        r->answer_after_body = mode == SL_REPLY_ACCEPTED;
+        sl_reply_stdin(r, fd);
+    }
+    if (mode == SL_REPLY_WAIT)
+        sl_reply_wait(r, (double)SL_MIN(wait, sl_jobs_config()->max_wait_s));
+    else
+        sl_reply_go(r);
+}
+
+const sl_handler_def_t sl_reply_job_handler = {
+    .name = "job",
+    .configure = configure,
+    .free_state = free_state,
+    .on_req = on_req,
+};

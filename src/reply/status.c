@@ -1,0 +1,142 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Small shared answers of reply/: the status JSON of a job, 202 Accepted
+ * with Location, the result status for a final state, and the parsing of
+ * the request fields every reply mode looks at (Prefer, query values).
+ */
+#include "reply_int.h"
+#include <stdio.h>
+#include <stdlib.h>
+
+static void discard_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
+{
+    SL_UNUSED(data);
+    SL_UNUSED(fin);
+    if (len)
+        sl_req_consume(req, len);
+}
+
+const sl_handler_cbs_t sl_reply_discard_cbs = {.on_body = discard_body};
+
+static json_t *ms_or_null(uint64_t ms)
+{
+    return ms ? json_integer((json_int_t)ms) : json_null();
+}
+
+char *sl_reply_status_json(sl_jobs_job_t *job, const char *jobs_path)
+{
+    sl_jobs_info_t i;
+    char loc[128];
+    sl_jobs_job_info(job, &i);
+    snprintf(loc, sizeof(loc), "%s%s", jobs_path, i.id);
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(i.id));
+    json_object_set_new(o, "state", json_string(sl_jobs_state_name(i.state)));
+    json_object_set_new(o, "location", json_string(loc));
+    json_object_set_new(o, "route", json_string(i.route));
+    json_object_set_new(o, "executor", json_string(i.executor));
+    json_object_set_new(o, "method", json_string(i.method));
+    json_object_set_new(o, "path", json_string(i.path));
+    json_object_set_new(o, "traceparent", json_string(i.traceparent));
+    json_object_set_new(o, "created_ms", ms_or_null(i.created_ms));
+    json_object_set_new(o, "started_ms", ms_or_null(i.started_ms));
+    json_object_set_new(o, "ended_ms", ms_or_null(i.ended_ms));
+    json_object_set_new(o, "exit_code", i.exit_code >= 0 ? json_integer(i.exit_code) : json_null());
+    json_object_set_new(o, "first_seq", json_integer((json_int_t)i.first_seq));
+    json_object_set_new(o, "last_seq", json_integer((json_int_t)i.last_seq));
+    json_object_set_new(o, "dropped_upto", json_integer((json_int_t)i.dropped_upto));
+    json_object_set_new(o, "data_bytes", json_integer((json_int_t)i.data_bytes));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+void sl_reply_job_headers(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path)
+{
+    sl_jobs_info_t i;
+    sl_jobs_job_info(job, &i);
+    sl_resp_header_add(req, "job-id", i.id);
+    sl_resp_header_add(req, "location", sl_pool_printf(&req->pool, "%s%s", jobs_path, i.id));
+}
+
+int sl_reply_accepted(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path, int pref_applied)
+{
+    char *s = sl_reply_status_json(job, jobs_path);
+    size_t n = strlen(s);
+    char *body = sl_pool_alloc(&req->pool, n + 1);
+    memcpy(body, s, n);
+    body[n] = '\n';
+    free(s);
+    sl_reply_job_headers(req, job, jobs_path);
+    sl_resp_header_add(req, "retry-after", "1");
+    if (pref_applied)
+        sl_resp_header_add(req, "preference-applied", "respond-async");
+    return sl_resp_simple(req, 202, "application/json", body, n + 1);
+}
+
+int sl_reply_result_status(sl_jobs_state_t s)
+{
+    switch (s) {
+    case SL_JOBS_SUCCEEDED: return 200;
+    case SL_JOBS_FAILED: return 500;
+    case SL_JOBS_CANCELLED: return 409;
+    case SL_JOBS_TIMED_OUT: return 504;
+    default: return 202;
+    }
+}
+
+int sl_reply_query(sl_str_t q, const char *name, sl_str_t *out)
+{
+    size_t nl = strlen(name);
+    int found = 0;
+    for (size_t i = 0; i < q.n;) {
+        size_t e = i;
+        while (e < q.n && q.p[e] != '&')
+            e++;
+        if (e - i >= nl && memcmp(q.p + i, name, nl) == 0 && (e - i == nl || q.p[i + nl] == '=')) {
+            size_t v = i + nl + (e - i > nl);
+            *out = (sl_str_t){q.p + v, e - v};
+            found = 1;
+        }
+        i = e + 1;
+    }
+    return found ? 0 : SL_EAGAIN;
+}
+
+static sl_str_t trim(sl_str_t s)
+{
+    while (s.n && (*s.p == ' ' || *s.p == '\t')) {
+        s.p++;
+        s.n--;
+    }
+    while (s.n && (s.p[s.n - 1] == ' ' || s.p[s.n - 1] == '\t'))
+        s.n--;
+    return s;
+}
+
+/* RFC 7240: a comma-separated list; parameters after ';' are ignored. */
+void sl_reply_prefer(const sl_req_t *req, int *async, int64_t *wait)
+{
+    *async = 0;
+    *wait = -1;
+    for (size_t i = 0; i < req->headers.n; i++) {
+        const sl_header_t *h = &req->headers.v[i];
+        if (!sl_str_eq(h->name, "prefer"))
+            continue;
+        for (size_t a = 0; a < h->value.n;) {
+            size_t e = a;
+            while (e < h->value.n && h->value.p[e] != ',')
+                e++;
+            sl_str_t tok = {h->value.p + a, e - a};
+            for (size_t k = 0; k < tok.n; k++)
+                if (tok.p[k] == ';')
+                    tok.n = k;
+            tok = trim(tok);
+            if (sl_str_caseeq(tok, "respond-async"))
+                *async = 1;
+            else if (tok.n > 5 && strncasecmp(tok.p, "wait=", 5) == 0)
+                *wait = sl_str_to_u64((sl_str_t){tok.p + 5, tok.n - 5});
+            a = e + 1;
+        }
+    }
+}

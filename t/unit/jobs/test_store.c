@@ -1,0 +1,186 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Unit tests for src/jobs/store.c: sequence numbers, reading from a
+ * cursor, retention with an explicit dropped range, the END event and
+ * final state, TTL expiry into tombstones (410) and their bound (404),
+ * listing in creation order and Idempotency-Key reuse.
+ */
+#include "jobs/jobs_int.h"
+#include "../helpers.h"
+#include <check.h>
+#include <stdlib.h>
+
+static char xname[] = "x", xtype[] = "text/plain";
+static sl_jobs_exec_def_t xdef = {.name = xname, .content_type = xtype};
+
+static void setup(int64_t retain, int64_t tombs)
+{
+    sl_jobs_cfg_t cfg = {.max_jobs = 100,
+                         .retain_bytes = retain,
+                         .ttl_s = 1,
+                         .heartbeat_s = 1,
+                         .shards = 4,
+                         .max_tombstones = tombs,
+                         .max_wait_s = 1};
+    sl_jobs_store_init(&cfg);
+}
+
+static sl_jobs_job_t *create(const char *idem)
+{
+    sl_jobs_spec_t spec = {
+        .exec = &xdef, .route = "/r", .method = SL_STR("GET"), .path = SL_STR("/r")};
+    if (idem)
+        spec.idem_key = (sl_str_t){idem, strlen(idem)};
+    sl_jobs_job_t *job;
+    int existing;
+    ck_assert_int_eq(sl_jobs_store_create(&spec, NULL, &job, &existing), 0);
+    return job;
+}
+
+static void unref_all(sl_jobs_event_t **ev, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sl_jobs_event_unref(ev[i]);
+}
+
+START_TEST(read_from_cursor)
+{
+    setup(1 << 20, 10);
+    sl_jobs_job_t *job = create(NULL);
+    sl_jobs_event_t *ev[8];
+    sl_jobs_read_t r;
+    ck_assert_uint_eq(sl_jobs_emit(job, SL_JOBS_EV_DATA, "a", 1), 1);
+    ck_assert_uint_eq(sl_jobs_emit(job, SL_JOBS_EV_DATA, "bb", 2), 2);
+    ck_assert_uint_eq(sl_jobs_emit(job, SL_JOBS_EV_PROGRESS, "{}", 2), 3);
+    size_t n = sl_jobs_read(job, 1, ev, 8, &r);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(ev[0]->seq, 2);
+    ck_assert(memcmp(ev[0]->data, "bb", 2) == 0);
+    ck_assert_int_eq(ev[1]->type, SL_JOBS_EV_PROGRESS);
+    ck_assert_int_eq(r.ended, 0);
+    unref_all(ev, n);
+    ck_assert_uint_eq(sl_jobs_read(job, 3, ev, 8, &r), 0);
+    sl_jobs_store_end(job, SL_JOBS_SUCCEEDED, 0);
+    ck_assert_uint_eq(sl_jobs_emit(job, SL_JOBS_EV_DATA, "late", 4), 0); /* after END */
+    n = sl_jobs_read(job, 3, ev, 8, &r);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(ev[0]->type, SL_JOBS_EV_END);
+    ck_assert_int_eq(r.ended, 1);
+    unref_all(ev, n);
+    sl_jobs_info_t info;
+    sl_jobs_job_info(job, &info);
+    ck_assert_int_eq(info.state, SL_JOBS_SUCCEEDED);
+    ck_assert_uint_eq(info.data_bytes, 3);
+    ck_assert_uint_eq(info.last_seq, 4);
+    sl_jobs_job_unref(job);
+    sl_jobs_store_dispose();
+}
+END_TEST
+
+START_TEST(retention_drops_oldest_and_says_so)
+{
+    char big[400];
+    memset(big, 'x', sizeof(big));
+    setup(1024, 10);
+    sl_jobs_job_t *job = create(NULL);
+    for (int i = 0; i < 10; i++)
+        sl_jobs_emit(job, SL_JOBS_EV_DATA, big, sizeof(big));
+    sl_jobs_event_t *ev[16];
+    sl_jobs_read_t r;
+    ck_assert_uint_eq(sl_jobs_read(job, 0, ev, 16, &r), 0);
+    ck_assert_uint_eq(r.dropped_from, 1);
+    ck_assert_uint_gt(r.dropped_to, 1);
+    size_t n = sl_jobs_read(job, r.dropped_to, ev, 16, &r);
+    ck_assert_uint_ge(n, 1);
+    ck_assert_uint_eq(r.dropped_from, 0);
+    ck_assert_uint_eq(ev[n - 1]->seq, 10);
+    unref_all(ev, n);
+    sl_jobs_info_t info;
+    sl_jobs_job_info(job, &info);
+    ck_assert_uint_eq(info.first_seq, info.dropped_upto + 1);
+    /* a reader holding a dropped event keeps it alive */
+    n = sl_jobs_read(job, 9, ev, 1, &r);
+    for (int i = 0; i < 5; i++)
+        sl_jobs_emit(job, SL_JOBS_EV_DATA, big, sizeof(big));
+    ck_assert_uint_eq(ev[0]->seq, 10);
+    ck_assert_int_eq(ev[0]->data[0], 'x');
+    unref_all(ev, n);
+    sl_jobs_job_unref(job);
+    sl_jobs_store_dispose();
+}
+END_TEST
+
+START_TEST(expiry_tombstones_bounded)
+{
+    setup(1 << 20, 1);
+    sl_jobs_job_t *a = create(NULL), *b = create(NULL);
+    char ida[SL_JOBS_ID_LEN + 1], idb[SL_JOBS_ID_LEN + 1];
+    strcpy(ida, sl_jobs_job_id(a));
+    strcpy(idb, sl_jobs_job_id(b));
+    sl_jobs_store_end(a, SL_JOBS_SUCCEEDED, 0);
+    sl_jobs_job_unref(a);
+    int expired;
+    sl_jobs_store_sweep(sl_wall_ms() + 500); /* not yet */
+    a = sl_jobs_find((sl_str_t){ida, SL_JOBS_ID_LEN}, &expired);
+    ck_assert_ptr_nonnull(a);
+    sl_jobs_job_unref(a);
+    sl_jobs_store_sweep(sl_wall_ms() + 2000);
+    ck_assert_ptr_null(sl_jobs_find((sl_str_t){ida, SL_JOBS_ID_LEN}, &expired));
+    ck_assert_int_eq(expired, 1);
+    /* a running job never expires; a second tombstone pushes out the first */
+    ck_assert_ptr_nonnull(b);
+    sl_jobs_store_end(b, SL_JOBS_FAILED, 1);
+    sl_jobs_job_unref(b);
+    sl_jobs_store_sweep(sl_wall_ms() + 2000);
+    ck_assert_ptr_null(sl_jobs_find((sl_str_t){idb, SL_JOBS_ID_LEN}, &expired));
+    ck_assert_int_eq(expired, 1);
+    ck_assert_ptr_null(sl_jobs_find((sl_str_t){ida, SL_JOBS_ID_LEN}, &expired));
+    ck_assert_int_eq(expired, 0);
+    sl_jobs_store_dispose();
+}
+END_TEST
+
+START_TEST(list_in_creation_order_and_idempotency)
+{
+    setup(1 << 20, 10);
+    sl_jobs_job_t *j[5], *out[8];
+    for (int i = 0; i < 5; i++)
+        j[i] = create(i == 4 ? "key" : NULL);
+    sl_jobs_job_t *again = create("key");
+    ck_assert_ptr_eq(again, j[4]);
+    sl_jobs_job_unref(again);
+    size_t n = sl_jobs_list(-1, NULL, (sl_str_t){NULL, 0}, out, 3);
+    ck_assert_uint_eq(n, 3);
+    for (size_t i = 1; i < n; i++)
+        ck_assert_int_lt(strcmp(sl_jobs_job_id(out[i - 1]), sl_jobs_job_id(out[i])), 0);
+    const char *last = sl_jobs_job_id(out[2]);
+    sl_jobs_job_t *rest[8];
+    size_t m = sl_jobs_list(-1, "/r", (sl_str_t){last, strlen(last)}, rest, 8);
+    ck_assert_uint_eq(m, 2);
+    ck_assert_uint_eq(sl_jobs_list(SL_JOBS_SUCCEEDED, NULL, (sl_str_t){NULL, 0}, rest + m, 1), 0);
+    for (size_t i = 0; i < n; i++)
+        sl_jobs_job_unref(out[i]);
+    for (size_t i = 0; i < m; i++)
+        sl_jobs_job_unref(rest[i]);
+    for (int i = 0; i < 5; i++)
+        sl_jobs_job_unref(j[i]);
+    sl_jobs_store_dispose();
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+    Suite *s = suite_create("jobs_store");
+    TCase *tc = sl_test_tcase("store");
+    tcase_add_test(tc, read_from_cursor);
+    tcase_add_test(tc, retention_drops_oldest_and_says_so);
+    tcase_add_test(tc, expiry_tombstones_bounded);
+    tcase_add_test(tc, list_in_creation_order_and_idempotency);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return sl_test_run(store_suite());
+}
