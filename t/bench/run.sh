@@ -8,7 +8,7 @@
 # BENCH_SERVERS=sluice,h2o,nginx,nghttpx
 # BENCH_WORKLOADS=h2c,h2tls,h1,large,large_static,hs_ec,hs_rsa,idle
 # BENCH_CALLGRIND=1 (adds instructions/request, slow) BENCH_KEEP=1 (keep temp dir).
-# BENCH_EXTRA=proxy,ws,static (area benchmarks run after the table; "" for none).
+# BENCH_EXTRA=proxy,ws,static,jobs (area benchmarks run after the table; "" for none).
 # See docs/bench.md for the method and how to read the table.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,7 +37,7 @@ export PATH=$PATH:/usr/sbin
 /usr/bin/python3 "$here/bench.py"
 
 # Area benchmarks, each standalone (see the scripts' headers).
-extra=",${BENCH_EXTRA-proxy,ws,static},"
+extra=",${BENCH_EXTRA-proxy,ws,static,jobs},"
 case $extra in *,proxy,*)
     echo; echo "== proxy: h2 clients -> proxy -> HTTP/1.1 nginx upstream (sluice vs nginx vs nghttpx)"
     bash "$here/proxy_bench.sh" "$SLUICE_BIN" 20000 10 10 || echo "proxy bench failed" >&2;;
@@ -45,6 +45,10 @@ esac
 case $extra in *,ws,*)
     echo; echo "== ws: echo round trips/s and broadcast fan-out (1 sender, 1000 subscribers)"
     /usr/bin/python3 "$here/ws_bench.py" "$SLUICE_BIN" --seconds 5 || echo "ws bench failed" >&2;;
+esac
+case $extra in *,jobs,*)
+    echo; echo "== jobs: jobs/s (builtin ticker), submit-to-first-byte p50/p99, fan-out to 1000 SSE subscribers"
+    /usr/bin/python3 "$here/jobs_bench.py" "$SLUICE_BIN" || echo "jobs bench failed" >&2;;
 esac
 case $extra in *,static,*)
     echo; echo "== static: files from a document root, sluice vs h2o"
