@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "config.h"
 #include "log.h"
+#include "tls_bio.h"
 #include "worker.h"
 #include <errno.h>
 #include <netinet/in.h>
@@ -22,6 +23,7 @@
 #define READS_PER_EVENT 8 /* fairness: yield to other conns after this */
 #define FLUSH_ROUNDS 8    /* on_writable -> flush loops per iteration */
 #define READ_BUF_BYTES 65536
+#define TLS_OUT_CHUNKS 6   /* encrypted records queued: 96 KiB, > 5 full records */
 
 static sl_conn_start_fn start_h1, start_h2;
 static __thread uint8_t read_buf[READ_BUF_BYTES];
@@ -29,6 +31,7 @@ static __thread uint8_t read_buf[READ_BUF_BYTES];
 static void on_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void do_close(sl_conn_t *c);
+static int tls_flush(sl_conn_t *c);
 
 void sl_conn_set_starters(sl_conn_start_fn h1, sl_conn_start_fn h2)
 {
@@ -95,6 +98,7 @@ sl_conn_t *sl_conn_new(sl_worker_t *w, int fd, const sl_listener_cfg_t *lcfg, SS
     sl_buf_init(&c->out, &w->bufpool,
                 cfg->limits.conn_out_bytes / SL_BUF_CHUNK_SIZE +
                     SL_CONN_OUT_SLACK / SL_BUF_CHUNK_SIZE);
+    sl_buf_init(&c->tls_out, &w->bufpool, TLS_OUT_CHUNKS);
     ev_io_init(&c->rio, on_io, fd, EV_READ);
     ev_io_init(&c->wio, on_io, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -107,7 +111,7 @@ sl_conn_t *sl_conn_new(sl_worker_t *w, int fd, const sl_listener_cfg_t *lcfg, SS
     w->nconns++;
     if (ssl_ctx) {
         c->ssl = SSL_new(ssl_ctx);
-        if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+        if (!c->ssl || sl_tls_bio_attach(c) != 0) {
             sl_log(SL_LOG_WARN, c, "SSL_new failed");
             do_close(c);
             return NULL;
@@ -166,7 +170,7 @@ void sl_conn_resume_read(sl_conn_t *c)
     c->read_paused = 0;
     ev_io_start(c->worker->loop, &c->rio);
     /* TLS may hold decrypted bytes that no new socket event will announce. */
-    if (c->ssl && SSL_pending(c->ssl) > 0)
+    if (c->ssl && SSL_has_pending(c->ssl))
         ev_feed_event(c->worker->loop, &c->rio, EV_READ);
 }
 
@@ -212,14 +216,17 @@ static void do_close(sl_conn_t *c)
     ev_timer_stop(w->loop, &c->timer);
     if (c->ssl) {
         /* Best effort close_notify; never wait for the peer's. */
-        if (!c->handshaking && !c->eof)
+        if (!c->handshaking && !c->eof) {
             SSL_shutdown(c->ssl);
+            tls_flush(c);
+        }
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
     close(c->fd);
     c->fd = -1;
     sl_buf_dispose(&c->out);
+    sl_buf_dispose(&c->tls_out);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -295,6 +302,12 @@ static int do_handshake(sl_conn_t *c)
 {
     ERR_clear_error();
     int r = SSL_do_handshake(c->ssl);
+    /* Our flight sits in tls_out; send it now (the rest on EV_WRITE). */
+    int f = tls_flush(c);
+    if (f == SL_ERROR)
+        return SL_ECLOSED;
+    if (f == SL_EAGAIN)
+        ev_io_start(c->worker->loop, &c->wio);
     if (r == 1)
         return finish_handshake(c) == 0 ? 0 : SL_ECLOSED;
     int e = SSL_get_error(c->ssl, r);
@@ -328,7 +341,11 @@ static ssize_t conn_recv(sl_conn_t *c, uint8_t *buf, size_t len)
     if (r > 0)
         return r;
     switch (SSL_get_error(c->ssl, r)) {
-    case SSL_ERROR_WANT_READ: return SL_EAGAIN;
+    case SSL_ERROR_WANT_READ:
+        /* SSL_read may have queued records of its own (alerts, key updates). */
+        if (!sl_buf_is_empty(&c->tls_out))
+            sl_conn_flush_soon(c);
+        return SL_EAGAIN;
     case SSL_ERROR_WANT_WRITE:
         c->want_write = 1;
         ev_io_start(c->worker->loop, &c->wio);
@@ -365,7 +382,7 @@ static void handle_read(sl_conn_t *c)
             sl_conn_close(c, 1);
             return;
         }
-        if ((size_t)n < sizeof(read_buf) && !(c->ssl && SSL_pending(c->ssl)))
+        if ((size_t)n < sizeof(read_buf) && !(c->ssl && SSL_has_pending(c->ssl)))
             return;
     }
     /* More may be waiting; let other conns run first, then come back. */
@@ -373,11 +390,70 @@ static void handle_read(sl_conn_t *c)
         ev_feed_event(c->worker->loop, &c->rio, EV_READ);
 }
 
+/* Send queued encrypted records: 0 when all are out, SL_EAGAIN when the
+ * socket is full, SL_ERROR. */
+static int tls_flush(sl_conn_t *c)
+{
+    while (!sl_buf_is_empty(&c->tls_out)) {
+        struct iovec iov[16];
+        int cnt = sl_buf_iov(&c->tls_out, iov, 16);
+        ssize_t n = writev(c->fd, iov, cnt);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? SL_EAGAIN : SL_ERROR;
+        }
+        sl_buf_skip(&c->tls_out, (size_t)n);
+    }
+    return 0;
+}
+
+/* Encrypt c->out into tls_out while it has room, send, repeat. */
+static int tls_send(sl_conn_t *c)
+{
+    for (;;) {
+        size_t before = sl_buf_len(&c->out) + sl_buf_len(&c->tls_out);
+        while (!sl_buf_is_empty(&c->out)) {
+            const uint8_t *p;
+            size_t len;
+            sl_buf_peek(&c->out, &p, &len);
+            ERR_clear_error();
+            int r = SSL_write(c->ssl, p, (int)len);
+            if (r > 0) {
+                sl_buf_skip(&c->out, (size_t)r);
+                continue;
+            }
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+                break;
+            log_ssl_error(c, "TLS write failed");
+            return SL_ERROR;
+        }
+        int f = tls_flush(c);
+        if (f != 0)
+            return f == SL_EAGAIN ? 0 : SL_ERROR;
+        if (sl_buf_is_empty(&c->out))
+            return 0;
+        /* tls_out drained but OpenSSL took nothing: it waits for input. */
+        if (sl_buf_len(&c->out) + sl_buf_len(&c->tls_out) == before)
+            return 0;
+    }
+}
+
 /* Write what is queued. Returns 0 (maybe partial: wio armed) or SL_ERROR. */
 static int conn_send(sl_conn_t *c)
 {
+    if (c->ssl) {
+        if (tls_send(c) != 0)
+            return SL_ERROR;
+        if (sl_buf_is_empty(&c->out) && sl_buf_is_empty(&c->tls_out))
+            ev_io_stop(c->worker->loop, &c->wio);
+        else
+            ev_io_start(c->worker->loop, &c->wio);
+        return 0;
+    }
     while (!sl_buf_is_empty(&c->out)) {
-        if (!c->ssl) {
+        {
             struct iovec iov[16];
             int cnt = sl_buf_iov(&c->out, iov, 16);
             ssize_t n = writev(c->fd, iov, cnt);
@@ -389,23 +465,7 @@ static int conn_send(sl_conn_t *c)
                 return SL_ERROR;
             }
             sl_buf_skip(&c->out, (size_t)n);
-            continue;
         }
-        const uint8_t *p;
-        size_t len;
-        sl_buf_peek(&c->out, &p, &len);
-        ERR_clear_error();
-        int r = SSL_write(c->ssl, p, (int)len);
-        if (r > 0) {
-            sl_buf_skip(&c->out, (size_t)r);
-            continue;
-        }
-        int e = SSL_get_error(c->ssl, r);
-        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
-            break;
-        if (e != SSL_ERROR_SYSCALL || errno != EPIPE)
-            log_ssl_error(c, "TLS write failed");
-        return SL_ERROR;
     }
     if (sl_buf_is_empty(&c->out))
         ev_io_stop(c->worker->loop, &c->wio);
@@ -424,8 +484,10 @@ static void finish_linger(sl_conn_t *c)
             do_close(c);
         return;
     }
-    if (c->ssl)
-        SSL_shutdown(c->ssl); /* close_notify, then stop using TLS */
+    if (c->ssl) {
+        SSL_shutdown(c->ssl); /* close_notify (best effort), then stop using TLS */
+        tls_flush(c);
+    }
     shutdown(c->fd, SHUT_WR);
     c->discarding = 1;
     ev_io_stop(c->worker->loop, &c->wio);
@@ -455,7 +517,7 @@ static void flush_conn(sl_conn_t *c)
             return;
         }
         if (c->lingering) {
-            if (sl_buf_is_empty(&c->out))
+            if (sl_buf_is_empty(&c->out) && sl_buf_is_empty(&c->tls_out))
                 finish_linger(c);
             return;
         }

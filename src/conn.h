@@ -51,7 +51,8 @@ struct sl_conn {
     const sl_listener_cfg_t *lcfg;
     ev_io rio, wio;
     ev_timer timer;
-    sl_buf_t out; /* bounded by limits.conn_out_bytes */
+    sl_buf_t out;     /* bounded by limits.conn_out_bytes */
+    sl_buf_t tls_out; /* encrypted records waiting for writev (TLS only) */
     const sl_proto_t *proto;
     void *pdata;
     struct sockaddr_storage peer_addr;

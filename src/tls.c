@@ -217,6 +217,9 @@ static SSL_CTX *ctx_new(const sl_tls_cfg_t *cfg, const sl_tls_cert_cfg_t *cc, ch
      * partial writes from the chunk queue. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Read whole records (and whatever follows) in one system call
+     * instead of a header read and a body read per record. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
     SSL_CTX_sess_set_cache_size(ctx, 20480);
