@@ -79,6 +79,7 @@ typedef struct inbox {
     pthread_mutex_t mu;
     delivery_t *head, *tail;
     size_t n;
+    size_t nlive; /* this worker's subscribers (all channels): 0 = post nothing */
     struct ev_loop *loop;
     ev_async async;
 } inbox_t;
@@ -174,6 +175,8 @@ static channel_t *subscribe(const sl_ws_route_t *r, const char *key, size_t keyl
     return ch;
 }
 
+static void inbox_leave(int w);
+
 static void unsubscribe(sub_t *sub)
 {
     channel_t *ch = sub->ch;
@@ -187,6 +190,7 @@ static void unsubscribe(sub_t *sub)
         sub->linked = 0;
     }
     atomic_fetch_sub(&ch->nsubs[sub->worker], 1);
+    inbox_leave(sub->worker);
     shard_t *s = &shards[ch->shard];
     pthread_mutex_lock(&s->mu);
     ch->nsubs_total--;
@@ -211,25 +215,61 @@ static void deliver_local(channel_t *ch, int w, const msg_t *m)
     }
 }
 
-static void on_async(struct ev_loop *loop, ev_async *a, int revents)
+/* Take the inbox's deliveries; call with box->mu held. */
+static delivery_t *inbox_take(inbox_t *box)
 {
-    SL_UNUSED(loop);
-    SL_UNUSED(revents);
-    inbox_t *box = sl_container_of(a, inbox_t, async);
-    int w = (int)(box - inboxes);
-    pthread_mutex_lock(&box->mu);
     delivery_t *d = box->head;
     box->head = box->tail = NULL;
     box->n = 0;
-    pthread_mutex_unlock(&box->mu);
+    return d;
+}
+
+/* Deliver (w >= 0) or just release (w < 0) a list of deliveries. */
+static void deliveries_run(delivery_t *d, int w)
+{
     while (d) {
         delivery_t *next = d->next;
-        deliver_local(d->ch, w, d->m);
+        if (w >= 0)
+            deliver_local(d->ch, w, d->m);
         msg_unref(d->m);
         channel_unref(d->ch, 1);
         sl_free(d);
         d = next;
     }
+}
+
+static void on_async(struct ev_loop *loop, ev_async *a, int revents)
+{
+    SL_UNUSED(loop);
+    SL_UNUSED(revents);
+    inbox_t *box = sl_container_of(a, inbox_t, async);
+    pthread_mutex_lock(&box->mu);
+    delivery_t *d = inbox_take(box);
+    pthread_mutex_unlock(&box->mu);
+    deliveries_run(d, (int)(box - inboxes));
+}
+
+/* A subscriber joins / leaves worker w. When the last one leaves, what
+ * waits in the inbox has no reader: free it now, and post() refuses more,
+ * so nothing is left behind when the worker exits (its connections, and
+ * with them its subscribers, are closed before its loop goes away). */
+static void inbox_join(int w)
+{
+    inbox_t *box = &inboxes[w];
+    pthread_mutex_lock(&box->mu);
+    box->nlive++;
+    pthread_mutex_unlock(&box->mu);
+}
+
+static void inbox_leave(int w)
+{
+    inbox_t *box = &inboxes[w];
+    delivery_t *d = NULL;
+    pthread_mutex_lock(&box->mu);
+    if (--box->nlive == 0)
+        d = inbox_take(box);
+    pthread_mutex_unlock(&box->mu);
+    deliveries_run(d, -1);
 }
 
 /* The worker's inbox, set up on its own thread at its first subscriber. */
@@ -252,25 +292,26 @@ static int post(int w, channel_t *ch, msg_t *m)
     d->ch = ch;
     d->m = m;
     pthread_mutex_lock(&box->mu);
-    int full = box->n >= INBOX_MAX;
-    if (!full) {
+    int full = box->n >= INBOX_MAX, gone = box->nlive == 0;
+    if (!full && !gone) {
         if (box->tail)
             box->tail->next = d;
         else
             box->head = d;
         box->tail = d;
         box->n++;
+        atomic_fetch_add(&m->refs, 1);
+        /* Under the lock: with a subscriber left the loop is alive. */
+        ev_async_send(box->loop, &box->async);
     }
     pthread_mutex_unlock(&box->mu);
-    if (full) {
+    if (full || gone) {
         sl_free(d);
-        if (!atomic_exchange(&logged_drop, 1))
+        if (full && !atomic_exchange(&logged_drop, 1))
             sl_log(SL_LOG_WARN, NULL, "ws broadcast: worker %d inbox over %d messages; dropping", w,
                    INBOX_MAX);
         return -1;
     }
-    atomic_fetch_add(&m->refs, 1);
-    ev_async_send(box->loop, &box->async);
     return 0;
 }
 
@@ -369,6 +410,7 @@ void sl_ws_broadcast_start(sl_req_t *req, const sl_ws_route_t *r)
         return;
     }
     inbox_ready(w->id);
+    inbox_join(w->id);
     sub_t *sub = sl_calloc(1, sizeof(*sub));
     sub->ch = ch;
     sub->worker = w->id;
