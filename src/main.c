@@ -55,12 +55,13 @@ static void register_handlers(void)
     sl_router_register(&sl_return_handler);
     sl_router_register(&sl_harness_handler);
     sl_router_register(&sl_ws_handler);
+    /* upstreams before executors: the "upstream" executor looks its group up */
+    sl_config_register_section(&sl_proxy_upstreams_section);
     sl_config_register_section(&sl_jobs_section);
     sl_config_register_section(&sl_jobs_executors_section);
     sl_router_register(&sl_reply_job_handler);
     sl_router_register(&sl_reply_api_handler);
     sl_router_register(&sl_proxy_handler);
-    sl_config_register_section(&sl_proxy_upstreams_section);
     sl_router_register(&sl_static_handler);
 }
 

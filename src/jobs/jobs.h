@@ -72,11 +72,16 @@ typedef struct sl_jobs_cfg {
 } sl_jobs_cfg_t;
 
 /* What a job route asks for. Strings are copied. */
+struct sl_header;
 typedef struct sl_jobs_spec {
     const sl_jobs_exec_def_t *exec;
     const char *route; /* route path, for listing and idempotency */
     sl_str_t method, path, query, traceparent, idem_key;
     int want_stdin; /* create a pipe for the request body */
+    /* The request's header fields; copied only for executors that send
+     * them on (upstream), which pick the configured ones. */
+    const struct sl_header *headers;
+    size_t nheaders;
 } sl_jobs_spec_t;
 
 /* A consistent snapshot of a job (strings valid while the job is ref'd). */

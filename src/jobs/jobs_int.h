@@ -27,9 +27,10 @@ typedef struct sl_jobs_executor {
                    size_t errlen);
     int (*start)(sl_jobs_job_t *job);
     void (*cancel)(sl_jobs_job_t *job, sl_jobs_state_t why);
+    int keeps_headers; /* the job keeps the request's header fields */
 } sl_jobs_executor_t;
 
-extern const sl_jobs_executor_t sl_jobs_exec_builtin, sl_jobs_exec_process;
+extern const sl_jobs_executor_t sl_jobs_exec_builtin, sl_jobs_exec_process, sl_jobs_exec_upstream;
 
 struct sl_jobs_exec_def {
     char *name;
@@ -73,6 +74,7 @@ struct sl_jobs_job {
     /* immutable after submit */
     const sl_jobs_exec_def_t *exec;
     char *route, *method, *path, *traceparent, *idem;
+    char *headers; /* "name: value\r\n"... (keeps_headers executors), else NULL */
     void *params; /* executor's parsed request parameters */
     int stdin_fd; /* read end for the child, -1 when none (jobs thread) */
     /* under the shard lock */

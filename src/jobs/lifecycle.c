@@ -308,8 +308,8 @@ int sl_jobs_submit(const sl_jobs_spec_t *spec, sl_jobs_job_t **out, int *existin
             *out = job;
         return rv;
     }
-    /* Only a child process reads a body; other executors ignore it. */
-    if (spec->want_stdin && x->ops == &sl_jobs_exec_process) {
+    /* A child process or an upstream reads a body; the ticker ignores it. */
+    if (spec->want_stdin && x->ops != &sl_jobs_exec_builtin) {
         int fds[2];
         if (pipe2(fds, O_CLOEXEC) == 0) {
             fcntl(fds[1], F_SETFL, O_NONBLOCK);

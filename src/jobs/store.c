@@ -9,6 +9,7 @@
  */
 #include "jobs_int.h"
 #include "../log.h"
+#include "../req.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -123,6 +124,7 @@ void sl_jobs_job_free(sl_jobs_job_t *job)
     sl_free(job->path);
     sl_free(job->traceparent);
     sl_free(job->idem);
+    sl_free(job->headers);
     sl_free(job);
 }
 
@@ -182,6 +184,27 @@ static idem_t *idem_find(const char *key)
     return NULL;
 }
 
+/* "name: value\r\n" per field; the request head was bounded already. */
+static char *copy_headers(const sl_jobs_spec_t *spec)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < spec->nheaders; i++)
+        n += spec->headers[i].name.n + spec->headers[i].value.n + 4;
+    char *o = sl_malloc(n), *q = o;
+    for (size_t i = 0; i < spec->nheaders; i++) {
+        const sl_header_t *h = &spec->headers[i];
+        memcpy(q, h->name.p, h->name.n);
+        q += h->name.n;
+        memcpy(q, ": ", 2);
+        memcpy(q + 2, h->value.p, h->value.n);
+        q += 2 + h->value.n;
+        memcpy(q, "\r\n", 2);
+        q += 2;
+    }
+    *q = '\0';
+    return o;
+}
+
 static sl_jobs_job_t *job_new(const sl_jobs_spec_t *spec, void *params)
 {
     sl_jobs_job_t *job = sl_calloc(1, sizeof(*job));
@@ -193,6 +216,8 @@ static sl_jobs_job_t *job_new(const sl_jobs_spec_t *spec, void *params)
     job->path = dup_str(spec->path);
     job->traceparent = dup_str(spec->traceparent);
     job->params = params;
+    if (spec->exec && spec->exec->ops && spec->exec->ops->keeps_headers)
+        job->headers = copy_headers(spec);
     job->stdin_fd = -1;
     job->state = SL_JOBS_QUEUED;
     job->created_ms = sl_wall_ms();

@@ -7,12 +7,14 @@
  *   GET    /jobs/{id}/events                   SSE: retained events, then live;
  *                                              Last-Event-ID or ?from=N resumes after N
  *   GET    /jobs/{id}/result                   the final body (Prefer: wait=N waits)
+ *   GET    /jobs/ws (WebSocket)                subscriptions to many jobs (ws_sub.c)
  * Unknown id 404, expired id 410.
  */
 #include "reply_int.h"
 #include "reply.h"
 #include "../config.h"
 #include "../log.h"
+#include "../ws/ws.h"
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,7 +23,42 @@
 
 typedef struct api_state {
     char *prefix; /* route path without a trailing '/' */
+    sl_ws_opts_t ws;
+    size_t ws_max_jobs;
 } api_state_t;
+
+/* Options of the /jobs/ws sockets: name, default, bounds. */
+typedef struct ws_opt {
+    const char *key;
+    int64_t def, min, max;
+} ws_opt_t;
+
+enum { W_JOBS, W_SENDQ, W_MSG, W_PING, W_IDLE, W_N };
+
+static const ws_opt_t ws_opts[W_N] = {
+    [W_JOBS] = {"ws_max_jobs", 64, 1, 4096},
+    [W_SENDQ] = {"ws_send_queue_bytes", 1 << 20, 4096, 1 << 30},
+    [W_MSG] = {"ws_max_message_bytes", 65536, 125, 1 << 24},
+    [W_PING] = {"ws_ping_interval_s", 30, 0, 86400},
+    [W_IDLE] = {"ws_idle_timeout_s", 120, 0, 86400},
+};
+
+static int configure_ws(json_t *route, const char *path, api_state_t *s, char *err,
+                        size_t errlen)
+{
+    int64_t v[W_N];
+    for (size_t i = 0; i < W_N; i++)
+        if (sl_config_get_int(route, path, ws_opts[i].key, ws_opts[i].def, ws_opts[i].min,
+                              ws_opts[i].max, &v[i], err, errlen))
+            return SL_EINVAL;
+    s->ws_max_jobs = (size_t)v[W_JOBS];
+    s->ws.send_queue_bytes = (size_t)v[W_SENDQ];
+    s->ws.max_message_bytes = (size_t)v[W_MSG];
+    s->ws.ping_interval_s = (int)v[W_PING];
+    s->ws.idle_timeout_s = (int)v[W_IDLE];
+    s->ws.deflate = 1;
+    return 0;
+}
 
 static void free_state(void *state)
 {
@@ -33,7 +70,9 @@ static void free_state(void *state)
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"path", "match", "host", "handler"};
+    static const char *const keys[] = {"path", "match", "host", "handler", "ws_max_jobs",
+                                       "ws_send_queue_bytes", "ws_max_message_bytes",
+                                       "ws_ping_interval_s", "ws_idle_timeout_s"};
     const char *key;
     json_t *v;
     api_state_t *s = sl_calloc(1, sizeof(*s));
@@ -54,7 +93,7 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
     while (n && ps[n - 1] == '/')
         n--;
     s->prefix = sl_strndup(ps, n);
-    return 0;
+    return configure_ws(route, path, s, err, errlen);
 }
 
 static void answer_json(sl_req_t *req, int status, char *json)
@@ -214,6 +253,10 @@ static void on_req(sl_req_t *req)
             list(req, jobs_path);
         else
             method_not_allowed(req, "GET, HEAD");
+        return;
+    }
+    if (sl_str_eq(rest, "/ws")) {
+        sl_reply_ws_start(req, &s->ws, s->ws_max_jobs);
         return;
     }
     sl_str_t id = {rest.p + 1, 0};

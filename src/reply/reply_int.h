@@ -69,6 +69,10 @@ void sl_reply_job_headers(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_pa
 int sl_reply_query(sl_str_t q, const char *name, sl_str_t *out);
 /* Prefer header: respond-async and wait=N (-1 when absent). */
 void sl_reply_prefer(const sl_req_t *req, int *async, int64_t *wait);
+/* Accept a WebSocket handshake on req as a /jobs/ws subscription socket
+ * following up to max_jobs jobs (ws_sub.c). */
+struct sl_ws_opts;
+void sl_reply_ws_start(sl_req_t *req, const struct sl_ws_opts *opts, size_t max_jobs);
 /* Callbacks for answers that do not read the body. */
 extern const sl_handler_cbs_t sl_reply_discard_cbs;
 

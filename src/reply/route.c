@@ -134,6 +134,8 @@ static void on_req(sl_req_t *req)
         .traceparent = traceparent(req),
         .idem_key = idem ? idem->value : (sl_str_t){NULL, 0},
         .want_stdin = !req->body_done && req->content_length != 0,
+        .headers = req->headers.v,
+        .nheaders = req->headers.n,
     };
     sl_jobs_job_t *job;
     int rv = sl_jobs_submit(&spec, &job, &existing, &fd, err, sizeof(err));

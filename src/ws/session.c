@@ -439,6 +439,8 @@ static void on_proceed(sl_req_t *req)
         return;
     flush(ws);
     parse(ws); /* the queue drained: read on */
+    if (ws->app->on_drain && !ws->close_sent && !ws->gone)
+        ws->app->on_drain(ws);
 }
 
 static void unlink_session(sl_ws_t *ws)

@@ -51,6 +51,10 @@ typedef struct sl_ws_app {
     /* The session is over (closed, aborted or the client went away);
      * release the app data. Called once if on_open was called. */
     void (*on_close)(sl_ws_t *ws);
+    /* Optional: the protocol has taken a piece of the queued output. Apps
+     * that produce at the reader's pace (reply/'s job subscriptions) check
+     * sl_ws_queued here and send more. May be NULL. */
+    void (*on_drain)(sl_ws_t *ws);
 } sl_ws_app_t;
 
 /* Check the WebSocket handshake on req (HTTP/1.1 Upgrade or HTTP/2
