@@ -117,6 +117,36 @@ int sl_str_caseeq(sl_str_t a, const char *lit)
     return a.n == n && strncasecmp(a.p, lit, n) == 0;
 }
 
+int sl_hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int sl_str_has_token(sl_str_t v, const char *tok)
+{
+    const char *s = v.p, *end = v.p + v.n;
+    while (s < end) {
+        const char *e = memchr(s, ',', (size_t)(end - s));
+        if (!e)
+            e = end;
+        sl_str_t el = {s, (size_t)(e - s)};
+        while (el.n && (*el.p == ' ' || *el.p == '\t'))
+            el.p++, el.n--;
+        while (el.n && (el.p[el.n - 1] == ' ' || el.p[el.n - 1] == '\t'))
+            el.n--;
+        if (sl_str_caseeq(el, tok))
+            return 1;
+        s = e + 1;
+    }
+    return 0;
+}
+
 int64_t sl_str_to_u64(sl_str_t s)
 {
     if (s.n == 0 || s.n > 18)

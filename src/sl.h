@@ -68,6 +68,11 @@ static inline int sl_str_eq(sl_str_t a, const char *lit)
     return a.n == n && memcmp(a.p, lit, n) == 0;
 }
 int sl_str_caseeq(sl_str_t a, const char *lit);
+/* The value of a hex digit, or -1. */
+int sl_hex_value(int c);
+/* Whether a comma-separated header value (Connection, Upgrade, ...) has
+ * tok as one of its elements, compared case-insensitively. */
+int sl_str_has_token(sl_str_t list, const char *tok);
 /* Parse an unsigned decimal that fits int64; returns -1 on anything else. */
 int64_t sl_str_to_u64(sl_str_t s);
 

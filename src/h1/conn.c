@@ -976,32 +976,13 @@ static int switch_to_h2(h1_conn_t *hc, const uint8_t *p, size_t len, const sl_re
     return r == 0 ? H1_SWITCHED : H1_SWITCHED_CLOSE;
 }
 
-static int has_token(sl_str_t v, const char *tok)
-{
-    const char *s = v.p, *end = v.p + v.n;
-    while (s < end) {
-        const char *e = memchr(s, ',', (size_t)(end - s));
-        if (!e)
-            e = end;
-        sl_str_t el = {s, (size_t)(e - s)};
-        while (el.n && (*el.p == ' ' || *el.p == '\t'))
-            el.p++, el.n--;
-        while (el.n && (el.p[el.n - 1] == ' ' || el.p[el.n - 1] == '\t'))
-            el.n--;
-        if (sl_str_caseeq(el, tok))
-            return 1;
-        s = e + 1;
-    }
-    return 0;
-}
-
 /* RFC 7540 3.2 (h2c upgrade): cleartext, no body, Upgrade lists h2c, one
  * HTTP2-Settings and Connection naming both. Returns 0 when not
  * upgrading (serve HTTP/1.1), else H1_SWITCHED / H1_SWITCHED_CLOSE. */
 static int try_upgrade(h1_conn_t *hc, const sl_h1_head_t *head, const uint8_t *rest, size_t restlen)
 {
     if (!head->upgrade || !can_h2c(hc) || head->version_minor != 1 || head->chunked ||
-        head->content_length > 0 || !has_token(head->upgrade_proto, "h2c"))
+        head->content_length > 0 || !sl_str_has_token(head->upgrade_proto, "h2c"))
         return 0;
     const sl_header_t *settings = NULL;
     int conn_ok = 0;
@@ -1012,7 +993,7 @@ static int try_upgrade(h1_conn_t *hc, const sl_h1_head_t *head, const uint8_t *r
                 return 0;
             settings = h;
         } else if (sl_str_caseeq(h->name, "connection")) {
-            conn_ok |= has_token(h->value, "http2-settings");
+            conn_ok |= sl_str_has_token(h->value, "http2-settings");
         }
     }
     if (!settings || !conn_ok)

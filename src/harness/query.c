@@ -7,16 +7,6 @@
  */
 #include "harness_int.h"
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 ssize_t sl_harness_pct_decode(const char *s, size_t n, char *dst)
 {
@@ -30,7 +20,7 @@ ssize_t sl_harness_pct_decode(const char *s, size_t n, char *dst)
              * ambiguous, so refuse it rather than guess. */
             if (i + 2 >= n)
                 return SL_EINVAL;
-            int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+            int hi = sl_hex_value((unsigned char)s[i + 1]), lo = sl_hex_value((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return SL_EINVAL;
             dst[o++] = (char)(hi << 4 | lo);

@@ -9,16 +9,6 @@
  */
 #include "static_int.h"
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Close the segment that ends at out[*o] (exclusive) and started at
  * out[seg]: drop "." and pop the previous segment for "..". */
@@ -56,8 +46,8 @@ int sl_static_path_normalize(const char *raw, size_t n, char *out, size_t cap, s
         int c = (unsigned char)raw[i];
         int encoded = 0;
         if (c == '%') {
-            int hi = i + 1 < n ? hexval((unsigned char)raw[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval((unsigned char)raw[i + 2]) : -1;
+            int hi = i + 1 < n ? sl_hex_value((unsigned char)raw[i + 1]) : -1;
+            int lo = i + 2 < n ? sl_hex_value((unsigned char)raw[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 *why = "a bad percent escape";
                 return SL_EINVAL;

@@ -14,30 +14,11 @@
 
 #define GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-int sl_ws_has_token(sl_str_t v, const char *tok)
-{
-    const char *s = v.p, *end = v.p + v.n;
-    while (s < end) {
-        const char *e = memchr(s, ',', (size_t)(end - s));
-        if (!e)
-            e = end;
-        sl_str_t el = {s, (size_t)(e - s)};
-        while (el.n && (*el.p == ' ' || *el.p == '\t'))
-            el.p++, el.n--;
-        while (el.n && (el.p[el.n - 1] == ' ' || el.p[el.n - 1] == '\t'))
-            el.n--;
-        if (sl_str_caseeq(el, tok))
-            return 1;
-        s = e + 1;
-    }
-    return 0;
-}
-
 /* Any field called name (there may be several lines) holding tok. */
 static int field_has_token(const sl_req_t *req, const char *name, const char *tok)
 {
     for (size_t i = 0; i < req->headers.n; i++)
-        if (sl_str_eq(req->headers.v[i].name, name) && sl_ws_has_token(req->headers.v[i].value, tok))
+        if (sl_str_eq(req->headers.v[i].name, name) && sl_str_has_token(req->headers.v[i].value, tok))
             return 1;
     return 0;
 }

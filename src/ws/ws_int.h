@@ -60,7 +60,6 @@ void sl_ws_pmd_dispose(sl_ws_pmd_t *pmd);
 /* Sec-WebSocket-Accept for a 24-character key: 28 characters and a NUL. */
 void sl_ws_accept_value(const char *key, size_t n, char out[29]);
 /* True when value (a comma-separated list) holds token, any case. */
-int sl_ws_has_token(sl_str_t value, const char *token);
 
 /* ---- the "ws" handler's routes and its apps ---- */
 

@@ -65,8 +65,8 @@ END_TEST
 
 START_TEST(test_has_token)
 {
-    ck_assert(sl_ws_has_token(SL_STR("keep-alive, Upgrade"), "upgrade"));
-    ck_assert(!sl_ws_has_token(SL_STR("keep-alive, Upgraded"), "upgrade"));
+    ck_assert(sl_str_has_token(SL_STR("keep-alive, Upgrade"), "upgrade"));
+    ck_assert(!sl_str_has_token(SL_STR("keep-alive, Upgraded"), "upgrade"));
 }
 END_TEST
 
