@@ -105,8 +105,8 @@ static int fail_unknown(char *err, size_t errlen, const char *path, const char *
 }
 
 /* Refuse any key of obj not in allowed[]. */
-static int check_keys(json_t *obj, const char *path, const char *const *allowed, size_t n,
-                      char *err, size_t errlen)
+int sl_config_check_keys(json_t *obj, const char *path, const char *const *allowed, size_t n,
+                         char *err, size_t errlen)
 {
     const char *key;
     json_t *v;
@@ -495,7 +495,7 @@ static int parse_certs(json_t *arr, const char *path, sl_tls_cfg_t *t, char *err
         t->ncerts++;
         if (!json_is_object(o))
             return fail(err, errlen, "%s: must be an object", ep);
-        if (check_keys(o, ep, keys, SL_ARRAY_LEN(keys), err, errlen) ||
+        if (sl_config_check_keys(o, ep, keys, SL_ARRAY_LEN(keys), err, errlen) ||
             parse_cert(o, ep, &t->certs[i], err, errlen))
             return SL_EINVAL;
     }
@@ -513,7 +513,7 @@ static int parse_tls(json_t *obj, const char *path, sl_tls_cfg_t *t, char *err, 
     t->min_version = sl_strdup("TLSv1.2");
     if (!json_is_object(obj))
         return fail(err, errlen, "%s: must be an object", path);
-    if (check_keys(obj, path, keys, SL_ARRAY_LEN(keys), err, errlen))
+    if (sl_config_check_keys(obj, path, keys, SL_ARRAY_LEN(keys), err, errlen))
         return SL_EINVAL;
     json_t *certs = json_object_get(obj, "certs");
     int shorthand = json_object_get(obj, "cert") || json_object_get(obj, "key") ||
@@ -569,7 +569,7 @@ static int parse_listener(sl_config_t *cfg, json_t *obj, const char *path, sl_li
     int64_t backlog;
     if (!json_is_object(obj))
         return fail(err, errlen, "%s: must be an object", path);
-    if (check_keys(obj, path, keys, SL_ARRAY_LEN(keys), err, errlen) ||
+    if (sl_config_check_keys(obj, path, keys, SL_ARRAY_LEN(keys), err, errlen) ||
         sl_config_get_str(obj, path, "addr", NULL, &addr, err, errlen))
         return SL_EINVAL;
     join_path(p, path, "addr");
@@ -802,7 +802,7 @@ static int load_top(sl_config_t *cfg, char *err, size_t errlen)
         names[n++] = top_keys[i].name;
     for (size_t i = 0; i < nsections; i++)
         names[n++] = sections[i]->name;
-    if (check_keys(cfg->root, "", names, n, err, errlen))
+    if (sl_config_check_keys(cfg->root, "", names, n, err, errlen))
         return SL_EINVAL;
     for (size_t i = 0; i < SL_ARRAY_LEN(top_keys); i++) {
         json_t *v = json_object_get(cfg->root, top_keys[i].name);

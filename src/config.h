@@ -123,6 +123,11 @@ void *sl_config_section(const sl_config_t *cfg, const char *name);
 /* The config being loaded, valid only during sl_config_load_*. */
 const sl_config_t *sl_config_loading(void);
 
+/* Refuse any key of obj not in allowed[0..n): "<path>.<key>: unknown key"
+ * (with a "did you mean" hint) in err and SL_EINVAL, else 0. */
+int sl_config_check_keys(json_t *obj, const char *path, const char *const *allowed, size_t n,
+                         char *err, size_t errlen);
+
 /* Helpers for handler option parsing (router.h sl_handler_def_t.configure).
  * Each reads key from obj; when absent stores def. On a bad value it writes
  * "<path>.<key>: reason" into err and returns SL_EINVAL. */

@@ -73,20 +73,10 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
     static const char *const keys[] = {"path", "match", "host", "handler", "ws_max_jobs",
                                        "ws_send_queue_bytes", "ws_max_message_bytes",
                                        "ws_ping_interval_s", "ws_idle_timeout_s"};
-    const char *key;
-    json_t *v;
     api_state_t *s = sl_calloc(1, sizeof(*s));
     *state = s;
-    json_object_foreach(route, key, v)
-    {
-        size_t i = 0;
-        while (i < SL_ARRAY_LEN(keys) && strcmp(keys[i], key) != 0)
-            i++;
-        if (i == SL_ARRAY_LEN(keys)) {
-            snprintf(err, errlen, "%s.%s: unknown key", path, key);
-            return SL_EINVAL;
-        }
-    }
+    if (sl_config_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
+        return SL_EINVAL;
     json_t *p = json_object_get(route, "path");
     const char *ps = json_is_string(p) ? json_string_value(p) : "/jobs";
     size_t n = strlen(ps);

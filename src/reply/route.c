@@ -38,20 +38,11 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
     static const char *const keys[] = {
         "path",     "match", "host", "handler", "executor", "reply", "cancel_on_disconnect",
         "jobs_path"};
-    const char *exec, *reply, *jobs_path, *key;
-    json_t *v;
+    const char *exec, *reply, *jobs_path;
     job_route_t *s = sl_calloc(1, sizeof(*s));
     *state = s;
-    json_object_foreach(route, key, v)
-    {
-        size_t i = 0;
-        while (i < SL_ARRAY_LEN(keys) && strcmp(keys[i], key) != 0)
-            i++;
-        if (i == SL_ARRAY_LEN(keys)) {
-            snprintf(err, errlen, "%s.%s: unknown key", path, key);
-            return SL_EINVAL;
-        }
-    }
+    if (sl_config_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
+        return SL_EINVAL;
     if (sl_config_get_str(route, path, "executor", NULL, &exec, err, errlen) ||
         sl_config_get_str(route, path, "reply", "stream", &reply, err, errlen) ||
         sl_config_get_str(route, path, "jobs_path", "/jobs/", &jobs_path, err, errlen) ||
