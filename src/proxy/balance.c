@@ -26,6 +26,7 @@ px_wstate_t *px_wstate_get(px_upstream_t *up)
     ws->bufpool = &w->bufpool;
     ws->up = up;
     up->ws[w->id] = ws;
+    px_hcheck_start(ws);
     return ws;
 }
 
@@ -34,6 +35,7 @@ void px_wstate_free(px_wstate_t *ws)
     if (!ws)
         return;
     /* The worker loop is gone by now: close idle sockets, free memory. */
+    px_hcheck_free(ws);
     for (size_t i = 0; i < ws->up->nservers; i++) {
         while (ws->srv[i].idle) {
             px_uconn_t *u = ws->srv[i].idle;
@@ -53,7 +55,7 @@ static int is_tried(const uint8_t *tried, size_t i)
 static int usable(const px_wstate_t *ws, const uint8_t *tried, size_t i, double now)
 {
     const px_srvstate_t *s = &ws->srv[i];
-    return !is_tried(tried, i) && s->down_until <= now &&
+    return !is_tried(tried, i) && s->down_until <= now && !s->hc_down &&
            (int64_t)(s->nconns - s->nidle) < ws->up->max_conns;
 }
 
@@ -144,7 +146,7 @@ int px_balance_pick(px_wstate_t *ws, const uint8_t *tried, const char *key, size
             if (is_tried(tried, i))
                 continue;
             avail++;
-            down += ws->srv[i].down_until > now;
+            down += ws->srv[i].down_until > now || ws->srv[i].hc_down;
         }
         *all_down = avail > 0 && down == avail;
     }
@@ -172,6 +174,8 @@ double px_health_retry_after(px_wstate_t *ws, double now)
     double best = -1;
     for (size_t i = 0; i < ws->up->nservers; i++) {
         double left = ws->srv[i].down_until - now;
+        if (ws->srv[i].hc_down) /* up again at the earliest with the next check */
+            left = SL_MAX(left, ws->up->health.interval_s);
         if (left > 0 && (best < 0 || left < best))
             best = left;
     }

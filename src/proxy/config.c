@@ -156,6 +156,7 @@ static void upstream_dispose(px_upstream_t *u)
         px_wstate_free(u->ws[w]);
     sl_free(u->servers);
     sl_free(u->hash_header);
+    sl_free(u->health.path);
     sl_free(u->name);
 }
 
@@ -199,6 +200,34 @@ static int parse_timeouts(json_t *obj, const char *path, px_timeouts_t *t, char 
     return 0;
 }
 
+/* "health": {"path", "interval_s", "timeout_s", "expect"}: active checks. */
+static int parse_health(json_t *obj, const char *path, px_health_cfg_t *h, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"path", "interval_s", "timeout_s", "expect", NULL};
+    char p[256];
+    int64_t expect;
+    const char *hp = NULL;
+    snprintf(p, sizeof(p), "%.200s.health", path);
+    if (!json_is_object(obj))
+        return fail(err, errlen, "%s: must be an object", p);
+    if (check_keys(obj, p, keys, err, errlen) ||
+        sl_config_get_str(obj, p, "path", NULL, &hp, err, errlen) ||
+        get_secs(obj, p, "interval_s", 5, 0.05, 86400, &h->interval_s, err, errlen) ||
+        get_secs(obj, p, "timeout_s", 2, 0.01, 3600, &h->timeout_s, err, errlen) ||
+        sl_config_get_int(obj, p, "expect", 200, 100, 599, &expect, err, errlen))
+        return SL_EINVAL;
+    /* Goes into a request line: a path, no spaces or controls. */
+    size_t n = hp ? strlen(hp) : 0;
+    if (n == 0 || hp[0] != '/' || n > 1024)
+        return fail(err, errlen, "%s.path: must be a path starting with / (<= 1024 bytes)", p);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)hp[i] <= ' ' || hp[i] == 0x7f)
+            return fail(err, errlen, "%s.path: no spaces or control characters", p);
+    h->path = sl_strdup(hp);
+    h->expect = (int)expect;
+    return 0;
+}
+
 static int parse_upstream(const char *name, json_t *obj, const char *path, px_upstream_t *u,
                           char *err, size_t errlen)
 {
@@ -210,11 +239,9 @@ static int parse_upstream(const char *name, json_t *obj, const char *path, px_up
         return fail(err, errlen, "%s: must be an object", path);
     if (check_keys(obj, path, keys, err, errlen))
         return SL_EINVAL;
-    if (json_object_get(obj, "health"))
-        return fail(err, errlen,
-                    "%s.health: active health checks are not implemented yet "
-                    "(passive health: fail_threshold, down_s)",
-                    path);
+    json_t *health = json_object_get(obj, "health");
+    if (health && parse_health(health, path, &u->health, err, errlen))
+        return SL_EINVAL;
     json_t *servers = json_object_get(obj, "servers");
     size_t n = json_array_size(servers);
     if (!json_is_array(servers) || n == 0 || n > PX_MAX_SERVERS)

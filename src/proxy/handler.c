@@ -115,25 +115,25 @@ static int valid_traceparent(sl_str_t v)
 }
 
 /* X-Request-Id passed on or made; traceparent passed on or started. */
-static void ids(px_req_t *px)
+void px_make_ids(const sl_req_t *req, char request_id[33], char traceparent[64])
 {
     uint8_t r[24];
     if (RAND_bytes(r, sizeof(r)) != 1)
         memset(r, 0x5a, sizeof(r)); /* still unique enough per stream; never fatal */
-    const sl_header_t *id = sl_req_header(px->req, "x-request-id");
-    if (id && id->value.n > 0 && id->value.n < sizeof(px->request_id))
-        memcpy(px->request_id, id->value.p, id->value.n), px->request_id[id->value.n] = 0;
+    const sl_header_t *id = sl_req_header(req, "x-request-id");
+    if (id && id->value.n > 0 && id->value.n < 33)
+        memcpy(request_id, id->value.p, id->value.n), request_id[id->value.n] = 0;
     else
-        hex(px->request_id, r, 16);
-    const sl_header_t *tp = sl_req_header(px->req, "traceparent");
+        hex(request_id, r, 16);
+    const sl_header_t *tp = sl_req_header(req, "traceparent");
     if (tp && valid_traceparent(tp->value)) {
-        memcpy(px->traceparent, tp->value.p, 55);
-        px->traceparent[55] = 0;
+        memcpy(traceparent, tp->value.p, 55);
+        traceparent[55] = 0;
     } else {
         char trace[33], span[17];
         hex(trace, r, 16);
         hex(span, r + 16, 8);
-        snprintf(px->traceparent, sizeof(px->traceparent), "00-%s-%s-01", trace, span);
+        snprintf(traceparent, 64, "00-%s-%s-01", trace, span);
     }
 }
 
@@ -870,7 +870,7 @@ static const sl_handler_cbs_t px_cbs = {
 };
 
 /* Unconsumed body bytes the protocol allows, in chunks, plus slack. */
-static size_t body_chunks(const sl_req_t *req)
+size_t px_body_chunks(const sl_req_t *req)
 {
     const sl_config_t *cfg = sl_conn_config(req->conn);
     size_t window =
@@ -881,13 +881,17 @@ static size_t body_chunks(const sl_req_t *req)
 static void on_req(sl_req_t *req)
 {
     const px_route_t *rt = req->route->state;
+    if (px_is_ws_request(req)) {
+        px_tunnel_start(req, rt); /* tunnel.c */
+        return;
+    }
     px_req_t *px = sl_pool_alloc(&req->pool, sizeof(*px));
     memset(px, 0, sizeof(*px));
     px->req = req;
     px->rt = rt;
     px->up = rt->up;
     px->ws = px_wstate_get(rt->up);
-    sl_buf_init(&px->body, px->ws->bufpool, body_chunks(req));
+    sl_buf_init(&px->body, px->ws->bufpool, px_body_chunks(req));
     if (req->content_length >= 0)
         px->body_mode = BODY_LENGTH;
     else if (req->body_done)
@@ -896,7 +900,7 @@ static void on_req(sl_req_t *req)
         px->body_mode = BODY_CHUNKED;
     px->body_fin = req->body_done;
     px->in = sl_malloc(PX_IN_CAP);
-    ids(px);
+    px_make_ids(req, px->request_id, px->traceparent);
     req->hdata = px;
     req->cbs = &px_cbs;
     start_attempt(px);

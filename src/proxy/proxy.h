@@ -1,9 +1,10 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
  * The reverse proxy: the "upstreams" config section (named groups of
- * HTTP/1.1 servers with balancing, pools, timeouts and passive health) and
- * the "proxy" route handler that forwards a request arriving over HTTP/1.1
- * or HTTP/2 to one of them, streaming both ways with backpressure. main.c
+ * HTTP/1.1 servers with balancing, pools, timeouts, passive and active
+ * health) and the "proxy" route handler that forwards a request arriving
+ * over HTTP/1.1 or HTTP/2 to one of them, streaming both ways with
+ * backpressure, and tunnels WebSockets (HTTP/1.1 Upgrade or HTTP/2 extended CONNECT). main.c
  * registers both. Reference: docs/proxy.md.
  */
 #ifndef SL_PROXY_H

@@ -2,8 +2,9 @@
  *
  * Private to src/proxy/: the parsed "upstreams" section and route options
  * (config.c), the per-worker upstream state with its keep-alive pools,
- * balancing and passive health (balance.c, upconn.c), the upstream request
- * head builder (headers.c) and the request state machine (handler.c).
+ * balancing and passive health (balance.c, upconn.c), active health checks
+ * (hcheck.c), the upstream request head builder (headers.c), the request
+ * state machine (handler.c) and WebSocket tunnels (tunnel.c).
  *
  * Ownership:
  *   sl_config_t --sections--> px_upstreams_t --> px_upstream_t[] (immutable)
@@ -45,6 +46,12 @@ typedef struct px_timeouts {
     double connect_s, first_byte_s, read_idle_s, send_idle_s, keepalive_idle_s;
 } px_timeouts_t;
 
+typedef struct px_health_cfg {
+    char *path; /* NULL: active checks off */
+    double interval_s, timeout_s;
+    int expect; /* status a healthy server answers */
+} px_health_cfg_t;
+
 typedef struct px_upstream px_upstream_t;
 typedef struct px_wstate px_wstate_t;
 typedef struct px_uconn px_uconn_t;
@@ -61,6 +68,7 @@ struct px_upstream {
     int64_t fail_threshold; /* 0 = passive health off */
     double down_s;
     px_timeouts_t to;
+    px_health_cfg_t health;
     int total_weight;
     px_wstate_t *ws[PX_MAX_WORKERS];
 };
@@ -100,18 +108,21 @@ typedef struct px_route {
 typedef struct px_srvstate {
     px_uconn_t *idle; /* idle keep-alive connections (singly linked) */
     size_t nidle;
-    size_t nconns;     /* open connections: busy + idle */
-    size_t active;     /* busy connections (least_conn) */
-    int64_t fails;     /* consecutive failures */
-    double down_until; /* ev_now() until which the server is skipped */
-    int cur_weight;    /* smooth weighted round robin */
+    size_t nconns;        /* open connections: busy + idle */
+    size_t active;        /* busy connections (least_conn) */
+    int64_t fails;        /* consecutive failures */
+    double down_until;    /* ev_now() until which the server is skipped */
+    int cur_weight;       /* smooth weighted round robin */
+    int hc_down;          /* the last active check failed: skipped until one passes */
+    struct px_hcheck *hc; /* the check in flight, or NULL (hcheck.c) */
 } px_srvstate_t;
 
 struct px_wstate {
     struct ev_loop *loop;
     sl_buf_pool_t *bufpool;
     px_upstream_t *up;
-    size_t nidle; /* across servers, bounded by up->keepalive */
+    size_t nidle;      /* across servers, bounded by up->keepalive */
+    ev_timer hc_timer; /* active health checks (hcheck.c) */
     px_srvstate_t srv[];
 };
 
@@ -131,6 +142,14 @@ int px_health_fail(px_wstate_t *ws, int idx, double now);
 void px_health_ok(px_wstate_t *ws, int idx);
 /* Seconds until the first down server comes back (for Retry-After). */
 double px_health_retry_after(px_wstate_t *ws, double now);
+
+/* ---- active health checks (hcheck.c) ---- */
+
+/* Start this worker's checks of ws->up (when it has "health"): the first
+ * round at once, then every interval_s. Stopped when the worker drains. */
+void px_hcheck_start(px_wstate_t *ws);
+/* Release checks in flight; the loop may be gone already. */
+void px_hcheck_free(px_wstate_t *ws);
 
 /* ---- upstream connections (upconn.c) ---- */
 
@@ -179,6 +198,17 @@ int px_is_hop_header(sl_str_t name, sl_str_t connection);
 void px_peer_ip(const char *peer, char *out, size_t cap);
 int px_cidr_parse(const char *s, px_cidr_t *c);
 int px_ip_trusted(const px_route_t *rt, const char *ip);
+
+/* ---- the request handler (handler.c) and WebSocket tunnels (tunnel.c) ---- */
+
+/* X-Request-Id passed on or made; traceparent passed on or started. */
+void px_make_ids(const sl_req_t *req, char request_id[33], char traceparent[64]);
+/* Request-body chunks to buffer: the protocol's body window plus slack. */
+size_t px_body_chunks(const sl_req_t *req);
+/* A WebSocket handshake attempt (h1 Upgrade: websocket, h2 CONNECT with a
+ * :protocol), valid or not: tunnel.c answers it. */
+int px_is_ws_request(const sl_req_t *req);
+void px_tunnel_start(sl_req_t *req, const px_route_t *rt);
 
 /* ---- config (config.c) ---- */
 

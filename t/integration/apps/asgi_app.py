@@ -15,6 +15,11 @@ Endpoints (all bounded):
   GET  /stats             JSON: {"peers": distinct client (ip, port) pairs,
                           "requests": n, "disconnects": n}
   GET  /early             103 Early Hints (when the server supports it), then 200
+  GET  /fail?on=0|1       once on=1 was asked, every request answers 503 until on=0
+  WS   /ws/echo           WebSocket: the first message is a JSON text with the
+                          handshake headers; then every message is echoed; the
+                          text "close-me" makes the app close with code 4001
+                          (counted in /stats "ws_closed" either way)
 """
 
 import asyncio
@@ -23,7 +28,8 @@ import json
 import os
 import urllib.parse
 
-STATS = {"peers": set(), "requests": 0, "disconnects": 0}
+STATS = {"peers": set(), "requests": 0, "disconnects": 0, "ws_closed": 0}
+FAILING = [False]
 MAX_BYTES = 64 * 1024 * 1024
 
 
@@ -54,6 +60,31 @@ async def read_all(receive, on_chunk=None):
             return True
 
 
+async def ws_app(scope, receive, send):
+    m = await receive()
+    if m["type"] != "websocket.connect" or scope["path"] != "/ws/echo":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await send({"type": "websocket.accept"})
+    hs = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+    await send({"type": "websocket.send", "text": json.dumps({"headers": hs,
+                                                               "path": scope["path"]})})
+    try:
+        while True:
+            m = await receive()
+            if m["type"] == "websocket.disconnect":
+                return
+            if m.get("text") == "close-me":
+                await send({"type": "websocket.close", "code": 4001})
+                return
+            if m.get("text") is not None:
+                await send({"type": "websocket.send", "text": m["text"]})
+            else:
+                await send({"type": "websocket.send", "bytes": m.get("bytes") or b""})
+    finally:
+        STATS["ws_closed"] += 1
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
@@ -63,6 +94,8 @@ async def app(scope, receive, send):
             elif m["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        return await ws_app(scope, receive, send)
     if scope["type"] != "http":
         return
     STATS["requests"] += 1
@@ -85,8 +118,16 @@ async def app(scope, receive, send):
         return await send_simple(send, 200, json.dumps(hs).encode())
     if path == "/stats":
         body = json.dumps({"peers": len(STATS["peers"]), "requests": STATS["requests"],
-                           "disconnects": STATS["disconnects"]}).encode()
+                           "disconnects": STATS["disconnects"],
+                           "ws_closed": STATS["ws_closed"]}).encode()
         return await send_simple(send, 200, body)
+    if path == "/fail":
+        FAILING[0] = q.get("on", "1") == "1"
+        await read_all(receive)
+        return await send_simple(send, 200, b'{"ok":true}')
+    if FAILING[0]:
+        await read_all(receive)
+        return await send_simple(send, 503, b'{"failing":true}')
     if path == "/bytes":
         n = min(int(q.get("n", "0")), MAX_BYTES)
         return await send_simple(send, 200, pattern(n), b"application/octet-stream")

@@ -83,6 +83,30 @@ START_TEST(health_and_tried)
 }
 END_TEST
 
+START_TEST(active_check_down)
+{
+    px_wstate_t *ws = ws_new(2, PX_HASH, NULL);
+    int down;
+    up.health.interval_s = 7;
+    /* a failed active check takes a server out for every policy ... */
+    ws->srv[1].hc_down = 1;
+    for (int i = 0; i < 8; i++) {
+        char key[8];
+        snprintf(key, sizeof(key), "k%d", i);
+        ck_assert_int_eq(px_balance_pick(ws, NULL, key, strlen(key), 1.0, &down), 0);
+    }
+    /* ... and counts as down (503) with Retry-After at least one interval */
+    ws->srv[0].hc_down = 1;
+    ck_assert_int_eq(px_balance_pick(ws, NULL, "k", 1, 1.0, &down), -1);
+    ck_assert_int_eq(down, 1);
+    ck_assert(px_health_retry_after(ws, 1.0) >= 7.0);
+    ws->srv[0].hc_down = ws->srv[1].hc_down = 0;
+    ck_assert_int_ne(px_balance_pick(ws, NULL, "k", 1, 1.0, &down), -1);
+    up.health.interval_s = 0;
+    px_wstate_free(ws);
+}
+END_TEST
+
 START_TEST(least_and_hash)
 {
     px_wstate_t *ws = ws_new(3, PX_LEAST_CONN, NULL);
@@ -219,6 +243,7 @@ int main(void)
     tcase_add_test(tc, rr_weights);
     tcase_add_test(tc, health_and_tried);
     tcase_add_test(tc, least_and_hash);
+    tcase_add_test(tc, active_check_down);
     suite_add_tcase(s, tc);
     tc = sl_test_tcase("headers");
     tcase_add_test(tc, rewrite);
