@@ -36,17 +36,10 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 static int check_keys(json_t *obj, const char *path, const char *const *allowed, char *err,
                       size_t errlen)
 {
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v)
-    {
-        int ok = 0;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = strcmp(*a, key) == 0;
-        if (!ok)
-            return fail(err, errlen, "%s.%s: unknown key", path, key);
-    }
-    return 0;
+    size_t n = 0;
+    while (allowed[n])
+        n++;
+    return sl_config_check_keys(obj, path, allowed, n, err, errlen);
 }
 
 static int get_secs(json_t *obj, const char *path, const char *key, double def, double min,

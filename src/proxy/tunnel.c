@@ -199,24 +199,6 @@ static int build_head(px_tun_t *t)
 
 /* ---- the upstream's answer ---- */
 
-static int field_has_token(sl_str_t v, const char *tok)
-{
-    const char *s = v.p, *end = v.p + v.n;
-    while (s < end) {
-        const char *e = memchr(s, ',', (size_t)(end - s));
-        e = e ? e : end;
-        sl_str_t el = {s, (size_t)(e - s)};
-        while (el.n && (*el.p == ' ' || *el.p == '\t'))
-            el.p++, el.n--;
-        while (el.n && (el.p[el.n - 1] == ' ' || el.p[el.n - 1] == '\t'))
-            el.n--;
-        if (sl_str_caseeq(el, tok))
-            return 1;
-        s = e + 1;
-    }
-    return 0;
-}
-
 static const sl_header_t *head_field(const sl_h1_head_t *h, const char *name)
 {
     for (size_t i = 0; i < h->nheaders; i++)
@@ -231,8 +213,8 @@ static const char *check_101(px_tun_t *t, const sl_h1_head_t *h)
     const sl_header_t *up = head_field(h, "upgrade");
     const sl_header_t *co = head_field(h, "connection");
     const sl_header_t *acc = head_field(h, "sec-websocket-accept");
-    if (!up || !field_has_token(up->value, "websocket") || !co ||
-        !field_has_token(co->value, "upgrade"))
+    if (!up || !sl_str_has_token(up->value, "websocket") || !co ||
+        !sl_str_has_token(co->value, "upgrade"))
         return "101 without Upgrade: websocket / Connection: upgrade";
     const char *key = t->key;
     size_t klen = strlen(t->key);
@@ -594,7 +576,7 @@ int px_is_ws_request(const sl_req_t *req)
     if (req->proto == SL_PROTO_H2)
         return sl_str_eq(req->method, "CONNECT") && req->protocol.n > 0;
     const sl_header_t *up = sl_req_header(req, "upgrade");
-    return up && field_has_token(up->value, "websocket");
+    return up && sl_str_has_token(up->value, "websocket");
 }
 
 static void refuse(sl_req_t *req, int status)
