@@ -40,9 +40,11 @@ void px_wstate_free(px_wstate_t *ws)
         while (ws->srv[i].idle) {
             px_uconn_t *u = ws->srv[i].idle;
             ws->srv[i].idle = u->next;
+            SSL_free(u->ssl);
             close(u->fd);
             sl_free(u);
         }
+        SSL_SESSION_free(ws->srv[i].tls_sess);
     }
     sl_free(ws);
 }

@@ -147,6 +147,7 @@ static void upstream_dispose(px_upstream_t *u)
     }
     for (size_t w = 0; w < PX_MAX_WORKERS; w++)
         px_wstate_free(u->ws[w]);
+    px_tls_dispose(u); /* after the connections that used it */
     sl_free(u->servers);
     sl_free(u->hash_header);
     sl_free(u->health.path);
@@ -226,7 +227,7 @@ static int parse_upstream(const char *name, json_t *obj, const char *path, px_up
 {
     static const char *const keys[] = {"servers",   "balance",  "hash_key", "keepalive",
                                        "max_conns", "timeouts", "retries",  "fail_threshold",
-                                       "down_s",    "health",   NULL};
+                                       "down_s",    "health",   "tls",      NULL};
     u->name = sl_strdup(name);
     if (!json_is_object(obj))
         return fail(err, errlen, "%s: must be an object", path);
@@ -257,6 +258,9 @@ static int parse_upstream(const char *name, json_t *obj, const char *path, px_up
                           errlen) ||
         get_secs(obj, path, "down_s", 10, 0.001, 86400, &u->down_s, err, errlen) ||
         parse_timeouts(json_object_get(obj, "timeouts"), path, &u->to, err, errlen))
+        return SL_EINVAL;
+    json_t *tls = json_object_get(obj, "tls");
+    if (tls && px_tls_parse(tls, path, u, err, errlen))
         return SL_EINVAL;
     return 0;
 }

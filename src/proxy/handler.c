@@ -175,7 +175,7 @@ static void update(px_req_t *px)
         return;
     const px_timeouts_t *to = &px->up->to;
     if (u->connecting) {
-        set_io(px, EV_WRITE);
+        set_io(px, px_uconn_events(u));
         return; /* the connect timer runs from start_attempt */
     }
     int ev = 0;
@@ -184,6 +184,8 @@ static void update(px_req_t *px)
     if (has_output(px))
         ev |= EV_WRITE;
     set_io(px, ev);
+    if ((ev & EV_READ) && px_io_pending(u->ssl))
+        ev_feed_event(px->ws->loop, &u->io, EV_READ); /* TLS bytes already decrypted */
     if (!px->head_done)
         set_timer(px, px->req_sent ? to->first_byte_s : (ev & EV_WRITE) ? to->send_idle_s : 0);
     else if (px->sending)
@@ -260,7 +262,7 @@ static void upstream_failed(px_req_t *px, const char *cause, int status, int con
 
 static ssize_t write_some(px_req_t *px, const void *p, size_t n)
 {
-    ssize_t w = write(px->u->fd, p, n);
+    ssize_t w = px_io_write(px->u->fd, px->u->ssl, p, n);
     if (w < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
     return w;
@@ -621,7 +623,7 @@ static void process_input(px_req_t *px)
 
 static void do_read(px_req_t *px)
 {
-    ssize_t r = read(px->u->fd, px->in + px->in_len, PX_IN_CAP - px->in_len);
+    ssize_t r = px_io_read(px->u->fd, px->u->ssl, px->in + px->in_len, PX_IN_CAP - px->in_len);
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (r < 0 && !px->head_done && px->in_len == 0) {
@@ -641,17 +643,16 @@ static void do_read(px_req_t *px)
 
 static void connected(px_req_t *px)
 {
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (getsockopt(px->u->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    if (err) {
-        char cause[128];
-        snprintf(cause, sizeof(cause), "connect failed: %s", strerror(err));
+    char cause[256];
+    int rc = px_uconn_progress(px->u, cause, sizeof(cause));
+    if (rc < 0) {
         upstream_failed(px, cause, 502, 1, 1);
         return;
     }
-    px->u->connecting = 0;
+    if (rc == 0) {
+        update(px);
+        return;
+    }
     do_write(px);
 }
 
@@ -800,7 +801,7 @@ static void start_attempt(px_req_t *px)
     ev_init(&u->timer, on_up_timeout);
     u->timer.data = px;
     if (u->connecting) {
-        set_io(px, EV_WRITE);
+        set_io(px, px_uconn_events(u));
         set_timer(px, px->up->to.connect_s);
         return;
     }

@@ -29,6 +29,8 @@ typedef struct px_hcheck {
     px_wstate_t *ws;
     int idx;
     int fd;
+    SSL *ssl; /* TLS upstream: the check runs over TLS too */
+    int hs_want; /* events the handshake waits for; 0 when done or plain */
     ev_io io;
     ev_timer timer;
     char req[HC_REQ_MAX];
@@ -40,6 +42,7 @@ typedef struct px_hcheck {
 
 static void hc_free(px_hcheck_t *h)
 {
+    SSL_free(h->ssl);
     if (h->fd >= 0)
         close(h->fd);
     h->ws->srv[h->idx].hc = NULL;
@@ -88,7 +91,7 @@ static int status_of(px_hcheck_t *h, int *st)
 
 static void hc_read(px_hcheck_t *h)
 {
-    ssize_t r = read(h->fd, h->line + h->line_len, HC_LINE_MAX - h->line_len);
+    ssize_t r = px_io_read(h->fd, h->ssl, h->line + h->line_len, HC_LINE_MAX - h->line_len);
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (r <= 0) {
@@ -111,7 +114,7 @@ static void hc_read(px_hcheck_t *h)
 static void hc_write(px_hcheck_t *h)
 {
     while (h->req_off < h->req_len) {
-        ssize_t w = write(h->fd, h->req + h->req_off, h->req_len - h->req_off);
+        ssize_t w = px_io_write(h->fd, h->ssl, h->req + h->req_off, h->req_len - h->req_off);
         if (w < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (w < 0) {
@@ -123,6 +126,28 @@ static void hc_write(px_hcheck_t *h)
     ev_io_stop(h->ws->loop, &h->io);
     ev_io_set(&h->io, h->fd, EV_READ);
     ev_io_start(h->ws->loop, &h->io);
+}
+
+/* Step the TLS handshake. 1 when done (go on), 0 waiting or failed. */
+static int hc_handshake(px_hcheck_t *h)
+{
+    char cause[256];
+    int rc = px_tls_handshake(h->ssl, &h->hs_want, cause, sizeof(cause));
+    if (rc < 0) {
+        hc_done(h, 0, cause);
+        return 0;
+    }
+    if (rc == 0) {
+        ev_io_stop(h->ws->loop, &h->io);
+        ev_io_set(&h->io, h->fd, h->hs_want);
+        ev_io_start(h->ws->loop, &h->io);
+        return 0;
+    }
+    h->hs_want = 0;
+    ev_io_stop(h->ws->loop, &h->io);
+    ev_io_set(&h->io, h->fd, EV_WRITE);
+    ev_io_start(h->ws->loop, &h->io);
+    return 1;
 }
 
 static void on_hc_io(struct ev_loop *loop, ev_io *io, int revents)
@@ -141,7 +166,11 @@ static void on_hc_io(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         h->connecting = 0;
+        if (h->ssl)
+            h->hs_want = EV_WRITE;
     }
+    if (h->hs_want && !hc_handshake(h))
+        return;
     if (h->req_off < h->req_len)
         hc_write(h);
     else if (revents & EV_READ)
@@ -189,6 +218,12 @@ static void hc_begin(px_wstate_t *ws, int idx)
         }
         h->connecting = 1;
     }
+    if (ws->up->tls_ctx && !(h->ssl = px_tls_new(ws, idx, h->fd))) {
+        hc_done(h, 0, "TLS setup failed");
+        return;
+    }
+    if (h->ssl && !h->connecting)
+        h->hs_want = EV_WRITE;
     ev_io_set(&h->io, h->fd, EV_WRITE);
     ev_io_start(ws->loop, &h->io);
     ev_timer_start(ws->loop, &h->timer);

@@ -23,6 +23,7 @@
 #include "../h1/h1.h"
 #include <ev.h>
 #include <jansson.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #define PX_MAX_WORKERS 256 /* config.c caps workers at 256 too */
@@ -40,6 +41,7 @@ typedef struct px_server {
     struct sockaddr_storage ss;
     socklen_t sslen;
     int weight;
+    char *tls_name; /* TLS upstreams: SNI and certificate host check */
 } px_server_t;
 
 typedef struct px_timeouts {
@@ -70,6 +72,8 @@ struct px_upstream {
     px_timeouts_t to;
     px_health_cfg_t health;
     int total_weight;
+    SSL_CTX *tls_ctx; /* NULL: plain TCP (tls.c) */
+    int tls_verify;
     px_wstate_t *ws[PX_MAX_WORKERS];
 };
 
@@ -115,6 +119,7 @@ typedef struct px_srvstate {
     int cur_weight;       /* smooth weighted round robin */
     int hc_down;          /* the last active check failed: skipped until one passes */
     struct px_hcheck *hc; /* the check in flight, or NULL (hcheck.c) */
+    SSL_SESSION *tls_sess; /* offered by the next TLS connection (tls.c) */
 } px_srvstate_t;
 
 struct px_wstate {
@@ -155,6 +160,8 @@ void px_hcheck_free(px_wstate_t *ws);
 
 struct px_uconn {
     int fd;
+    SSL *ssl;    /* TLS upstream, else NULL */
+    int hs_want; /* events the TLS handshake waits for (0: the TCP connect) */
     int idx; /* server index */
     px_wstate_t *ws;
     ev_io io;
@@ -162,7 +169,7 @@ struct px_uconn {
     px_uconn_t *next; /* idle list */
     void *owner;      /* px_req_t while busy, NULL while idle */
     unsigned reused : 1;
-    unsigned connecting : 1;
+    unsigned connecting : 1; /* TCP connect or TLS handshake under way */
     unsigned busy : 1; /* owned by a request (else on the idle list) */
 };
 
@@ -171,11 +178,35 @@ px_uconn_t *px_uconn_take_idle(px_wstate_t *ws, int idx);
 /* Start a non-blocking connect to server idx. Returns the connection
  * (connecting set, or already connected) or NULL with errno set. */
 px_uconn_t *px_uconn_connect(px_wstate_t *ws, int idx);
+/* Called on an io event while connecting: finishes the TCP connect, then
+ * steps the TLS handshake. 1: ready (connecting cleared); 0: in progress,
+ * wait for px_uconn_events(); -1: failed, cause written. */
+int px_uconn_progress(px_uconn_t *u, char *cause, size_t cap);
+/* The io events a connecting connection waits for. */
+int px_uconn_events(const px_uconn_t *u);
 /* Give a finished connection back: kept idle when the pool has room,
  * else closed. The io/timer watchers must be stopped by the caller. */
 void px_uconn_release(px_uconn_t *u, int reusable);
 /* Close and free without pooling. */
 void px_uconn_close(px_uconn_t *u);
+
+/* ---- upstream TLS (tls.c) ---- */
+
+/* Parse "tls" of an upstream (servers already parsed): builds tls_ctx and
+ * every server's tls_name. */
+int px_tls_parse(json_t *obj, const char *path, px_upstream_t *u, char *err, size_t errlen);
+void px_tls_dispose(px_upstream_t *u);
+/* An SSL in connect state on fd for server idx (SNI, host check, session
+ * to resume), or NULL. */
+SSL *px_tls_new(px_wstate_t *ws, int idx, int fd);
+/* 1 done; 0 wait for *events; -1 failed with the OpenSSL / verify reason. */
+int px_tls_handshake(SSL *ssl, int *events, char *cause, size_t cap);
+/* read(2) / write(2) over ssl when not NULL: -1 with errno EAGAIN means
+ * try again on the next event. */
+ssize_t px_io_read(int fd, SSL *ssl, void *p, size_t n);
+ssize_t px_io_write(int fd, SSL *ssl, const void *p, size_t n);
+/* Decrypted bytes wait inside ssl: no socket event will announce them. */
+int px_io_pending(SSL *ssl);
 
 /* ---- the upstream request head (headers.c) ---- */
 

@@ -332,7 +332,7 @@ static void pump_in(px_tun_t *t)
 
 static int write_some(px_tun_t *t, const void *p, size_t n)
 {
-    ssize_t w = write(t->u->fd, p, n);
+    ssize_t w = px_io_write(t->u->fd, t->u->ssl, p, n);
     if (w < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
     return (int)w;
@@ -367,6 +367,8 @@ static int flush_out(px_tun_t *t)
         sl_req_consume(t->req, (size_t)w);
     }
     if (t->open && t->client_fin && !t->shut_wr) {
+        if (t->u->ssl)
+            SSL_shutdown(t->u->ssl); /* close_notify first; reads still work */
         shutdown(t->u->fd, SHUT_WR); /* the client's end reaches the app */
         t->shut_wr = 1;
     }
@@ -378,7 +380,7 @@ static void tun_update(px_tun_t *t)
     if (!t->u || t->done)
         return;
     if (t->u->connecting) {
-        set_io(t, EV_WRITE);
+        set_io(t, px_uconn_events(t->u));
         return;
     }
     int ev = 0;
@@ -387,13 +389,15 @@ static void tun_update(px_tun_t *t)
     if (t->head_off < t->head_len || (t->open && !sl_buf_is_empty(&t->out)))
         ev |= EV_WRITE;
     set_io(t, ev);
+    if ((ev & EV_READ) && px_io_pending(t->u->ssl))
+        ev_feed_event(t->ws->loop, &t->u->io, EV_READ); /* TLS bytes already decrypted */
     /* Before the 101: first_byte_s. After: read_idle_s of silence both ways. */
     set_timer(t, t->open ? t->up->to.read_idle_s : t->up->to.first_byte_s);
 }
 
 static void do_read(px_tun_t *t)
 {
-    ssize_t r = read(t->u->fd, t->in + t->in_len, PX_IN_CAP - t->in_len);
+    ssize_t r = px_io_read(t->u->fd, t->u->ssl, t->in + t->in_len, PX_IN_CAP - t->in_len);
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (r <= 0) {
@@ -426,17 +430,16 @@ static void on_tun_io(struct ev_loop *loop, ev_io *io, int revents)
     SL_UNUSED(loop);
     px_tun_t *t = io->data;
     if (t->u->connecting) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(t->u->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-            err = errno;
-        if (err) {
-            char cause[128];
-            snprintf(cause, sizeof(cause), "connect failed: %s", strerror(err));
+        char cause[256];
+        int rc = px_uconn_progress(t->u, cause, sizeof(cause));
+        if (rc < 0) {
             connect_failed(t, cause, 502);
             return;
         }
-        t->u->connecting = 0;
+        if (rc == 0) {
+            tun_update(t);
+            return;
+        }
         revents = EV_WRITE;
     }
     if ((revents & EV_WRITE) && flush_out(t) != 0)

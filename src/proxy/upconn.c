@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <unistd.h>
 
 static void unlink_idle(px_uconn_t *u)
@@ -39,6 +40,7 @@ void px_uconn_close(px_uconn_t *u)
     else
         u->ws->srv[u->idx].active--;
     u->ws->srv[u->idx].nconns--;
+    SSL_free(u->ssl); /* no close_notify: the connection is given up */
     close(u->fd);
     sl_free(u);
 }
@@ -47,8 +49,15 @@ static void on_idle_event(struct ev_loop *loop, ev_io *io, int revents)
 {
     SL_UNUSED(loop);
     SL_UNUSED(revents);
+    px_uconn_t *u = io->data;
+    if (u->ssl) {
+        /* A TLS 1.3 session ticket may arrive late: consumed, not data. */
+        char b[1];
+        if (px_io_read(u->fd, u->ssl, b, 1) < 0 && errno == EAGAIN && !px_io_pending(u->ssl))
+            return;
+    }
     /* An idle upstream that speaks or closes is done with us. */
-    px_uconn_close(io->data);
+    px_uconn_close(u);
 }
 
 static void on_idle_timeout(struct ev_loop *loop, ev_timer *t, int revents)
@@ -92,8 +101,19 @@ px_uconn_t *px_uconn_connect(px_wstate_t *ws, int idx)
         }
         connecting = 1;
     }
+    SSL *ssl = NULL;
+    if (ws->up->tls_ctx && !(ssl = px_tls_new(ws, idx, fd))) {
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
     px_uconn_t *u = sl_calloc(1, sizeof(*u));
     u->fd = fd;
+    u->ssl = ssl;
+    if (ssl) {
+        u->hs_want = connecting ? 0 : EV_WRITE;
+        connecting = 1; /* the handshake follows */
+    }
     u->idx = idx;
     u->ws = ws;
     u->connecting = connecting ? 1 : 0;
@@ -103,6 +123,33 @@ px_uconn_t *px_uconn_connect(px_wstate_t *ws, int idx)
     ws->srv[idx].nconns++;
     ws->srv[idx].active++;
     return u;
+}
+
+int px_uconn_events(const px_uconn_t *u)
+{
+    return u->hs_want ? u->hs_want : EV_WRITE;
+}
+
+int px_uconn_progress(px_uconn_t *u, char *cause, size_t cap)
+{
+    if (!u->hs_want) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err) {
+            snprintf(cause, cap, "connect failed: %s", strerror(err));
+            return -1;
+        }
+        u->hs_want = EV_WRITE;
+    }
+    if (u->ssl) {
+        int rc = px_tls_handshake(u->ssl, &u->hs_want, cause, cap);
+        if (rc <= 0)
+            return rc;
+    }
+    u->connecting = 0;
+    return 1;
 }
 
 void px_uconn_release(px_uconn_t *u, int reusable)
