@@ -26,8 +26,8 @@ static const cfg_key_t jobs_keys[] = {
     K(max_wait_s, 300, 1, 3600),
 };
 
-static const char *const common_keys[] = {"type",      "concurrency", "queue",
-                                          "timeout_s", "grace_s",     "content_type"};
+static const char *const common_keys[] = {"type",    "concurrency",  "queue",   "timeout_s",
+                                          "grace_s", "content_type", "reply_to"};
 
 static int check_keys(json_t *obj, const char *path, const char *const *names, size_t n,
                       const char *const *more, size_t nmore, char *err, size_t errlen)
@@ -94,6 +94,7 @@ static void free_execs(void *state)
             xs->v[i].ops->free_opts(xs->v[i].opts);
         sl_free(xs->v[i].name);
         sl_free(xs->v[i].content_type);
+        sl_jobs_reply_to_free(xs->v[i].reply_to);
     }
     sl_free(xs->v);
     sl_free(xs);
@@ -122,7 +123,7 @@ static int parse_common(json_t *o, const char *p, sl_jobs_exec_def_t *x, char *e
     x->timeout_s = (double)timeout;
     x->grace_s = (double)grace;
     x->content_type = sl_strdup(ct ? ct : "application/octet-stream");
-    return 0;
+    return sl_jobs_reply_to_parse(json_object_get(o, "reply_to"), p, &x->reply_to, err, errlen);
 }
 
 static int parse_execs(json_t *v, const char *path, void **state, char *err, size_t errlen)

@@ -93,6 +93,9 @@ typedef struct sl_jobs_info {
     uint64_t first_seq, last_seq;              /* retained range; last 0 when none */
     uint64_t dropped_upto;                     /* highest dropped seq, 0 if none */
     uint64_t data_bytes;                       /* data bytes produced */
+    int has_reply_to;                          /* the executor has reply_to */
+    int reply_status, reply_attempts;          /* reply_to outcome; attempts 0: none yet */
+    const char *reply_error;                   /* static text or NULL */
 } sl_jobs_info_t;
 
 /* What sl_jobs_read found besides events. */
@@ -116,6 +119,10 @@ int sl_jobs_start(const sl_jobs_cfg_t *cfg);
 /* Stop the jobs thread, kill and reap every child, free every job. */
 void sl_jobs_stop(void);
 const sl_jobs_cfg_t *sl_jobs_config(void);
+
+/* reply_to POSTs the job's status JSON, which reply/ formats: it sets
+ * the formatter (malloc'd string) before jobs run. */
+void sl_jobs_set_status_format(char *(*fn)(sl_jobs_job_t *job));
 
 /* ---- jobs ---- */
 /* Create a job and queue it on its executor. On success *out holds a

@@ -40,6 +40,7 @@ struct sl_jobs_exec_def {
     int64_t concurrency, queue; /* running at once; waiting beyond that */
     double timeout_s;           /* 0 = none */
     double grace_s;             /* SIGTERM -> SIGKILL */
+    struct sl_jobs_reply_to *reply_to; /* NULL when not configured */
     atomic_long admitted;       /* queued + running, checked on submit */
     /* jobs thread only */
     long running;
@@ -93,6 +94,10 @@ struct sl_jobs_job {
     int cancel_pending;
     int finished;
     int queued_on_exec;
+    ev_timer deadline; /* timeout_s for executors without their own (not exec) */
+    /* reply_to outcome (shard lock): attempts 0 = none yet */
+    int reply_status, reply_attempts;
+    const char *reply_error; /* static text, NULL when none */
 };
 
 /* ---- store (store.c) ---- */
@@ -109,6 +114,8 @@ void sl_jobs_set_running(sl_jobs_job_t *job);
 void sl_jobs_store_end(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code);
 /* Move finished jobs past their TTL to the tombstone set (jobs thread). */
 void sl_jobs_store_sweep(uint64_t now_ms);
+/* Record the reply_to outcome (error: static text or NULL). */
+void sl_jobs_store_set_reply(sl_jobs_job_t *job, int status, int attempts, const char *error);
 /* Every live job, referenced, for shutdown (caller frees the array). */
 size_t sl_jobs_store_all(sl_jobs_job_t ***out);
 void sl_jobs_job_free(sl_jobs_job_t *job);
@@ -118,6 +125,16 @@ void sl_jobs_notify(sl_jobs_sub_t *sub); /* shard lock held */
 void sl_jobs_inbox_unqueue(sl_jobs_sub_t *sub);
 struct sl_jobs_inbox *sl_jobs_inbox_get(struct ev_loop *loop, int slot);
 void sl_jobs_inboxes_free(void);
+
+/* ---- reply_to (reply_to.c, jobs thread) ---- */
+/* Parse an executor's "reply_to" object (absent: *out NULL). */
+int sl_jobs_reply_to_parse(json_t *v, const char *path, struct sl_jobs_reply_to **out, char *err,
+                           size_t errlen);
+void sl_jobs_reply_to_free(struct sl_jobs_reply_to *r);
+/* The job reached a final state: POST its status (takes its own ref). */
+void sl_jobs_reply_to_start(sl_jobs_job_t *job);
+/* Shutdown: drop every POST still under way. */
+void sl_jobs_reply_to_stop_all(void);
 
 /* ---- lifecycle (lifecycle.c, jobs thread) ---- */
 /* Hand a new job to the jobs thread. */

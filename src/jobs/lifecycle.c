@@ -86,6 +86,29 @@ static void post(cmd_kind_t kind, sl_jobs_job_t *job)
     ev_async_send(lc.loop, &lc.wake);
 }
 
+/* timeout_s for executors that do not keep their own clock (exec does:
+ * it needs SIGTERM then SIGKILL): the work is stopped like a cancel. */
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    SL_UNUSED(loop);
+    SL_UNUSED(revents);
+    sl_jobs_job_t *job = w->data;
+    if (job->finished || job->cancel_pending)
+        return;
+    job->cancel_pending = 1;
+    job->exec->ops->cancel(job, SL_JOBS_TIMED_OUT);
+}
+
+static void arm_deadline(sl_jobs_job_t *job)
+{
+    const sl_jobs_exec_def_t *x = job->exec;
+    if (x->timeout_s <= 0 || x->ops == &sl_jobs_exec_process)
+        return;
+    ev_timer_init(&job->deadline, on_deadline, x->timeout_s, 0.);
+    job->deadline.data = job;
+    ev_timer_start(lc.loop, &job->deadline);
+}
+
 static void start_job(sl_jobs_job_t *job)
 {
     sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
@@ -97,6 +120,8 @@ static void start_job(sl_jobs_job_t *job)
     sl_jobs_job_ref(job); /* held while the executor works */
     if (x->ops->start(job) != 0)
         sl_jobs_finish(job, SL_JOBS_FAILED, -1, "executor could not start the job");
+    else if (!job->finished)
+        arm_deadline(job);
 }
 
 /* Start queued jobs while the executor has free slots. */
@@ -128,9 +153,12 @@ void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, co
     sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
     SL_ASSERT(!job->finished);
     job->finished = 1;
+    ev_timer_stop(lc.loop, &job->deadline);
     if (error)
         emit_error(job, error);
     sl_jobs_store_end(job, state, exit_code);
+    if (x->reply_to && !atomic_load(&lc.stopping))
+        sl_jobs_reply_to_start(job);
     x->running--;
     atomic_fetch_sub(&x->admitted, 1);
     sl_jobs_job_unref(job); /* the executor's reference */
@@ -151,6 +179,8 @@ static void cancel_queued(sl_jobs_exec_def_t *x, sl_jobs_job_t *job)
     job->queued_on_exec = 0;
     job->finished = 1;
     sl_jobs_store_end(job, SL_JOBS_CANCELLED, -1);
+    if (x->reply_to && !atomic_load(&lc.stopping))
+        sl_jobs_reply_to_start(job);
     atomic_fetch_sub(&x->admitted, 1);
     sl_jobs_job_unref(job); /* the queue's reference */
 }
@@ -271,6 +301,7 @@ void sl_jobs_stop(void)
     ev_async_send(lc.loop, &lc.wake);
     pthread_join(lc.thread, NULL);
     on_wake(lc.loop, &lc.wake, 0); /* commands posted late */
+    sl_jobs_reply_to_stop_all();
     stop_all();
     ev_timer_stop(lc.loop, &lc.sweep);
     ev_async_stop(lc.loop, &lc.wake);

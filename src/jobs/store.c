@@ -333,6 +333,20 @@ void sl_jobs_job_info(sl_jobs_job_t *job, sl_jobs_info_t *o)
     o->last_seq = job->next_seq - 1;
     o->dropped_upto = job->dropped_upto;
     o->data_bytes = job->data_bytes;
+    o->has_reply_to = job->exec && job->exec->reply_to;
+    o->reply_status = job->reply_status;
+    o->reply_attempts = job->reply_attempts;
+    o->reply_error = job->reply_error;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sl_jobs_store_set_reply(sl_jobs_job_t *job, int status, int attempts, const char *error)
+{
+    shard_t *s = &st.shards[job->shard];
+    pthread_mutex_lock(&s->mu);
+    job->reply_status = status;
+    job->reply_attempts = attempts;
+    job->reply_error = error;
     pthread_mutex_unlock(&s->mu);
 }
 

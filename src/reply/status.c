@@ -46,9 +46,21 @@ char *sl_reply_status_json(sl_jobs_job_t *job, const char *jobs_path)
     json_object_set_new(o, "last_seq", json_integer((json_int_t)i.last_seq));
     json_object_set_new(o, "dropped_upto", json_integer((json_int_t)i.dropped_upto));
     json_object_set_new(o, "data_bytes", json_integer((json_int_t)i.data_bytes));
+    if (i.has_reply_to && i.reply_attempts) {
+        json_t *r = json_pack("{si}", "attempts", i.reply_attempts);
+        json_object_set_new(r, "status", i.reply_status ? json_integer(i.reply_status) : json_null());
+        if (i.reply_error)
+            json_object_set_new(r, "error", json_string(i.reply_error));
+        json_object_set_new(o, "reply_to", r);
+    }
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
+}
+
+char *sl_reply_status_for_reply_to(sl_jobs_job_t *job)
+{
+    return sl_reply_status_json(job, "/jobs/");
 }
 
 void sl_reply_job_headers(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path)

@@ -16,6 +16,10 @@ Endpoints (all bounded):
                           "requests": n, "disconnects": n}
   GET  /early             103 Early Hints (when the server supports it), then 200
   GET  /fail?on=0|1       once on=1 was asked, every request answers 503 until on=0
+  POST /hooks/...         records the request (path, headers, body) per job-id
+                          header (at most 1000 kept); /hooks/flaky answers 503
+                          to a job's first 2 POSTs, then 200
+  GET  /hooks/last?job=J  JSON: the records for job J, oldest first ([] if none)
   WS   /ws/echo           WebSocket: the first message is a JSON text with the
                           handshake headers; then every message is echoed; the
                           text "close-me" makes the app close with code 4001
@@ -30,6 +34,7 @@ import urllib.parse
 
 STATS = {"peers": set(), "requests": 0, "disconnects": 0, "ws_closed": 0}
 FAILING = [False]
+HOOKS = {}  # job-id -> [{"path", "headers", "body"}]
 MAX_BYTES = 64 * 1024 * 1024
 
 
@@ -121,6 +126,23 @@ async def app(scope, receive, send):
                            "disconnects": STATS["disconnects"],
                            "ws_closed": STATS["ws_closed"]}).encode()
         return await send_simple(send, 200, body)
+    if path == "/hooks/last":
+        await read_all(receive)
+        return await send_simple(send, 200, json.dumps(HOOKS.get(q.get("job", ""), [])).encode())
+    if path.startswith("/hooks/") and scope["method"] == "POST":
+        chunks = []
+
+        async def keep(b):
+            chunks.append(b)
+        await read_all(receive, keep)
+        hs = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        jid = hs.get("job-id", "")
+        if jid not in HOOKS and len(HOOKS) >= 1000:
+            HOOKS.pop(next(iter(HOOKS)))
+        rec = HOOKS.setdefault(jid, [])
+        rec.append({"path": path, "headers": hs, "body": b"".join(chunks).decode("latin-1")})
+        code = 503 if path == "/hooks/flaky" and len(rec) <= 2 else 200
+        return await send_simple(send, code, b'{"ok":true}')
     if path == "/fail":
         FAILING[0] = q.get("on", "1") == "1"
         await read_all(receive)

@@ -1,0 +1,424 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * reply_to: when a job of an executor with "reply_to" reaches a final
+ * state, its status JSON (the one GET /jobs/{id} answers, formatted by
+ * reply/ through sl_jobs_set_status_format) is POSTed to a path on a
+ * configured upstream group - never to anything named by the request -
+ * with job-id and traceparent. Up to 3 tries (back-off 0.5 s, then 1 s)
+ * until a 2xx; the outcome goes into the job's status ("reply_to") and a
+ * failure is logged. Runs on the jobs thread, one connection per try
+ * (connection: close), with the group's timeouts.
+ */
+#include "jobs_int.h"
+#include "../config.h"
+#include "../log.h"
+#include "../proxy/proxy.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TRIES 3
+#define READ_CHUNK 16384
+#define EVENTS_PER_READ 64
+
+struct sl_jobs_reply_to {
+    const sl_config_t *cfg;
+    char *upstream, *path;
+    int include_result;
+    int64_t max_result_bytes;
+};
+
+typedef struct post {
+    sl_jobs_job_t *job; /* referenced */
+    const struct sl_jobs_reply_to *rt;
+    sl_proxy_addr_t addr;
+    int fd, status, attempts, connected;
+    ev_io io;
+    ev_timer timer;
+    char *out;
+    size_t out_len, out_off;
+    sl_proxy_reader_t *rd;
+    struct post *prev, *next; /* in flight, for shutdown */
+} post_t;
+
+static post_t *inflight;
+static atomic_uint turns;
+static char *(*status_format)(sl_jobs_job_t *job);
+
+void sl_jobs_set_status_format(char *(*fn)(sl_jobs_job_t *job))
+{
+    status_format = fn;
+}
+
+/* ---- config ---- */
+
+void sl_jobs_reply_to_free(struct sl_jobs_reply_to *r)
+{
+    if (!r)
+        return;
+    sl_free(r->upstream);
+    sl_free(r->path);
+    sl_free(r);
+}
+
+int sl_jobs_reply_to_parse(json_t *v, const char *path, struct sl_jobs_reply_to **out, char *err,
+                           size_t errlen)
+{
+    char p[300];
+    const char *ups, *rpath, *key;
+    int64_t inc, max;
+    json_t *it;
+    sl_proxy_addr_t a;
+    *out = NULL;
+    if (!v)
+        return 0;
+    snprintf(p, sizeof(p), "%s.reply_to", path);
+    if (!json_is_object(v)) {
+        snprintf(err, errlen, "%s: must be an object", p);
+        return SL_EINVAL;
+    }
+    json_object_foreach(v, key, it)
+    {
+        if (strcmp(key, "upstream") && strcmp(key, "path") && strcmp(key, "include_result") &&
+            strcmp(key, "max_result_bytes")) {
+            snprintf(err, errlen, "%s.%s: unknown key", p, key);
+            return SL_EINVAL;
+        }
+    }
+    it = json_object_get(v, "include_result");
+    if (it && !json_is_boolean(it)) {
+        snprintf(err, errlen, "%s.include_result: must be true or false", p);
+        return SL_EINVAL;
+    }
+    inc = it && json_is_true(it);
+    if (sl_config_get_str(v, p, "upstream", NULL, &ups, err, errlen) ||
+        sl_config_get_str(v, p, "path", "/", &rpath, err, errlen) ||
+        sl_config_get_int(v, p, "max_result_bytes", 1 << 20, 0, 64 << 20, &max, err, errlen))
+        return SL_EINVAL;
+    const sl_config_t *cfg = sl_config_loading();
+    if (!ups || sl_proxy_upstream_addr(cfg, ups, 0, &a) != 0) {
+        snprintf(err, errlen, "%s.upstream: must name a group in \"upstreams\"", p);
+        return SL_EINVAL;
+    }
+    if (rpath[0] != '/' || strpbrk(rpath, " \r\n\t")) {
+        snprintf(err, errlen, "%s.path: must start with '/' and hold no spaces", p);
+        return SL_EINVAL;
+    }
+    struct sl_jobs_reply_to *r = sl_calloc(1, sizeof(*r));
+    r->cfg = cfg;
+    r->upstream = sl_strdup(ups);
+    r->path = sl_strdup(rpath);
+    r->include_result = (int)inc;
+    r->max_result_bytes = max;
+    *out = r;
+    return 0;
+}
+
+/* ---- the body ---- */
+
+static char *base64(const uint8_t *p, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *o = sl_malloc((n + 2) / 3 * 4 + 1), *w = o;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        *w++ = tab[v >> 18 & 63];
+        *w++ = tab[v >> 12 & 63];
+        *w++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
+        *w++ = i + 2 < n ? tab[v & 63] : '=';
+    }
+    *w = 0;
+    return o;
+}
+
+/* The retained data bytes, or 1 when they exceed max or some were dropped. */
+static int collect(sl_jobs_job_t *job, size_t max, uint8_t **data, size_t *len)
+{
+    sl_jobs_event_t *evs[EVENTS_PER_READ];
+    sl_jobs_read_t r;
+    uint64_t after = 0;
+    size_t n, cap = 0;
+    int cut = 0;
+    *data = NULL;
+    *len = 0;
+    do {
+        memset(&r, 0, sizeof(r));
+        n = sl_jobs_read(job, after, evs, EVENTS_PER_READ, &r);
+        if (r.dropped_to)
+            cut = 1;
+        for (size_t i = 0; i < n; i++) {
+            after = evs[i]->seq;
+            if (evs[i]->type == SL_JOBS_EV_DATA && !cut) {
+                if (*len + evs[i]->len > max) {
+                    cut = 1;
+                } else {
+                    if (*len + evs[i]->len > cap) {
+                        cap = SL_MAX(cap * 2, *len + evs[i]->len);
+                        *data = sl_realloc(*data, cap ? cap : 1);
+                    }
+                    memcpy(*data + *len, evs[i]->data, evs[i]->len);
+                    *len += evs[i]->len;
+                }
+            }
+            sl_jobs_event_unref(evs[i]);
+        }
+    } while (n > 0 && !cut);
+    return cut;
+}
+
+static char *body_json(post_t *x)
+{
+    char *s = status_format ? status_format(x->job) : NULL;
+    json_t *o = s ? json_loads(s, 0, NULL) : NULL;
+    free(s);
+    if (!o) {
+        o = json_object();
+        json_object_set_new(o, "id", json_string(x->job->id));
+    }
+    if (x->rt->include_result) {
+        uint8_t *d;
+        size_t n;
+        if (collect(x->job, (size_t)x->rt->max_result_bytes, &d, &n)) {
+            json_object_set_new(o, "result_truncated", json_true());
+        } else {
+            char *b = base64(d, n);
+            json_object_set_new(o, "result", json_string(b));
+            sl_free(b);
+        }
+        sl_free(d);
+    }
+    char *out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return out;
+}
+
+static void build(post_t *x)
+{
+    const sl_jobs_job_t *job = x->job;
+    char *body = body_json(x);
+    size_t bn = strlen(body);
+    int hn = snprintf(NULL, 0,
+                      "POST %s HTTP/1.1\r\nhost: %s\r\nconnection: close\r\n"
+                      "content-type: application/json\r\ncontent-length: %zu\r\njob-id: %s\r\n"
+                      "%s%s%s\r\n",
+                      x->rt->path, x->addr.host, bn, job->id, job->traceparent[0] ? "traceparent: " : "",
+                      job->traceparent, job->traceparent[0] ? "\r\n" : "");
+    x->out = sl_malloc((size_t)hn + bn + 1);
+    snprintf(x->out, (size_t)hn + 1,
+             "POST %s HTTP/1.1\r\nhost: %s\r\nconnection: close\r\n"
+             "content-type: application/json\r\ncontent-length: %zu\r\njob-id: %s\r\n"
+             "%s%s%s\r\n",
+             x->rt->path, x->addr.host, bn, job->id, job->traceparent[0] ? "traceparent: " : "",
+             job->traceparent, job->traceparent[0] ? "\r\n" : "");
+    memcpy(x->out + hn, body, bn);
+    x->out_len = (size_t)hn + bn;
+    free(body);
+}
+
+/* ---- one try ---- */
+
+static void try_post(post_t *x);
+
+static void close_conn(post_t *x)
+{
+    struct ev_loop *loop = sl_jobs_loop();
+    ev_io_stop(loop, &x->io);
+    ev_timer_stop(loop, &x->timer);
+    if (x->fd >= 0)
+        close(x->fd);
+    x->fd = -1;
+    sl_proxy_reader_free(x->rd);
+    x->rd = NULL;
+}
+
+static void post_free(post_t *x)
+{
+    close_conn(x);
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        inflight = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    sl_jobs_job_unref(x->job);
+    sl_free(x->out);
+    sl_free(x);
+}
+
+static void on_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    SL_UNUSED(loop);
+    SL_UNUSED(revents);
+    try_post(t->data);
+}
+
+/* The try ended: status (0 when none) or error. */
+static void tried(post_t *x, const char *error)
+{
+    close_conn(x);
+    int ok = !error && x->status >= 200 && x->status < 300;
+    if (ok || x->attempts >= TRIES) {
+        if (!ok)
+            sl_log(SL_LOG_WARN, NULL, "job %s: reply_to %s%s failed after %d tries: %s",
+                   x->job->id, x->rt->upstream, x->rt->path, x->attempts,
+                   error ? error : "non-2xx status");
+        sl_jobs_store_set_reply(x->job, x->status, x->attempts,
+                                ok ? NULL : error ? error : "non-2xx status");
+        post_free(x);
+        return;
+    }
+    sl_jobs_store_set_reply(x->job, x->status, x->attempts, error ? error : "non-2xx status");
+    ev_timer_init(&x->timer, on_retry, 0.5 * x->attempts, 0.);
+    x->timer.data = x;
+    ev_timer_start(sl_jobs_loop(), &x->timer);
+}
+
+static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    SL_UNUSED(loop);
+    SL_UNUSED(revents);
+    post_t *x = t->data;
+    tried(x, x->connected ? "upstream timed out" : "connect timed out");
+}
+
+static void arm(post_t *x, double secs)
+{
+    ev_timer_stop(sl_jobs_loop(), &x->timer);
+    if (secs > 0) {
+        ev_timer_init(&x->timer, on_timeout, secs, 0.);
+        x->timer.data = x;
+        ev_timer_start(sl_jobs_loop(), &x->timer);
+    }
+}
+
+static void on_head(void *arg, int status, const sl_header_t *f, size_t n)
+{
+    SL_UNUSED(f);
+    SL_UNUSED(n);
+    ((post_t *)arg)->status = status;
+}
+
+static void on_data(void *arg, const uint8_t *p, size_t n)
+{
+    SL_UNUSED(arg);
+    SL_UNUSED(p);
+    SL_UNUSED(n);
+}
+
+static const sl_proxy_reader_cbs_t reader_cbs = {on_head, on_data};
+
+static void on_writable(post_t *x)
+{
+    if (!x->connected) {
+        int e = 0;
+        socklen_t l = sizeof(e);
+        getsockopt(x->fd, SOL_SOCKET, SO_ERROR, &e, &l);
+        if (e) {
+            tried(x, "connect failed");
+            return;
+        }
+        x->connected = 1;
+        arm(x, x->addr.read_idle_s);
+    }
+    while (x->out_off < x->out_len) {
+        ssize_t n = send(x->fd, x->out + x->out_off, x->out_len - x->out_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n < 0) {
+            tried(x, "send failed");
+            return;
+        }
+        x->out_off += (size_t)n;
+    }
+    ev_io_stop(sl_jobs_loop(), &x->io);
+    ev_io_set(&x->io, x->fd, EV_READ);
+    ev_io_start(sl_jobs_loop(), &x->io);
+    arm(x, x->addr.first_byte_s);
+}
+
+static void on_readable(post_t *x)
+{
+    uint8_t buf[READ_CHUNK];
+    for (;;) {
+        ssize_t n = recv(x->fd, buf, sizeof(buf), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        if (n <= 0) {
+            tried(x, x->status ? NULL : n == 0 ? "upstream closed early" : "read failed");
+            return;
+        }
+        const char *err = NULL;
+        int r = sl_proxy_reader_feed(x->rd, buf, (size_t)n, &err);
+        if (r != 0 || x->status) {
+            /* the status is all we need */
+            tried(x, r < 0 ? err : NULL);
+            return;
+        }
+    }
+    arm(x, x->addr.first_byte_s);
+}
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    SL_UNUSED(loop);
+    post_t *x = w->data;
+    if (revents & EV_WRITE)
+        on_writable(x);
+    else if (revents & EV_READ)
+        on_readable(x);
+}
+
+static void try_post(post_t *x)
+{
+    x->attempts++;
+    x->status = 0;
+    x->connected = 0;
+    x->out_off = 0;
+    if (sl_proxy_upstream_addr(x->rt->cfg, x->rt->upstream, atomic_fetch_add(&turns, 1),
+                               &x->addr) != 0) {
+        tried(x, "no upstream server");
+        return;
+    }
+    if (!x->out)
+        build(x);
+    x->fd = socket(x->addr.sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (x->fd < 0 ||
+        (connect(x->fd, x->addr.sa, x->addr.sa_len) != 0 && errno != EINPROGRESS)) {
+        tried(x, "connect failed");
+        return;
+    }
+    x->rd = sl_proxy_reader_new(0, &reader_cbs, x);
+    ev_io_init(&x->io, on_io, x->fd, EV_WRITE);
+    x->io.data = x;
+    ev_io_start(sl_jobs_loop(), &x->io);
+    arm(x, x->addr.connect_s);
+}
+
+void sl_jobs_reply_to_start(sl_jobs_job_t *job)
+{
+    post_t *x = sl_calloc(1, sizeof(*x));
+    sl_jobs_job_ref(job);
+    x->job = job;
+    x->rt = job->exec->reply_to;
+    x->fd = -1;
+    x->next = inflight;
+    if (inflight)
+        inflight->prev = x;
+    inflight = x;
+    try_post(x);
+}
+
+void sl_jobs_reply_to_stop_all(void)
+{
+    while (inflight) {
+        sl_log(SL_LOG_WARN, NULL, "job %s: reply_to abandoned at shutdown", inflight->job->id);
+        post_free(inflight);
+    }
+}
