@@ -27,8 +27,8 @@ void sl_req_dispose(sl_req_t *req)
     sl_pool_dispose(&req->pool);
 }
 
-void sl_headers_add(sl_pool_t *pool, sl_headers_t *h, const char *name, size_t nlen,
-                    const char *value, size_t vlen)
+/* The next free slot of h, grown (doubling, in the pool) when full. */
+static sl_header_t *headers_slot(sl_pool_t *pool, sl_headers_t *h)
 {
     if (h->n == h->cap) {
         size_t ncap = h->cap ? h->cap * 2 : 16;
@@ -38,7 +38,13 @@ void sl_headers_add(sl_pool_t *pool, sl_headers_t *h, const char *name, size_t n
         h->v = nv;
         h->cap = ncap;
     }
-    sl_header_t *e = &h->v[h->n++];
+    return &h->v[h->n++];
+}
+
+void sl_headers_add(sl_pool_t *pool, sl_headers_t *h, const char *name, size_t nlen,
+                    const char *value, size_t vlen)
+{
+    sl_header_t *e = headers_slot(pool, h);
     e->name.p = sl_pool_strndup(pool, name, nlen);
     e->name.n = nlen;
     e->value.p = sl_pool_strndup(pool, value, vlen);
@@ -63,6 +69,14 @@ void sl_resp_header_addn(sl_req_t *req, const char *name, size_t nlen, const cha
                          size_t vlen)
 {
     sl_headers_add(&req->pool, &req->res.headers, name, nlen, value, vlen);
+}
+
+void sl_resp_header_add_ref(sl_req_t *req, const char *name, size_t nlen, const char *value,
+                            size_t vlen)
+{
+    sl_header_t *e = headers_slot(&req->pool, &req->res.headers);
+    e->name = (sl_str_t){name, nlen};
+    e->value = (sl_str_t){value, vlen};
 }
 
 void sl_resp_header_add(sl_req_t *req, const char *name, const char *value)

@@ -146,6 +146,11 @@ const sl_header_t *sl_req_header(const sl_req_t *req, const char *name);
 void sl_resp_header_add(sl_req_t *req, const char *name, const char *value);
 void sl_resp_header_addn(sl_req_t *req, const char *name, size_t nlen, const char *value,
                          size_t vlen);
+/* Like sl_resp_header_addn but without copying name or value: the caller
+ * guarantees both stay valid and unchanged until the request ends (string
+ * literals, route state, a cache entry the request holds a ref on). */
+void sl_resp_header_add_ref(sl_req_t *req, const char *name, size_t nlen, const char *value,
+                            size_t vlen);
 void sl_resp_trailer_add(sl_req_t *req, const char *name, const char *value);
 
 /* Send body bytes (see the flow above). The first call sends the response

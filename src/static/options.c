@@ -2,8 +2,7 @@
  *
  * The static route options (docs/static.md): root (required, an existing
  * directory, opened once here so every request resolves below that fd),
- * index, autoindex (listings are not implemented, so true is refused),
- * dotfiles, cache_control, mime, precompressed, read_bytes, sendfile and
+ * index, autoindex and max_listing_entries (listing.c), dotfiles, cache_control, mime, precompressed, read_bytes, sendfile and
  * open_file_cache {max, ttl_s, content_bytes}. Unknown keys are refused so
  * a typo does not silently change what is served.
  */
@@ -22,6 +21,7 @@ static const char *const route_keys[] = {
     "path", "match",         "host",       "handler",         "comment",
     "root", "index",         "autoindex",  "dotfiles",        "cache_control",
     "mime", "precompressed", "read_bytes", "open_file_cache", "sendfile",
+    "max_listing_entries",
 };
 
 static int bad(char *err, size_t errlen, const char *path, const char *key, const char *why)
@@ -158,21 +158,22 @@ static int open_root(json_t *route, const char *path, sl_static_opts_t *o, char 
 static int parse_flags(json_t *route, const char *path, sl_static_opts_t *o, char *err,
                        size_t errlen)
 {
-    int autoindex;
     const char *cc;
-    int64_t rb;
-    if (sl_config_get_bool(route, path, "autoindex", 0, &autoindex, err, errlen) ||
+    int64_t rb, mle;
+    if (sl_config_get_bool(route, path, "autoindex", 0, &o->autoindex, err, errlen) ||
+        sl_config_get_int(route, path, "max_listing_entries", 10000, 1, 1000000, &mle, err,
+                          errlen) ||
         sl_config_get_bool(route, path, "dotfiles", 0, &o->dotfiles, err, errlen) ||
         sl_config_get_bool(route, path, "precompressed", 1, &o->precompressed, err, errlen) ||
         sl_config_get_bool(route, path, "sendfile", 1, &o->sendfile, err, errlen) ||
         sl_config_get_str(route, path, "cache_control", NULL, &cc, err, errlen) ||
         sl_config_get_int(route, path, "read_bytes", 131072, 4096, 4194304, &rb, err, errlen))
         return SL_EINVAL;
-    if (autoindex)
-        return bad(err, errlen, path, "autoindex", "directory listings are not implemented");
+    o->max_listing_entries = (size_t)mle;
     if (cc && strpbrk(cc, "\r\n"))
         return bad(err, errlen, path, "cache_control", "must not contain CR or LF");
     o->cache_control = cc ? sl_strdup(cc) : NULL;
+    o->cache_control_len = cc ? strlen(cc) : 0;
     o->read_bytes = (size_t)rb;
     return 0;
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #define SUFFIX_ROOM 8 /* ".br" / ".gz" after a file name */
+#define LIT(s) s, sizeof(s) - 1 /* a string literal and its length */
 
 typedef struct sreq {
     sl_req_t *req;
@@ -119,6 +120,11 @@ static int lookup(sl_static_opts_t *o, sl_req_t *req, const char *key, size_t kl
     if (S_ISREG(f->st.st_mode)) {
         sl_static_etag(&f->st, f->etag);
         sl_static_date_format((int64_t)f->st.st_mtim.tv_sec, f->last_modified);
+        f->etag_len = (uint8_t)strlen(f->etag);
+        f->last_modified_len = (uint8_t)strlen(f->last_modified);
+        /* Kept in the cache entry: a hit costs no table scan. */
+        f->type = sl_static_mime_type(o, key, klen);
+        f->type_len = strlen(f->type);
         sl_static_cache_put(o, req->worker_id, key, klen, now, f);
     } else if (!S_ISDIR(f->st.st_mode)) {
         sl_static_file_release(f);
@@ -164,7 +170,8 @@ static void redirect_dir(sl_req_t *req)
 }
 
 /* rel names a directory (ends with '/' or is ""): its first index file.
- * On success path holds the file's path and 0 is returned. */
+ * On success path holds the file's path and 0 is returned; 1 when there
+ * is none and the route lists directories (f holds the directory). */
 static int find_index(sl_static_opts_t *o, sl_req_t *req, char *path, size_t rlen, size_t cap,
                       sl_static_file_t *f)
 {
@@ -182,8 +189,11 @@ static int find_index(sl_static_opts_t *o, sl_req_t *req, char *path, size_t rle
             return r;
     }
     path[rlen] = '\0';
-    /* No index: 403 where the directory exists (listings are off), else 404. */
+    /* No index: a listing (1, f holds the directory) or 403 where the
+     * directory exists, else 404. */
     int r = lookup(o, req, path, rlen, f);
+    if (r == 0 && o->autoindex)
+        return 1;
     if (r == 0) {
         sl_static_file_release(f);
         return -EACCES;
@@ -269,12 +279,15 @@ static int if_range_holds(const fields_t *fl, const sl_static_file_t *f)
 /* Validators and caching headers shared by 200, 206 and 304. */
 static void add_validators(sl_req_t *req, const sl_static_opts_t *o, const sl_static_file_t *f)
 {
-    sl_resp_header_add(req, "etag", f->etag);
-    sl_resp_header_add(req, "last-modified", f->last_modified);
+    /* No copies: the values live in the entry or file we hold until
+     * on_close, or in the route state. */
+    sl_resp_header_add_ref(req, LIT("etag"), f->etag, f->etag_len);
+    sl_resp_header_add_ref(req, LIT("last-modified"), f->last_modified, f->last_modified_len);
     if (o->cache_control)
-        sl_resp_header_add(req, "cache-control", o->cache_control);
+        sl_resp_header_add_ref(req, LIT("cache-control"), o->cache_control,
+                               o->cache_control_len);
     if (o->precompressed)
-        sl_resp_header_add(req, "vary", "accept-encoding");
+        sl_resp_header_add_ref(req, LIT("vary"), LIT("accept-encoding"));
 }
 
 /* Pick the .br or .gz variant beside path when the client takes it.
@@ -340,7 +353,9 @@ static void serve(sreq_t *s, sl_static_opts_t *o, char *path, size_t plen)
     sl_req_t *req = s->req;
     fields_t fl;
     scan_fields(req, &fl);
-    const char *type = sl_static_mime_type(o, path, plen);
+    /* The original's type: a variant keeps it (its own name ends in .br). */
+    const char *type = s->file.type;
+    size_t type_len = s->file.type_len;
     const char *enc = pick_variant(o, req, &fl, path, plen, &s->file);
     const sl_static_file_t *f = &s->file;
     uint64_t size = (uint64_t)f->st.st_size;
@@ -367,10 +382,10 @@ static void serve(sreq_t *s, sl_static_opts_t *o, char *path, size_t plen)
         return;
     }
     add_validators(req, o, f);
-    sl_resp_header_add(req, "content-type", type);
+    sl_resp_header_add_ref(req, LIT("content-type"), type, type_len);
     if (enc)
-        sl_resp_header_add(req, "content-encoding", enc);
-    sl_resp_header_add(req, "accept-ranges", "bytes");
+        sl_resp_header_add_ref(req, LIT("content-encoding"), enc, strlen(enc));
+    sl_resp_header_add_ref(req, LIT("accept-ranges"), LIT("bytes"));
     req->res.status = 200;
     if (r == SL_STATIC_RANGE_ONE) {
         req->res.status = 206;
@@ -432,6 +447,10 @@ static void on_req(sl_req_t *req)
     int r;
     if (plen == 0 || path[plen - 1] == '/') {
         r = find_index(o, req, path, plen, cap, &s->file);
+        if (r == 1) {
+            sl_static_listing(o, req, s->file.fd); /* the fd is closed in on_close */
+            return;
+        }
         plen = strlen(path);
     } else {
         r = lookup(o, req, path, plen, &s->file);

@@ -39,9 +39,12 @@ typedef struct sl_static_opts {
     char **index; /* file names tried for a directory */
     size_t nindex;
     int dotfiles;           /* serve path segments starting with '.' */
+    int autoindex;          /* list a directory that has no index file */
+    size_t max_listing_entries; /* entries shown; past it the listing is cut */
     int precompressed;      /* look for .br / .gz beside the file */
     int sendfile;           /* zero-copy where the protocol can (cleartext h1) */
     char *cache_control;    /* NULL = none */
+    size_t cache_control_len;
     sl_static_mime_t *mime; /* overrides, checked before the built-in table */
     size_t nmime;
     size_t read_bytes; /* slice read per send (bounds memory per request) */
@@ -106,6 +109,13 @@ int sl_static_accept_encoding(sl_str_t v);
  * (text types carry "; charset=utf-8"), else application/octet-stream. */
 const char *sl_static_mime_type(const sl_static_opts_t *o, const char *name, size_t n);
 
+/* ---- listing.c ---- */
+
+/* Answer req with the HTML listing of the directory open as dirfd (not
+ * consumed): sorted, names escaped, dotfiles per the route, at most
+ * max_listing_entries rows. */
+void sl_static_listing(const sl_static_opts_t *o, sl_req_t *req, int dirfd);
+
 /* ---- open.c ---- */
 
 /* Open rel (normalised, "" for the root) below rootfd, read-only and
@@ -122,6 +132,9 @@ typedef struct sl_static_file {
     struct stat st;
     char etag[64];          /* sl_static_etag of st (regular files) */
     char last_modified[32]; /* sl_static_date_format of the mtime */
+    uint8_t etag_len, last_modified_len;
+    const char *type; /* Content-Type by the key's name: static or route state */
+    size_t type_len;
     const uint8_t *data;    /* the whole content, held by the cache, or NULL */
     void *_entry;           /* the cache entry holding the fd, NULL when owned */
 } sl_static_file_t;
