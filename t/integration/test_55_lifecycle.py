@@ -148,6 +148,10 @@ def test_readyz_503_while_draining(sluice_factory):
     g = h2c.wait_goaway(5 * SLOW)
     assert g is not None, "no GOAWAY after SIGTERM"
     seen = {}
+    # h2 first: a new stream is allowed only until the final GOAWAY, which
+    # follows the notice after about a second; send it before anything slow.
+    if g.last_sid >= 5:
+        h2c.send(h2raw.headers_frame(5, h2raw.req_headers("/readyz")))
     # h1 keep-alive connection opened before the drain
     if h1.send(h1raw.request("GET", "/readyz")):
         try:
@@ -160,7 +164,6 @@ def test_readyz_503_while_draining(sluice_factory):
             seen["h1"] = "closed (%s)" % type(e).__name__
     # h2: a new stream is allowed only while the GOAWAY's last id allows it
     if g.last_sid >= 5:
-        h2c.send(h2raw.headers_frame(5, h2raw.req_headers("/readyz")))
         f = h2c.wait_for(lambda f: f.sid == 5 and (f.flags & h2raw.END_STREAM or
                                                    f.type == h2raw.RST_STREAM), 5 * SLOW)
         seen["h2"] = h2raw.stream_status(h2c.frames, 5) if f is not None else None
