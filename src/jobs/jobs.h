@@ -60,6 +60,10 @@ typedef struct sl_jobs_event {
     uint8_t data[];
 } sl_jobs_event_t;
 
+/* Bounds on the request headers a job records (route "record_headers"). */
+#define SL_JOBS_REC_MAX 16
+#define SL_JOBS_REC_VALUE_MAX 1024
+
 /* "jobs" config section. */
 typedef struct sl_jobs_cfg {
     int64_t max_jobs;       /* live (not expired) jobs; 503 past it (10000) */
@@ -82,6 +86,11 @@ typedef struct sl_jobs_spec {
      * them on (upstream), which pick the configured ones. */
     const struct sl_header *headers;
     size_t nheaders;
+    /* The route's selected request headers, one per name (repeats already
+     * joined), kept for the status JSON; at most SL_JOBS_REC_MAX, each value
+     * cut at SL_JOBS_REC_VALUE_MAX bytes here. */
+    const struct sl_header *recorded;
+    size_t nrecorded;
 } sl_jobs_spec_t;
 
 /* A consistent snapshot of a job (strings valid while the job is ref'd). */
@@ -96,6 +105,8 @@ typedef struct sl_jobs_info {
     int has_reply_to;                          /* the executor has reply_to */
     int reply_status, reply_attempts;          /* reply_to outcome; attempts 0: none yet */
     const char *reply_error;                   /* static text or NULL */
+    const struct sl_header *recorded;          /* NUL-terminated name and value */
+    size_t nrecorded;
 } sl_jobs_info_t;
 
 /* What sl_jobs_read found besides events. */

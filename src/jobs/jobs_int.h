@@ -76,6 +76,8 @@ struct sl_jobs_job {
     const sl_jobs_exec_def_t *exec;
     char *route, *method, *path, *traceparent, *idem;
     char *headers; /* "name: value\r\n"... (keeps_headers executors), else NULL */
+    struct sl_header *recorded; /* one block: the array, then the strings */
+    size_t nrecorded;
     void *params; /* executor's parsed request parameters */
     int stdin_fd; /* read end for the child, -1 when none (jobs thread) */
     /* under the shard lock */

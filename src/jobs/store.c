@@ -125,6 +125,7 @@ void sl_jobs_job_free(sl_jobs_job_t *job)
     sl_free(job->traceparent);
     sl_free(job->idem);
     sl_free(job->headers);
+    sl_free(job->recorded);
     sl_free(job);
 }
 
@@ -205,6 +206,47 @@ static char *copy_headers(const sl_jobs_spec_t *spec)
     return o;
 }
 
+/* A value longer than the bound is cut before the character that crosses
+ * it, so a UTF-8 sequence is never split (the status JSON needs whole
+ * characters; at most 3 continuation bytes are stepped over). */
+static size_t rec_len(sl_str_t v)
+{
+    size_t n = SL_JOBS_REC_VALUE_MAX;
+    if (v.n <= n)
+        return v.n;
+    for (int k = 0; k < 3 && n > 0 && ((uint8_t)v.p[n] & 0xC0) == 0x80; k++)
+        n--;
+    return n;
+}
+
+static char *put_str(char *q, sl_str_t *dst, const char *p, size_t n)
+{
+    memcpy(q, p, n);
+    q[n] = '\0';
+    *dst = (sl_str_t){q, n};
+    return q + n + 1;
+}
+
+/* One allocation holds the array and its NUL-terminated strings. */
+static void copy_recorded(sl_jobs_job_t *job, const sl_jobs_spec_t *spec)
+{
+    size_t n = SL_MIN(spec->nrecorded, (size_t)SL_JOBS_REC_MAX);
+    size_t bytes = n * sizeof(sl_header_t);
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        bytes += spec->recorded[i].name.n + rec_len(spec->recorded[i].value) + 2;
+    sl_header_t *v = sl_malloc(bytes);
+    char *q = (char *)(v + n);
+    for (size_t i = 0; i < n; i++) {
+        const sl_header_t *h = &spec->recorded[i];
+        q = put_str(q, &v[i].name, h->name.p, h->name.n);
+        q = put_str(q, &v[i].value, h->value.p, rec_len(h->value));
+    }
+    job->recorded = v;
+    job->nrecorded = n;
+}
+
 static sl_jobs_job_t *job_new(const sl_jobs_spec_t *spec, void *params)
 {
     sl_jobs_job_t *job = sl_calloc(1, sizeof(*job));
@@ -218,6 +260,7 @@ static sl_jobs_job_t *job_new(const sl_jobs_spec_t *spec, void *params)
     job->params = params;
     if (spec->exec && spec->exec->ops && spec->exec->ops->keeps_headers)
         job->headers = copy_headers(spec);
+    copy_recorded(job, spec);
     job->stdin_fd = -1;
     job->state = SL_JOBS_QUEUED;
     job->created_ms = sl_wall_ms();
@@ -323,6 +366,8 @@ void sl_jobs_job_info(sl_jobs_job_t *job, sl_jobs_info_t *o)
     o->path = job->path;
     o->traceparent = job->traceparent;
     o->content_type = job->exec ? job->exec->content_type : "application/octet-stream";
+    o->recorded = job->recorded;
+    o->nrecorded = job->nrecorded;
     pthread_mutex_lock(&s->mu);
     o->state = job->state;
     o->created_ms = job->created_ms;

@@ -21,6 +21,8 @@ typedef struct job_route {
     int cancel_on_disconnect;
     char *route;
     char *jobs_path;
+    char *rec[SL_JOBS_REC_MAX]; /* request headers the job records */
+    size_t nrec;
 } job_route_t;
 
 static void free_state(void *state)
@@ -30,14 +32,58 @@ static void free_state(void *state)
         return;
     sl_free(s->route);
     sl_free(s->jobs_path);
+    for (size_t i = 0; i < s->nrec; i++)
+        sl_free(s->rec[i]);
     sl_free(s);
+}
+
+/* RFC 9110 token characters, lower-case only: request field names are
+ * lower-cased on the way in, so an upper-case entry could never match. */
+static int rec_name_ok(const char *n)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    size_t len = strlen(n);
+    if (len == 0 || len > 128)
+        return 0;
+    for (const char *c = n; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || strchr(extra, *c)))
+            return 0;
+    return 1;
+}
+
+static int parse_record(json_t *route, const char *path, job_route_t *s, char *err, size_t errlen)
+{
+    static const char *const dflt[] = {"content-type", "user-agent", "x-request-id"};
+    json_t *a = json_object_get(route, "record_headers");
+    size_t n = a ? json_array_size(a) : SL_ARRAY_LEN(dflt);
+    if ((a && !json_is_array(a)) || n > SL_JOBS_REC_MAX) {
+        snprintf(err, errlen, "%s.record_headers: must be an array of at most %d header names",
+                 path, SL_JOBS_REC_MAX);
+        return SL_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name = a ? json_string_value(json_array_get(a, i)) : dflt[i];
+        if (!name || !rec_name_ok(name)) {
+            snprintf(err, errlen, "%s.record_headers[%zu]: must be a lower-case header name", path,
+                     i);
+            return SL_EINVAL;
+        }
+        for (size_t k = 0; k < s->nrec; k++) {
+            if (strcmp(s->rec[k], name) == 0) {
+                snprintf(err, errlen, "%s.record_headers[%zu]: \"%s\" listed twice", path, i, name);
+                return SL_EINVAL;
+            }
+        }
+        s->rec[s->nrec++] = sl_strdup(name);
+    }
+    return 0;
 }
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
     static const char *const keys[] = {
         "path",     "match", "host", "handler", "executor", "reply", "cancel_on_disconnect",
-        "jobs_path"};
+        "jobs_path", "record_headers"};
     const char *exec, *reply, *jobs_path;
     job_route_t *s = sl_calloc(1, sizeof(*s));
     *state = s;
@@ -48,6 +94,8 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
         sl_config_get_str(route, path, "jobs_path", "/jobs/", &jobs_path, err, errlen) ||
         sl_config_get_bool(route, path, "cancel_on_disconnect", 0, &s->cancel_on_disconnect, err,
                            errlen))
+        return SL_EINVAL;
+    if (parse_record(route, path, s, err, errlen))
         return SL_EINVAL;
     if (!exec || !(s->exec = sl_jobs_exec_find(exec))) {
         snprintf(err, errlen, "%s.executor: must name an entry of \"executors\"", path);
@@ -92,6 +140,44 @@ static sl_str_t traceparent(sl_req_t *req)
     return (sl_str_t){s, 55};
 }
 
+/* The value of every field called name, joined with ", " in the request's
+ * pool; cut one byte past the job's bound (the store cuts the rest). */
+static sl_str_t joined(sl_req_t *req, const char *name)
+{
+    size_t cap = SL_JOBS_REC_VALUE_MAX + 1, n = 0;
+    char *o = NULL;
+    for (size_t i = 0; i < req->headers.n && n < cap; i++) {
+        const sl_header_t *h = &req->headers.v[i];
+        if (!sl_str_eq(h->name, name))
+            continue;
+        if (!o)
+            o = sl_pool_alloc(&req->pool, cap);
+        else {
+            size_t sep = SL_MIN((size_t)2, cap - n);
+            memcpy(o + n, ", ", sep);
+            n += sep;
+        }
+        size_t take = SL_MIN(h->value.n, cap - n);
+        memcpy(o + n, h->value.p, take);
+        n += take;
+    }
+    return (sl_str_t){o, n};
+}
+
+/* The route's record_headers that the request has, in route order. */
+static size_t recorded(sl_req_t *req, const job_route_t *s, sl_header_t *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->nrec; i++) {
+        sl_str_t v = joined(req, s->rec[i]);
+        if (!v.p)
+            continue;
+        out[n].name = (sl_str_t){s->rec[i], strlen(s->rec[i])};
+        out[n++].value = v;
+    }
+    return n;
+}
+
 static void refuse(sl_req_t *req, int rv, const char *err)
 {
     req->cbs = &sl_reply_discard_cbs;
@@ -117,6 +203,7 @@ static void on_req(sl_req_t *req)
         refuse(req, SL_EINVAL, "idempotency-key: 1 to 256 characters");
         return;
     }
+    sl_header_t rec[SL_JOBS_REC_MAX];
     sl_reply_prefer(req, &async, &wait);
     sl_jobs_spec_t spec = {
         .exec = s->exec,
@@ -129,6 +216,8 @@ static void on_req(sl_req_t *req)
         .want_stdin = !req->body_done && req->content_length != 0,
         .headers = req->headers.v,
         .nheaders = req->headers.n,
+        .recorded = rec,
+        .nrecorded = recorded(req, s, rec),
     };
     sl_jobs_job_t *job;
     int rv = sl_jobs_submit(&spec, &job, &existing, &fd, err, sizeof(err));

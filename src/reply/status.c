@@ -23,6 +23,27 @@ static json_t *ms_or_null(uint64_t ms)
     return ms ? json_integer((json_int_t)ms) : json_null();
 }
 
+/* Header values may carry obs-text that is not UTF-8, which a JSON
+ * string cannot hold: those bytes are shown as '?'. */
+static json_t *value_json(sl_str_t v)
+{
+    char tmp[SL_JOBS_REC_VALUE_MAX];
+    json_t *j = json_stringn(v.p, v.n);
+    if (j || v.n > sizeof(tmp))
+        return j ? j : json_string("");
+    for (size_t i = 0; i < v.n; i++)
+        tmp[i] = (uint8_t)v.p[i] < 0x80 ? v.p[i] : '?';
+    return json_stringn(tmp, v.n);
+}
+
+static json_t *headers_json(const sl_jobs_info_t *i)
+{
+    json_t *o = json_object();
+    for (size_t k = 0; k < i->nrecorded; k++)
+        json_object_set_new(o, i->recorded[k].name.p, value_json(i->recorded[k].value));
+    return o;
+}
+
 char *sl_reply_status_json(sl_jobs_job_t *job, const char *jobs_path)
 {
     sl_jobs_info_t i;
@@ -38,6 +59,7 @@ char *sl_reply_status_json(sl_jobs_job_t *job, const char *jobs_path)
     json_object_set_new(o, "method", json_string(i.method));
     json_object_set_new(o, "path", json_string(i.path));
     json_object_set_new(o, "traceparent", json_string(i.traceparent));
+    json_object_set_new(o, "headers", headers_json(&i));
     json_object_set_new(o, "created_ms", ms_or_null(i.created_ms));
     json_object_set_new(o, "started_ms", ms_or_null(i.started_ms));
     json_object_set_new(o, "ended_ms", ms_or_null(i.ended_ms));

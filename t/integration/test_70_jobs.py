@@ -42,6 +42,8 @@ def config(tmp, jobs=None, execs=None):
         {"path": "/v1/lines", "handler": "job", "executor": "lines"},
         {"path": "/v1/sleeper", "handler": "job", "executor": "sleeper"},
         {"path": "/v1/slow", "handler": "job", "executor": "slow"},
+        {"path": "/v1/rec", "handler": "job", "executor": "tick",
+         "record_headers": ["x-a", "x-b", "user-agent", "x-absent"]},
         {"path": "/jobs", "handler": "jobs_api"},
     ] + ROUTES
     return {"executors": ex, "jobs": dict({"heartbeat_s": 1}, **(jobs or {})), "routes": routes}
@@ -218,6 +220,34 @@ def test_api_status_list_cancel_404(srv):
     assert h1(srv, "GET", "/jobs?state=bogus")[0] == 400
     assert h1(srv, "GET", "/v1/tick?n=abc")[0] == 400
     assert h1(srv, "POST", "/jobs/" + a)[0] == 405
+
+
+@pytest.mark.parametrize("mode", ["h1", "h2c"])
+def test_recorded_headers(srv, mode):
+    r = curl(srv, mode, "/v1/rec?n=1&interval_ms=0", "-X", "POST", "-H", "Prefer: respond-async",
+             "-H", "X-A: one", "-H", "X-A: two", "-H", "X-B: " + "b" * 1500,
+             "-H", "X-Unlisted: secret", "-H", "X-Request-Id: r1", "-A", "ua/" + mode)
+    assert r.status == 202, (r.stderr, r.body)
+    s = status(srv, r.header("job-id"))
+    # exactly the listed ones present: repeats joined, values cut at 1024
+    assert s["headers"] == {"x-a": "one, two", "x-b": "b" * 1024, "user-agent": "ua/" + mode}
+    # default list: content-type, user-agent, x-request-id
+    r = curl(srv, mode, "/v1/tick?n=1&interval_ms=0", "-X", "POST", "-H", "Prefer: respond-async",
+             "-H", "X-Request-Id: rid-" + mode, "-H", "X-A: one", "-A", "")
+    assert r.status == 202, (r.stderr, r.body)
+    assert status(srv, r.header("job-id"))["headers"] == {"x-request-id": "rid-" + mode}
+
+
+@pytest.mark.parametrize("bad", [["X-A"], ["a b"], [""], [5], "x-a", ["x-a", "x-a"],
+                                 ["h%d" % i for i in range(17)]])
+def test_record_headers_refused(sluice_factory, tmp_path, bad):
+    from conftest import SLUICE_BIN, run
+    cfg = config(str(tmp_path))
+    cfg["routes"][0]["record_headers"] = bad
+    s = sluice_factory(start=False, **cfg)
+    r = run([SLUICE_BIN, "-t", "-c", s.cfg_path], timeout=15)
+    assert r.returncode != 0
+    assert "routes[0].record_headers" in r.stderr.decode(), r.stderr.decode()
 
 
 def test_idempotency_key(srv):
