@@ -23,7 +23,7 @@
 #define READS_PER_EVENT 8 /* fairness: yield to other conns after this */
 #define FLUSH_ROUNDS 8    /* on_writable -> flush loops per iteration */
 #define READ_BUF_BYTES 65536
-#define TLS_OUT_CHUNKS 6   /* encrypted records queued: 96 KiB, > 5 full records */
+#define TLS_OUT_CHUNKS 6 /* encrypted records queued: 96 KiB, > 5 full records */
 
 static sl_conn_start_fn start_h1, start_h2;
 static __thread uint8_t read_buf[READ_BUF_BYTES];

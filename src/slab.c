@@ -30,7 +30,7 @@ typedef union slab_hdr {
     struct {
         union slab_hdr *next; /* while on a free list */
         uint32_t cls;
-        uint32_t pages;       /* MAP_CLASS: mapping length in pages */
+        uint32_t pages; /* MAP_CLASS: mapping length in pages */
     } h;
     uint8_t pad[HDR];
 } slab_hdr_t;

@@ -58,9 +58,8 @@ static int bio_create(BIO *b)
 static void make_method(void)
 {
     method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice conn");
-    if (!method || !BIO_meth_set_write(method, bio_write) ||
-        !BIO_meth_set_read(method, bio_read) || !BIO_meth_set_ctrl(method, bio_ctrl) ||
-        !BIO_meth_set_create(method, bio_create))
+    if (!method || !BIO_meth_set_write(method, bio_write) || !BIO_meth_set_read(method, bio_read) ||
+        !BIO_meth_set_ctrl(method, bio_ctrl) || !BIO_meth_set_create(method, bio_create))
         sl_assert_fail("BIO_meth_new", __FILE__, __LINE__);
 }
 

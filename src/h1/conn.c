@@ -104,7 +104,7 @@ struct h1_conn {
     unsigned not_preface : 1;
     unsigned too_big : 1;
     unsigned discard_over : 1;
-    unsigned kick : 1; /* credit came back: held body bytes wait in `in` */
+    unsigned kick : 1;        /* credit came back: held body bytes wait in `in` */
     unsigned upgrade_req : 1; /* the live request asked to Upgrade (101 allowed) */
     h1_exch_t x;
 };

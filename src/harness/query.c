@@ -7,7 +7,6 @@
  */
 #include "harness_int.h"
 
-
 ssize_t sl_harness_pct_decode(const char *s, size_t n, char *dst)
 {
     size_t o = 0;
@@ -20,7 +19,8 @@ ssize_t sl_harness_pct_decode(const char *s, size_t n, char *dst)
              * ambiguous, so refuse it rather than guess. */
             if (i + 2 >= n)
                 return SL_EINVAL;
-            int hi = sl_hex_value((unsigned char)s[i + 1]), lo = sl_hex_value((unsigned char)s[i + 2]);
+            int hi = sl_hex_value((unsigned char)s[i + 1]),
+                lo = sl_hex_value((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return SL_EINVAL;
             dst[o++] = (char)(hi << 4 | lo);

@@ -70,8 +70,8 @@ static void free_opts(void *opts)
 static int parse_fields(json_t *a, const char *p, up_opts_t *o, char *err, size_t errlen)
 {
     static const char *const dflt[] = {"content-type", "accept", "user-agent"};
-    static const char *const banned[] = {"host", "connection", "content-length",
-                                         "transfer-encoding", "upgrade", "te", "keep-alive"};
+    static const char *const banned[] = {
+        "host", "connection", "content-length", "transfer-encoding", "upgrade", "te", "keep-alive"};
     size_t n = a ? json_array_size(a) : SL_ARRAY_LEN(dflt);
     if ((a && !json_is_array(a)) || n > MAX_FIELDS) {
         snprintf(err, errlen, "%s.headers: must be an array of up to %d names", p, MAX_FIELDS);
@@ -341,8 +341,8 @@ static void on_head(void *arg, int status, const sl_header_t *f, size_t n)
     json_t *hs = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_stringn(f[i].value.p, f[i].value.n);
-        json_array_append_new(hs, json_pack("[s%o]", f[i].name.p, f[i].name.n,
-                                            v ? v : json_string("")));
+        json_array_append_new(
+            hs, json_pack("[s%o]", f[i].name.p, f[i].name.n, v ? v : json_string("")));
     }
     json_t *o = json_pack("{s:i,s:o}", "status", status, "headers", hs);
     char *s = json_dumps(o, JSON_COMPACT);

@@ -37,11 +37,11 @@ struct sl_jobs_exec_def {
     const sl_jobs_executor_t *ops;
     void *opts;
     char *content_type;
-    int64_t concurrency, queue; /* running at once; waiting beyond that */
-    double timeout_s;           /* 0 = none */
-    double grace_s;             /* SIGTERM -> SIGKILL */
+    int64_t concurrency, queue;        /* running at once; waiting beyond that */
+    double timeout_s;                  /* 0 = none */
+    double grace_s;                    /* SIGTERM -> SIGKILL */
     struct sl_jobs_reply_to *reply_to; /* NULL when not configured */
-    atomic_long admitted;       /* queued + running, checked on submit */
+    atomic_long admitted;              /* queued + running, checked on submit */
     /* jobs thread only */
     long running;
     sl_jobs_job_t *qhead, *qtail;
@@ -75,7 +75,7 @@ struct sl_jobs_job {
     /* immutable after submit */
     const sl_jobs_exec_def_t *exec;
     char *route, *method, *path, *traceparent, *idem;
-    char *headers; /* "name: value\r\n"... (keeps_headers executors), else NULL */
+    char *headers;              /* "name: value\r\n"... (keeps_headers executors), else NULL */
     struct sl_header *recorded; /* one block: the array, then the strings */
     size_t nrecorded;
     void *params; /* executor's parsed request parameters */

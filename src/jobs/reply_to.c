@@ -200,12 +200,13 @@ static void build(post_t *x)
     const sl_jobs_job_t *job = x->job;
     char *body = body_json(x);
     size_t bn = strlen(body);
-    int hn = snprintf(NULL, 0,
-                      "POST %s HTTP/1.1\r\nhost: %s\r\nconnection: close\r\n"
-                      "content-type: application/json\r\ncontent-length: %zu\r\njob-id: %s\r\n"
-                      "%s%s%s\r\n",
-                      x->rt->path, x->addr.host, bn, job->id, job->traceparent[0] ? "traceparent: " : "",
-                      job->traceparent, job->traceparent[0] ? "\r\n" : "");
+    int hn =
+        snprintf(NULL, 0,
+                 "POST %s HTTP/1.1\r\nhost: %s\r\nconnection: close\r\n"
+                 "content-type: application/json\r\ncontent-length: %zu\r\njob-id: %s\r\n"
+                 "%s%s%s\r\n",
+                 x->rt->path, x->addr.host, bn, job->id, job->traceparent[0] ? "traceparent: " : "",
+                 job->traceparent, job->traceparent[0] ? "\r\n" : "");
     x->out = sl_malloc((size_t)hn + bn + 1);
     snprintf(x->out, (size_t)hn + 1,
              "POST %s HTTP/1.1\r\nhost: %s\r\nconnection: close\r\n"
@@ -262,11 +263,12 @@ static void tried(post_t *x, const char *error)
     int ok = !error && x->status >= 200 && x->status < 300;
     if (ok || x->attempts >= TRIES) {
         if (!ok)
-            sl_log(SL_LOG_WARN, NULL, "job %s: reply_to %s%s failed after %d tries: %s",
-                   x->job->id, x->rt->upstream, x->rt->path, x->attempts,
-                   error ? error : "non-2xx status");
+            sl_log(SL_LOG_WARN, NULL, "job %s: reply_to %s%s failed after %d tries: %s", x->job->id,
+                   x->rt->upstream, x->rt->path, x->attempts, error ? error : "non-2xx status");
         sl_jobs_store_set_reply(x->job, x->status, x->attempts,
-                                ok ? NULL : error ? error : "non-2xx status");
+                                ok      ? NULL
+                                : error ? error
+                                        : "non-2xx status");
         post_free(x);
         return;
     }
@@ -389,8 +391,7 @@ static void try_post(post_t *x)
     if (!x->out)
         build(x);
     x->fd = socket(x->addr.sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (x->fd < 0 ||
-        (connect(x->fd, x->addr.sa, x->addr.sa_len) != 0 && errno != EINPROGRESS)) {
+    if (x->fd < 0 || (connect(x->fd, x->addr.sa, x->addr.sa_len) != 0 && errno != EINPROGRESS)) {
         tried(x, "connect failed");
         return;
     }

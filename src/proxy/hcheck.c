@@ -29,7 +29,7 @@ typedef struct px_hcheck {
     px_wstate_t *ws;
     int idx;
     int fd;
-    SSL *ssl; /* TLS upstream: the check runs over TLS too */
+    SSL *ssl;    /* TLS upstream: the check runs over TLS too */
     int hs_want; /* events the handshake waits for; 0 when done or plain */
     ev_io io;
     ev_timer timer;

@@ -112,13 +112,13 @@ typedef struct px_route {
 typedef struct px_srvstate {
     px_uconn_t *idle; /* idle keep-alive connections (singly linked) */
     size_t nidle;
-    size_t nconns;        /* open connections: busy + idle */
-    size_t active;        /* busy connections (least_conn) */
-    int64_t fails;        /* consecutive failures */
-    double down_until;    /* ev_now() until which the server is skipped */
-    int cur_weight;       /* smooth weighted round robin */
-    int hc_down;          /* the last active check failed: skipped until one passes */
-    struct px_hcheck *hc; /* the check in flight, or NULL (hcheck.c) */
+    size_t nconns;         /* open connections: busy + idle */
+    size_t active;         /* busy connections (least_conn) */
+    int64_t fails;         /* consecutive failures */
+    double down_until;     /* ev_now() until which the server is skipped */
+    int cur_weight;        /* smooth weighted round robin */
+    int hc_down;           /* the last active check failed: skipped until one passes */
+    struct px_hcheck *hc;  /* the check in flight, or NULL (hcheck.c) */
     SSL_SESSION *tls_sess; /* offered by the next TLS connection (tls.c) */
 } px_srvstate_t;
 
@@ -162,7 +162,7 @@ struct px_uconn {
     int fd;
     SSL *ssl;    /* TLS upstream, else NULL */
     int hs_want; /* events the TLS handshake waits for (0: the TCP connect) */
-    int idx; /* server index */
+    int idx;     /* server index */
     px_wstate_t *ws;
     ev_io io;
     ev_timer timer;
@@ -170,7 +170,7 @@ struct px_uconn {
     void *owner;      /* px_req_t while busy, NULL while idle */
     unsigned reused : 1;
     unsigned connecting : 1; /* TCP connect or TLS handshake under way */
-    unsigned busy : 1; /* owned by a request (else on the idle list) */
+    unsigned busy : 1;       /* owned by a request (else on the idle list) */
 };
 
 /* An idle connection to server idx, or NULL. The caller owns it. */

@@ -76,8 +76,8 @@ int px_tls_parse(json_t *obj, const char *path, px_upstream_t *u, char *err, siz
         return ctx_fail(err, errlen, p, "SSL_CTX_new failed");
     u->tls_ctx = ctx;
     u->tls_verify = verify;
-    SSL_CTX_set_min_proto_version(ctx, strcmp(minv, "TLSv1.3") == 0 ? TLS1_3_VERSION
-                                                                     : TLS1_2_VERSION);
+    SSL_CTX_set_min_proto_version(ctx,
+                                  strcmp(minv, "TLSv1.3") == 0 ? TLS1_3_VERSION : TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     static const unsigned char alpn[] = "\x08http/1.1";
     if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0)
@@ -197,11 +197,8 @@ ssize_t px_io_read(int fd, SSL *ssl, void *p, size_t n)
         return r;
     switch (SSL_get_error(ssl, r)) {
     case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-        errno = EAGAIN;
-        return -1;
-    case SSL_ERROR_ZERO_RETURN:
-        return 0;
+    case SSL_ERROR_WANT_WRITE: errno = EAGAIN; return -1;
+    case SSL_ERROR_ZERO_RETURN: return 0;
     case SSL_ERROR_SYSCALL:
         if (ERR_peek_last_error() == 0)
             return errno ? -1 : 0; /* EOF without close_notify: read-to-close ends */
@@ -226,8 +223,8 @@ ssize_t px_io_write(int fd, SSL *ssl, const void *p, size_t n)
     int e = SSL_get_error(ssl, w);
     ERR_clear_error();
     errno = (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) ? EAGAIN
-            : (e == SSL_ERROR_SYSCALL && errno)                   ? errno
-                                                                  : EIO;
+            : (e == SSL_ERROR_SYSCALL && errno)                     ? errno
+                                                                    : EIO;
     return -1;
 }
 

@@ -43,8 +43,7 @@ static const ws_opt_t ws_opts[W_N] = {
     [W_IDLE] = {"ws_idle_timeout_s", 120, 0, 86400},
 };
 
-static int configure_ws(json_t *route, const char *path, api_state_t *s, char *err,
-                        size_t errlen)
+static int configure_ws(json_t *route, const char *path, api_state_t *s, char *err, size_t errlen)
 {
     int64_t v[W_N];
     for (size_t i = 0; i < W_N; i++)
@@ -70,9 +69,15 @@ static void free_state(void *state)
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"path", "match", "host", "handler", "ws_max_jobs",
-                                       "ws_send_queue_bytes", "ws_max_message_bytes",
-                                       "ws_ping_interval_s", "ws_idle_timeout_s"};
+    static const char *const keys[] = {"path",
+                                       "match",
+                                       "host",
+                                       "handler",
+                                       "ws_max_jobs",
+                                       "ws_send_queue_bytes",
+                                       "ws_max_message_bytes",
+                                       "ws_ping_interval_s",
+                                       "ws_idle_timeout_s"};
     api_state_t *s = sl_calloc(1, sizeof(*s));
     *state = s;
     if (sl_config_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))

@@ -81,9 +81,15 @@ static int parse_record(json_t *route, const char *path, job_route_t *s, char *e
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
-    static const char *const keys[] = {
-        "path",     "match", "host", "handler", "executor", "reply", "cancel_on_disconnect",
-        "jobs_path", "record_headers"};
+    static const char *const keys[] = {"path",
+                                       "match",
+                                       "host",
+                                       "handler",
+                                       "executor",
+                                       "reply",
+                                       "cancel_on_disconnect",
+                                       "jobs_path",
+                                       "record_headers"};
     const char *exec, *reply, *jobs_path;
     job_route_t *s = sl_calloc(1, sizeof(*s));
     *state = s;

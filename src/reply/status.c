@@ -70,7 +70,8 @@ char *sl_reply_status_json(sl_jobs_job_t *job, const char *jobs_path)
     json_object_set_new(o, "data_bytes", json_integer((json_int_t)i.data_bytes));
     if (i.has_reply_to && i.reply_attempts) {
         json_t *r = json_pack("{si}", "attempts", i.reply_attempts);
-        json_object_set_new(r, "status", i.reply_status ? json_integer(i.reply_status) : json_null());
+        json_object_set_new(r, "status",
+                            i.reply_status ? json_integer(i.reply_status) : json_null());
         if (i.reply_error)
             json_object_set_new(r, "error", json_string(i.reply_error));
         json_object_set_new(o, "reply_to", r);

@@ -138,8 +138,8 @@ static int has_room(const ws_state_t *s)
 
 static int send_event(wsub_t *w, const sl_jobs_event_t *ev)
 {
-    json_t *o = json_pack("{s:s,s:I,s:s}", "id", sl_jobs_job_id(w->job), "seq",
-                          (json_int_t)ev->seq, "type", type_name(ev->type));
+    json_t *o = json_pack("{s:s,s:I,s:s}", "id", sl_jobs_job_id(w->job), "seq", (json_int_t)ev->seq,
+                          "type", type_name(ev->type));
     set_payload(o, ev);
     return send_json(w->s, o);
 }

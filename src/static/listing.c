@@ -29,7 +29,7 @@ typedef struct item {
 /* Worst-case growth of one name byte: "%XX" in the href, "&quot;" in text. */
 #define HREF_X 3
 #define TEXT_X 6
-#define ROW_ROOM 96 /* markup and the size column around one entry */
+#define ROW_ROOM 96             /* markup and the size column around one entry */
 #define LIT(s) s, sizeof(s) - 1 /* a string literal and its length */
 
 static int by_name(const void *a, const void *b)
@@ -79,8 +79,8 @@ static size_t put_text(char *out, const char *s, size_t n)
 
 /* Read up to max entries of the directory open as fd (not consumed) into
  * the request pool. *truncated is set when more were left. */
-static int read_items(const sl_static_opts_t *o, sl_req_t *req, int fd, item_t **out,
-                      size_t *count, int *truncated)
+static int read_items(const sl_static_opts_t *o, sl_req_t *req, int fd, item_t **out, size_t *count,
+                      int *truncated)
 {
     int dfd = dup(fd);
     if (dfd < 0)
@@ -173,15 +173,13 @@ void sl_static_listing(const sl_static_opts_t *o, sl_req_t *req, int dirfd)
     int truncated = 0;
     int r = read_items(o, req, dirfd, &v, &n, &truncated);
     if (r != 0) {
-        sl_log_stream(SL_LOG_WARN, req->conn, req->stream_id, "static: listing: %s",
-                      strerror(-r));
+        sl_log_stream(SL_LOG_WARN, req->conn, req->stream_id, "static: listing: %s", strerror(-r));
         sl_resp_error(req, 500, "cannot list directory");
         return;
     }
     if (truncated)
         sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id,
-                      "static: listing cut at max_listing_entries (%zu)",
-                      o->max_listing_entries);
+                      "static: listing cut at max_listing_entries (%zu)", o->max_listing_entries);
     char *body = render(req, v, n, truncated, &len);
     req->res.status = 200;
     sl_resp_header_add_ref(req, LIT("content-type"), LIT("text/html; charset=utf-8"));

@@ -2,9 +2,9 @@
  *
  * The static route options (docs/static.md): root (required, an existing
  * directory, opened once here so every request resolves below that fd),
- * index, autoindex and max_listing_entries (listing.c), dotfiles, cache_control, mime, precompressed, read_bytes, sendfile and
- * open_file_cache {max, ttl_s, content_bytes}. Unknown keys are refused so
- * a typo does not silently change what is served.
+ * index, autoindex and max_listing_entries (listing.c), dotfiles, cache_control, mime,
+ * precompressed, read_bytes, sendfile and open_file_cache {max, ttl_s, content_bytes}. Unknown keys
+ * are refused so a typo does not silently change what is served.
  */
 #include "static_int.h"
 #include "../config.h"
@@ -18,10 +18,14 @@
 #define NAME_MAX_LEN 255
 
 static const char *const route_keys[] = {
-    "path", "match",         "host",       "handler",         "comment",
-    "root", "index",         "autoindex",  "dotfiles",        "cache_control",
-    "mime", "precompressed", "read_bytes", "open_file_cache", "sendfile",
-    "max_listing_entries",
+    "path",       "match",
+    "host",       "handler",
+    "comment",    "root",
+    "index",      "autoindex",
+    "dotfiles",   "cache_control",
+    "mime",       "precompressed",
+    "read_bytes", "open_file_cache",
+    "sendfile",   "max_listing_entries",
 };
 
 static int bad(char *err, size_t errlen, const char *path, const char *key, const char *why)

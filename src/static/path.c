@@ -9,7 +9,6 @@
  */
 #include "static_int.h"
 
-
 /* Close the segment that ends at out[*o] (exclusive) and started at
  * out[seg]: drop "." and pop the previous segment for "..". */
 static int end_segment(char *out, size_t *o, size_t seg, const char **why)

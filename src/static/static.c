@@ -18,7 +18,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#define SUFFIX_ROOM 8 /* ".br" / ".gz" after a file name */
+#define SUFFIX_ROOM 8           /* ".br" / ".gz" after a file name */
 #define LIT(s) s, sizeof(s) - 1 /* a string literal and its length */
 
 typedef struct sreq {
@@ -284,8 +284,7 @@ static void add_validators(sl_req_t *req, const sl_static_opts_t *o, const sl_st
     sl_resp_header_add_ref(req, LIT("etag"), f->etag, f->etag_len);
     sl_resp_header_add_ref(req, LIT("last-modified"), f->last_modified, f->last_modified_len);
     if (o->cache_control)
-        sl_resp_header_add_ref(req, LIT("cache-control"), o->cache_control,
-                               o->cache_control_len);
+        sl_resp_header_add_ref(req, LIT("cache-control"), o->cache_control, o->cache_control_len);
     if (o->precompressed)
         sl_resp_header_add_ref(req, LIT("vary"), LIT("accept-encoding"));
 }

@@ -38,12 +38,12 @@ typedef struct sl_static_opts {
     int rootfd;   /* O_PATH|O_DIRECTORY on root */
     char **index; /* file names tried for a directory */
     size_t nindex;
-    int dotfiles;           /* serve path segments starting with '.' */
-    int autoindex;          /* list a directory that has no index file */
+    int dotfiles;               /* serve path segments starting with '.' */
+    int autoindex;              /* list a directory that has no index file */
     size_t max_listing_entries; /* entries shown; past it the listing is cut */
-    int precompressed;      /* look for .br / .gz beside the file */
-    int sendfile;           /* zero-copy where the protocol can (cleartext h1) */
-    char *cache_control;    /* NULL = none */
+    int precompressed;          /* look for .br / .gz beside the file */
+    int sendfile;               /* zero-copy where the protocol can (cleartext h1) */
+    char *cache_control;        /* NULL = none */
     size_t cache_control_len;
     sl_static_mime_t *mime; /* overrides, checked before the built-in table */
     size_t nmime;
@@ -135,8 +135,8 @@ typedef struct sl_static_file {
     uint8_t etag_len, last_modified_len;
     const char *type; /* Content-Type by the key's name: static or route state */
     size_t type_len;
-    const uint8_t *data;    /* the whole content, held by the cache, or NULL */
-    void *_entry;           /* the cache entry holding the fd, NULL when owned */
+    const uint8_t *data; /* the whole content, held by the cache, or NULL */
+    void *_entry;        /* the cache entry holding the fd, NULL when owned */
 } sl_static_file_t;
 
 /* Look key up in the calling worker's cache; on a hit fill *f (a ref is

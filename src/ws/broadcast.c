@@ -207,9 +207,10 @@ static void deliver_local(channel_t *ch, int w, const msg_t *m)
         int r = sl_ws_send(s->ws, m->binary, m->data, m->len);
         if (r == SL_EAGAIN || r == SL_ENOMEM) {
             sl_req_t *req = sl_ws_req(s->ws);
-            sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id,
-                          "client reads a broadcast too slowly (%zu bytes queued); closing with 1013",
-                          sl_ws_queued(s->ws));
+            sl_log_stream(
+                SL_LOG_INFO, req->conn, req->stream_id,
+                "client reads a broadcast too slowly (%zu bytes queued); closing with 1013",
+                sl_ws_queued(s->ws));
             sl_ws_close(s->ws, SL_WS_CLOSE_TRY_AGAIN, "subscriber too slow");
         }
     }

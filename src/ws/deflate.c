@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define DEFLATE_LEVEL 1  /* speed over ratio: a gateway relays, it does not archive */
+#define DEFLATE_LEVEL 1 /* speed over ratio: a gateway relays, it does not archive */
 #define DEFLATE_MEMLEVEL 8
 #define INFLATE_START 4096
 
@@ -92,7 +92,8 @@ int sl_ws_pmd_negotiate(const sl_req_t *req, sl_ws_pmd_t *pmd, char *resp, size_
             pmd->server_no_context_takeover = o.snct == 1;
             pmd->client_no_context_takeover = o.cnct == 1;
             pmd->server_max_window_bits = o.sbits > 0 ? o.sbits : 15;
-            int n = snprintf(resp, cap, "permessage-deflate%s%s", o.snct == 1 ? "; server_no_context_takeover" : "",
+            int n = snprintf(resp, cap, "permessage-deflate%s%s",
+                             o.snct == 1 ? "; server_no_context_takeover" : "",
                              o.cnct == 1 ? "; client_no_context_takeover" : "");
             if (o.sbits > 0 && n > 0 && (size_t)n < cap)
                 n += snprintf(resp + n, cap - (size_t)n, "; server_max_window_bits=%d", o.sbits);

@@ -18,7 +18,8 @@
 static int field_has_token(const sl_req_t *req, const char *name, const char *tok)
 {
     for (size_t i = 0; i < req->headers.n; i++)
-        if (sl_str_eq(req->headers.v[i].name, name) && sl_str_has_token(req->headers.v[i].value, tok))
+        if (sl_str_eq(req->headers.v[i].name, name) &&
+            sl_str_has_token(req->headers.v[i].value, tok))
             return 1;
     return 0;
 }

@@ -28,9 +28,9 @@
 #include <stdio.h>
 #include <wslay/wslay.h>
 
-#define CLOSE_WAIT_S 5.0   /* after our close frame: abort if not done by then */
-#define KEEP_BUF 16384     /* message buffers larger than this are freed after use */
-#define FRAME_HEAD_MAX 14  /* server frames are unmasked: 2 + 8 bytes, 14 with slack */
+#define CLOSE_WAIT_S 5.0  /* after our close frame: abort if not done by then */
+#define KEEP_BUF 16384    /* message buffers larger than this are freed after use */
+#define FRAME_HEAD_MAX 14 /* server frames are unmasked: 2 + 8 bytes, 14 with slack */
 #define H2_CANCEL 0x8
 
 struct sl_ws {
@@ -239,7 +239,8 @@ static int end_message(sl_ws_t *ws)
         int r = sl_ws_pmd_inflate(&ws->pmd, ws->m_buf, ws->m_len, ws->o.max_message_bytes,
                                   &inflated, &len);
         if (r == SL_ETOOBIG)
-            return fail(ws, SL_WS_CLOSE_TOO_BIG, "a compressed message inflating past max_message_bytes");
+            return fail(ws, SL_WS_CLOSE_TOO_BIG,
+                        "a compressed message inflating past max_message_bytes");
         if (r != 0)
             return fail(ws, SL_WS_CLOSE_BAD_DATA, "invalid compressed data");
         msg = inflated;
@@ -319,7 +320,8 @@ static int on_chunk(sl_ws_t *ws, const struct wslay_frame_iocb *io)
         memcpy(ws->ctl + ws->ctl_len, d, n); /* wslay bounds control payloads at 125 */
         ws->ctl_len += n;
     } else if (n) {
-        if (ws->m_op == WSLAY_TEXT_FRAME && !ws->m_deflated && sl_ws_utf8_feed(&ws->utf8, d, n) != 0)
+        if (ws->m_op == WSLAY_TEXT_FRAME && !ws->m_deflated &&
+            sl_ws_utf8_feed(&ws->utf8, d, n) != 0)
             return fail(ws, SL_WS_CLOSE_BAD_DATA, "invalid UTF-8 in a text message");
         memcpy(ws->m_buf + ws->m_len, d, n);
         ws->m_len += n;
@@ -416,8 +418,8 @@ static void on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
     }
     if (len && sl_buf_write_all(&ws->in, data, len) != 0) {
         /* More than the protocol's own window: a bug, not the client's. */
-        sl_log_stream(SL_LOG_ERROR, req->conn, req->stream_id,
-                      "ws: %zu bytes past the input bound", len);
+        sl_log_stream(SL_LOG_ERROR, req->conn, req->stream_id, "ws: %zu bytes past the input bound",
+                      len);
         ws->read_done = 1;
         sl_resp_reset(req, H2_CANCEL);
         return;
@@ -572,8 +574,9 @@ static void refuse(sl_req_t *req, int status)
             sl_resp_header_add(req, "upgrade", "websocket");
         sl_resp_header_add(req, "sec-websocket-version", "13");
     }
-    sl_resp_error(req, status, status == 426 ? "WebSocket upgrade required (version 13)"
-                                             : "bad WebSocket handshake");
+    sl_resp_error(req, status,
+                  status == 426 ? "WebSocket upgrade required (version 13)"
+                                : "bad WebSocket handshake");
 }
 
 static void answer_head(sl_req_t *req, sl_ws_t *ws, int deflate)
@@ -609,7 +612,7 @@ int sl_ws_accept(sl_req_t *req, const sl_ws_opts_t *opts, const sl_ws_app_t *app
     sl_worker_t *w = sl_worker_current();
     sl_buf_pool_t *bp = w ? &w->bufpool : NULL;
     const sl_config_t *cfg = req->conn ? sl_conn_config(req->conn) : NULL;
-    size_t window = !cfg ? 65536
+    size_t window = !cfg                        ? 65536
                     : req->proto == SL_PROTO_H2 ? cfg->limits.h2_initial_window
                                                 : cfg->limits.body_window_bytes;
     sl_buf_init(&ws->in, bp, chunks_for(window));

@@ -32,12 +32,12 @@ static void check(int cond)
 /* ---- the server's byte stream, checked frame by frame ---- */
 
 typedef struct out {
-    uint8_t buf[256];  /* a partial frame head */
-    size_t have;       /* bytes in buf */
-    uint64_t skip;     /* payload bytes of the current frame still to pass */
-    int closed;        /* a close frame was seen */
+    uint8_t buf[256]; /* a partial frame head */
+    size_t have;      /* bytes in buf */
+    uint64_t skip;    /* payload bytes of the current frame still to pass */
+    int closed;       /* a close frame was seen */
     int deflate;
-    int proceed;       /* a send awaits on_proceed */
+    int proceed; /* a send awaits on_proceed */
     int ended, reset;
     uint64_t delivered, consumed;
     uint8_t close_code[2];
@@ -70,8 +70,8 @@ static int head_done(out_t *o)
             n = n << 8 | o->buf[i];
     }
     uint8_t op = b0 & 0x0f, rsv = (b0 >> 4) & 7;
-    check(!(b1 & 0x80));                       /* servers never mask */
-    check(!o->closed);                         /* nothing after our close */
+    check(!(b1 & 0x80)); /* servers never mask */
+    check(!o->closed);   /* nothing after our close */
     check(op <= 2 || op == 8 || op == 9 || op == 10);
     check(rsv == 0 || (rsv == 4 && o->deflate && (op == 1 || op == 2)));
     if (op & 8) {

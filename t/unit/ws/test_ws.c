@@ -11,27 +11,30 @@
 typedef struct utf8_case {
     const char *s;
     size_t n;
-    int valid;    /* whole string valid and complete */
-    int fail_at;  /* index of the first invalid byte, -1 when none */
+    int valid;   /* whole string valid and complete */
+    int fail_at; /* index of the first invalid byte, -1 when none */
 } utf8_case_t;
 
-#define C(lit, v, f) {lit, sizeof(lit) - 1, v, f}
+#define C(lit, v, f)                                                                               \
+    {                                                                                              \
+        lit, sizeof(lit) - 1, v, f                                                                 \
+    }
 static const utf8_case_t cases[] = {
     C("", 1, -1),
     C("hello", 1, -1),
     C("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", 1, -1),
     C("\xf0\x9f\x98\x80", 1, -1),
-    C("\xf4\x8f\xbf\xbf", 1, -1),                 /* U+10FFFF */
-    C("\xef\xbf\xbf", 1, -1),                     /* U+FFFF */
-    C("\xe2\x82", 0, -1),                         /* open at the end */
-    C("\xc0\xaf", 0, 0),                          /* overlong */
-    C("\xe0\x80\xaf", 0, 1),                      /* overlong 3-byte */
-    C("\xed\xa0\x80", 0, 1),                      /* surrogate */
-    C("\xf4\x90\x80\x80", 0, 1),                  /* past U+10FFFF */
+    C("\xf4\x8f\xbf\xbf", 1, -1), /* U+10FFFF */
+    C("\xef\xbf\xbf", 1, -1),     /* U+FFFF */
+    C("\xe2\x82", 0, -1),         /* open at the end */
+    C("\xc0\xaf", 0, 0),          /* overlong */
+    C("\xe0\x80\xaf", 0, 1),      /* overlong 3-byte */
+    C("\xed\xa0\x80", 0, 1),      /* surrogate */
+    C("\xf4\x90\x80\x80", 0, 1),  /* past U+10FFFF */
     C("\xf5\x80\x80\x80", 0, 0),
     C("\xff", 0, 0),
-    C("abc\x80", 0, 3),                           /* lone continuation */
-    C("0123456789abcdef\xce", 0, -1),             /* ASCII fast path then open */
+    C("abc\x80", 0, 3),               /* lone continuation */
+    C("0123456789abcdef\xce", 0, -1), /* ASCII fast path then open */
     C("0123456789abcdef\xce\x41", 0, 17),
 };
 
