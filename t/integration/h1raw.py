@@ -8,6 +8,8 @@ import socket
 import ssl
 import time
 
+from rawsock import SockConn
+
 
 class Closed(Exception):
     pass
@@ -47,7 +49,7 @@ class Response:
         return "<Response %s %s len=%d>" % (self.status, self.reason, len(self.body))
 
 
-class H1Conn:
+class H1Conn(SockConn):
     def __init__(self, port, host="127.0.0.1", tls=False, timeout=10.0, sni="localhost",
                  alpn=("http/1.1",)):
         self.sock = socket.create_connection((host, port), timeout=timeout)
@@ -63,26 +65,10 @@ class H1Conn:
         self.buf = bytearray()
         self.eof = False
 
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
     def send(self, data):
         if isinstance(data, str):
             data = data.encode("latin-1")
-        try:
-            self.sock.sendall(data)
-            return True
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-            return False
+        return super().send(data)
 
     def _fill(self, deadline):
         left = deadline - time.monotonic()

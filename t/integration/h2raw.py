@@ -25,6 +25,8 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from rawsock import SockConn
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # frame types
@@ -263,7 +265,7 @@ class Closed(Exception):
     pass
 
 
-class RawH2:
+class RawH2(SockConn):
     """Raw HTTP/2 client: sends bytes as given, parses frames it reads.
 
     Server SETTINGS are acknowledged automatically (auto_ack) so that the
@@ -282,27 +284,6 @@ class RawH2:
         self.eof = False
         if preface:
             self.send(PREFACE + settings_frame(settings))
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
-    def send(self, data):
-        """Send all of data; returns False when the peer has closed (or
-        stopped reading for longer than the timeout)."""
-        try:
-            self.sock.sendall(data)
-            return True
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout, OSError):
-            return False
 
     def _recv(self, timeout):
         if self.tls and self.sock.pending():
@@ -520,7 +501,7 @@ class Stream:
             None if self.reset is None else err_name(self.reset))
 
 
-class H2Client:
+class H2Client(SockConn):
     """Synchronous python3-h2 client. auto_window=True gives flow-control
     credit back as soon as data arrives; tests that want to control the
     window set it False and call credit()."""
@@ -546,18 +527,6 @@ class H2Client:
         self.flush()
         if wait_settings:
             self.pump(lambda: self.settings_acked and self.remote_settings)
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
     def flush(self):
         d = self.conn.data_to_send()

@@ -11,6 +11,8 @@ import ssl
 import struct
 import time
 
+from rawsock import SockConn
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0, 1, 2, 8, 9, 10
 
@@ -86,7 +88,7 @@ class FrameReader:
         return f
 
 
-class WSConn:
+class WSConn(SockConn):
     """A WebSocket client over HTTP/1.1 that sends exactly what it is told."""
 
     def __init__(self, port, path="/_h/ws/echo", tls=False, timeout=10.0, headers=None,
@@ -187,15 +189,3 @@ class WSConn:
             except TimeoutError:
                 return False
         return self.eof
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
