@@ -6,7 +6,6 @@ and without permessage-deflate, cleartext and TLS), the handshake answers
 import asyncio
 import signal
 import ssl
-import struct
 import time
 
 import pytest

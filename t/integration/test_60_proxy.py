@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -284,7 +283,6 @@ def test_memory_flat_slow_client(sluice_factory, upstreams):
     got = len(c.sock.recv(65536))
     time.sleep(2.0)                # the upstream has all 48 MiB ready; we read nothing
     peak = s.rss_kb()
-    h = hashlib.sha256()
     buf = b""
     while True:
         b = c.sock.recv(1 << 20)
