@@ -237,7 +237,6 @@ static const cfg_key_t limit_keys[] = {
     LIM(h1_uri_bytes, KT_SIZE, 8192, 256, 1 << 20),
     LIM(h1_header_bytes, KT_SIZE, 65536, 1024, 16 << 20),
     LIM(h1_max_headers, KT_SIZE, 100, 1, 10000),
-    LIM(h1_pipeline_depth, KT_SIZE, 16, 1, 1024),
     LIM(body_window_bytes, KT_SIZE, 65536, 1024, 1 << 30),
     LIM(max_body_bytes, KT_I64, 1 << 30, 0, INT64_MAX),
     LIM(conn_out_bytes, KT_SIZE, 256 << 10, 16384, 1 << 30),
@@ -262,6 +261,7 @@ static const cfg_key_t timeout_keys[] = {
     TMO(h1_header_s, 10, 0.001, DAY_S),
     TMO(h1_keepalive_s, 75, 0.001, DAY_S),
     TMO(h2_idle_s, 300, 0.001, DAY_S),
+    TMO(h2_frame_s, 10, 0, DAY_S),
     TMO(stream_idle_s, 300, 0, DAY_S),
     TMO(request_body_s, 60, 0.001, DAY_S),
     TMO(drain_s, 30, 0, DAY_S),
@@ -563,7 +563,7 @@ static void tls_cfg_dispose(sl_tls_cfg_t *t)
 static int parse_listener(sl_config_t *cfg, json_t *obj, const char *path, sl_listener_cfg_t *lc,
                           char *err, size_t errlen)
 {
-    static const char *const keys[] = {"addr", "tls", "h2c", "backlog"};
+    static const char *const keys[] = {"addr", "tls", "h2c", "h2c_upgrade", "backlog"};
     char p[PATH_LEN];
     const char *addr;
     int64_t backlog;
@@ -577,6 +577,7 @@ static int parse_listener(sl_config_t *cfg, json_t *obj, const char *path, sl_li
         return fail(err, errlen, "%s: required", p);
     if (set_listener_addr(lc, addr, p, err, errlen) ||
         sl_config_get_bool(obj, path, "h2c", 1, &lc->h2c, err, errlen) ||
+        sl_config_get_bool(obj, path, "h2c_upgrade", 0, &lc->h2c_upgrade, err, errlen) ||
         sl_config_get_int(obj, path, "backlog", 511, 1, 65535, &backlog, err, errlen))
         return SL_EINVAL;
     lc->backlog = (int)backlog;
@@ -685,6 +686,14 @@ static int top_access_log(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
     return 0;
 }
 
+static int top_allow_encoded_slash(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
+{
+    cfg->allow_encoded_slash = v && json_is_true(v);
+    if (v && !json_is_boolean(v))
+        return fail(err, errlen, "allow_encoded_slash: must be true or false");
+    return 0;
+}
+
 static int valid_log_level(const char *s)
 {
     return s && (strcmp(s, "debug") == 0 || strcmp(s, "info") == 0 || strcmp(s, "warn") == 0 ||
@@ -789,9 +798,11 @@ static const struct top_key {
     const char *name;
     top_fn load;
 } top_keys[] = {
-    {"workers", top_workers},         {"log_level", top_log_level}, {"access_log", top_access_log},
-    {"server_name", top_server_name}, {"limits", top_limits},       {"timeouts", top_timeouts},
-    {"drain_timeout_s", top_drain},   {"listen", top_listen},       {"routes", top_routes},
+    {"workers", top_workers},       {"log_level", top_log_level},
+    {"access_log", top_access_log}, {"server_name", top_server_name},
+    {"limits", top_limits},         {"timeouts", top_timeouts},
+    {"drain_timeout_s", top_drain}, {"listen", top_listen},
+    {"routes", top_routes},         {"allow_encoded_slash", top_allow_encoded_slash},
 };
 
 static int load_top(sl_config_t *cfg, char *err, size_t errlen)

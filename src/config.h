@@ -37,7 +37,8 @@ typedef struct sl_listener_cfg {
     struct sockaddr_storage ss;
     socklen_t sslen;
     sl_tls_cfg_t *tls; /* NULL for cleartext */
-    int h2c;           /* cleartext: accept h2 prior knowledge and Upgrade: h2c (default 1) */
+    int h2c;           /* cleartext: accept the h2 prior-knowledge preface (default 1) */
+    int h2c_upgrade;   /* cleartext: also HTTP/1.1 "Upgrade: h2c" (default 0: h2c smuggling) */
     int backlog;
     int index;
 } sl_listener_cfg_t;
@@ -47,7 +48,6 @@ typedef struct sl_limits {
     size_t h1_uri_bytes;      /* 414 past this (default 8192) */
     size_t h1_header_bytes;   /* 431 past this: request line + headers (65536) */
     size_t h1_max_headers;    /* 431 past this count (100) */
-    size_t h1_pipeline_depth; /* requests parsed ahead (16) */
     size_t body_window_bytes; /* unconsumed request-body bytes before reads stop (65536) */
     int64_t max_body_bytes;   /* 413 past this (default 1 GiB, 0 = unlimited) */
     size_t conn_out_bytes;    /* per-connection output queue (256 KiB) */
@@ -74,6 +74,7 @@ typedef struct sl_timeouts {
     double h1_header_s;     /* header read (slowloris) -> 408 (10) */
     double h1_keepalive_s;  /* idle between requests (75) */
     double h2_idle_s;       /* connection with no open streams (300) */
+    double h2_frame_s;      /* one frame or header block left incomplete (10; 0 = off) */
     double stream_idle_s;   /* no bytes either way on a stream (300; 0 = off) */
     double request_body_s;  /* no body bytes while expecting more (60) */
     double drain_s;         /* drain_timeout_s: in-flight grace on shutdown (30) */
@@ -92,11 +93,12 @@ typedef struct sl_config {
     sl_timeouts_t timeouts;
     sl_route_t *routes;
     size_t nroutes;
-    int access_log;    /* JSON access lines on stdout (default 1) */
-    char *log_level;   /* "debug","info","warn","error" (default "info") */
-    char *server_name; /* Server header value, NULL = none (default "sluice") */
-    char *path;        /* file it was loaded from, or "(embedded)" */
-    json_t *root;      /* the parsed document (for handlers) */
+    int access_log;          /* JSON access lines on stdout (default 1) */
+    int allow_encoded_slash; /* "%2F" in a path kept encoded, not a 400 (default 0) */
+    char *log_level;         /* "debug","info","warn","error" (default "info") */
+    char *server_name;       /* Server header value, NULL = none (default "sluice") */
+    char *path;              /* file it was loaded from, or "(embedded)" */
+    json_t *root;            /* the parsed document (for handlers) */
     void *sections[SL_CONFIG_MAX_SECTIONS]; /* registered sections' parsed state */
 } sl_config_t;
 

@@ -95,7 +95,8 @@ struct sl_req {
     int worker_id;
     sl_str_t method;
     sl_str_t target;    /* raw request-target as received (path + query) */
-    sl_str_t path;      /* target up to '?' (not decoded) */
+    sl_str_t path;      /* target up to '?', normalised by the router (uri.h) */
+    sl_str_t raw_path;  /* the path as received, before normalisation */
     sl_str_t query;     /* after '?', without it; empty when none */
     sl_str_t authority; /* :authority or Host */
     sl_str_t scheme;    /* "http" or "https" */
@@ -180,6 +181,13 @@ int sl_resp_simple(sl_req_t *req, int status, const char *content_type, const vo
                    size_t len);
 /* JSON error body {"error": msg, "status": N}. */
 int sl_resp_error(sl_req_t *req, int status, const char *msg);
+
+/* "https" when the connection the request came on is TLS, else "http":
+ * what forwarding fields say, whatever the client's :scheme claims. */
+static inline sl_str_t sl_req_conn_scheme(const sl_req_t *req)
+{
+    return req->tls.version ? SL_STR("https") : SL_STR("http");
+}
 
 /* Give request-body credit back (see above). */
 void sl_req_consume(sl_req_t *req, size_t n);

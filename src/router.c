@@ -8,6 +8,7 @@
 #include "router.h"
 #include "config.h"
 #include "log.h"
+#include "uri.h"
 #include <stdio.h>
 #include <strings.h>
 
@@ -118,6 +119,16 @@ const sl_route_t *sl_router_match(const sl_config_t *cfg, sl_str_t host, sl_str_
 
 void sl_router_dispatch(const sl_config_t *cfg, sl_req_t *req)
 {
+    const char *why;
+    sl_str_t norm;
+    req->raw_path = req->path;
+    if (sl_uri_normalize_path(req->path, cfg->allow_encoded_slash ? SL_URI_KEEP_ENCODED_SLASH : 0,
+                              &req->pool, &norm, &why) != 0) {
+        sl_log(SL_LOG_INFO, req->conn, "client sent a bad path (%s); answered 400", why);
+        sl_resp_error(req, 400, why);
+        return;
+    }
+    req->path = norm;
     const sl_route_t *r = sl_router_match(cfg, req->authority, req->path);
     if (!r) {
         sl_resp_error(req, 404, "no route");

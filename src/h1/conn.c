@@ -926,18 +926,9 @@ static void build_req(h1_conn_t *hc, const sl_h1_head_t *head)
     }
     /* Absolute-form (RFC 9112 3.2.2): its authority wins over Host. */
     sl_str_t t = req->target;
-    size_t skip = 0;
-    if (t.n >= 7 && strncasecmp(t.p, "http://", 7) == 0)
-        skip = 7;
-    else if (t.n >= 8 && strncasecmp(t.p, "https://", 8) == 0)
-        skip = 8;
-    if (skip) {
-        size_t e = skip;
-        while (e < t.n && t.p[e] != '/' && t.p[e] != '?')
-            e++;
-        req->authority = (sl_str_t){t.p + skip, e - skip};
-        t = e < t.n ? (sl_str_t){t.p + e, t.n - e} : SL_STR("/");
-    }
+    sl_str_t auth;
+    if (sl_h1_absolute_form(t, &auth, &t)) /* validated like Host by the parser */
+        req->authority = auth;
     const char *q = memchr(t.p, '?', t.n);
     req->path = (sl_str_t){t.p, q ? (size_t)(q - t.p) : t.n};
     req->query = q ? (sl_str_t){q + 1, t.n - (size_t)(q - t.p) - 1} : SL_STR("");
@@ -981,8 +972,10 @@ static int switch_to_h2(h1_conn_t *hc, const uint8_t *p, size_t len, const sl_re
  * upgrading (serve HTTP/1.1), else H1_SWITCHED / H1_SWITCHED_CLOSE. */
 static int try_upgrade(h1_conn_t *hc, const sl_h1_head_t *head, const uint8_t *rest, size_t restlen)
 {
-    if (!head->upgrade || !can_h2c(hc) || head->version_minor != 1 || head->chunked ||
-        head->content_length > 0 || !sl_str_has_token(head->upgrade_proto, "h2c"))
+    /* Off by default: a client can tunnel past a front proxy's rules by
+     * upgrading a connection the proxy passed through ("h2c smuggling"). */
+    if (!head->upgrade || !can_h2c(hc) || !hc->c->lcfg->h2c_upgrade || head->version_minor != 1 ||
+        head->chunked || head->content_length > 0 || !sl_str_has_token(head->upgrade_proto, "h2c"))
         return 0;
     const sl_header_t *settings = NULL;
     int conn_ok = 0;
@@ -1082,6 +1075,10 @@ static int parse_head(h1_conn_t *hc, const uint8_t *p, size_t len, size_t newoff
     int r;
     if (st == SL_H1_INCOMPLETE) {
         r = H1_INCOMPLETE;
+    } else if (st == SL_H1_NOT_HTTP) {
+        /* Not HTTP/1.x: an HTTP/1.1 answer would be noise to that peer. */
+        sl_log(SL_LOG_INFO, hc->c, "client sent a request line that is not HTTP; closed");
+        r = SL_ECLOSED;
     } else if (st != SL_H1_OK) {
         sl_log(SL_LOG_INFO, hc->c, "client sent a bad request head (%s); answered %d",
                head.error ? head.error : "?", (int)st);
@@ -1155,14 +1152,20 @@ static int process_input(h1_conn_t *hc, size_t newoff)
 static int check_preface(h1_conn_t *hc, const uint8_t *data, size_t len)
 {
     size_t have = hc->in_len, n = SL_MIN(have + len, (size_t)PREFACE_LEN);
-    for (size_t i = 0; i < n; i++) {
+    int broken = 0;
+    for (size_t i = 0; i < n && !broken; i++) {
         uint8_t b = i < have ? hc->in[i] : data[i - have];
         if (b != (uint8_t)PREFACE[i]) {
+            /* "PRI " then something else: a broken HTTP/2 preface, not an
+             * HTTP/1.1 request. HTTP/2 answers it (GOAWAY PROTOCOL_ERROR). */
+            broken = i >= 4;
+            if (broken)
+                break;
             hc->not_preface = 1;
             return 0;
         }
     }
-    if (have + len < PREFACE_LEN) {
+    if (!broken && have + len < PREFACE_LEN) {
         if (in_append(hc, data, len) != 0)
             return SL_ECLOSED;
         if (hc->state == H1_IDLE) {

@@ -24,6 +24,7 @@ extern const sl_proto_t sl_h1_proto;
 typedef enum sl_h1_parse_status {
     SL_H1_OK = 0,         /* head complete; *consumed set */
     SL_H1_INCOMPLETE = 1, /* need more bytes */
+    SL_H1_NOT_HTTP = 2,   /* the request line names no HTTP version: not HTTP/1.x at all */
     SL_H1_BAD = 400,      /* malformed / smuggling attempt */
     SL_H1_URI_TOO_LONG = 414,
     SL_H1_HEADERS_TOO_LARGE = 431,

@@ -30,4 +30,9 @@ static inline int sl_h1_is_fval(uint8_t c)
  * most outcap bytes). Returns the decoded length or -1 on bad input. */
 ssize_t sl_h1_base64url_decode(const char *in, size_t len, uint8_t *out, size_t outcap);
 
+/* RFC 9112 3.2.2: when target is absolute-form ("http://host/p?q"), set
+ * *authority to its authority and *rest (if not NULL) to the path and
+ * query after it ("/" when empty) and return 1; else return 0. */
+int sl_h1_absolute_form(sl_str_t target, sl_str_t *authority, sl_str_t *rest);
+
 #endif

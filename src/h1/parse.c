@@ -93,6 +93,21 @@ static sl_h1_parse_status_t expect_crlf(parse_state_t *ps, const char *what)
     return fail(ps, SL_H1_BAD, *p == '\n' ? "bare LF" : what);
 }
 
+/* A request line of three tokens whose last does not even start with
+ * "http/" (any case) is some other protocol (h2spec sends "INVALID
+ * CONNECTION PREFACE"): SL_H1_NOT_HTTP. More tokens ("GET /a b HTTP/1.1")
+ * are a malformed HTTP request: 400. */
+static sl_h1_parse_status_t bad_version(parse_state_t *ps, const uint8_t *p)
+{
+    for (; p < ps->end; p++) {
+        if (*p == ' ')
+            break;
+        if (*p == '\r' || *p == '\n')
+            return fail(ps, SL_H1_NOT_HTTP, "not an HTTP version");
+    }
+    return p < ps->end ? fail(ps, SL_H1_BAD, "malformed HTTP version") : need_more(ps);
+}
+
 /* "HTTP/" DIGIT "." DIGIT; only 1.0 and 1.1 are served (505 otherwise). */
 static sl_h1_parse_status_t parse_version(parse_state_t *ps)
 {
@@ -103,8 +118,11 @@ static sl_h1_parse_status_t parse_version(parse_state_t *ps)
             return need_more(ps);
         uint8_t c = p[i];
         int ok = (i == 5 || i == 7) ? (c >= '0' && c <= '9') : c == (uint8_t)pat[i];
-        if (!ok)
-            return fail(ps, SL_H1_BAD, "malformed HTTP version");
+        if (ok)
+            continue;
+        if (i < 5 && (c | 0x20) != (uint8_t)(pat[i] | 0x20))
+            return bad_version(ps, p + i);
+        return fail(ps, SL_H1_BAD, "malformed HTTP version");
     }
     if (p[5] != '1' || p[7] > '1')
         return fail(ps, SL_H1_BAD_VERSION, "unsupported HTTP version");
@@ -149,7 +167,9 @@ static sl_h1_parse_status_t parse_status_line(parse_state_t *ps)
 {
     sl_h1_parse_status_t st = parse_version(ps);
     if (st != SL_H1_OK)
-        return st == SL_H1_BAD_VERSION ? fail(ps, SL_H1_BAD, "unsupported HTTP version") : st;
+        return st == SL_H1_BAD_VERSION || st == SL_H1_NOT_HTTP
+                   ? fail(ps, SL_H1_BAD, "unsupported HTTP version")
+                   : st;
     const uint8_t *p = ps->p, *end = ps->end;
     int status = 0;
     for (size_t i = 0; i < 4; i++) {
@@ -288,6 +308,23 @@ static int is_valid_host(sl_str_t v)
     return 1;
 }
 
+int sl_h1_absolute_form(sl_str_t target, sl_str_t *authority, sl_str_t *rest)
+{
+    size_t skip = 0, e;
+    if (target.n >= 7 && strncasecmp(target.p, "http://", 7) == 0)
+        skip = 7;
+    else if (target.n >= 8 && strncasecmp(target.p, "https://", 8) == 0)
+        skip = 8;
+    if (!skip)
+        return 0;
+    for (e = skip; e < target.n && target.p[e] != '/' && target.p[e] != '?';)
+        e++;
+    *authority = (sl_str_t){target.p + skip, e - skip};
+    if (rest)
+        *rest = e < target.n ? (sl_str_t){target.p + e, target.n - e} : SL_STR("/");
+    return 1;
+}
+
 static sl_h1_parse_status_t on_field(parse_state_t *ps, sl_str_t n, sl_str_t v)
 {
     switch (n.n) {
@@ -421,6 +458,9 @@ static sl_h1_parse_status_t check_request(parse_state_t *ps)
     }
     if (ps->nhost > 1)
         return fail(ps, SL_H1_BAD, "more than one Host");
+    sl_str_t auth;
+    if (sl_h1_absolute_form(h->target, &auth, NULL) && (auth.n == 0 || !is_valid_host(auth)))
+        return fail(ps, SL_H1_BAD, "invalid authority in an absolute-form target");
     if (h->version_minor == 1 && ps->nhost == 0)
         return fail(ps, SL_H1_BAD, "no Host in an HTTP/1.1 request");
     /* RFC 9110 10.1.1: ignore 100-continue from an HTTP/1.0 client. */

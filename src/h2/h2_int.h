@@ -45,6 +45,22 @@ typedef struct sl_h2_limits {
     unsigned tripped : 1;             /* GOAWAY(ENHANCE_YOUR_CALM) submitted */
 } sl_h2_limits_t;
 
+/* Where the client's byte stream stands between frames (scan.c). */
+enum { SL_H2_SCAN_PREFACE, SL_H2_SCAN_HEAD, SL_H2_SCAN_PAYLOAD };
+enum { SL_H2_SCAN_EV_NONE, SL_H2_SCAN_EV_DATA, SL_H2_SCAN_EV_PRIORITY };
+
+typedef struct sl_h2_scan {
+    double started;  /* ev_now of the first byte of the unfinished frame or
+                        header block; 0 at a boundary */
+    uint32_t left;   /* bytes left in the current preface/header/payload */
+    uint32_t length; /* the current frame's payload length */
+    int32_t sid;     /* the current frame's stream id */
+    uint8_t hd[9], hd_got;
+    uint8_t pri[4], pri_got; /* PRIORITY payload: the dependency */
+    uint8_t phase, type, flags;
+    unsigned in_block : 1; /* inside a header block (CONTINUATION expected) */
+} sl_h2_scan_t;
+
 struct sl_h2_stream {
     sl_req_t req; /* req.pdata points back here */
     sl_h2_session_t *sess;
@@ -83,11 +99,13 @@ struct sl_h2_session {
     const uint8_t *hold; /* mem_send bytes that did not fit into c->out */
     size_t hold_len;
     sl_h2_limits_t lim;
+    sl_h2_scan_t scan;
     int depth;                  /* > 0 while inside one of our entry points */
     double idle_since;          /* ev_now when the last stream closed */
     double timer_due;           /* ev_now when the conn timer fires; 0 = not armed */
     int32_t max_sid;            /* highest client stream id seen in a HEADERS */
     uint64_t sid_seen;          /* bit k: stream max_sid - 2k was opened (RFC 9113 5.1.1) */
+    uint64_t sid_reset;         /* bit k: we sent RST_STREAM on stream max_sid - 2k */
     unsigned want_close : 1;    /* close (after flush) at the end of the entry */
     unsigned await_preface : 1; /* h2c upgrade: no output before the client's SETTINGS */
     unsigned dead : 1;          /* torn down: ops answer SL_ECLOSED */
@@ -152,6 +170,19 @@ int sl_h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint
                            size_t length, nghttp2_data_source *source, void *user_data);
 /* Free the calling thread's cache of spare stream objects (tests). */
 void sl_h2_stream_cache_flush(void);
+
+/* ---- scan.c ---- */
+
+void sl_h2_scan_init(sl_h2_scan_t *sc);
+/* Walk p[0..len) and return how many bytes were taken: all of them, or
+ * fewer when *ev reports an event that ends at the last byte taken.
+ * SL_H2_SCAN_EV_DATA: a DATA frame header just completed (sc->sid, length);
+ * a caller that has fed nghttp2 every byte before it has nghttp2's state
+ * as of the frame before. SL_H2_SCAN_EV_PRIORITY: a PRIORITY frame ended
+ * (sc->sid; sl_h2_scan_priority_dep). now stamps sc->started. */
+size_t sl_h2_scan(sl_h2_scan_t *sc, const uint8_t *p, size_t len, double now, int *ev);
+/* The stream a complete PRIORITY payload depends on, or -1. */
+int32_t sl_h2_scan_priority_dep(const sl_h2_scan_t *sc);
 
 /* ---- limits.c ---- */
 

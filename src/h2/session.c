@@ -107,38 +107,116 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     return 0;
 }
 
-/* RFC 9113 5.1.1: a HEADERS that opens a stream below one already used
- * is a connection error. nghttp2 ignores it (it cannot tell an idle id
- * from a closed one without closed-stream state), so remember which of
- * the last 64 odd ids were opened: HEADERS on a lower id that never was
- * is the violation; on one that was, it is a late trailer and ignored. */
-static void check_stream_id(sl_h2_session_t *s, int32_t id)
+/* ---- closed streams (RFC 9113 5.1) ----
+ *
+ * nghttp2 keeps no closed streams (no_closed_streams, for memory), so it
+ * cannot tell a closed id from one it never saw and ignores frames on
+ * both. We remember, for the last 64 odd ids up to the highest one opened,
+ * which were opened and which we reset: two bitmaps shifted as new ids
+ * arrive. Below that window nothing is known and frames stay ignored. */
+
+enum { SID_UNKNOWN, SID_NEVER_OPENED, SID_RESET_BY_US, SID_CLOSED };
+
+static void sid_advance(sl_h2_session_t *s, int32_t id)
+{
+    uint32_t shift = (uint32_t)(id - s->max_sid) / 2;
+    s->sid_seen = (shift >= 64 ? 0 : s->sid_seen << shift) | 1;
+    s->sid_reset = shift >= 64 ? 0 : s->sid_reset << shift;
+    s->max_sid = id;
+}
+
+/* What is known of client stream id (odd, <= max_sid) that nghttp2 no
+ * longer holds. Ids above the last one nghttp2 processed were never
+ * taken (after our GOAWAY): unknown, so ignored as nghttp2 does. */
+static int closed_sid_state(sl_h2_session_t *s, int32_t id)
+{
+    uint32_t k = (uint32_t)(s->max_sid - id) / 2;
+    if (k >= 64 || id > nghttp2_session_get_last_proc_stream_id(s->ng))
+        return SID_UNKNOWN;
+    if ((s->sid_reset >> k) & 1)
+        return SID_RESET_BY_US; /* frames in flight: ignored (5.1 "closed") */
+    return (s->sid_seen >> k) & 1 ? SID_CLOSED : SID_NEVER_OPENED;
+}
+
+/* A client id with no live stream that is neither new nor even (nghttp2
+ * judges idle and even ids itself). */
+static int is_forgotten_sid(sl_h2_session_t *s, int32_t id)
+{
+    return id > 0 && (id & 1) && id <= s->max_sid && !nghttp2_session_find_stream(s->ng, id);
+}
+
+static void note_reset_sent(sl_h2_session_t *s, int32_t id)
+{
+    uint32_t k = (uint32_t)(s->max_sid - id) / 2;
+    if (id > 0 && (id & 1) && id <= s->max_sid && k < 64)
+        s->sid_reset |= (uint64_t)1 << k;
+}
+
+static void connection_error(sl_h2_session_t *s, int32_t id, uint32_t code, const char *what)
+{
+    if (!s->logged_invalid) {
+        s->logged_invalid = 1;
+        sl_log_stream(SL_LOG_INFO, s->conn, id, "client sent %s", what);
+    }
+    nghttp2_session_terminate_session(s->ng, code);
+    s->want_close = 1;
+}
+
+/* HEADERS (from on_begin_frame). RFC 9113 5.1.1: one that opens a stream
+ * below an id already used is a connection error PROTOCOL_ERROR; 5.1: one
+ * on a stream the client closed (END_STREAM both ways, or its RST_STREAM)
+ * is STREAM_CLOSED. On a stream we reset it is a late trailer: ignored. */
+static void check_headers_sid(sl_h2_session_t *s, int32_t id)
 {
     if (id <= 0 || !(id & 1))
         return; /* nghttp2 rejects these itself */
     if (id > s->max_sid) {
-        uint32_t shift = (uint32_t)(id - s->max_sid) / 2;
-        s->sid_seen = (shift >= 64 ? 0 : s->sid_seen << shift) | 1;
-        s->max_sid = id;
+        sid_advance(s, id);
         return;
     }
-    uint32_t k = (uint32_t)(s->max_sid - id) / 2;
-    if (k >= 64 || (s->sid_seen >> k) & 1)
+    if (!is_forgotten_sid(s, id))
         return;
-    if (!s->logged_invalid) {
-        s->logged_invalid = 1;
-        sl_log_stream(SL_LOG_INFO, s->conn, id, "client sent HEADERS on a stream id below %d",
-                      (int)s->max_sid);
+    switch (closed_sid_state(s, id)) {
+    case SID_NEVER_OPENED:
+        connection_error(s, id, NGHTTP2_PROTOCOL_ERROR, "HEADERS on a stream id below the last");
+        break;
+    case SID_CLOSED:
+        connection_error(s, id, NGHTTP2_STREAM_CLOSED, "HEADERS on a closed stream");
+        break;
+    default: break;
     }
-    nghttp2_session_terminate_session(s->ng, NGHTTP2_PROTOCOL_ERROR);
-    s->want_close = 1;
+}
+
+/* A DATA header, checked before nghttp2 reads it (recv_input), which would
+ * drop it silently: on a stream the client closed, or on an idle id it
+ * skipped (implicitly closed, 5.1.1), it is STREAM_CLOSED. */
+static void check_data_sid(sl_h2_session_t *s, int32_t id)
+{
+    if (!is_forgotten_sid(s, id))
+        return;
+    int st = closed_sid_state(s, id);
+    if (st == SID_CLOSED || st == SID_NEVER_OPENED)
+        connection_error(s, id, NGHTTP2_STREAM_CLOSED, "DATA on a closed stream");
+}
+
+/* RFC 9113 still makes these errors with RFC 7540 priorities off (5.3.1,
+ * 6.3), and nghttp2 then drops PRIORITY frames unread. A stream that
+ * depends on itself is a stream error, which 5.4.1 lets us widen: a
+ * client that sends one is broken, and an idle stream cannot be reset. */
+static void check_priority(sl_h2_session_t *s)
+{
+    const sl_h2_scan_t *sc = &s->scan;
+    if (sc->sid == 0)
+        connection_error(s, 0, NGHTTP2_PROTOCOL_ERROR, "PRIORITY on stream 0");
+    else if (sc->length == 5 && sl_h2_scan_priority_dep(sc) == sc->sid)
+        connection_error(s, sc->sid, NGHTTP2_PROTOCOL_ERROR, "PRIORITY depending on itself");
 }
 
 static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *user_data)
 {
     (void)ng;
     if (hd->type == NGHTTP2_HEADERS)
-        check_stream_id(user_data, hd->stream_id);
+        check_headers_sid(user_data, hd->stream_id);
     else if (hd->type == NGHTTP2_PRIORITY || hd->type > NGHTTP2_CONTINUATION)
         sl_h2_limits_on_frame_begin(user_data, hd);
     return 0;
@@ -208,7 +286,10 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
     sl_h2_session_t *s = user_data;
     sl_h2_stream_t *st;
     switch (frame->hd.type) {
-    case NGHTTP2_RST_STREAM: sl_h2_limits_on_rst_sent(s, frame); break;
+    case NGHTTP2_RST_STREAM:
+        note_reset_sent(s, frame->hd.stream_id);
+        sl_h2_limits_on_rst_sent(s, frame);
+        break;
     case NGHTTP2_HEADERS:
     case NGHTTP2_DATA:
         /* Response complete while the client is still sending: read and
@@ -229,8 +310,10 @@ static int on_frame_not_send(nghttp2_session *ng, const nghttp2_frame *frame, in
 {
     (void)ng;
     (void)lib_error;
-    if (frame->hd.type == NGHTTP2_RST_STREAM)
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        note_reset_sent(user_data, frame->hd.stream_id);
         sl_h2_limits_on_rst_sent(user_data, frame);
+    }
     return 0;
 }
 
@@ -377,6 +460,7 @@ sl_h2_session_t *sl_h2_session_new(sl_conn_t *c)
     if ((rv = submit_settings(s, &cfg->limits)) != 0)
         goto fail_settings;
     sl_h2_limits_init(&s->lim, &cfg->limits);
+    sl_h2_scan_init(&s->scan);
     sl_conn_set_proto(c, &sl_h2_proto, s);
     return s;
 
@@ -541,6 +625,36 @@ static void arm_timer(sl_h2_session_t *s, double secs)
     sl_conn_timer_set(s->conn, secs);
 }
 
+/* A frame or header block started and not finished (scan.c) must finish
+ * within h2_frame_s of its first byte: the HTTP/2 slowloris. */
+static void arm_frame_timer(sl_h2_session_t *s)
+{
+    double lim = s->cfg->timeouts.h2_frame_s, due, now = ev_now(s->loop);
+    if (s->scan.started == 0 || lim <= 0)
+        return;
+    due = s->scan.started + lim;
+    if (s->timer_due == 0 || s->timer_due > due)
+        arm_timer(s, SL_MAX(0.001, due - now));
+}
+
+/* Returns 1 when the connection is being closed for a stalled frame. */
+static int frame_timed_out(sl_h2_session_t *s)
+{
+    double lim = s->cfg->timeouts.h2_frame_s, now = ev_now(s->loop);
+    static const char why[] = "incomplete frame timeout";
+    if (s->scan.started == 0 || lim <= 0 || now - s->scan.started < lim - 0.001)
+        return 0;
+    if (s->read_paused) {
+        s->scan.started = now; /* we stopped reading, not the client */
+        return 0;
+    }
+    sl_log(SL_LOG_INFO, s->conn, "client left an HTTP/2 frame incomplete for %.0f s", lim);
+    nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s->ng),
+                          NGHTTP2_ENHANCE_YOUR_CALM, (const uint8_t *)why, sizeof(why) - 1);
+    s->want_close = 1;
+    return 1;
+}
+
 /* One conn timer serves three purposes. When the last stream closes it is
  * armed for h2_idle_s. While streams are open it keeps its deadline unless
  * that is later than stream_idle_s away, and when it fires it sweeps for
@@ -561,6 +675,7 @@ static void update_timer(sl_h2_session_t *s)
         s->idle_since = ev_now(s->loop);
         arm_timer(s, t->h2_idle_s);
     }
+    arm_frame_timer(s);
 }
 
 static void on_timer(sl_h2_session_t *s)
@@ -575,6 +690,8 @@ static void on_timer(sl_h2_session_t *s)
                               NULL, 0);
         s->drain = 2;
     }
+    if (frame_timed_out(s))
+        return;
     if (s->nstreams == 0) {
         next = t->h2_idle_s - (now - s->idle_since);
         if (next <= 0.001) {
@@ -607,13 +724,15 @@ static int finish(sl_h2_session_t *s)
     return 0;
 }
 
-static void recv_input(sl_h2_session_t *s, const uint8_t *data, size_t len)
+/* Hand bytes to nghttp2. Returns 0, or -1 when the session must stop
+ * reading (want_close is set). */
+static int feed(sl_h2_session_t *s, const uint8_t *data, size_t len)
 {
-    if (s->want_close || s->fatal || len == 0)
-        return;
+    if (len == 0)
+        return 0;
     ssize_t rv = nghttp2_session_mem_recv(s->ng, data, len);
     if (rv >= 0)
-        return;
+        return 0;
     s->want_close = 1;
     switch (rv) {
     case NGHTTP2_ERR_FLOODED:
@@ -623,8 +742,9 @@ static void recv_input(sl_h2_session_t *s, const uint8_t *data, size_t len)
         nghttp2_session_terminate_session(s->ng, NGHTTP2_ENHANCE_YOUR_CALM);
         break;
     case NGHTTP2_ERR_BAD_CLIENT_MAGIC:
+        /* RFC 9113 3.4: a connection error; say so before closing. */
         sl_log(SL_LOG_INFO, s->conn, "client sent a bad HTTP/2 connection preface");
-        s->fatal = 1;
+        nghttp2_session_terminate_session(s->ng, NGHTTP2_PROTOCOL_ERROR);
         break;
     case NGHTTP2_ERR_CALLBACK_FAILURE:
     case NGHTTP2_ERR_NOMEM:
@@ -636,6 +756,32 @@ static void recv_input(sl_h2_session_t *s, const uint8_t *data, size_t len)
         sl_log(SL_LOG_INFO, s->conn, "client sent invalid HTTP/2: %s", nghttp2_strerror((int)rv));
         break;
     }
+    return -1;
+}
+
+/* Feed nghttp2 frame by frame where a check needs its state: up to each
+ * DATA header's last byte, so every earlier frame has been processed. */
+static void recv_input(sl_h2_session_t *s, const uint8_t *data, size_t len)
+{
+    size_t off = 0, fed = 0;
+    double now = ev_now(s->loop);
+    if (s->want_close || s->fatal || len == 0)
+        return;
+    while (off < len) {
+        int ev;
+        off += sl_h2_scan(&s->scan, data + off, len - off, now, &ev);
+        if (ev == SL_H2_SCAN_EV_DATA) {
+            if (feed(s, data + fed, off - 1 - fed) != 0)
+                return;
+            fed = off - 1;
+            check_data_sid(s, s->scan.sid);
+        } else if (ev == SL_H2_SCAN_EV_PRIORITY) {
+            check_priority(s);
+        }
+        if (s->want_close)
+            return;
+    }
+    feed(s, data + fed, len - fed);
 }
 
 static int h2_on_read(sl_conn_t *c, const uint8_t *data, size_t len)

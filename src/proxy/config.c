@@ -394,6 +394,10 @@ static int parse_rewrite(json_t *route, const char *path, px_route_t *rt, char *
         return fail(err, errlen, "%s: strip_prefix and replace_prefix must start with '/'", path);
     if (repl && !strip)
         return fail(err, errlen, "%s.replace_prefix: needs strip_prefix", path);
+    if (sl_config_get_bool(route, path, "retry_non_idempotent", 0, &rt->retry_non_idempotent, err,
+                           errlen) ||
+        sl_config_get_bool(route, path, "forward_raw_path", 0, &rt->forward_raw_path, err, errlen))
+        return SL_EINVAL;
     rt->strip_prefix = strip ? sl_strdup(strip) : NULL;
     rt->replace_prefix = repl ? sl_strdup(repl) : NULL;
     if (strcmp(host, "pass") == 0) {
@@ -453,6 +457,8 @@ int px_route_configure(json_t *route, const char *path, void **state, char *err,
                                        "trusted_proxies",
                                        "set_response_headers",
                                        "remove_response_headers",
+                                       "retry_non_idempotent",
+                                       "forward_raw_path",
                                        NULL};
     const char *name;
     const sl_config_t *cfg = sl_config_loading();

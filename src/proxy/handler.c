@@ -12,7 +12,8 @@
  * client's flow-control window; memory per request is bounded by in[] and
  * the protocol's body window. Before the response starts, a failed
  * connection (refused, reset, closed) is retried on another server for
- * idempotent methods while the request body has not started to flow.
+ * idempotent requests without a body once the head may have reached the
+ * upstream, and any request before that.
  * Callbacks from the protocol never run inside sl_resp_* (req.h), so the
  * px_req_t stays valid until on_close even after the final send.
  */
@@ -248,9 +249,15 @@ static void upstream_failed(px_req_t *px, const char *cause, int status, int con
         if (!reused)
             px->tried[idx / 8] |= (uint8_t)(1u << (idx % 8));
     }
+    /* Once any of the head went out the upstream may have acted on it:
+     * only an idempotent request without a body is sent again (RFC 9110
+     * 9.2.2), not even after a stale keep-alive connection, unless the
+     * route opts in. Before that, any request may go elsewhere. */
+    int head_out = px->head_off > 0;
+    int replay_ok = (is_idempotent(px->req->method) && px->body_mode == BODY_NONE) ||
+                    px->rt->retry_non_idempotent;
     drop_conn(px);
-    int may = retryable && !px->body_started && !px->req->head_sent &&
-              (is_idempotent(px->req->method) || reused);
+    int may = retryable && !px->body_started && !px->req->head_sent && (!head_out || replay_ok);
     if (may && (reused || px->attempts <= px->up->retries)) {
         start_attempt(px);
         return;
@@ -771,7 +778,7 @@ static void start_attempt(px_req_t *px)
         px->u = get_conn(px, idx);
         if (!px->u) {
             px->tried[idx / 8] |= (uint8_t)(1u << (idx % 8));
-            if (px->attempts > px->up->retries || !is_idempotent(px->req->method)) {
+            if (px->attempts > px->up->retries) { /* nothing was sent: any method */
                 answer_error(px, 502, "bad gateway");
                 return;
             }

@@ -174,7 +174,9 @@ int px_ip_trusted(const px_route_t *rt, const char *ip)
 ssize_t px_rewrite_target(const sl_req_t *req, const px_route_t *rt, char *buf, size_t cap)
 {
     out_t o = {buf, 0, cap, 0};
-    sl_str_t path = req->path;
+    /* The normalised path is what the router matched; the raw one only
+     * for apps that need their own encoding back (route opt-in). */
+    sl_str_t path = rt->forward_raw_path && req->raw_path.n ? req->raw_path : req->path;
     size_t sn = rt->strip_prefix ? strlen(rt->strip_prefix) : 0;
     if (sn && path.n >= sn && memcmp(path.p, rt->strip_prefix, sn) == 0) {
         sl_str_t rest = {path.p + sn, path.n - sn};
@@ -221,6 +223,8 @@ static void forwarding(out_t *o, const sl_req_t *req, const px_route_t *rt)
     const sl_header_t *fwd = trust ? sl_req_header(req, "forwarded") : NULL;
     const sl_header_t *xfp = trust ? sl_req_header(req, "x-forwarded-proto") : NULL;
     const sl_header_t *xfh = trust ? sl_req_header(req, "x-forwarded-host") : NULL;
+    /* From the connection: a cleartext h2 client may claim :scheme https. */
+    sl_str_t proto = sl_req_conn_scheme(req);
 
     put(o, "x-forwarded-for: ", 17);
     if (xff) {
@@ -232,7 +236,7 @@ static void forwarding(out_t *o, const sl_req_t *req, const px_route_t *rt)
     if (xfp)
         header(o, "x-forwarded-proto", 17, xfp->value.p, xfp->value.n);
     else
-        header(o, "x-forwarded-proto", 17, req->scheme.p, req->scheme.n);
+        header(o, "x-forwarded-proto", 17, proto.p, proto.n);
     if (xfh)
         header(o, "x-forwarded-host", 16, xfh->value.p, xfh->value.n);
     else if (req->authority.n)
@@ -244,7 +248,7 @@ static void forwarding(out_t *o, const sl_req_t *req, const px_route_t *rt)
     }
     forwarded_for(o, ip);
     put(o, ";proto=", 7);
-    put(o, req->scheme.p, req->scheme.n);
+    put(o, proto.p, proto.n);
     if (req->authority.n && !memchr(req->authority.p, '"', req->authority.n)) {
         put(o, ";host=\"", 7);
         put(o, req->authority.p, req->authority.n);

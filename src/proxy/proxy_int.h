@@ -105,6 +105,8 @@ typedef struct px_route {
     size_t nremove_resp;
     px_cidr_t *trusted;
     size_t ntrusted;
+    int retry_non_idempotent; /* re-send POST/bodies after a failure (opt-in) */
+    int forward_raw_path;     /* upstream gets the path as received, not normalised */
 } px_route_t;
 
 /* ---- per-worker state (balance.c) ---- */

@@ -134,7 +134,9 @@ class Sluice:
             listen = [
                 {"addr": "127.0.0.1:%d" % self.tls_port,
                  "tls": {"cert": certs.cert, "key": certs.key}},
-                {"addr": "127.0.0.1:%d" % self.h2c_port, "h2c": True},
+                # the upgrade is off by default (h2c smuggling); the
+                # suite's h2c-upgrade mode needs it on
+                {"addr": "127.0.0.1:%d" % self.h2c_port, "h2c": True, "h2c_upgrade": True},
             ]
         base = {
             "workers": 2,

@@ -506,6 +506,54 @@ def c_data_after_end_stream(r, w):
     r.send(data_frame(1, b"late"))
 
 
+def _finished_get(r, w, sid=1):
+    """A GET on sid that the server has answered in full (closed both ways)."""
+    r.send(headers_frame(sid, req(which=w)))
+    assert r.wait_end(sid, 5 * SLOW), "no response on stream %d" % sid
+
+
+def c_data_on_closed(r, w):
+    _finished_get(r, w)
+    r.send(data_frame(1, b"late"))
+
+
+def c_headers_on_closed(r, w):
+    _finished_get(r, w)
+    r.send(headers_frame(1, req(which=w)))
+
+
+def c_data_after_client_rst(r, w):
+    r.send(headers_frame(1, req("/_h/delay/3000", which=w)))
+    r.send(rst_frame(1, CANCEL))
+    r.send(data_frame(1, b"late"))
+
+
+def c_headers_after_client_rst(r, w):
+    r.send(headers_frame(1, req("/_h/delay/3000", which=w)))
+    r.send(rst_frame(1, CANCEL))
+    r.send(headers_frame(1, req(which=w)))
+
+
+def c_data_on_skipped_id(r, w):
+    # stream 3 opens; idle stream 1 below it is now implicitly closed
+    r.send(headers_frame(3, req(which=w)))
+    r.send(data_frame(1, b"x"))
+
+
+def c_data_after_our_rst(r, w):
+    # we reset stream 1 (harness reset); the client's late DATA and
+    # trailers on it must be ignored (RFC 9113 5.1 "closed")
+    r.send(headers_frame(1, req("/_h/reset?code=CANCEL", "POST", w), end_stream=False))
+    f = r.wait_for(lambda f: f.type == RST_STREAM and f.sid == 1, 5 * SLOW)
+    assert f is not None, "harness reset sent no RST_STREAM"
+    r.send(data_frame(1, b"in flight"))
+    r.send(headers_frame(1, [("x-trailer", "1")]))
+
+
+def c_priority_stream0(r, w):
+    r.send(frame(PRIORITY, 0, 0, struct.pack(">IB", 1, 15)))
+
+
 def c_goaway_on_stream(r, w):
     r.send(frame(GOAWAY, 0, 1, struct.pack(">II", 0, 0)))
 
@@ -598,9 +646,18 @@ CONFORMANCE = {
     "client-push-promise": (c_push_promise, ("goaway", PROTOCOL_ERROR)),
     "padding-too-long": (c_bad_padding, ("goaway", PROTOCOL_ERROR)),
     "priority-bad-length": (c_priority_bad_len, ("stream", FRAME_SIZE_ERROR)),
-    # RFC 7540 5.3.1 (a MUST there); RFC 9113 deprecates the priority
-    # scheme, so ignoring it is allowed, but an error must be this one
-    "priority-self-dependency": (c_priority_self, ("lenient", PROTOCOL_ERROR)),
+    # RFC 9113 5.3.1 keeps this a MUST even with RFC 7540 priorities off;
+    # a stream error that we widen to the connection (5.4.1)
+    "priority-self-dependency": (c_priority_self, ("goaway", PROTOCOL_ERROR)),
+    "priority-on-stream-0": (c_priority_stream0, ("goaway", PROTOCOL_ERROR)),
+    # RFC 9113 5.1 "closed": nghttp2 keeps no closed streams (memory), we
+    # remember enough of them to answer STREAM_CLOSED
+    "data-on-closed-stream": (c_data_on_closed, ("goaway", STREAM_CLOSED)),
+    "headers-on-closed-stream": (c_headers_on_closed, ("goaway", STREAM_CLOSED)),
+    "data-after-client-rst": (c_data_after_client_rst, ("goaway", STREAM_CLOSED)),
+    "headers-after-client-rst": (c_headers_after_client_rst, ("goaway", STREAM_CLOSED)),
+    "data-on-skipped-stream-id": (c_data_on_skipped_id, ("goaway", STREAM_CLOSED)),
+    "frames-after-our-rst-ignored": (c_data_after_our_rst, ("ok",)),
     "hpack-garbage": (c_hpack_garbage, ("goaway", h2raw.COMPRESSION_ERROR)),
     "data-after-end-stream": (c_data_after_end_stream, ("stream", STREAM_CLOSED)),
     "goaway-on-stream": (c_goaway_on_stream, ("goaway", PROTOCOL_ERROR)),
@@ -679,9 +736,69 @@ def test_invalid_preface(srv, which):
     with raw(srv, which, preface=False) as r:
         r.send(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + settings_frame())
         assert r.wait_closed(5 * SLOW), "invalid preface: connection still open"
-        for g in r.goaways():
-            assert g.error_code == PROTOCOL_ERROR, g
+        codes = [g.error_code for g in r.goaways()]
+        assert codes == [PROTOCOL_ERROR], "want one GOAWAY(PROTOCOL_ERROR), got %r" % codes
     srv.assert_up()
+
+
+def test_not_http_closes_silently(srv):
+    """h2spec 3.5 on the cleartext listener: bytes that are neither the
+    HTTP/2 preface nor an HTTP/1.x request line get no HTTP/1.1 answer."""
+    with socket.create_connection(("127.0.0.1", srv.h2c_port), timeout=5 * SLOW) as s:
+        s.sendall(b"INVALID CONNECTION PREFACE\r\n\r\n")
+        got = b""
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+    assert got == b"", got
+    srv.assert_up()
+
+
+@pytest.mark.parametrize("which", LISTENERS)
+@pytest.mark.parametrize("part", ["header", "payload", "header-block"])
+def test_incomplete_frame_times_out(sluice_factory, which, part):
+    """A frame (or a header block) dripped and never finished is cut after
+    timeouts.h2_frame_s: GOAWAY(ENHANCE_YOUR_CALM), then close."""
+    s = sluice_factory(timeouts={"h2_frame_s": 1, "h2_idle_s": 60, "stream_idle_s": 60})
+    hb = hpack_block(req(which=which))
+    with raw(s, which) as r:
+        r.handshake()
+        t0 = time.monotonic()
+        if part == "header":
+            r.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, hb)[:5])
+        elif part == "payload":
+            r.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, hb)[:-2])
+        else:
+            r.send(frame(HEADERS, END_STREAM, 1, hb[:2]))
+            r.send(frame(CONTINUATION, 0, 1, hb[2:4]))
+        g = r.wait_goaway(5 * SLOW)
+        assert g is not None, "no GOAWAY for a stalled frame; frames %r" % r.frames[-5:]
+        assert g.error_code == ENHANCE_YOUR_CALM, err_name(g.error_code)
+        assert r.wait_closed(5 * SLOW)
+        assert time.monotonic() - t0 < 4 * SLOW
+    assert "incomplete" in s.stderr()
+    s.assert_up()
+
+
+def test_dripped_frame_cut_despite_progress(sluice_factory):
+    """One byte a second of a HEADERS frame: the deadline counts from the
+    frame's first byte, not the last one."""
+    s = sluice_factory(timeouts={"h2_frame_s": 1.5})
+    f = frame(HEADERS, END_HEADERS | END_STREAM, 1, hpack_block(req(which="h2c")))
+    with raw(s, "h2c") as r:
+        r.handshake()
+        t0, i = time.monotonic(), 0
+        while i < len(f) - 1 and not r.goaways() and time.monotonic() - t0 < 6 * SLOW:
+            if not r.send(f[i:i + 1]):
+                break
+            i += 1
+            r.drain(0.4)
+        g = r.goaways()[0] if r.goaways() else r.wait_goaway(5 * SLOW)
+        assert g is not None and g.error_code == ENHANCE_YOUR_CALM, r.frames[-5:]
+        assert i < len(f) - 1, "the whole frame went through"
+    s.assert_up()
 
 
 def test_garbage_after_h2_alpn(srv):

@@ -181,7 +181,6 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(m->h1_uri_bytes, 8192);
     ck_assert_uint_eq(m->h1_header_bytes, 65536);
     ck_assert_uint_eq(m->h1_max_headers, 100);
-    ck_assert_uint_eq(m->h1_pipeline_depth, 16);
     ck_assert_uint_eq(m->body_window_bytes, 65536);
     ck_assert_int_eq(m->max_body_bytes, 1 << 30);
     ck_assert_uint_eq(m->conn_out_bytes, 256 * 1024);

@@ -4,6 +4,8 @@ gunicorn -k uvicorn.workers.UvicornWorker, hypercorn).
 Endpoints (all bounded):
   GET  /whoami            JSON: server port, pid, client peer, path, query, method
   GET  /headers           JSON: the request headers as received (list of pairs)
+  ANY  /seen/...          JSON: {"path", "raw_path", "query", "method", "headers"}: what
+                          the proxy forwarded, for any path under /seen
   GET  /bytes?n=N         N deterministic bytes (content-length), N <= 64 MiB
   GET  /stream?n=N&size=S&delay=D   N chunks of S bytes, D s apart, no length
   POST /sha256            JSON: {"sha256", "len"} of the request body
@@ -116,6 +118,14 @@ async def app(scope, receive, send):
                            "query": scope.get("query_string", b"").decode(),
                            "method": scope["method"]}).encode()
         await read_all(receive)
+        return await send_simple(send, 200, body)
+    if path.startswith("/seen"):
+        await read_all(receive)
+        body = json.dumps({"path": path, "method": scope["method"],
+                           "raw_path": (scope.get("raw_path") or b"").decode("latin-1"),
+                           "query": scope.get("query_string", b"").decode("latin-1"),
+                           "headers": {k.decode("latin-1"): v.decode("latin-1")
+                                       for k, v in scope["headers"]}}).encode()
         return await send_simple(send, 200, body)
     if path == "/headers":
         await read_all(receive)

@@ -108,6 +108,8 @@ static const vec_t bad[] = {
     {"HTTP/0.9", "GET / HTTP/0.9\r\nHost: a\r\n\r\n", 0, 505},
     {"PRI preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 0, 505},
     {"version lowercase", "GET / http/1.1\r\nHost: a\r\n\r\n", 0, 400},
+    {"not HTTP at all", "INVALID CONNECTION PREFACE\r\n\r\n", 0, SL_H1_NOT_HTTP},
+    {"space in target", "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 0, 400},
     {"version 11", "GET / HTTP/11\r\nHost: a\r\n\r\n", 0, 400},
     {"version 1.10", "GET / HTTP/1.10\r\nHost: a\r\n\r\n", 0, 400},
     {"version short", "GET / HTTP/1\r\nHost: a\r\n\r\n", 0, 400},

@@ -780,6 +780,45 @@ START_TEST(test_decreasing_stream_id)
 }
 END_TEST
 
+/* RFC 9113 5.1: DATA on a stream both sides closed is STREAM_CLOSED,
+ * although nghttp2 keeps no closed streams. */
+START_TEST(test_data_on_closed_stream)
+{
+    start_conn(NULL, NULL, 0, 1);
+    run();
+    int32_t id = request("GET", "/info", NULL, 0, NULL);
+    run();
+    ck_assert_int_eq(cs(id)->status, 200);
+    ck_assert_int_eq(cs(id)->closed, 1);
+    uint8_t d[] = {0, 0, 1, NGHTTP2_DATA, 0, 0, 0, 0, (uint8_t)id, 'x'};
+    server_rv(sl_h2_proto.on_read(c, d, sizeof(d)));
+    ck_assert_int_eq(server_closed, 1);
+    run();
+    ck_assert_uint_eq(cl.goaway_code, NGHTTP2_STREAM_CLOSED);
+    finish_conn();
+}
+END_TEST
+
+/* A frame header that never completes ends the connection h2_frame_s
+ * after its first byte (the HTTP/2 slowloris). */
+START_TEST(test_incomplete_frame_timeout)
+{
+    start_conn(NULL, NULL, 0, 1);
+    run();
+    uint8_t part[] = {0, 0, 6, NGHTTP2_HEADERS};
+    server_rv(sl_h2_proto.on_read(c, part, sizeof(part)));
+    ck_assert(sess()->scan.started > 0);
+    server_rv(sl_h2_proto.on_timeout(c));
+    ck_assert_int_eq(server_closed, 0); /* not due yet */
+    sess()->scan.started -= 1000;
+    server_rv(sl_h2_proto.on_timeout(c));
+    ck_assert_int_eq(server_closed, 1);
+    run();
+    ck_assert_uint_eq(cl.goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
+    finish_conn();
+}
+END_TEST
+
 START_TEST(test_bad_preface)
 {
     start_conn(NULL, NULL, 0, 0);
@@ -902,6 +941,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_refused_streams);
     tcase_add_test(tc, test_decreasing_stream_id);
     tcase_add_test(tc, test_bad_preface);
+    tcase_add_test(tc, test_data_on_closed_stream);
+    tcase_add_test(tc, test_incomplete_frame_timeout);
     tcase_add_test(tc, test_idle_and_stream_timeouts);
     tcase_add_test(tc, test_drain);
     tcase_add_test(tc, test_upgrade);

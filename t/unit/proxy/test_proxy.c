@@ -180,7 +180,8 @@ START_TEST(request_head)
     req.method = S("POST");
     req.path = S("/p");
     req.authority = S("example.com");
-    req.scheme = S("https");
+    req.scheme = S("http"); /* what the client claims; the connection is TLS */
+    req.tls.version = "TLSv1.3";
     req.peer = "[::1]:5555";
     req.content_length = 5;
     const char *h[][2] = {{"connection", "x-hop, close"}, {"x-hop", "1"},    {"te", "trailers"},
