@@ -109,6 +109,10 @@ int sl_uri_normalize_path(sl_str_t path, unsigned flags, sl_pool_t *pool, sl_str
         size_t seg = o;
         while (i < path.n && path.p[i] != '/') {
             uint8_t c = (uint8_t)path.p[i];
+            if (!sl_uri_is_target_byte(c)) { /* is_normal stopped at the first '%' */
+                *why = "invalid byte in the path";
+                return SL_EINVAL;
+            }
             if (c != '%') {
                 buf[o++] = (char)c;
                 i++;

@@ -4,13 +4,15 @@
  * listening sockets and the connections it accepts. Once per loop
  * iteration, just before blocking, the prepare watcher flushes queued
  * output, writes buffered access lines and frees closed connections. The
- * main thread talks to a worker only through `command` + ev_async.
+ * main thread talks to a worker only through `command` + ev_async. Worker
+ * 0 also hands freed heap back to the system after load drops.
  */
 #include "worker.h"
 #include "conn.h"
 #include "log.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -18,6 +20,8 @@
 
 #define ACCEPTS_PER_EVENT 64
 #define SPARE_CHUNKS 64 /* per-worker free list: 1 MiB of 16 KiB chunks */
+#define TRIM_EVERY_S 2.0
+#define TRIM_FREE_BYTES (4u << 20)
 
 static __thread sl_worker_t *current;
 
@@ -169,6 +173,23 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
     }
 }
 
+/* glibc keeps freed heap in its arenas: after a burst (an attack holding
+ * thousands of streams, then gone) RSS would stay at the peak. Every
+ * TRIM_EVERY_S, when the arenas hold more than TRIM_FREE_BYTES free,
+ * malloc_trim returns whole free pages (also inside the heaps, by
+ * madvise). mallinfo2 and malloc_trim cover every arena, so one worker does
+ * it for the process; both take the arena locks for about a millisecond,
+ * and only when there is something to give back. */
+static void on_trim(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    struct mallinfo2 mi = mallinfo2();
+    if (mi.fordblks > TRIM_FREE_BYTES)
+        malloc_trim(0);
+}
+
 static void on_idle(struct ev_loop *loop, ev_idle *i, int revents)
 {
     (void)loop;
@@ -220,6 +241,11 @@ int sl_worker_init(sl_worker_t *w, int id, const sl_config_t *cfg, const int *fd
     ev_async_init(&w->wake, on_wake);
     w->wake.data = w;
     ev_async_start(w->loop, &w->wake);
+    if (id == 0) {
+        ev_timer_init(&w->trim_timer, on_trim, TRIM_EVERY_S, TRIM_EVERY_S);
+        ev_timer_start(w->loop, &w->trim_timer);
+        ev_unref(w->loop); /* never what keeps the loop alive */
+    }
     return 0;
 }
 

@@ -43,7 +43,8 @@ typedef struct sl_worker {
     ev_idle idle;  /* keeps the loop from blocking while output is pending */
     ev_async wake; /* main -> worker: check `command` */
     ev_timer drain_timer;
-    atomic_int command; /* SL_WORKER_CMD_* set by main before ev_async_send */
+    ev_timer trim_timer; /* worker 0: malloc_trim after load drops */
+    atomic_int command;  /* SL_WORKER_CMD_* set by main before ev_async_send */
     atomic_int done;
     int draining;
     uint64_t next_conn_id;

@@ -57,9 +57,12 @@ size_t sl_h2_scan(sl_h2_scan_t *sc, const uint8_t *p, size_t len, double now, in
         if (sc->started == 0)
             sc->started = now;
         if (sc->phase == SL_H2_SCAN_HEAD) {
-            sc->hd[sc->hd_got++] = p[i++];
+            size_t k = SL_MIN((size_t)(9 - sc->hd_got), len - i);
+            memcpy(sc->hd + sc->hd_got, p + i, k);
+            sc->hd_got = (uint8_t)(sc->hd_got + k);
+            i += k;
             if (sc->hd_got < 9)
-                continue;
+                break;
             *ev = head_complete(sc);
             if (sc->left == 0) {
                 if (sc->type == NGHTTP2_PRIORITY)

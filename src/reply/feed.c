@@ -175,14 +175,6 @@ void sl_reply_stdin(sl_reply_t *r, int fd)
 
 /* ---- events -> body ---- */
 
-static size_t count_nl(const uint8_t *p, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        k += p[i] == '\n';
-    return k;
-}
-
 static const char *type_name(sl_jobs_ev_type_t t)
 {
     switch (t) {
@@ -193,24 +185,6 @@ static const char *type_name(sl_jobs_ev_type_t t)
     case SL_JOBS_EV_END: return "end";
     }
     return "unknown";
-}
-
-/* One SSE event; each line of the payload becomes a data: line, so a
- * client joining them with \n gets the bytes back (text payloads). */
-static size_t format_sse(char *o, const sl_jobs_event_t *ev)
-{
-    size_t n = (size_t)sprintf(o, "id: %llu\nevent: %s\ndata: ", (unsigned long long)ev->seq,
-                               type_name(ev->type));
-    for (size_t i = 0; i < ev->len; i++) {
-        if (ev->data[i] == '\n') {
-            memcpy(o + n, "\ndata: ", 7);
-            n += 7;
-        } else {
-            o[n++] = (char)ev->data[i];
-        }
-    }
-    memcpy(o + n, "\n\n", 2);
-    return n + 2;
 }
 
 static int send_piece(sl_reply_t *r, const void *p, size_t n, int final)
@@ -248,11 +222,12 @@ static int pump_sse(sl_reply_t *r, sl_jobs_event_t **evs, size_t n)
     size_t cap = 0;
     int final = 0;
     for (size_t i = 0; i < n; i++)
-        cap += 64 + evs[i]->len + 7 * count_nl(evs[i]->data, evs[i]->len);
+        cap += sl_reply_sse_size(evs[i]->data, evs[i]->len);
     r->out = sl_malloc(cap);
     size_t len = 0;
     for (size_t i = 0; i < n; i++) {
-        len += format_sse(r->out + len, evs[i]);
+        len += sl_reply_sse_format(r->out + len, evs[i]->seq, type_name(evs[i]->type), evs[i]->data,
+                                   evs[i]->len);
         final |= evs[i]->type == SL_JOBS_EV_END;
         r->next = evs[i]->seq;
         sl_jobs_event_unref(evs[i]);

@@ -67,6 +67,34 @@ int sl_reply_result_status(sl_jobs_state_t s);
 /* Add job-id and location. */
 void sl_reply_job_headers(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path);
 
+/* One event as SSE (sse.c): "id: seq", "event: type", the payload as
+ * data: lines (CR, LF and CRLF each start a new one, so a payload cannot
+ * forge a field) and the blank line. o needs sl_reply_sse_size(data, len)
+ * bytes (type at most 24 bytes). Returns the bytes written. */
+size_t sl_reply_sse_size(const uint8_t *data, size_t len);
+size_t sl_reply_sse_format(char *o, uint64_t seq, const char *type, const uint8_t *data,
+                           size_t len);
+
+/* A client message on /jobs/ws (ws_msg.c). */
+typedef enum sl_reply_ws_op {
+    SL_REPLY_WS_SUBSCRIBE = 1,
+    SL_REPLY_WS_UNSUBSCRIBE,
+    SL_REPLY_WS_CANCEL,
+} sl_reply_ws_op_t;
+
+typedef struct sl_reply_ws_msg {
+    sl_reply_ws_op_t op;
+    char id[64]; /* NUL-terminated, 1..63 bytes */
+    int has_from;
+    uint64_t from;
+} sl_reply_ws_msg_t;
+
+/* Parse one message (binary ones are never valid). Returns 0, or 400 with
+ * *why for the error reply; m->id is then set when the message had a
+ * usable id. */
+int sl_reply_ws_parse(const uint8_t *data, size_t len, int binary, sl_reply_ws_msg_t *m,
+                      const char **why);
+
 /* Raw query value of name (last wins), not decoded. 0 or SL_EAGAIN. */
 int sl_reply_query(sl_str_t q, const char *name, sl_str_t *out);
 /* Prefer header: respond-async and wait=N (-1 when absent). */

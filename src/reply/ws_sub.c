@@ -251,14 +251,9 @@ static sl_jobs_job_t *lookup(ws_state_t *s, const char *id)
     return job;
 }
 
-static void op_subscribe(ws_state_t *s, const char *id, json_t *msg)
+static void op_subscribe(ws_state_t *s, const char *id, const sl_reply_ws_msg_t *m)
 {
-    json_t *f = json_object_get(msg, "from");
     size_t at;
-    if (f && (!json_is_integer(f) || json_integer_value(f) < 0)) {
-        send_error(s, id, 400, "a bad \"from\" (a sequence number >= 0)");
-        return;
-    }
     if (find_sub(s, id, &at)) {
         send_error(s, id, 409, "already subscribed to this job");
         return;
@@ -274,7 +269,7 @@ static void op_subscribe(ws_state_t *s, const char *id, json_t *msg)
     wsub_t *w = sl_calloc(1, sizeof(*w));
     w->s = s;
     w->job = job;
-    w->next = f ? (uint64_t)json_integer_value(f) : 0;
+    w->next = m->has_from ? m->from : 0;
     w->sub = sl_jobs_subscribe(job, wk->loop, wk->id, on_wake, w);
     s->v[s->n++] = w;
     sl_jobs_info_t info;
@@ -307,20 +302,16 @@ static void op_cancel(ws_state_t *s, const char *id)
 static void on_message(sl_ws_t *ws, int binary, const uint8_t *data, size_t len)
 {
     ws_state_t *s = sl_ws_data(ws);
-    json_t *msg = binary ? NULL : json_loadb((const char *)data, len, 0, NULL);
-    json_t *op = json_object_get(msg, "op"), *idv = json_object_get(msg, "id");
-    const char *ops = json_string_value(op), *id = json_string_value(idv);
-    if (!ops || !id || !id[0])
-        send_error(s, NULL, 400, "a message that is not {\"op\":...,\"id\":\"...\"}");
-    else if (strcmp(ops, "subscribe") == 0)
-        op_subscribe(s, id, msg);
-    else if (strcmp(ops, "unsubscribe") == 0)
-        op_unsubscribe(s, id);
-    else if (strcmp(ops, "cancel") == 0)
-        op_cancel(s, id);
+    sl_reply_ws_msg_t m;
+    const char *why;
+    if (sl_reply_ws_parse(data, len, binary, &m, &why) != 0)
+        send_error(s, m.id[0] ? m.id : NULL, 400, why);
+    else if (m.op == SL_REPLY_WS_SUBSCRIBE)
+        op_subscribe(s, m.id, &m);
+    else if (m.op == SL_REPLY_WS_UNSUBSCRIBE)
+        op_unsubscribe(s, m.id);
     else
-        send_error(s, id, 400, "an unknown op (subscribe, unsubscribe, cancel)");
-    json_decref(msg);
+        op_cancel(s, m.id);
     pump(s);
 }
 

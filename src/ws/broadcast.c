@@ -17,8 +17,12 @@
  * So the per-connection path takes no lock; a publish takes the channel's
  * shard lock once (refs) and one inbox lock per other worker. A subscriber
  * whose send queue is over send_queue_bytes is closed with 1013 (try again
- * later) instead of growing memory. Channel and subscriber counts are
- * bounded by the route (max_channels, max_subscribers: 503 past them).
+ * later) instead of growing memory. An inbox holds at most inbox_bytes of
+ * messages (the publishing route's bound): past it the message is not
+ * queued and, once per channel, a "lost" marker is, so that worker's
+ * subscribers of that channel are closed with 1013 rather than silently
+ * missing messages. Channel and subscriber counts are bounded by the route
+ * (max_channels, max_subscribers: 503 past them).
  */
 #include "ws_int.h"
 #include "../config.h"
@@ -33,7 +37,6 @@
 
 #define SHARDS 16
 #define BUCKETS 64
-#define INBOX_MAX 65536 /* deliveries waiting per worker; past it they are dropped (logged) */
 
 typedef struct msg {
     atomic_int refs;
@@ -58,6 +61,7 @@ struct channel {
     size_t nsubs_total;
     unsigned shard, bucket;
     atomic_uint nsubs[SL_WS_MAX_WORKERS];
+    atomic_uchar lost[SL_WS_MAX_WORKERS]; /* a "lost" marker waits in worker w's inbox */
     sub_t *local[SL_WS_MAX_WORKERS];
     size_t keylen;
     char key[];
@@ -71,14 +75,14 @@ typedef struct shard {
 typedef struct delivery {
     struct delivery *next;
     channel_t *ch;
-    msg_t *m;
+    msg_t *m; /* NULL: the "lost" marker (messages for ch were not queued) */
 } delivery_t;
 
 typedef struct inbox {
     atomic_int ready;
     pthread_mutex_t mu;
     delivery_t *head, *tail;
-    size_t n;
+    size_t bytes; /* queued message bytes + delivery records */
     size_t nlive; /* this worker's subscribers (all channels): 0 = post nothing */
     struct ev_loop *loop;
     ev_async async;
@@ -200,19 +204,29 @@ static void unsubscribe(sub_t *sub)
 
 /* ---- delivery ---- */
 
+static void close_slow(sl_ws_t *ws, const char *why)
+{
+    sl_req_t *req = sl_ws_req(ws);
+    sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id,
+                  "client reads a broadcast too slowly (%s, %zu bytes queued); closing with 1013",
+                  why, sl_ws_queued(ws));
+    sl_ws_close(ws, SL_WS_CLOSE_TRY_AGAIN, "subscriber too slow");
+}
+
+/* m NULL: messages for ch could not be queued for this worker. */
 static void deliver_local(channel_t *ch, int w, const msg_t *m)
 {
+    if (!m)
+        atomic_store(&ch->lost[w], 0);
     for (sub_t *s = ch->local[w], *next; s; s = next) {
         next = s->next;
-        int r = sl_ws_send(s->ws, m->binary, m->data, m->len);
-        if (r == SL_EAGAIN || r == SL_ENOMEM) {
-            sl_req_t *req = sl_ws_req(s->ws);
-            sl_log_stream(
-                SL_LOG_INFO, req->conn, req->stream_id,
-                "client reads a broadcast too slowly (%zu bytes queued); closing with 1013",
-                sl_ws_queued(s->ws));
-            sl_ws_close(s->ws, SL_WS_CLOSE_TRY_AGAIN, "subscriber too slow");
+        if (!m) {
+            close_slow(s->ws, "its worker's broadcast inbox overflowed");
+            continue;
         }
+        int r = sl_ws_send(s->ws, m->binary, m->data, m->len);
+        if (r == SL_EAGAIN || r == SL_ENOMEM)
+            close_slow(s->ws, "send queue full");
     }
 }
 
@@ -221,18 +235,21 @@ static delivery_t *inbox_take(inbox_t *box)
 {
     delivery_t *d = box->head;
     box->head = box->tail = NULL;
-    box->n = 0;
+    box->bytes = 0;
     return d;
 }
 
-/* Deliver (w >= 0) or just release (w < 0) a list of deliveries. */
-static void deliveries_run(delivery_t *d, int w)
+/* Deliver (deliver=1) or just release a list of worker w's deliveries. */
+static void deliveries_run(delivery_t *d, int w, int deliver)
 {
     while (d) {
         delivery_t *next = d->next;
-        if (w >= 0)
+        if (deliver)
             deliver_local(d->ch, w, d->m);
-        msg_unref(d->m);
+        else if (!d->m)
+            atomic_store(&d->ch->lost[w], 0);
+        if (d->m)
+            msg_unref(d->m);
         channel_unref(d->ch, 1);
         sl_free(d);
         d = next;
@@ -247,7 +264,7 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
     pthread_mutex_lock(&box->mu);
     delivery_t *d = inbox_take(box);
     pthread_mutex_unlock(&box->mu);
-    deliveries_run(d, (int)(box - inboxes));
+    deliveries_run(d, (int)(box - inboxes), 1);
 }
 
 /* A subscriber joins / leaves worker w. When the last one leaves, what
@@ -270,7 +287,7 @@ static void inbox_leave(int w)
     if (--box->nlive == 0)
         d = inbox_take(box);
     pthread_mutex_unlock(&box->mu);
-    deliveries_run(d, -1);
+    deliveries_run(d, w, 0);
 }
 
 /* The worker's inbox, set up on its own thread at its first subscriber. */
@@ -285,40 +302,60 @@ static void inbox_ready(int w)
     atomic_store(&box->ready, 1);
 }
 
-static int post(int w, channel_t *ch, msg_t *m)
+static void inbox_append(inbox_t *box, delivery_t *d, size_t cost)
+{
+    if (box->tail)
+        box->tail->next = d;
+    else
+        box->head = d;
+    box->tail = d;
+    box->bytes += cost;
+    /* Under the lock: with a subscriber left the loop is alive. */
+    ev_async_send(box->loop, &box->async);
+}
+
+/* Queue m for worker w, or when that would take its inbox past limit
+ * bytes, the channel's "lost" marker (at most one waits per channel and
+ * worker, so markers are bounded by max_channels). Returns 0 when
+ * something was queued (it holds the caller's channel ref), -1 if not. */
+static int post(int w, channel_t *ch, msg_t *m, size_t limit)
 {
     inbox_t *box = &inboxes[w];
+    size_t cost = sizeof(delivery_t) + m->len;
+    int queued = 0, overflow = 0;
     delivery_t *d = sl_malloc(sizeof(*d));
     d->next = NULL;
     d->ch = ch;
     d->m = m;
     pthread_mutex_lock(&box->mu);
-    int full = box->n >= INBOX_MAX, gone = box->nlive == 0;
-    if (!full && !gone) {
-        if (box->tail)
-            box->tail->next = d;
-        else
-            box->head = d;
-        box->tail = d;
-        box->n++;
-        atomic_fetch_add(&m->refs, 1);
-        /* Under the lock: with a subscriber left the loop is alive. */
-        ev_async_send(box->loop, &box->async);
+    if (box->nlive > 0) {
+        if (box->bytes + cost <= limit) {
+            atomic_fetch_add(&m->refs, 1);
+            inbox_append(box, d, cost);
+            queued = 1;
+        } else if (!atomic_exchange(&ch->lost[w], 1)) {
+            d->m = NULL;
+            inbox_append(box, d, sizeof(*d));
+            queued = overflow = 1;
+        } else {
+            overflow = 1;
+        }
     }
     pthread_mutex_unlock(&box->mu);
-    if (full || gone) {
+    if (!queued)
         sl_free(d);
-        if (full && !atomic_exchange(&logged_drop, 1))
-            sl_log(SL_LOG_WARN, NULL, "ws broadcast: worker %d inbox over %d messages; dropping", w,
-                   INBOX_MAX);
-        return -1;
-    }
-    return 0;
+    if (overflow && !atomic_exchange(&logged_drop, 1))
+        sl_log(SL_LOG_WARN, NULL,
+               "ws broadcast: worker %d inbox over %zu bytes; its slow subscribers are closed "
+               "with 1013",
+               w, limit);
+    return queued ? 0 : -1;
 }
 
 static void publish(sub_t *from, int binary, const uint8_t *data, size_t len)
 {
     channel_t *ch = from->ch;
+    const sl_ws_route_t *r = sl_ws_req(from->ws)->route->state;
     int me = from->worker;
     int nworkers = sl_conn_config(sl_ws_req(from->ws)->conn)->workers;
     nworkers = SL_MIN(nworkers, SL_WS_MAX_WORKERS);
@@ -341,7 +378,7 @@ static void publish(sub_t *from, int binary, const uint8_t *data, size_t len)
             if (w == me || atomic_load(&ch->nsubs[w]) == 0 || !atomic_load(&inboxes[w].ready))
                 continue;
             used++;
-            if (post(w, ch, m) != 0)
+            if (post(w, ch, m, r->inbox_bytes) != 0)
                 channel_unref(ch, 1);
         }
         if (used < k)

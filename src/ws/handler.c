@@ -14,7 +14,7 @@ typedef struct opt_def {
     int64_t def, min, max;
 } opt_def_t;
 
-enum { O_MAX_MSG, O_SENDQ, O_PING, O_IDLE, O_CHANNELS, O_SUBS, O_N };
+enum { O_MAX_MSG, O_SENDQ, O_PING, O_IDLE, O_CHANNELS, O_SUBS, O_INBOX, O_N };
 
 static const opt_def_t opt_defs[O_N] = {
     [O_MAX_MSG] = {"max_message_bytes", 1 << 20, 125, 1 << 30},
@@ -23,6 +23,7 @@ static const opt_def_t opt_defs[O_N] = {
     [O_IDLE] = {"idle_timeout_s", 120, 0, 86400},
     [O_CHANNELS] = {"max_channels", 1024, 1, 1 << 20},
     [O_SUBS] = {"max_subscribers", 10000, 1, 1 << 24},
+    [O_INBOX] = {"inbox_bytes", 64 << 20, 1 << 16, (int64_t)1 << 34},
 };
 
 static void free_state(void *state)
@@ -55,6 +56,7 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
     r->opts.deflate = deflate;
     r->max_channels = (size_t)v[O_CHANNELS];
     r->max_subscribers = (size_t)v[O_SUBS];
+    r->inbox_bytes = (size_t)v[O_INBOX];
     *state = r;
     return 0;
 

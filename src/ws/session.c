@@ -15,7 +15,8 @@
  * since credit goes back only for parsed bytes) while more than
  * send_queue_bytes of output are queued, so a client that does not read
  * its echoes stops being able to send. `out` has a hard bound of
- * send_queue_bytes + max_message_bytes + slack; sl_ws_send refuses
+ * send_queue_bytes + max_message_bytes + deflate and framing slack;
+ * sl_ws_send refuses
  * (SL_EAGAIN) past send_queue_bytes.
  */
 #include "ws_int.h"
@@ -273,6 +274,26 @@ static int reserve(sl_ws_t *ws, uint64_t add)
     return 0;
 }
 
+/* How much larger than a message its deflate form may be. zlib's stored
+ * blocks cost about 1/4096 on incompressible data, but a client may code
+ * it with fixed Huffman codes (9 bits for half the byte values) or small
+ * blocks: python3-websockets sends 64 KiB of random bytes as 65697. 1/8
+ * covers any deflate encoder. */
+static size_t deflate_slack(size_t max)
+{
+    return (max >> 3) + 64;
+}
+
+/* The most wire bytes a message may take. max_message_bytes bounds the
+ * message the application gets, inclusive: for a compressed message that
+ * is its inflated size, checked while inflating. */
+static uint64_t wire_max(const sl_ws_t *ws, uint8_t op, uint8_t rsv)
+{
+    size_t max = ws->o.max_message_bytes;
+    int deflated = op == 0 ? ws->m_deflated : (rsv & WSLAY_RSV1_BIT) != 0;
+    return deflated ? (uint64_t)max + deflate_slack(max) : max;
+}
+
 static int start_frame(sl_ws_t *ws, const struct wslay_frame_iocb *io)
 {
     uint8_t op = io->opcode;
@@ -288,7 +309,7 @@ static int start_frame(sl_ws_t *ws, const struct wslay_frame_iocb *io)
         return fail(ws, SL_WS_CLOSE_PROTOCOL, "a continuation frame with no message to continue");
     if ((op == 1 || op == 2) && ws->m_op)
         return fail(ws, SL_WS_CLOSE_PROTOCOL, "a new message inside a fragmented one");
-    if (!ctl && ws->m_len + io->payload_length > ws->o.max_message_bytes)
+    if (!ctl && ws->m_len + io->payload_length > wire_max(ws, op, io->rsv))
         return fail(ws, SL_WS_CLOSE_TOO_BIG, "a message over max_message_bytes");
     ws->in_frame = 1;
     ws->f_op = op;
@@ -616,7 +637,9 @@ int sl_ws_accept(sl_req_t *req, const sl_ws_opts_t *opts, const sl_ws_app_t *app
                     : req->proto == SL_PROTO_H2 ? cfg->limits.h2_initial_window
                                                 : cfg->limits.body_window_bytes;
     sl_buf_init(&ws->in, bp, chunks_for(window));
-    sl_buf_init(&ws->out, bp, chunks_for(opts->send_queue_bytes + opts->max_message_bytes + 1024));
+    sl_buf_init(&ws->out, bp,
+                chunks_for(opts->send_queue_bytes + opts->max_message_bytes +
+                           deflate_slack(opts->max_message_bytes) + 1024));
     if (wslay_frame_context_init(&ws->fr, &frame_cbs, ws) != 0)
         sl_assert_fail("wslay_frame_context_init", __FILE__, __LINE__); /* OOM */
     answer_head(req, ws, opts->deflate);

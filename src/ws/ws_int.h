@@ -71,6 +71,7 @@ typedef struct sl_ws_route {
     const char *app; /* "echo", "broadcast" */
     size_t max_channels;
     size_t max_subscribers;
+    size_t inbox_bytes; /* broadcast: bytes waiting per worker inbox */
 } sl_ws_route_t;
 
 void sl_ws_echo_start(sl_req_t *req, const sl_ws_route_t *r);

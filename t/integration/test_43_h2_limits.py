@@ -816,3 +816,35 @@ def test_no_settings_ack_is_not_fatal_quickly(srv):
         r.send(headers_frame(1, req()))
         r.wait_for(lambda f: f.sid == 1 and f.flags & END_STREAM, 5 * SLOW)
         assert h2raw.stream_status(r.frames, 1) == 200
+
+
+def test_memory_returned_after_zero_window_attack(sluice_factory):
+    """20 connections x 100 streams each hold a 1 MiB response behind a
+    zero window for a few seconds, then go away: RSS goes back to within
+    10 MiB of where it started (glibc's free heap is trimmed)."""
+    if SANITIZE:
+        pytest.skip("RSS means nothing under ASan's quarantine")
+    s = sluice_factory(workers=1, limits={"h2_max_concurrent_streams": 100})
+    time.sleep(0.5)
+    start = s.rss_kb()
+    conns = []
+    for _ in range(20):
+        r = raw(s, "h2c", settings=[(4, 0)])  # SETTINGS_INITIAL_WINDOW_SIZE = 0
+        r.handshake()
+        r.send(b"".join(headers_frame(2 * k + 1, req("/_h/bytes/1048576"))
+                        for k in range(100)))
+        conns.append(r)
+    time.sleep(2)
+    peak = s.rss_kb()
+    assert peak - start > 10 * 1024, "the attack did not cost memory (%d -> %d KiB)" % (
+        start, peak)
+    time.sleep(3)
+    for r in conns:
+        r.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and s.rss_kb() - start > 10 * 1024:
+        time.sleep(0.5)
+    end = s.rss_kb()
+    assert end - start <= 10 * 1024, "RSS %d -> %d (peak %d) KiB after the attack left" % (
+        start, end, peak)
+    assert s.healthz() == 200

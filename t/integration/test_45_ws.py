@@ -53,15 +53,22 @@ def client_ssl():
     return ctx
 
 
+def client_kw(tls, compression):
+    """websockets.connect options: compression on or off, TLS to the
+    self-signed test certificate."""
+    kw = {"compression": compression, "max_size": 1 << 20}
+    if tls:
+        kw["ssl"] = client_ssl()
+        kw["host"] = "127.0.0.1"
+    return kw
+
+
 # ---------------------------------------------------------------- echo ----
 @pytest.mark.parametrize("tls", [False, True], ids=["cleartext", "tls"])
 @pytest.mark.parametrize("compression", [None, "deflate"], ids=["plain", "deflate"])
 def test_echo_websockets_client(srv, tls, compression):
     async def go():
-        kw = {"compression": compression, "max_size": 1 << 20}
-        if tls:
-            kw["ssl"] = client_ssl()
-            kw["host"] = "127.0.0.1"
+        kw = client_kw(tls, compression)
         async with websockets.connect(ws_url(srv, "/_h/ws/echo", tls), **kw) as ws:
             if compression:
                 assert ws.extensions, "permessage-deflate was not negotiated"
@@ -84,6 +91,45 @@ def test_echo_websockets_client(srv, tls, compression):
             await ws.close(1000, "bye")
             assert ws.close_code == 1000
     run(go())
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["cleartext", "tls"])
+@pytest.mark.parametrize("compression", [None, "deflate"], ids=["plain", "deflate"])
+def test_message_of_exactly_the_limit(srv, tls, compression):
+    """max_message_bytes is inclusive and counts the decompressed message:
+    65536 random (incompressible) bytes come back, with or without
+    permessage-deflate (whose wire form is then a little larger); one byte
+    more is 1009."""
+    import os
+    data = os.urandom(65536)
+
+    async def go():
+        kw = client_kw(tls, compression)
+        async with websockets.connect(ws_url(srv, "/_h/ws/echo", tls), **kw) as ws:
+            await ws.send(data)
+            assert await ws.recv() == data
+            await ws.send(data + b"!")
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+                await ws.recv()
+            assert e.value.rcvd.code == 1009
+    run(go())
+
+
+def test_dev_default_echoes_1mib_compressed(sluice_factory):
+    """The dev default route (max_message_bytes 1 MiB) with a browser-like
+    client offering permessage-deflate: a 1 MiB binary message comes back."""
+    import os
+    s = sluice_factory(routes=WS_ROUTES[:1] + [{"path": "/_h/ws/echo", "match": "exact",
+                                                "handler": "ws", "app": "echo"}])
+    data = os.urandom(1 << 20)
+
+    async def go():
+        async with websockets.connect(ws_url(s, "/_h/ws/echo"), compression="deflate",
+                                      max_size=2 << 20) as ws:
+            assert ws.extensions
+            await ws.send(data)
+            assert await ws.recv() == data
+    run(go(), timeout=60)
 
 
 def test_echo_64bit_length_and_too_big(srv):

@@ -52,7 +52,7 @@ def test_anything_get(sluice, mode):
     assert j["path"] == "/_h/anything/x"
     assert j["query"] == {"a": "1", "b": "x y", "c": ["2", "3"]}
     assert j["headers"]["x-test"] == "foo"
-    assert j["headers"]["x-many"] in (["a", "b"], "a, b", "a,b")
+    assert j["headers"]["x-many"] == ["a", "b"]  # repeated fields stay a list, in order
     assert not any(k.startswith(":") for k in j["headers"])
     assert j["protocol"] == ("HTTP/2" if is_h2(mode) else "HTTP/1.1")
     assert isinstance(j["stream_id"], int) and j["stream_id"] >= 1
@@ -62,7 +62,7 @@ def test_anything_get(sluice, mode):
     assert j["body_length"] == 0
     assert j["body_sha256"] == EMPTY_SHA
     if is_tls(mode):
-        assert j["tls"]["version"] in ("TLSv1.2", "TLSv1.3")
+        assert j["tls"]["version"] == "TLSv1.3"  # curl and OpenSSL 3 both offer 1.3
         assert j["tls"]["alpn"] == ("h2" if is_h2(mode) else "http/1.1")
         assert j["tls"]["sni"] == "localhost"
         assert j["scheme"] == "https"
@@ -234,7 +234,7 @@ def test_status(sluice, mode, code):
     assert r.status == code
     if code in (204, 304):
         assert r.body == b""
-        assert r.header("content-length") in (None, "0") or code == 304
+        assert r.header("content-length") is None  # RFC 9110 8.6: none on 204, none sent on 304
     else:
         j = r.json()
         assert j["status"] == code
@@ -374,7 +374,11 @@ OVER_BOUNDS = ["bytes/1001", "bytes/10?chunk=101", "bytes/10?chunk=0", "stream/1
 @pytest.mark.parametrize("path", OK_UNDER_BOUNDS)
 def test_bounds_ok(bounded, path):
     r = curl(bounded, "h2c", "/t/" + path)
-    assert r.status == 200 or (path.startswith("reset") and r.rc != 0), r
+    if path.startswith("reset"):
+        # N bytes, then RST_STREAM(CANCEL): curl reports exactly that
+        assert r.rc == 92 and "CANCEL" in r.stderr, r
+    else:
+        assert r.rc == 0 and r.status == 200, r
 
 
 @pytest.mark.parametrize("mode", ["h1", "h2c"])
@@ -394,7 +398,7 @@ def test_bad_request_logged_info(bounded):
         time.sleep(0.05)
     line = [x for x in bounded.stderr().splitlines() if "client sent" in x]
     assert line, bounded.stderr()[-1000:]
-    assert " info " in line[0].lower() or "info" in line[0].lower()
+    assert line[0].split()[1] == "info", line[0]  # "<time> info w0 ...": blamed on the client
 
 
 @pytest.mark.parametrize("path", ["nope", "bytes", "status", "delay", "echo/x", ""])

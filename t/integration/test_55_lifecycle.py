@@ -238,6 +238,14 @@ def test_errors_go_to_stderr_not_stdout(sluice_factory):
     with h1raw.H1Conn(s.h2c_port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
         c.read_all(timeout=2)
-    time.sleep(0.3)
-    for line in s.stdout().splitlines():
-        json.loads(line)  # nothing but JSON access lines on stdout
+    deadline = time.monotonic() + 5
+    while "Content-Length" not in s.stderr() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # the error line is on stderr, naming the cause...
+    err = [l for l in s.stderr().splitlines() if "client sent a bad request head" in l]
+    assert len(err) == 1 and "Content-Length" in err[0], s.stderr()
+    # ...and stdout has nothing but JSON access lines, none of them that text
+    out = s.stdout()
+    assert "client sent" not in out, out
+    for line in out.splitlines():
+        json.loads(line)

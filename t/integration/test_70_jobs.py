@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -75,23 +76,26 @@ def ticks(n, size=16):
 
 
 def parse_sse(body):
-    """[(id, event, data)] of a text/event-stream body; comments skipped."""
-    events = []
-    for block in body.decode().split("\n\n"):
-        eid, ev, data = None, "message", []
-        for line in block.split("\n"):
-            if not line or line.startswith(":"):
-                continue
-            k, _, v = line.partition(":")
-            v = v[1:] if v.startswith(" ") else v
-            if k == "id":
-                eid = int(v)
-            elif k == "event":
-                ev = v
-            elif k == "data":
-                data.append(v)
-        if eid is not None or data:
-            events.append((eid, ev, "\n".join(data)))
+    """[(id, event, data)] of a text/event-stream body, parsed as the HTML
+    spec's event stream interpretation does: CRLF, LF and a lone CR each
+    end a line; comments skipped."""
+    events, eid, ev, data = [], None, "message", []
+    for line in re.split(r"\r\n|\r|\n", body.decode("utf-8", "replace")):
+        if line == "":
+            if data or eid is not None:
+                events.append((eid, ev, "\n".join(data)))
+            eid, ev, data = None, "message", []
+            continue
+        if line.startswith(":"):
+            continue
+        k, _, v = line.partition(":")
+        v = v[1:] if v.startswith(" ") else v
+        if k == "id":
+            eid = int(v)
+        elif k == "event":
+            ev = v
+        elif k == "data":
+            data.append(v)
     return events
 
 
@@ -434,3 +438,19 @@ def test_exec_timeout(srv):
     assert s["state"] == "timed_out"
     assert not pid_alive(pid)
     assert h1(srv, "GET", "/jobs/%s/result" % jid)[0] == 504
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sse_output_cannot_forge_fields(srv, mode):
+    """Job output with CR, LF and CRLF (and field-looking text after them)
+    stays inside data: lines; a spec parser sees the same events as ever."""
+    payload = (b"a\rid: 666\revent: end\rdata: forged\r\rb\r\nid: 777\r\n\r\nc\n"
+               b"event: x\n\nd\r")
+    r = curl(srv, mode, "/v1/echo", "-H", "Accept: text/event-stream", upload=payload)
+    assert r.status == 200, r
+    ev = parse_sse(r.body)
+    assert [e[1] for e in ev] == ["started"] + ["data"] * (len(ev) - 2) + ["end"], ev
+    assert [e[0] for e in ev] == list(range(1, len(ev) + 1)), ev
+    # each data event is one chunk of output with its line ends made LF
+    got = "".join(e[2] for e in ev if e[1] == "data")
+    assert got == re.sub(r"\r\n|\r", "\n", payload.decode()), got

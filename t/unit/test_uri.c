@@ -42,6 +42,7 @@ static const struct {
     {"/a%4", NULL, 0},
     {"/a%", NULL, 0},
     {"/a%00b", NULL, 0},
+    {"/api/%61b\x18", NULL, 0}, /* fuzz_uri: a bad byte after a '%' */
     {"/a b", NULL, 0},
     {"/a\x7f", NULL, 0},
     {"/a\xc3\xa9", NULL, 0},
