@@ -504,10 +504,10 @@ static int parse_certs(json_t *arr, const char *path, sl_tls_cfg_t *t, char *err
 
 static int parse_tls(json_t *obj, const char *path, sl_tls_cfg_t *t, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"cert",         "key",         "names",
-                                       "certs",        "self_signed", "ciphers",
-                                       "ciphersuites", "min_version", "session_tickets"};
-    const char *minv;
+    static const char *const keys[] = {
+        "cert",         "key",         "names",           "certs",     "self_signed",  "ciphers",
+        "ciphersuites", "min_version", "session_tickets", "client_ca", "verify_client"};
+    const char *minv, *verify;
     char p[PATH_LEN];
     t->session_tickets = 1;
     t->min_version = sl_strdup("TLSv1.2");
@@ -541,6 +541,19 @@ static int parse_tls(json_t *obj, const char *path, sl_tls_cfg_t *t, char *err, 
     }
     sl_free(t->min_version);
     t->min_version = sl_strdup(minv);
+    if (get_opt_str(obj, path, "client_ca", &t->client_ca, err, errlen) ||
+        sl_config_get_str(obj, path, "verify_client", "off", &verify, err, errlen))
+        return SL_EINVAL;
+    join_path(p, path, "verify_client");
+    if (strcmp(verify, "optional") == 0)
+        t->verify_client = SL_TLS_VERIFY_OPTIONAL;
+    else if (strcmp(verify, "require") == 0)
+        t->verify_client = SL_TLS_VERIFY_REQUIRE;
+    else if (strcmp(verify, "off") != 0)
+        return fail(err, errlen, "%s: must be \"off\", \"optional\" or \"require\"", p);
+    if (t->verify_client != SL_TLS_VERIFY_OFF && !t->client_ca)
+        return fail(err, errlen, "%s: needs tls.client_ca (the CA that signs client certificates)",
+                    p);
     return 0;
 }
 
@@ -558,6 +571,7 @@ static void tls_cfg_dispose(sl_tls_cfg_t *t)
     sl_free(t->ciphers);
     sl_free(t->ciphersuites);
     sl_free(t->min_version);
+    sl_free(t->client_ca);
 }
 
 static int parse_listener(sl_config_t *cfg, json_t *obj, const char *path, sl_listener_cfg_t *lc,

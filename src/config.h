@@ -30,7 +30,11 @@ typedef struct sl_tls_cfg {
     char *ciphersuites;  /* TLS 1.3 suites */
     char *min_version;   /* "TLSv1.2" (default) or "TLSv1.3" */
     int session_tickets; /* default on */
+    char *client_ca;     /* CA file for client certificates, NULL = none */
+    int verify_client;   /* SL_TLS_VERIFY_OFF / _OPTIONAL / _REQUIRE */
 } sl_tls_cfg_t;
+
+enum { SL_TLS_VERIFY_OFF = 0, SL_TLS_VERIFY_OPTIONAL, SL_TLS_VERIFY_REQUIRE };
 
 typedef struct sl_listener_cfg {
     char *addr; /* as written: "[::]:8443", "127.0.0.1:0" */

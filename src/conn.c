@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "config.h"
 #include "log.h"
+#include "tls.h"
 #include "tls_bio.h"
 #include "worker.h"
 #include <errno.h>
@@ -289,6 +290,8 @@ static int finish_handshake(sl_conn_t *c)
     c->tls_version = SSL_get_version(c->ssl);
     if (sni)
         c->sni = sl_strdup(sni);
+    if (c->lcfg && c->lcfg->tls && c->lcfg->tls->verify_client)
+        c->client_cert = sl_tls_client_identity(c->ssl);
     if (alen == 2 && memcmp(alpn, "h2", 2) == 0) {
         c->alpn = "h2";
         return start_h2(c, NULL, 0);
@@ -572,6 +575,7 @@ void sl_conn_reap(sl_worker_t *w)
                 *pp = c->next_flush;
         }
         sl_free(c->sni);
+        sl_free(c->client_cert);
         sl_free(c);
     }
 }

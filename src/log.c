@@ -147,6 +147,13 @@ void sl_log_access(const sl_req_t *req)
     if (req->tls.version)
         o += (size_t)snprintf(p + o, cap - o, ",\"tls\":\"%s\",\"alpn\":\"%s\"", req->tls.version,
                               req->tls.alpn ? req->tls.alpn : "");
+    if (req->tls.client_subject) {
+        /* Cut at 256 bytes: the line stays inside the 3 KiB reserve. */
+        o += (size_t)snprintf(p + o, cap - o, ",\"client_cert\":\"");
+        o += json_escape(p + o, SL_MIN(cap - o, 256), req->tls.client_subject,
+                         strlen(req->tls.client_subject));
+        o += (size_t)snprintf(p + o, cap - o, "\"");
+    }
     o += (size_t)snprintf(p + o, cap - o, "}\n");
     w->access_len += SL_MIN(o, cap);
 }

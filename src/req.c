@@ -7,6 +7,14 @@
 #include "req.h"
 #include <stdio.h>
 
+void sl_req_set_client_cert(sl_req_t *req, const char *client_cert)
+{
+    if (!client_cert)
+        return;
+    req->tls.client_fp = client_cert;
+    req->tls.client_subject = client_cert + strlen(client_cert) + 1;
+}
+
 void sl_req_init(sl_req_t *req, sl_proto_kind_t proto, sl_conn_t *conn)
 {
     /* The pool comes first and sets its own fields: clearing its 1 KiB

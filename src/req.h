@@ -83,6 +83,9 @@ typedef struct sl_req_tls_info {
     const char *version; /* "TLSv1.3" or NULL for cleartext */
     const char *alpn;    /* "h2", "http/1.1" or NULL */
     const char *sni;     /* server name sent by the client or NULL */
+    /* A verified client certificate (listener tls.verify_client): SHA-256
+     * of its DER (hex) and its subject (RFC 2253), else NULL. */
+    const char *client_fp, *client_subject;
 } sl_req_tls_info_t;
 
 struct sl_req {
@@ -132,6 +135,9 @@ struct sl_req {
     unsigned final_sent : 1;
 };
 
+/* Fill req->tls.client_fp / client_subject from c (protocols call it). */
+void sl_req_set_client_cert(sl_req_t *req, const char *client_cert);
+
 /* Called by protocols: set up / tear down the common parts of a req. */
 void sl_req_init(sl_req_t *req, sl_proto_kind_t proto, sl_conn_t *conn);
 void sl_req_dispose(sl_req_t *req);
@@ -170,10 +176,19 @@ static inline int sl_resp_sendfile(sl_req_t *req, int fd, int64_t off, size_t le
         req->final_sent = 0;
     return r;
 }
+/* Why a response is aborted (sl_resp_reset): RFC 9113 error codes, sent
+ * as such in RST_STREAM on HTTP/2; HTTP/1.1 closes the connection. */
+#define SL_RESET_NO_ERROR 0x0
+#define SL_RESET_PROTOCOL_ERROR 0x1
+#define SL_RESET_INTERNAL_ERROR 0x2
+#define SL_RESET_REFUSED_STREAM 0x7
+#define SL_RESET_CANCEL 0x8
+#define SL_RESET_ENHANCE_YOUR_CALM 0xb
+
 /* A 1xx response (100 is handled by the protocol; use for 103). */
 int sl_resp_informational(sl_req_t *req, int status, const sl_headers_t *hdrs);
-/* Abort the response: RST_STREAM with h2_error_code on HTTP/2, connection
- * abort on HTTP/1.1. on_close(SL_ECANCELED) follows. */
+/* Abort the response: RST_STREAM with h2_error_code (SL_RESET_*) on
+ * HTTP/2, connection abort on HTTP/1.1. on_close(SL_ECANCELED) follows. */
 void sl_resp_reset(sl_req_t *req, uint32_t h2_error_code);
 /* Whole response in one go: status, content-type, body (copied into the
  * pool), content-length set. */

@@ -117,6 +117,16 @@ int sl_str_caseeq(sl_str_t a, const char *lit)
     return a.n == n && strncasecmp(a.p, lit, n) == 0;
 }
 
+void sl_hex_encode(const uint8_t *p, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[p[i] >> 4];
+        out[2 * i + 1] = d[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
 int sl_hex_value(int c)
 {
     if (c >= '0' && c <= '9')

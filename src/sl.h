@@ -24,7 +24,9 @@
 #define SL_ECLOSED (-6)     /* the object was closed/freed inside the call */
 #define SL_ECANCELED (-7)   /* operation cancelled (callback contract) */
 #define SL_ETIMEDOUT (-8)
-#define SL_ETOOBIG (-9) /* a configured limit was exceeded */
+#define SL_ETOOBIG (-9)    /* a configured limit was exceeded */
+#define SL_ELIMIT (-10)    /* one client's share of a limit was exceeded (429) */
+#define SL_ECONFLICT (-11) /* the same key names a different thing (422) */
 
 #define SL_UNUSED(x) ((void)(x))
 #define SL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -70,6 +72,8 @@ static inline int sl_str_eq(sl_str_t a, const char *lit)
 int sl_str_caseeq(sl_str_t a, const char *lit);
 /* The value of a hex digit, or -1. */
 int sl_hex_value(int c);
+/* n bytes as 2n lower-case hex digits and a NUL into out. */
+void sl_hex_encode(const uint8_t *p, size_t n, char *out);
 /* Whether a comma-separated header value (Connection, Upgrade, ...) has
  * tok as one of its elements, compared case-insensitively. */
 int sl_str_has_token(sl_str_t list, const char *tok);

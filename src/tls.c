@@ -198,6 +198,56 @@ free_out:
     return rc;
 }
 
+/* Client certificates (like nginx ssl_verify_client): "optional" asks
+ * for one and refuses an invalid one; "require" also refuses none. The
+ * CA's names are sent so clients pick the right certificate. */
+static int set_client_verify(SSL_CTX *ctx, const sl_tls_cfg_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->verify_client == SL_TLS_VERIFY_OFF)
+        return 0;
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->client_ca);
+    if (!names || SSL_CTX_load_verify_locations(ctx, cfg->client_ca, NULL) != 1) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        ssl_err(err, errlen, "cannot load tls.client_ca", cfg->client_ca);
+        return SL_ERROR;
+    }
+    SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(
+        ctx,
+        SSL_VERIFY_PEER |
+            (cfg->verify_client == SL_TLS_VERIFY_REQUIRE ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+        NULL);
+    SSL_CTX_set_verify_depth(ctx, 8);
+    return 0;
+}
+
+char *sl_tls_client_identity(SSL *ssl)
+{
+    X509 *x = SSL_get1_peer_certificate(ssl);
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char *out = NULL;
+    if (!x || SSL_get_verify_result(ssl) != X509_V_OK || !X509_digest(x, EVP_sha256(), md, &mdlen))
+        goto done;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *subj = NULL;
+    long sn = 0;
+    if (b && X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0)
+        sn = BIO_get_mem_data(b, &subj);
+    sn = SL_MIN(sn, (long)SL_TLS_SUBJECT_MAX);
+    out = sl_malloc(2 * mdlen + 1 + (size_t)sn + 1);
+    sl_hex_encode(md, mdlen, out);
+    /* Printable only: the subject goes into a header and a log line. */
+    char *o = out + 2 * mdlen + 1;
+    for (long i = 0; i < sn; i++)
+        o[i] = (subj[i] >= 0x20 && subj[i] < 0x7f) ? subj[i] : '?';
+    o[sn] = '\0';
+    BIO_free(b);
+done:
+    X509_free(x);
+    return out;
+}
+
 static SSL_CTX *ctx_new(const sl_tls_cfg_t *cfg, const sl_tls_cert_cfg_t *cc, char *err,
                         size_t errlen)
 {
@@ -243,6 +293,8 @@ static SSL_CTX *ctx_new(const sl_tls_cfg_t *cfg, const sl_tls_cert_cfg_t *cc, ch
         ssl_err(err, errlen, "key does not match certificate", cc->cert);
         goto fail;
     }
+    if (set_client_verify(ctx, cfg, err, errlen) != 0)
+        goto fail;
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
     return ctx;
 fail:

@@ -26,4 +26,11 @@ SSL_CTX *sl_tls_default_ctx(const sl_tls_t *t);
 
 int sl_tls_make_self_signed(const char *cert, const char *key, char *err, size_t errlen);
 
+#define SL_TLS_SUBJECT_MAX 1024
+/* The verified client certificate of a finished handshake: one malloc'd
+ * block "<sha256 hex>\0<subject, RFC 2253, printable, at most
+ * SL_TLS_SUBJECT_MAX bytes>\0", or NULL when there is none (or it did not
+ * verify). The caller frees it. */
+char *sl_tls_client_identity(SSL *ssl);
+
 #endif

@@ -940,6 +940,7 @@ static void build_req(h1_conn_t *hc, const sl_h1_head_t *head)
     req->tls.version = c->ssl ? c->tls_version : NULL;
     req->tls.alpn = c->alpn;
     req->tls.sni = c->sni;
+    sl_req_set_client_cert(req, c->client_cert);
     req->peer = c->peer;
     req->ops = &h1_req_ops;
     req->pdata = x;

@@ -95,6 +95,7 @@ sl_h2_stream_t *sl_h2_stream_new(sl_h2_session_t *s, int32_t id)
     req->tls.version = c->tls_version;
     req->tls.alpn = c->alpn;
     req->tls.sni = c->sni;
+    sl_req_set_client_cert(req, c->client_cert);
     /* Small first header arrays keep a typical exchange inside the pool's
      * inline block: no malloc for it at all. */
     req->headers.v = sl_pool_alloc(&req->pool, 8 * sizeof(sl_header_t));

@@ -70,7 +70,7 @@ static void on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
         sl_log_stream(SL_LOG_ERROR, req->conn, req->stream_id,
                       "echo: %zu body bytes past the buffer bound", len);
         e->failed = 1;
-        sl_resp_reset(req, 2 /* INTERNAL_ERROR */);
+        sl_resp_reset(req, SL_RESET_INTERNAL_ERROR);
         return;
     }
     if (fin)

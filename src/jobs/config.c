@@ -7,6 +7,7 @@
  */
 #include "jobs_int.h"
 #include "../config.h"
+#include <openssl/crypto.h>
 #include <stdio.h>
 
 typedef struct key {
@@ -20,11 +21,65 @@ typedef struct key {
 #n, offsetof(sl_jobs_cfg_t, n), d, lo, hi                                                  \
     }
 static const cfg_key_t jobs_keys[] = {
-    K(max_jobs, 10000, 1, 10000000), K(retain_bytes, 1 << 20, 1024, 1LL << 32),
-    K(ttl_s, 300, 1, 30 * 86400),    K(heartbeat_s, 15, 1, 3600),
-    K(shards, 16, 1, 1024),          K(max_tombstones, 10000, 1, 10000000),
+    K(max_jobs, 10000, 1, 10000000),
+    K(retain_bytes, 1 << 20, 1024, 1LL << 32),
+    K(ttl_s, 300, 1, 30 * 86400),
+    K(heartbeat_s, 15, 1, 3600),
+    K(shards, 16, 1, 1024),
+    K(max_tombstones, 10000, 1, 10000000),
     K(max_wait_s, 300, 1, 3600),
+    K(max_jobs_per_owner, 100, 1, 10000000),
+    K(max_retained_bytes, 256LL << 20, 1 << 20, 1LL << 40),
 };
+
+/* The two secret files: whole content, trailing white space cut, at least
+ * 16 bytes (a guessable secret is no secret). Returns 0 or SL_EINVAL. */
+static int read_secret(json_t *v, const char *path, const char *key, char *out, size_t cap,
+                       size_t *len, char *err, size_t errlen)
+{
+    const char *file;
+    if (sl_config_get_str(v, path, key, NULL, &file, err, errlen))
+        return SL_EINVAL;
+    *len = 0;
+    if (!file)
+        return 0;
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s.%s: cannot read %s", path, key, file);
+        return SL_EINVAL;
+    }
+    size_t n = fread(out, 1, cap, f);
+    int more = fgetc(f) != EOF;
+    fclose(f);
+    while (n &&
+           (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ' || out[n - 1] == '\t'))
+        n--;
+    if (more || n < 16) {
+        snprintf(err, errlen, "%s.%s: %s must hold 16 to %zu bytes", path, key, file, cap - 1);
+        return SL_EINVAL;
+    }
+    *len = n;
+    return 0;
+}
+
+static int parse_secrets(json_t *v, const char *path, sl_jobs_cfg_t *c, char *err, size_t errlen)
+{
+    char tok[257];
+    size_t n;
+    if (read_secret(v, path, "owner_key_file", (char *)c->owner_key, sizeof(c->owner_key),
+                    &c->owner_key_len, err, errlen) ||
+        read_secret(v, path, "admin_token_file", tok, sizeof(tok), &n, err, errlen))
+        return SL_EINVAL;
+    if (n) {
+        tok[n] = '\0';
+        if (strpbrk(tok, " \t\r\n")) {
+            snprintf(err, errlen, "%s.admin_token_file: the token must be one word", path);
+            return SL_EINVAL;
+        }
+        c->admin_token = sl_strdup(tok);
+    }
+    return 0;
+}
 
 static const char *const common_keys[] = {"type",    "concurrency",  "queue",   "timeout_s",
                                           "grace_s", "content_type", "reply_to"};
@@ -57,7 +112,8 @@ int sl_jobs_check_keys(json_t *obj, const char *path, const char *const *names, 
 
 static int parse_jobs(json_t *v, const char *path, void **state, char *err, size_t errlen)
 {
-    const char *names[SL_ARRAY_LEN(jobs_keys)];
+    static const char *const file_keys[] = {"owner_key_file", "admin_token_file"};
+    const char *names[SL_ARRAY_LEN(jobs_keys) + SL_ARRAY_LEN(file_keys)];
     sl_jobs_cfg_t *c = sl_calloc(1, sizeof(*c));
     *state = c;
     if (v && !json_is_object(v)) {
@@ -71,12 +127,23 @@ static int parse_jobs(json_t *v, const char *path, void **state, char *err, size
                               (int64_t *)((char *)c + k->off), err, errlen))
             return SL_EINVAL;
     }
+    for (size_t i = 0; i < SL_ARRAY_LEN(file_keys); i++)
+        names[SL_ARRAY_LEN(jobs_keys) + i] = file_keys[i];
+    if (parse_secrets(v, path, c, err, errlen))
+        return SL_EINVAL;
     return v ? check_keys(v, path, names, SL_ARRAY_LEN(names), NULL, 0, err, errlen) : 0;
 }
 
 static void free_jobs(void *state)
 {
-    sl_free(state);
+    sl_jobs_cfg_t *c = state;
+    if (c && c->admin_token) {
+        OPENSSL_cleanse(c->admin_token, strlen(c->admin_token));
+        sl_free(c->admin_token);
+    }
+    if (c)
+        OPENSSL_cleanse(c->owner_key, sizeof(c->owner_key));
+    sl_free(c);
 }
 
 const sl_config_section_def_t sl_jobs_section = {"jobs", parse_jobs, free_jobs};

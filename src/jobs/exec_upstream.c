@@ -285,6 +285,12 @@ static void on_stdin(struct ev_loop *loop, ev_io *w, int revents)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     ev_io_stop(loop, &u->in_io);
+    if (n <= 0 && sl_jobs_is_aborted(u->job)) {
+        /* The client's body was cut: close the connection instead of the
+         * last chunk, so the upstream sees no complete request either. */
+        done(u, SL_JOBS_FAILED, NULL);
+        return;
+    }
     u->out_len = u->out_off = 0;
     if (n > 0) {
         char hex[24];

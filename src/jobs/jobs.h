@@ -60,19 +60,31 @@ typedef struct sl_jobs_event {
     uint8_t data[];
 } sl_jobs_event_t;
 
+/* A job owner: a keyed hash, lower-case hex (reply/owner.c); "" = none. */
+#define SL_JOBS_OWNER_LEN 32
+/* A request fingerprint for Idempotency-Key: SHA-256, lower-case hex. */
+#define SL_JOBS_FP_LEN 64
+
 /* Bounds on the request headers a job records (route "record_headers"). */
 #define SL_JOBS_REC_MAX 16
 #define SL_JOBS_REC_VALUE_MAX 1024
 
 /* "jobs" config section. */
 typedef struct sl_jobs_cfg {
-    int64_t max_jobs;       /* live (not expired) jobs; 503 past it (10000) */
-    int64_t retain_bytes;   /* per job, events kept for readers (1 MiB) */
-    int64_t ttl_s;          /* a finished job stays readable (300) */
-    int64_t heartbeat_s;    /* SSE comment interval (15) */
-    int64_t shards;         /* table shards (16) */
-    int64_t max_tombstones; /* expired ids remembered for 410 (10000) */
-    int64_t max_wait_s;     /* bound on Prefer: wait=N (300) */
+    int64_t max_jobs;           /* live (not expired) jobs; 503 past it (10000) */
+    int64_t retain_bytes;       /* per job, events kept for readers (1 MiB) */
+    int64_t ttl_s;              /* a finished job stays readable (300) */
+    int64_t heartbeat_s;        /* SSE comment interval (15) */
+    int64_t shards;             /* table shards (16) */
+    int64_t max_tombstones;     /* expired ids remembered for 410 (10000) */
+    int64_t max_wait_s;         /* bound on Prefer: wait=N (300) */
+    int64_t max_jobs_per_owner; /* live jobs of one owner; 429 past it (100) */
+    int64_t max_retained_bytes; /* events kept across all jobs (256 MiB) */
+    /* owner_key_file: the HMAC key owners are hashed with, so that
+     * instances sharing it agree; absent: random per process. */
+    uint8_t owner_key[64];
+    size_t owner_key_len; /* 0: none configured */
+    char *admin_token;    /* admin_token_file's token, NULL when none */
 } sl_jobs_cfg_t;
 
 /* What a job route asks for. Strings are copied. */
@@ -80,8 +92,10 @@ struct sl_header;
 typedef struct sl_jobs_spec {
     const sl_jobs_exec_def_t *exec;
     const char *route; /* route path, for listing and idempotency */
+    const char *owner; /* SL_JOBS_OWNER_LEN hex chars, or "" / NULL: no owner */
     sl_str_t method, path, query, traceparent, idem_key;
-    int want_stdin; /* create a pipe for the request body */
+    const char *idem_fp; /* the request's fingerprint (SL_JOBS_FP_LEN hex) */
+    int want_stdin;      /* create a pipe for the request body */
     /* The request's header fields; copied only for executors that send
      * them on (upstream), which pick the configured ones. */
     const struct sl_header *headers;
@@ -140,7 +154,10 @@ void sl_jobs_set_status_format(char *(*fn)(sl_jobs_job_t *job));
  * reference; *existing is 1 when the Idempotency-Key matched an earlier
  * job (nothing new started). With want_stdin, *stdin_fd is the write end
  * (non-blocking, close-on-exec; the caller closes it), else -1.
- * Returns 0, SL_ETOOBIG (max_jobs reached), SL_EAGAIN (executor queue
+ * Returns 0, SL_ETOOBIG (max_jobs reached), SL_ELIMIT (the owner has
+ * max_jobs_per_owner live jobs), SL_ENOMEM (retained events at
+ * max_retained_bytes), SL_ECONFLICT (the Idempotency-Key was used by this
+ * owner on this route for a different request), SL_EAGAIN (executor queue
  * full) or SL_EINVAL (bad parameters; err says which). */
 int sl_jobs_submit(const sl_jobs_spec_t *spec, sl_jobs_job_t **out, int *existing, int *stdin_fd,
                    char *err, size_t errlen);
@@ -151,10 +168,30 @@ void sl_jobs_job_ref(sl_jobs_job_t *job);
 void sl_jobs_job_unref(sl_jobs_job_t *job);
 void sl_jobs_job_info(sl_jobs_job_t *job, sl_jobs_info_t *out);
 const char *sl_jobs_job_id(const sl_jobs_job_t *job);
+/* The SHA-256 (hex) of the body of the request that made the job, once it
+ * has all arrived (for Idempotency-Key replays). get returns 1 and copies
+ * it into out (SL_JOBS_FP_LEN + 1 bytes) when known, else 0. */
+void sl_jobs_set_body_fp(sl_jobs_job_t *job, const char *fp);
+int sl_jobs_get_body_fp(sl_jobs_job_t *job, char *out);
+/* The job's owner ("" when it has none); immutable. */
+const char *sl_jobs_job_owner(const sl_jobs_job_t *job);
 /* Stop the job's work (from any thread); its END event follows. No-op
- * when finished. */
+ * when finished. A cancel that arrives before the job started (it is
+ * being created) still cancels it. */
 void sl_jobs_cancel(sl_jobs_job_t *job);
+/* The job's input was cut (the client went away mid-upload): it ends
+ * "failed" with an error event saying reason (static text, e.g.
+ * "client_aborted"), whatever the work makes of the truncated input, and
+ * the work is stopped (exec: the process group is killed; upstream: the
+ * connection is closed without ending the body). Call before closing the
+ * stdin pipe, from any thread. */
+void sl_jobs_abort(sl_jobs_job_t *job, const char *reason);
+/* True once sl_jobs_abort was called (executors: a stdin EOF is then no
+ * clean end of the body). */
+int sl_jobs_is_aborted(const sl_jobs_job_t *job);
 const char *sl_jobs_state_name(sl_jobs_state_t s);
+/* "started", "data", "progress", "error", "end". */
+const char *sl_jobs_ev_type_name(sl_jobs_ev_type_t t);
 int sl_jobs_state_is_final(sl_jobs_state_t s);
 /* Parse "queued".."expired"; -1 when unknown. */
 int sl_jobs_state_parse(sl_str_t s);
@@ -175,8 +212,9 @@ sl_jobs_sub_t *sl_jobs_subscribe(sl_jobs_job_t *job, struct ev_loop *loop, int s
 void sl_jobs_unsubscribe(sl_jobs_sub_t *sub);
 
 /* Jobs with id > after (or all when after is empty), matching state (-1:
- * any) and route (NULL: any), in id (= creation) order, at most max.
- * Fills out with references; returns the count. */
-size_t sl_jobs_list(int state, const char *route, sl_str_t after, sl_jobs_job_t **out, size_t max);
+ * any), route (NULL: any) and owner (NULL: any), in id (= creation)
+ * order, at most max. Fills out with references; returns the count. */
+size_t sl_jobs_list(int state, const char *route, const char *owner, sl_str_t after,
+                    sl_jobs_job_t **out, size_t max);
 
 #endif

@@ -70,6 +70,10 @@ struct sl_jobs_sub {
 struct sl_jobs_job {
     atomic_int refs;
     char id[SL_JOBS_ID_LEN + 1];
+    char owner[SL_JOBS_OWNER_LEN + 1]; /* "" when none */
+    atomic_int aborted;                /* sl_jobs_abort: the input was cut */
+    char body_fp[SL_JOBS_FP_LEN + 1];  /* shard lock: the body's SHA-256, "" until whole */
+    const char *_Atomic abort_reason;
     unsigned shard;
     sl_jobs_job_t *hnext; /* shard hash chain */
     /* immutable after submit */
@@ -94,9 +98,14 @@ struct sl_jobs_job {
     sl_jobs_job_t *qnext;
     void *xdata; /* executor's running state */
     int cancel_pending;
+    int started;      /* the executor took it (start_job) */
+    int cancel_early; /* cancelled before it started: end at CMD_START */
     int finished;
     int queued_on_exec;
     ev_timer deadline; /* timeout_s for executors without their own (not exec) */
+    /* finished jobs holding events, oldest-ended first (budget.c's lock) */
+    sl_jobs_job_t *eprev, *enext;
+    int in_ended;
     /* reply_to outcome (shard lock): attempts 0 = none yet */
     int reply_status, reply_attempts;
     const char *reply_error; /* static text, NULL when none */
@@ -121,6 +130,48 @@ void sl_jobs_store_set_reply(sl_jobs_job_t *job, int status, int attempts, const
 /* Every live job, referenced, for shutdown (caller frees the array). */
 size_t sl_jobs_store_all(sl_jobs_job_t ***out);
 void sl_jobs_job_free(sl_jobs_job_t *job);
+
+/* ---- the global retained-bytes budget (budget.c) ---- */
+void sl_jobs_budget_init(long long max_bytes);
+/* The store's retained bytes moved by delta (any lock). */
+void sl_jobs_budget_add(long long delta);
+long long sl_jobs_budget_total(void);
+/* At or over the budget: new jobs are refused. */
+int sl_jobs_budget_full(void);
+/* job finished holding events: in line to lose them, oldest first; the
+ * line holds a reference. */
+void sl_jobs_budget_ended(sl_jobs_job_t *job);
+/* Out of the line (the job expired: nothing left worth shedding). Call
+ * with no lock held: it drops the line's reference. */
+void sl_jobs_budget_forget(sl_jobs_job_t *job);
+/* Shutdown: empty the line. */
+void sl_jobs_budget_clear(void);
+/* Over the budget: shed finished jobs' events, then self's (NULL: none).
+ * Call with no lock held. */
+void sl_jobs_budget_enforce(sl_jobs_job_t *self);
+/* Drop every event of job but the newest, recording the dropped range
+ * (store.c; takes the shard lock). */
+void sl_jobs_store_shed(sl_jobs_job_t *job);
+
+/* ---- Idempotency-Key table (idem.c) ---- */
+void sl_jobs_idem_init(size_t expected);
+void sl_jobs_idem_dispose(void);
+/* The lock the store holds across find and insert. */
+void sl_jobs_idem_lock(void);
+void sl_jobs_idem_unlock(void);
+/* Under the lock: the job made under key, or NULL; *same says whether it
+ * was made by a request with fingerprint fp. */
+sl_jobs_job_t *sl_jobs_idem_find(const char *key, const char *fp, int *same);
+void sl_jobs_idem_insert(const char *key, const char *fp, sl_jobs_job_t *job);
+/* Takes the lock itself. */
+void sl_jobs_idem_remove(const char *key, sl_jobs_job_t *job);
+
+/* ---- live jobs per owner (owners.c) ---- */
+/* Count a new live job of owner ("" / NULL: not counted). Returns 0, or
+ * SL_ETOOBIG when the owner already has max. */
+int sl_jobs_owners_take(const char *owner, long max);
+void sl_jobs_owners_release(const char *owner);
+void sl_jobs_owners_clear(void);
 
 /* ---- notification (notify.c) ---- */
 void sl_jobs_notify(sl_jobs_sub_t *sub); /* shard lock held */

@@ -36,6 +36,18 @@ static struct lifecycle {
 static const char *const state_names[] = {"queued",    "running",   "succeeded", "failed",
                                           "cancelled", "timed_out", "expired"};
 
+const char *sl_jobs_ev_type_name(sl_jobs_ev_type_t t)
+{
+    switch (t) {
+    case SL_JOBS_EV_STARTED: return "started";
+    case SL_JOBS_EV_DATA: return "data";
+    case SL_JOBS_EV_PROGRESS: return "progress";
+    case SL_JOBS_EV_ERROR: return "error";
+    case SL_JOBS_EV_END: return "end";
+    }
+    return "unknown";
+}
+
 const char *sl_jobs_state_name(sl_jobs_state_t s)
 {
     return (unsigned)s < SL_ARRAY_LEN(state_names) ? state_names[s] : "unknown";
@@ -112,6 +124,7 @@ static void arm_deadline(sl_jobs_job_t *job)
 static void start_job(sl_jobs_job_t *job)
 {
     sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
+    job->started = 1;
     x->running++;
     sl_jobs_set_running(job);
     char body[64];
@@ -148,11 +161,22 @@ static void emit_error(sl_jobs_job_t *job, const char *error)
     json_decref(o);
 }
 
+/* An aborted job fails, whatever its work made of the truncated input. */
+static sl_jobs_state_t outcome(sl_jobs_job_t *job, sl_jobs_state_t state, const char **error)
+{
+    if (!atomic_load(&job->aborted))
+        return state;
+    if (!*error)
+        *error = atomic_load(&job->abort_reason);
+    return SL_JOBS_FAILED;
+}
+
 void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, const char *error)
 {
     sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
     SL_ASSERT(!job->finished);
     job->finished = 1;
+    state = outcome(job, state, &error);
     ev_timer_stop(lc.loop, &job->deadline);
     if (error)
         emit_error(job, error);
@@ -166,6 +190,20 @@ void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, co
         run_queue(x);
 }
 
+/* End a job that never started: cancelled (or failed, when aborted). */
+static void end_unstarted(sl_jobs_exec_def_t *x, sl_jobs_job_t *job)
+{
+    const char *error = NULL;
+    sl_jobs_state_t state = outcome(job, SL_JOBS_CANCELLED, &error);
+    job->finished = 1;
+    if (error)
+        emit_error(job, error);
+    sl_jobs_store_end(job, state, -1);
+    if (x->reply_to && !atomic_load(&lc.stopping))
+        sl_jobs_reply_to_start(job);
+    atomic_fetch_sub(&x->admitted, 1);
+}
+
 static void cancel_queued(sl_jobs_exec_def_t *x, sl_jobs_job_t *job)
 {
     for (sl_jobs_job_t **pp = &x->qhead, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->qnext) {
@@ -177,11 +215,7 @@ static void cancel_queued(sl_jobs_exec_def_t *x, sl_jobs_job_t *job)
         break;
     }
     job->queued_on_exec = 0;
-    job->finished = 1;
-    sl_jobs_store_end(job, SL_JOBS_CANCELLED, -1);
-    if (x->reply_to && !atomic_load(&lc.stopping))
-        sl_jobs_reply_to_start(job);
-    atomic_fetch_sub(&x->admitted, 1);
+    end_unstarted(x, job);
     sl_jobs_job_unref(job); /* the queue's reference */
 }
 
@@ -189,7 +223,9 @@ static void do_cmd(cmd_t *c)
 {
     sl_jobs_job_t *job = c->job;
     sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
-    if (c->kind == CMD_START) {
+    if (c->kind == CMD_START && job->cancel_early) {
+        end_unstarted(x, job); /* cancelled while it was being created */
+    } else if (c->kind == CMD_START) {
         sl_jobs_job_ref(job);
         job->queued_on_exec = 1;
         if (x->qtail)
@@ -201,9 +237,13 @@ static void do_cmd(cmd_t *c)
     } else if (!job->finished) {
         if (job->queued_on_exec)
             cancel_queued(x, job);
+        else if (!job->started)
+            job->cancel_early = 1; /* its CMD_START is still on the way */
         else if (!job->cancel_pending) {
+            /* Not cancel_pending for an unstarted job: timeout_s must
+             * still work for one that started after all. */
             job->cancel_pending = 1;
-            x->ops->cancel(job, SL_JOBS_CANCELLED);
+            x->ops->cancel(job, atomic_load(&job->aborted) ? SL_JOBS_FAILED : SL_JOBS_CANCELLED);
         }
     }
     sl_jobs_job_unref(job);
@@ -334,7 +374,11 @@ int sl_jobs_submit(const sl_jobs_spec_t *spec, sl_jobs_job_t **out, int *existin
         atomic_fetch_sub(&x->admitted, 1);
         sl_free(params);
         if (rv != 0)
-            snprintf(err, errlen, "too many jobs");
+            snprintf(err, errlen, "%s",
+                     rv == SL_ELIMIT      ? "too many live jobs for this owner"
+                     : rv == SL_ECONFLICT ? "Idempotency-Key already used for a different request"
+                     : rv == SL_ENOMEM    ? "job event memory full (jobs.max_retained_bytes)"
+                                          : "too many jobs");
         if (rv == 0)
             *out = job;
         return rv;
@@ -357,4 +401,17 @@ void sl_jobs_cancel(sl_jobs_job_t *job)
 {
     if (lc.started && !atomic_load(&lc.stopping))
         post(CMD_CANCEL, job);
+}
+
+void sl_jobs_abort(sl_jobs_job_t *job, const char *reason)
+{
+    atomic_store(&job->abort_reason, reason);
+    if (atomic_exchange(&job->aborted, 1))
+        return;
+    sl_jobs_cancel(job);
+}
+
+int sl_jobs_is_aborted(const sl_jobs_job_t *job)
+{
+    return atomic_load(&((sl_jobs_job_t *)job)->aborted);
 }

@@ -20,20 +20,11 @@ typedef struct shard {
     size_t nbuckets; /* power of two */
 } shard_t;
 
-typedef struct idem {
-    char *key; /* route "\n" key */
-    sl_jobs_job_t *job;
-    struct idem *next;
-} idem_t;
-
 static struct store {
     sl_jobs_cfg_t cfg;
     shard_t *shards;
     size_t nshards;
     atomic_long live;
-    pthread_mutex_t idem_mu;
-    idem_t *idem;
-    size_t nidem;
     /* tombstones, jobs thread only */
     sl_jobs_job_t **tombs;
     size_t tomb_head, tomb_n;
@@ -98,7 +89,8 @@ int sl_jobs_store_init(const sl_jobs_cfg_t *cfg)
         st.shards[i].nbuckets = nb;
         st.shards[i].buckets = sl_calloc(nb, sizeof(sl_jobs_job_t *));
     }
-    pthread_mutex_init(&st.idem_mu, NULL);
+    sl_jobs_idem_init((size_t)cfg->max_jobs);
+    sl_jobs_budget_init((long long)cfg->max_retained_bytes);
     st.tombs = sl_calloc((size_t)cfg->max_tombstones + 1, sizeof(sl_jobs_job_t *));
     return 0;
 }
@@ -108,7 +100,36 @@ static void drop_events(sl_jobs_job_t *job)
     for (size_t i = 0; i < job->ring_n; i++)
         sl_jobs_event_unref(job->ring[(job->ring_head + i) % job->ring_cap]);
     job->ring_n = 0;
+    sl_jobs_budget_add(-(long long)job->retained);
     job->retained = 0;
+}
+
+/* Drop the oldest event, remembering how far the loss goes (shard lock). */
+static void drop_oldest(sl_jobs_job_t *job)
+{
+    sl_jobs_event_t *ev = job->ring[job->ring_head];
+    job->ring_head = (job->ring_head + 1) % job->ring_cap;
+    job->ring_n--;
+    job->retained -= ev->len + SL_JOBS_EVENT_OVERHEAD;
+    sl_jobs_budget_add(-(long long)(ev->len + SL_JOBS_EVENT_OVERHEAD));
+    job->dropped_upto = ev->seq;
+    sl_jobs_event_unref(ev);
+}
+
+/* All but the newest event (for a finished job: its END, so a reader is
+ * told the dropped range and still sees the end). */
+static void shed_locked(sl_jobs_job_t *job)
+{
+    while (job->ring_n > 1)
+        drop_oldest(job);
+}
+
+void sl_jobs_store_shed(sl_jobs_job_t *job)
+{
+    shard_t *s = &st.shards[job->shard];
+    pthread_mutex_lock(&s->mu);
+    shed_locked(job);
+    pthread_mutex_unlock(&s->mu);
 }
 
 void sl_jobs_job_free(sl_jobs_job_t *job)
@@ -133,6 +154,7 @@ void sl_jobs_store_dispose(void)
 {
     if (!st.shards)
         return;
+    sl_jobs_budget_clear();
     for (size_t i = 0; i < st.nshards; i++) {
         shard_t *s = &st.shards[i];
         for (size_t b = 0; b < s->nbuckets; b++) {
@@ -144,12 +166,8 @@ void sl_jobs_store_dispose(void)
         sl_free(s->buckets);
         pthread_mutex_destroy(&s->mu);
     }
-    for (idem_t *e = st.idem, *next; e; e = next) {
-        next = e->next;
-        sl_free(e->key);
-        sl_free(e);
-    }
-    pthread_mutex_destroy(&st.idem_mu);
+    sl_jobs_idem_dispose();
+    sl_jobs_owners_clear();
     sl_free(st.shards);
     sl_free(st.tombs);
     memset(&st, 0, sizeof(st));
@@ -175,14 +193,6 @@ void sl_jobs_event_unref(sl_jobs_event_t *ev)
 static char *dup_str(sl_str_t s)
 {
     return sl_strndup(s.p ? s.p : "", s.n);
-}
-
-static idem_t *idem_find(const char *key)
-{
-    for (idem_t *e = st.idem; e; e = e->next)
-        if (strcmp(e->key, key) == 0)
-            return e;
-    return NULL;
 }
 
 /* "name: value\r\n" per field; the request head was bounded already. */
@@ -252,6 +262,8 @@ static sl_jobs_job_t *job_new(const sl_jobs_spec_t *spec, void *params)
     sl_jobs_job_t *job = sl_calloc(1, sizeof(*job));
     atomic_init(&job->refs, 2); /* the table's and the caller's */
     make_id(job->id);
+    if (spec->owner)
+        snprintf(job->owner, sizeof(job->owner), "%s", spec->owner);
     job->exec = spec->exec;
     job->route = sl_strdup(spec->route ? spec->route : "");
     job->method = dup_str(spec->method);
@@ -279,7 +291,7 @@ static void insert(sl_jobs_job_t *job)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* The idempotency lock is held across lookup and insert so two requests
+/* Lookup and insert happen under the idempotency lock so two requests
  * with the same key cannot both start a job. */
 int sl_jobs_store_create(const sl_jobs_spec_t *spec, void *params, sl_jobs_job_t **out,
                          int *existing)
@@ -287,36 +299,45 @@ int sl_jobs_store_create(const sl_jobs_spec_t *spec, void *params, sl_jobs_job_t
     char *key = NULL;
     *existing = 0;
     if (spec->idem_key.n) {
-        key = sl_malloc(strlen(spec->route) + spec->idem_key.n + 2);
-        sprintf(key, "%s\n%.*s", spec->route, (int)spec->idem_key.n, spec->idem_key.p);
-        pthread_mutex_lock(&st.idem_mu);
-        idem_t *e = idem_find(key);
-        if (e) {
-            sl_jobs_job_ref(e->job);
-            *out = e->job;
-            *existing = 1;
-            pthread_mutex_unlock(&st.idem_mu);
+        const char *owner = spec->owner ? spec->owner : "";
+        key = sl_malloc(strlen(owner) + strlen(spec->route) + spec->idem_key.n + 3);
+        sprintf(key, "%s\n%s\n%.*s", owner, spec->route, (int)spec->idem_key.n, spec->idem_key.p);
+        sl_jobs_idem_lock();
+        int same = 0;
+        sl_jobs_job_t *prev = sl_jobs_idem_find(key, spec->idem_fp, &same);
+        if (prev) {
+            if (same) {
+                sl_jobs_job_ref(prev);
+                *out = prev;
+                *existing = 1;
+            }
+            sl_jobs_idem_unlock();
             sl_free(key);
-            return 0;
+            return same ? 0 : SL_ECONFLICT;
         }
     }
-    if (atomic_fetch_add(&st.live, 1) >= st.cfg.max_jobs) {
+    int rv = 0;
+    if (sl_jobs_budget_full()) {
+        rv = SL_ENOMEM;
+    } else if (atomic_fetch_add(&st.live, 1) >= st.cfg.max_jobs) {
         atomic_fetch_sub(&st.live, 1);
+        rv = SL_ETOOBIG;
+    } else if (sl_jobs_owners_take(spec->owner, (long)st.cfg.max_jobs_per_owner) != 0) {
+        atomic_fetch_sub(&st.live, 1);
+        rv = SL_ELIMIT;
+    }
+    if (rv != 0) {
         if (key) {
-            pthread_mutex_unlock(&st.idem_mu);
+            sl_jobs_idem_unlock();
             sl_free(key);
         }
-        return SL_ETOOBIG;
+        return rv;
     }
     sl_jobs_job_t *job = job_new(spec, params);
     if (key) {
-        idem_t *e = sl_malloc(sizeof(*e));
-        e->key = key;
-        e->job = job;
-        e->next = st.idem;
-        st.idem = e;
-        job->idem = sl_strdup(key);
-        pthread_mutex_unlock(&st.idem_mu);
+        sl_jobs_idem_insert(key, spec->idem_fp, job);
+        job->idem = key;
+        sl_jobs_idem_unlock();
     }
     insert(job);
     *out = job;
@@ -354,6 +375,28 @@ sl_jobs_job_t *sl_jobs_find(sl_str_t id, int *expired)
 const char *sl_jobs_job_id(const sl_jobs_job_t *job)
 {
     return job->id;
+}
+
+void sl_jobs_set_body_fp(sl_jobs_job_t *job, const char *fp)
+{
+    shard_t *s = &st.shards[job->shard];
+    pthread_mutex_lock(&s->mu);
+    snprintf(job->body_fp, sizeof(job->body_fp), "%s", fp);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int sl_jobs_get_body_fp(sl_jobs_job_t *job, char *out)
+{
+    shard_t *s = &st.shards[job->shard];
+    pthread_mutex_lock(&s->mu);
+    memcpy(out, job->body_fp, sizeof(job->body_fp));
+    pthread_mutex_unlock(&s->mu);
+    return out[0] != '\0';
+}
+
+const char *sl_jobs_job_owner(const sl_jobs_job_t *job)
+{
+    return job->owner;
 }
 
 void sl_jobs_job_info(sl_jobs_job_t *job, sl_jobs_info_t *o)
@@ -399,14 +442,8 @@ void sl_jobs_store_set_reply(sl_jobs_job_t *job, int status, int attempts, const
  * bound, remembering how far the loss goes. */
 static void trim(sl_jobs_job_t *job)
 {
-    while (job->ring_n > 1 && job->retained > (size_t)st.cfg.retain_bytes) {
-        sl_jobs_event_t *ev = job->ring[job->ring_head];
-        job->ring_head = (job->ring_head + 1) % job->ring_cap;
-        job->ring_n--;
-        job->retained -= ev->len + SL_JOBS_EVENT_OVERHEAD;
-        job->dropped_upto = ev->seq;
-        sl_jobs_event_unref(ev);
-    }
+    while (job->ring_n > 1 && job->retained > (size_t)st.cfg.retain_bytes)
+        drop_oldest(job);
 }
 
 static void ring_push(sl_jobs_job_t *job, sl_jobs_event_t *ev)
@@ -424,6 +461,7 @@ static void ring_push(sl_jobs_job_t *job, sl_jobs_event_t *ev)
     job->ring[(job->ring_head + job->ring_n) % job->ring_cap] = ev;
     job->ring_n++;
     job->retained += ev->len + SL_JOBS_EVENT_OVERHEAD;
+    sl_jobs_budget_add((long long)(ev->len + SL_JOBS_EVENT_OVERHEAD));
 }
 
 uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data, size_t len)
@@ -450,6 +488,7 @@ uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *da
         sl_jobs_notify(sub);
     uint64_t seq = ev->seq;
     pthread_mutex_unlock(&s->mu);
+    sl_jobs_budget_enforce(job);
     return seq;
 }
 
@@ -470,6 +509,8 @@ void sl_jobs_store_end(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code)
     pthread_mutex_lock(&s->mu);
     job->ended = 1;
     pthread_mutex_unlock(&s->mu);
+    sl_jobs_budget_ended(job);
+    sl_jobs_budget_enforce(NULL);
 }
 
 void sl_jobs_set_running(sl_jobs_job_t *job)
@@ -489,7 +530,10 @@ size_t sl_jobs_read(sl_jobs_job_t *job, uint64_t after, sl_jobs_event_t **out, s
     shard_t *s = &st.shards[job->shard];
     pthread_mutex_lock(&s->mu);
     uint64_t first = job->ring_n ? job->ring[job->ring_head]->seq : job->next_seq;
-    r->ended = job->ended;
+    /* END published is the end, also before store_end sets the flag. */
+    r->ended = job->ended || (job->ring_n &&
+                              job->ring[(job->ring_head + job->ring_n - 1) % job->ring_cap]->type ==
+                                  SL_JOBS_EV_END);
     if (after + 1 < first && after + 1 <= job->dropped_upto) {
         r->dropped_from = after + 1;
         r->dropped_to = first - 1;
@@ -538,25 +582,12 @@ void sl_jobs_unsubscribe(sl_jobs_sub_t *sub)
         job->subs = sub->next;
     if (sub->next)
         sub->next->prev = sub->prev;
+    if (job->state == SL_JOBS_EXPIRED && !job->subs)
+        shed_locked(job); /* the last reader of an expired job is gone */
     pthread_mutex_unlock(&s->mu);
     sl_jobs_inbox_unqueue(sub);
     sl_free(sub);
     sl_jobs_job_unref(job);
-}
-
-static void idem_remove(sl_jobs_job_t *job)
-{
-    pthread_mutex_lock(&st.idem_mu);
-    for (idem_t **pp = &st.idem; *pp; pp = &(*pp)->next) {
-        if ((*pp)->job == job) {
-            idem_t *e = *pp;
-            *pp = e->next;
-            sl_free(e->key);
-            sl_free(e);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&st.idem_mu);
 }
 
 static void unlink_job(sl_jobs_job_t *job)
@@ -603,21 +634,25 @@ void sl_jobs_store_sweep(uint64_t now_ms)
         pthread_mutex_lock(&s->mu);
         for (size_t b = 0; b < s->nbuckets && n < SWEEP_BATCH; b++) {
             for (sl_jobs_job_t *j = s->buckets[b]; j && n < SWEEP_BATCH; j = j->hnext) {
-                /* A job being read stays until its readers are done (a
-                 * stalled one is cut by the stream idle timeout). */
-                if (!j->ended || j->state == SL_JOBS_EXPIRED || j->ended_ms + ttl > now_ms ||
-                    j->subs)
+                /* A job expires at its TTL even while read: its slot and
+                 * its id go (410), readers already attached keep the
+                 * events until they have read to the end or leave
+                 * (sl_jobs_unsubscribe sheds them then). */
+                if (!j->ended || j->state == SL_JOBS_EXPIRED || j->ended_ms + ttl > now_ms)
                     continue;
                 j->state = SL_JOBS_EXPIRED;
-                drop_events(j);
+                if (!j->subs)
+                    shed_locked(j);
                 batch[n++] = j;
             }
         }
         pthread_mutex_unlock(&s->mu);
         for (size_t k = 0; k < n; k++) {
+            sl_jobs_budget_forget(batch[k]);
             atomic_fetch_sub(&st.live, 1);
+            sl_jobs_owners_release(batch[k]->owner);
             if (batch[k]->idem)
-                idem_remove(batch[k]);
+                sl_jobs_idem_remove(batch[k]->idem, batch[k]);
             tomb_push(batch[k]);
         }
     }
@@ -662,7 +697,8 @@ static void keep_sorted(sl_jobs_job_t **out, size_t *n, size_t max, sl_jobs_job_
     (*n)++;
 }
 
-size_t sl_jobs_list(int state, const char *route, sl_str_t after, sl_jobs_job_t **out, size_t max)
+size_t sl_jobs_list(int state, const char *route, const char *owner, sl_str_t after,
+                    sl_jobs_job_t **out, size_t max)
 {
     size_t n = 0;
     char a[SL_JOBS_ID_LEN + 1] = "";
@@ -675,7 +711,8 @@ size_t sl_jobs_list(int state, const char *route, sl_str_t after, sl_jobs_job_t 
             for (sl_jobs_job_t *j = s->buckets[b]; j; j = j->hnext) {
                 if (j->state == SL_JOBS_EXPIRED || (state >= 0 && (int)j->state != state))
                     continue;
-                if ((route && strcmp(route, j->route) != 0) || strcmp(j->id, a) <= 0)
+                if ((route && strcmp(route, j->route) != 0) || strcmp(j->id, a) <= 0 ||
+                    (owner && strcmp(owner, j->owner) != 0))
                     continue;
                 keep_sorted(out, &n, max, j);
             }

@@ -31,7 +31,6 @@
 
 #define TAIL_MAX 16384   /* chunked framing kept after the last data run */
 #define TRAILER_MAX 8192 /* upstream chunk-ext / trailer bytes */
-#define H2_INTERNAL_ERROR 2
 
 enum { BODY_NONE = 0, BODY_LENGTH = 1, BODY_CHUNKED = 2 };
 enum { RB_NONE = 0, RB_LENGTH, RB_CHUNKED, RB_CLOSE };
@@ -93,16 +92,6 @@ static int is_idempotent(sl_str_t m)
            sl_str_eq(m, "TRACE") || sl_str_eq(m, "PUT") || sl_str_eq(m, "DELETE");
 }
 
-static void hex(char *out, const uint8_t *b, size_t n)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[b[i] >> 4];
-        out[2 * i + 1] = d[b[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
 static int valid_traceparent(sl_str_t v)
 {
     if (v.n != 55 || v.p[2] != '-' || v.p[35] != '-' || v.p[52] != '-')
@@ -125,15 +114,15 @@ void px_make_ids(const sl_req_t *req, char request_id[33], char traceparent[64])
     if (id && id->value.n > 0 && id->value.n < 33)
         memcpy(request_id, id->value.p, id->value.n), request_id[id->value.n] = 0;
     else
-        hex(request_id, r, 16);
+        sl_hex_encode(r, 16, request_id);
     const sl_header_t *tp = sl_req_header(req, "traceparent");
     if (tp && valid_traceparent(tp->value)) {
         memcpy(traceparent, tp->value.p, 55);
         traceparent[55] = 0;
     } else {
         char trace[33], span[17];
-        hex(trace, r, 16);
-        hex(span, r + 16, 8);
+        sl_hex_encode(r, 16, trace);
+        sl_hex_encode(r + 16, 8, span);
         snprintf(traceparent, 64, "00-%s-%s-01", trace, span);
     }
 }
@@ -219,7 +208,7 @@ static void answer_error(px_req_t *px, int status, const char *msg)
     drop_conn(px);
     px->done = 1;
     if (req->head_sent) {
-        sl_resp_reset(req, H2_INTERNAL_ERROR);
+        sl_resp_reset(req, SL_RESET_INTERNAL_ERROR);
         return;
     }
     if (status == 503) {
@@ -546,7 +535,7 @@ static void truncated(px_req_t *px, const char *why)
     log_up(px, why);
     drop_conn(px);
     px->done = 1;
-    sl_resp_reset(px->req, H2_INTERNAL_ERROR);
+    sl_resp_reset(px->req, SL_RESET_INTERNAL_ERROR);
 }
 
 /* Send what the buffer holds. Nothing runs while a send is outstanding. */
@@ -829,7 +818,7 @@ static void on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
                       "proxy: %zu body bytes past the buffer bound", len);
         drop_conn(px);
         px->done = 1;
-        sl_resp_reset(req, H2_INTERNAL_ERROR);
+        sl_resp_reset(req, SL_RESET_INTERNAL_ERROR);
         return;
     }
     if (fin)

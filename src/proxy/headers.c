@@ -257,12 +257,37 @@ static void forwarding(out_t *o, const sl_req_t *req, const px_route_t *rt)
     put(o, "\r\n", 2);
 }
 
+static int peer_trusted(const sl_req_t *req, const px_route_t *rt)
+{
+    char ip[64];
+    px_peer_ip(req->peer, ip, sizeof(ip));
+    return px_ip_trusted(rt, ip);
+}
+
+/* The verified TLS client certificate, for the app: ours when the client
+ * showed one; a trusted proxy's (it terminated TLS itself) otherwise;
+ * never one a client wrote. */
+static int client_cert_field(sl_str_t n)
+{
+    return sl_str_caseeq(n, "x-client-cert-subject") || sl_str_caseeq(n, "x-client-cert-sha256");
+}
+
+static void client_cert(out_t *o, const sl_req_t *req)
+{
+    if (!req->tls.client_fp)
+        return;
+    header(o, "x-client-cert-subject", 21, req->tls.client_subject,
+           strlen(req->tls.client_subject));
+    header(o, "x-client-cert-sha256", 20, req->tls.client_fp, strlen(req->tls.client_fp));
+}
+
 /* Dropped from the client's fields: hop-by-hop, what we write ourselves,
  * forwarding fields from untrusted clients, the route's removals. */
 static int request_field_dropped(const sl_req_t *req, const px_route_t *rt, sl_str_t n,
                                  sl_str_t conn)
 {
-    SL_UNUSED(req);
+    if (client_cert_field(n) && (req->tls.client_fp || !peer_trusted(req, rt)))
+        return 1;
     if (px_is_hop_header(n, conn) || sl_str_caseeq(n, "host") ||
         sl_str_caseeq(n, "content-length") || sl_str_caseeq(n, "expect") ||
         sl_str_caseeq(n, "via") || sl_str_caseeq(n, "x-request-id") ||
@@ -310,6 +335,7 @@ ssize_t px_build_request(const sl_req_t *req, const px_route_t *rt, const px_ser
         header(&o, rt->set_headers[i].name.p, rt->set_headers[i].name.n, rt->set_headers[i].value.p,
                rt->set_headers[i].value.n);
     forwarding(&o, req, rt);
+    client_cert(&o, req);
     const sl_header_t *via = sl_req_header(req, "via");
     put(&o, "via: ", 5);
     if (via) {

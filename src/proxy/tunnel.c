@@ -34,8 +34,6 @@
 #include <unistd.h>
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define H2_INTERNAL_ERROR 2
-#define H2_CANCEL 8
 
 typedef struct px_tun {
     sl_req_t *req;
@@ -128,7 +126,7 @@ static void tun_fail(px_tun_t *t, int status, const char *msg)
     drop_conn(t);
     t->done = 1;
     if (t->req->head_sent) {
-        sl_resp_reset(t->req, H2_INTERNAL_ERROR);
+        sl_resp_reset(t->req, SL_RESET_INTERNAL_ERROR);
         return;
     }
     sl_resp_error(t->req, status, msg);
@@ -469,7 +467,7 @@ static void on_tun_timeout(struct ev_loop *loop, ev_timer *tm, int revents)
         tun_log(t, cause);
         drop_conn(t);
         t->done = 1;
-        sl_resp_reset(t->req, H2_CANCEL);
+        sl_resp_reset(t->req, SL_RESET_CANCEL);
     }
 }
 

@@ -8,7 +8,10 @@
  *                                              Last-Event-ID or ?from=N resumes after N
  *   GET    /jobs/{id}/result                   the final body (Prefer: wait=N waits)
  *   GET    /jobs/ws (WebSocket)                subscriptions to many jobs (ws_sub.c)
- * Unknown id 404, expired id 410.
+ * Unknown id 404, expired id 410. A job the caller may not see (owner.c)
+ * is 404 too, so existence does not leak; listing shows the caller's own
+ * jobs, all of them for the admin, and is off (404) for a caller without
+ * an owner.
  */
 #include "reply_int.h"
 #include "reply.h"
@@ -23,6 +26,7 @@
 
 typedef struct api_state {
     char *prefix; /* route path without a trailing '/' */
+    sl_reply_owner_rule_t owner;
     sl_ws_opts_t ws;
     size_t ws_max_jobs;
 } api_state_t;
@@ -62,8 +66,10 @@ static int configure_ws(json_t *route, const char *path, api_state_t *s, char *e
 static void free_state(void *state)
 {
     api_state_t *s = state;
-    if (s)
+    if (s) {
         sl_free(s->prefix);
+        sl_reply_owner_dispose(&s->owner);
+    }
     sl_free(s);
 }
 
@@ -77,7 +83,8 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
                                        "ws_send_queue_bytes",
                                        "ws_max_message_bytes",
                                        "ws_ping_interval_s",
-                                       "ws_idle_timeout_s"};
+                                       "ws_idle_timeout_s",
+                                       "owner"};
     api_state_t *s = sl_calloc(1, sizeof(*s));
     *state = s;
     if (sl_config_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
@@ -88,6 +95,8 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
     while (n && ps[n - 1] == '/')
         n--;
     s->prefix = sl_strndup(ps, n);
+    if (sl_reply_owner_parse(route, path, &s->owner, err, errlen))
+        return SL_EINVAL;
     return configure_ws(route, path, s, err, errlen);
 }
 
@@ -107,7 +116,7 @@ static void bad(sl_req_t *req, const char *msg)
     sl_resp_error(req, 400, msg);
 }
 
-static void list(sl_req_t *req, const char *jobs_path)
+static void list(sl_req_t *req, const sl_reply_caller_t *c, const char *jobs_path)
 {
     sl_str_t v, after = {NULL, 0};
     int state = -1;
@@ -125,8 +134,13 @@ static void list(sl_req_t *req, const char *jobs_path)
     if (sl_reply_query(req->query, "route", &v) == 0)
         route = sl_pool_strndup(&req->pool, v.p, v.n);
     sl_reply_query(req->query, "after", &after);
+    if (!c->admin && !c->owner[0]) {
+        /* Without owners the job id is the capability: no listing. */
+        sl_resp_error(req, 404, "listing needs an owner or the admin token");
+        return;
+    }
     sl_jobs_job_t **jobs = sl_malloc((size_t)limit * sizeof(*jobs));
-    size_t n = sl_jobs_list(state, route, after, jobs, (size_t)limit);
+    size_t n = sl_jobs_list(state, route, c->admin ? NULL : c->owner, after, jobs, (size_t)limit);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         char *s = sl_reply_status_json(jobs[i], jobs_path);
@@ -164,8 +178,18 @@ static int resume_from(sl_req_t *req, uint64_t *from)
 static void events(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path)
 {
     uint64_t from;
+    sl_jobs_info_t info;
     if (resume_from(req, &from) != 0) {
         bad(req, "a bad Last-Event-ID or from= (an event sequence number)");
+        return;
+    }
+    /* Past the end: events that do not exist yet cannot be resumed from,
+     * and a subscriber waiting for them would wait for nothing. */
+    sl_jobs_job_info(job, &info);
+    if (from > info.last_seq) {
+        bad(req,
+            sl_pool_printf(&req->pool, "Last-Event-ID or from= past the job's last event (%llu)",
+                           (unsigned long long)info.last_seq));
         return;
     }
     sl_reply_t *r = sl_reply_new(req, job, SL_REPLY_SSE);
@@ -202,10 +226,16 @@ static void method_not_allowed(sl_req_t *req, const char *allow)
     sl_resp_error(req, 405, "method not allowed");
 }
 
-static void on_job(sl_req_t *req, sl_str_t id, sl_str_t sub, const char *jobs_path)
+static void on_job(sl_req_t *req, const sl_reply_caller_t *c, sl_str_t id, sl_str_t sub,
+                   const char *jobs_path)
 {
     int expired;
     sl_jobs_job_t *job = sl_jobs_find(id, &expired);
+    if (job && !sl_reply_owner_may(c, job)) {
+        sl_jobs_job_unref(job);
+        job = NULL;
+        expired = 0;
+    }
     if (!job) {
         sl_resp_error(req, expired ? 410 : 404, expired ? "job expired" : "no such job");
         return;
@@ -243,22 +273,24 @@ static void on_req(sl_req_t *req)
         sl_resp_error(req, 404, "not found");
         return;
     }
+    sl_reply_caller_t caller;
+    sl_reply_caller_of(req, &s->owner, &caller);
     if (rest.n <= 1) {
         if (sl_str_eq(req->method, "GET") || sl_str_eq(req->method, "HEAD"))
-            list(req, jobs_path);
+            list(req, &caller, jobs_path);
         else
             method_not_allowed(req, "GET, HEAD");
         return;
     }
     if (sl_str_eq(rest, "/ws")) {
-        sl_reply_ws_start(req, &s->ws, s->ws_max_jobs);
+        sl_reply_ws_start(req, &s->ws, s->ws_max_jobs, &caller);
         return;
     }
     sl_str_t id = {rest.p + 1, 0};
     while (id.n < rest.n - 1 && id.p[id.n] != '/')
         id.n++;
     sl_str_t sub = {id.p + id.n, rest.n - 1 - id.n};
-    on_job(req, id, sub, jobs_path);
+    on_job(req, &caller, id, sub, jobs_path);
 }
 
 const sl_handler_def_t sl_reply_api_handler = {

@@ -60,6 +60,20 @@ static void on_close(sl_req_t *req, int err)
     sl_reply_t *r = req->hdata;
     sl_jobs_unsubscribe(r->sub);
     r->sub = NULL;
+    if (r->body_md) { /* the body never completed: no digest to keep */
+        char unused[SL_JOBS_FP_LEN + 1];
+        sl_reply_body_hash_end(r->body_md, unused);
+        r->body_md = NULL;
+    }
+    if (err && r->in_fd >= 0) {
+        /* Gone before the whole body reached the job: its input is cut,
+         * so it must not end "succeeded" on a partial body. Before the
+         * pipe closes, so the job never takes the EOF for the end. */
+        sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id,
+                      "job %s: client went away mid-upload; the job fails (client_aborted)",
+                      sl_jobs_job_id(r->job));
+        sl_jobs_abort(r->job, "client_aborted");
+    }
     if (r->hb_on)
         ev_timer_stop(r->loop, &r->hb);
     if (r->deadline_on)
@@ -126,9 +140,28 @@ static void on_stdin_writable(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+/* Idempotency-Key: the whole body's digest goes on the job, for replays. */
+static void hash_body(sl_reply_t *r, const uint8_t *data, size_t len, int fin)
+{
+    char fp[SL_JOBS_FP_LEN + 1];
+    if (!r->body_md)
+        return;
+    sl_reply_body_hash_feed(r->body_md, data, len);
+    if (!fin)
+        return;
+    sl_reply_body_hash_end(r->body_md, fp);
+    r->body_md = NULL;
+    sl_jobs_set_body_fp(r->job, fp);
+    if (r->answer_after_body && r->in_fd < 0) { /* no stdin to wait for: answer now */
+        r->answer_after_body = 0;
+        answer(r);
+    }
+}
+
 static void on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
 {
     sl_reply_t *r = req->hdata;
+    hash_body(r, data, len, fin);
     if (r->in_fd < 0) {
         if (len)
             sl_req_consume(req, len);
@@ -175,18 +208,6 @@ void sl_reply_stdin(sl_reply_t *r, int fd)
 
 /* ---- events -> body ---- */
 
-static const char *type_name(sl_jobs_ev_type_t t)
-{
-    switch (t) {
-    case SL_JOBS_EV_STARTED: return "started";
-    case SL_JOBS_EV_DATA: return "data";
-    case SL_JOBS_EV_PROGRESS: return "progress";
-    case SL_JOBS_EV_ERROR: return "error";
-    case SL_JOBS_EV_END: return "end";
-    }
-    return "unknown";
-}
-
 static int send_piece(sl_reply_t *r, const void *p, size_t n, int final)
 {
     r->waiting = 1;
@@ -206,7 +227,7 @@ static int send_dropped(sl_reply_t *r, const sl_jobs_read_t *rd)
         sl_log_stream(SL_LOG_INFO, r->req->conn, r->req->stream_id,
                       "job stream: events %llu-%llu dropped before the client read them; reset",
                       (unsigned long long)rd->dropped_from, (unsigned long long)rd->dropped_to);
-        sl_resp_reset(r->req, 2 /* INTERNAL_ERROR */);
+        sl_resp_reset(r->req, SL_RESET_INTERNAL_ERROR);
         return SL_ECLOSED;
     }
     r->out = sl_malloc(128);
@@ -226,8 +247,8 @@ static int pump_sse(sl_reply_t *r, sl_jobs_event_t **evs, size_t n)
     r->out = sl_malloc(cap);
     size_t len = 0;
     for (size_t i = 0; i < n; i++) {
-        len += sl_reply_sse_format(r->out + len, evs[i]->seq, type_name(evs[i]->type), evs[i]->data,
-                                   evs[i]->len);
+        len += sl_reply_sse_format(r->out + len, evs[i]->seq, sl_jobs_ev_type_name(evs[i]->type),
+                                   evs[i]->data, evs[i]->len);
         final |= evs[i]->type == SL_JOBS_EV_END;
         r->next = evs[i]->seq;
         sl_jobs_event_unref(evs[i]);
@@ -261,6 +282,8 @@ static void pump(sl_reply_t *r)
         int rv;
         if (rd.dropped_from)
             rv = send_dropped(r, &rd);
+        else if (n == 0 && rd.ended)
+            rv = send_piece(r, NULL, 0, 1); /* resumed after the end: nothing more comes */
         else if (n == 0)
             return; /* woken when there is more */
         else if (r->mode == SL_REPLY_SSE)

@@ -13,6 +13,7 @@
 #include "../sl.h"
 #include "../buf.h"
 #include "../req.h"
+#include "../config.h"
 #include "../jobs/jobs.h"
 #include <ev.h>
 
@@ -38,6 +39,8 @@ typedef struct sl_reply {
     int async_pref;        /* the client asked for respond-async */
     unsigned waiting : 1, in_send : 1, done : 1, cancel_on_disconnect : 1;
     unsigned hb_on : 1, deadline_on : 1, answer_after_body : 1, started : 1;
+    /* Idempotency-Key: the body is hashed on its way to the job */
+    struct evp_md_ctx_st *body_md;
     /* request body -> the job's stdin */
     int in_fd;
     ev_io in_io;
@@ -67,6 +70,16 @@ int sl_reply_result_status(sl_jobs_state_t s);
 /* Add job-id and location. */
 void sl_reply_job_headers(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path);
 
+/* The request's Idempotency-Key fingerprint (idem.c): SHA-256 (hex, into
+ * SL_JOBS_FP_LEN + 1 bytes) of the method, path and query, and the body's
+ * type, length and Content-Digest / Repr-Digest. */
+void sl_reply_idem_fingerprint(const sl_req_t *req, char *out);
+/* SHA-256 as hex for Idempotency-Key bodies: begin (NULL on failure),
+ * feed, end (writes SL_JOBS_FP_LEN + 1 bytes, frees the context). */
+struct evp_md_ctx_st *sl_reply_body_hash_begin(void);
+void sl_reply_body_hash_feed(struct evp_md_ctx_st *md, const uint8_t *p, size_t n);
+void sl_reply_body_hash_end(struct evp_md_ctx_st *md, char *out);
+
 /* One event as SSE (sse.c): "id: seq", "event: type", the payload as
  * data: lines (CR, LF and CRLF each start a new one, so a payload cannot
  * forge a field) and the blank line. o needs sl_reply_sse_size(data, len)
@@ -74,6 +87,43 @@ void sl_reply_job_headers(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_pa
 size_t sl_reply_sse_size(const uint8_t *data, size_t len);
 size_t sl_reply_sse_format(char *o, uint64_t seq, const char *type, const uint8_t *data,
                            size_t len);
+
+/* ---- job owners (owner.c) ---- */
+
+typedef enum sl_reply_owner_kind {
+    SL_REPLY_OWNER_NONE = 0, /* the job id is the capability */
+    SL_REPLY_OWNER_HEADER,
+    SL_REPLY_OWNER_COOKIE,
+    SL_REPLY_OWNER_TLS_CLIENT, /* a verified client certificate */
+} sl_reply_owner_kind_t;
+
+/* A route's "owner" option. */
+typedef struct sl_reply_owner_rule {
+    sl_reply_owner_kind_t kind;
+    char *name; /* header (lower-case) or cookie name; "tls_client" */
+} sl_reply_owner_rule_t;
+
+/* Who is asking: the owner their request names under the route's rule
+ * ("" when none) and whether they hold the admin token. */
+typedef struct sl_reply_caller {
+    char owner[SL_JOBS_OWNER_LEN + 1];
+    int admin;
+} sl_reply_caller_t;
+
+/* Parse route.owner ("none" default, "header:NAME", "cookie:NAME"). */
+int sl_reply_owner_parse(json_t *route, const char *path, sl_reply_owner_rule_t *r, char *err,
+                         size_t errlen);
+void sl_reply_owner_dispose(sl_reply_owner_rule_t *r);
+/* The request's owner under r into out (SL_JOBS_OWNER_LEN + 1 bytes): ""
+ * for the "none" rule. Returns 0, or SL_EINVAL when the request lacks the
+ * credential the rule names. */
+int sl_reply_owner_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, char *out);
+/* Authorization: Bearer <jobs.admin_token_file's token> (constant time). */
+int sl_reply_is_admin(const sl_req_t *req);
+void sl_reply_caller_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, sl_reply_caller_t *c);
+/* May c see and touch job? The admin may; a job without owner is open to
+ * whoever has its id; else only its owner. Everyone else gets 404. */
+int sl_reply_owner_may(const sl_reply_caller_t *c, sl_jobs_job_t *job);
 
 /* A client message on /jobs/ws (ws_msg.c). */
 typedef enum sl_reply_ws_op {
@@ -102,7 +152,9 @@ void sl_reply_prefer(const sl_req_t *req, int *async, int64_t *wait);
 /* Accept a WebSocket handshake on req as a /jobs/ws subscription socket
  * following up to max_jobs jobs (ws_sub.c). */
 struct sl_ws_opts;
-void sl_reply_ws_start(sl_req_t *req, const struct sl_ws_opts *opts, size_t max_jobs);
+struct sl_reply_caller;
+void sl_reply_ws_start(sl_req_t *req, const struct sl_ws_opts *opts, size_t max_jobs,
+                       const struct sl_reply_caller *caller);
 /* Callbacks for answers that do not read the body. */
 extern const sl_handler_cbs_t sl_reply_discard_cbs;
 

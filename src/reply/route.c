@@ -17,6 +17,7 @@
 
 typedef struct job_route {
     const sl_jobs_exec_def_t *exec;
+    sl_reply_owner_rule_t owner;
     int async_default;
     int cancel_on_disconnect;
     char *route;
@@ -32,6 +33,7 @@ static void free_state(void *state)
         return;
     sl_free(s->route);
     sl_free(s->jobs_path);
+    sl_reply_owner_dispose(&s->owner);
     for (size_t i = 0; i < s->nrec; i++)
         sl_free(s->rec[i]);
     sl_free(s);
@@ -89,7 +91,8 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
                                        "reply",
                                        "cancel_on_disconnect",
                                        "jobs_path",
-                                       "record_headers"};
+                                       "record_headers",
+                                       "owner"};
     const char *exec, *reply, *jobs_path;
     job_route_t *s = sl_calloc(1, sizeof(*s));
     *state = s;
@@ -101,7 +104,8 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
         sl_config_get_bool(route, path, "cancel_on_disconnect", 0, &s->cancel_on_disconnect, err,
                            errlen))
         return SL_EINVAL;
-    if (parse_record(route, path, s, err, errlen))
+    if (parse_record(route, path, s, err, errlen) ||
+        sl_reply_owner_parse(route, path, &s->owner, err, errlen))
         return SL_EINVAL;
     if (!exec || !(s->exec = sl_jobs_exec_find(exec))) {
         snprintf(err, errlen, "%s.executor: must name an entry of \"executors\"", path);
@@ -187,6 +191,11 @@ static size_t recorded(sl_req_t *req, const job_route_t *s, sl_header_t *out)
 static void refuse(sl_req_t *req, int rv, const char *err)
 {
     req->cbs = &sl_reply_discard_cbs;
+    if (rv == SL_ECONFLICT) {
+        sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id, "client sent %s", err);
+        sl_resp_error(req, 422, err);
+        return;
+    }
     if (rv == SL_EINVAL) {
         sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id, "client sent a bad job request: %s",
                       err);
@@ -194,43 +203,19 @@ static void refuse(sl_req_t *req, int rv, const char *err)
         return;
     }
     sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id, "job refused: %s", err);
-    sl_resp_header_add(req, "retry-after", "1");
-    sl_resp_error(req, 503, err);
+    /* One owner's share full: 429; the whole gateway full: 503. A share
+     * frees when a job expires, so the hint is the TTL sweep's pace. */
+    sl_resp_header_add(req, "retry-after", rv == SL_ELIMIT ? "10" : "1");
+    sl_resp_error(req, rv == SL_ELIMIT ? 429 : 503, err);
 }
 
-static void on_req(sl_req_t *req)
+/* Answer with job (the reference is taken): the reply mode, headers, and
+ * the body to the job's stdin (fd >= 0). hash_body: the request made the
+ * job under an Idempotency-Key, so its body's digest is kept for replays. */
+static void answer_job(sl_req_t *req, sl_jobs_job_t *job, int existing, int fd, int hash_body,
+                       int async, int64_t wait)
 {
     const job_route_t *s = req->route->state;
-    const sl_header_t *idem = sl_req_header(req, "idempotency-key");
-    int async, existing, fd;
-    int64_t wait;
-    char err[256];
-    if (idem && (idem->value.n == 0 || idem->value.n > 256)) {
-        refuse(req, SL_EINVAL, "idempotency-key: 1 to 256 characters");
-        return;
-    }
-    sl_header_t rec[SL_JOBS_REC_MAX];
-    sl_reply_prefer(req, &async, &wait);
-    sl_jobs_spec_t spec = {
-        .exec = s->exec,
-        .route = s->route,
-        .method = req->method,
-        .path = req->path,
-        .query = req->query,
-        .traceparent = traceparent(req),
-        .idem_key = idem ? idem->value : (sl_str_t){NULL, 0},
-        .want_stdin = !req->body_done && req->content_length != 0,
-        .headers = req->headers.v,
-        .nheaders = req->headers.n,
-        .recorded = rec,
-        .nrecorded = recorded(req, s, rec),
-    };
-    sl_jobs_job_t *job;
-    int rv = sl_jobs_submit(&spec, &job, &existing, &fd, err, sizeof(err));
-    if (rv != 0) {
-        refuse(req, rv, err);
-        return;
-    }
     int sse = wants_sse(req);
     sl_reply_mode_t mode = wait >= 0                     ? SL_REPLY_WAIT
                            : (async || s->async_default) ? SL_REPLY_ACCEPTED
@@ -241,6 +226,19 @@ static void on_req(sl_req_t *req)
     r->jobs_path = s->jobs_path;
     r->cancel_on_disconnect = s->cancel_on_disconnect;
     r->async_pref = async;
+    if (hash_body) {
+        r->body_md = sl_reply_body_hash_begin();
+        if (req->body_done || req->content_length == 0) { /* no body: the digest of "" */
+            char fp[SL_JOBS_FP_LEN + 1];
+            sl_reply_body_hash_end(r->body_md, fp);
+            r->body_md = NULL;
+            sl_jobs_set_body_fp(job, fp);
+        } else if (mode == SL_REPLY_ACCEPTED) {
+            /* The 202 ends the request: read (and hash) the body first,
+             * so that replays can be compared with it. */
+            r->answer_after_body = 1;
+        }
+    }
     if (existing)
         sl_resp_header_add(req, "idempotent-replay", "?1");
     if (mode == SL_REPLY_RAW || mode == SL_REPLY_SSE) {
@@ -261,6 +259,134 @@ static void on_req(sl_req_t *req)
         sl_reply_wait(r, (double)SL_MIN(wait, sl_jobs_config()->max_wait_s));
     else
         sl_reply_go(r);
+}
+
+/* A replay with a body: answered once the body has all arrived, hashed on
+ * the way, and compared with the body that made the job. */
+typedef struct replay {
+    sl_jobs_job_t *job;
+    struct evp_md_ctx_st *md;
+    int async;
+    int64_t wait;
+} replay_t;
+
+static void replay_release(replay_t *p)
+{
+    if (p->md) {
+        char unused[SL_JOBS_FP_LEN + 1];
+        sl_reply_body_hash_end(p->md, unused);
+        p->md = NULL;
+    }
+    if (p->job)
+        sl_jobs_job_unref(p->job);
+    p->job = NULL;
+}
+
+static void replay_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
+{
+    replay_t *p = req->hdata;
+    char mine[SL_JOBS_FP_LEN + 1], orig[SL_JOBS_FP_LEN + 1];
+    if (p->md)
+        sl_reply_body_hash_feed(p->md, data, len);
+    sl_req_consume(req, len);
+    if (!fin)
+        return;
+    sl_jobs_job_t *job = p->job;
+    int known = sl_jobs_get_body_fp(job, orig);
+    p->job = NULL;
+    if (p->md) {
+        sl_reply_body_hash_end(p->md, mine);
+        p->md = NULL;
+    } else {
+        mine[0] = '\0'; /* no hash context: never a match */
+    }
+    req->hdata = NULL;
+    req->cbs = &sl_reply_discard_cbs;
+    if (known && mine[0] && strcmp(mine, orig) == 0) {
+        answer_job(req, job, 1, -1, 0, p->async, p->wait);
+        return;
+    }
+    sl_jobs_job_unref(job);
+    sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id, "client sent an Idempotency-Key %s",
+                  known ? "with another body" : "while the first request's body is still arriving");
+    /* draft-ietf-httpapi-idempotency-key-header: 409 while the original is
+     * still being processed, 422 for a different request. */
+    sl_resp_error(req, known ? 422 : 409,
+                  known ? "Idempotency-Key already used for a different request"
+                        : "the request that first used this Idempotency-Key is still in progress");
+}
+
+static void replay_close(sl_req_t *req, int err)
+{
+    SL_UNUSED(err);
+    if (req->hdata)
+        replay_release(req->hdata);
+}
+
+static const sl_handler_cbs_t replay_cbs = {.on_body = replay_body, .on_close = replay_close};
+
+static void check_replay(sl_req_t *req, sl_jobs_job_t *job, int async, int64_t wait)
+{
+    replay_t *p = sl_pool_alloc(&req->pool, sizeof(*p));
+    p->job = job;
+    p->md = sl_reply_body_hash_begin();
+    p->async = async;
+    p->wait = wait;
+    req->hdata = p;
+    req->cbs = &replay_cbs;
+}
+
+static void on_req(sl_req_t *req)
+{
+    const job_route_t *s = req->route->state;
+    const sl_header_t *idem = sl_req_header(req, "idempotency-key");
+    int async, existing, fd;
+    int64_t wait;
+    char err[256];
+    if (idem && (idem->value.n == 0 || idem->value.n > 256)) {
+        refuse(req, SL_EINVAL, "idempotency-key: 1 to 256 characters");
+        return;
+    }
+    char owner[SL_JOBS_OWNER_LEN + 1];
+    if (sl_reply_owner_of(req, &s->owner, owner) != 0) {
+        req->cbs = &sl_reply_discard_cbs;
+        sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id,
+                      "client sent a job request without its owner credential (%s)", s->owner.name);
+        sl_resp_error(req, 401, "this job route needs an owner credential");
+        return;
+    }
+    sl_header_t rec[SL_JOBS_REC_MAX];
+    char fp[SL_JOBS_FP_LEN + 1] = "";
+    if (idem)
+        sl_reply_idem_fingerprint(req, fp);
+    sl_reply_prefer(req, &async, &wait);
+    sl_jobs_spec_t spec = {
+        .exec = s->exec,
+        .route = s->route,
+        .owner = owner,
+        .method = req->method,
+        .path = req->path,
+        .query = req->query,
+        .traceparent = traceparent(req),
+        .idem_key = idem ? idem->value : (sl_str_t){NULL, 0},
+        .idem_fp = fp,
+        .want_stdin = !req->body_done && req->content_length != 0,
+        .headers = req->headers.v,
+        .nheaders = req->headers.n,
+        .recorded = rec,
+        .nrecorded = recorded(req, s, rec),
+    };
+    sl_jobs_job_t *job;
+    int rv = sl_jobs_submit(&spec, &job, &existing, &fd, err, sizeof(err));
+    if (rv != 0) {
+        refuse(req, rv, err);
+        return;
+    }
+    if (existing && spec.want_stdin) {
+        check_replay(req, job, async, wait);
+        return;
+    }
+    answer_job(req, job, existing, fd, idem && !existing, async, wait);
 }
 
 const sl_handler_def_t sl_reply_job_handler = {

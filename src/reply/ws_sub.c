@@ -43,23 +43,12 @@ typedef struct wsub {
 
 struct ws_state {
     sl_ws_t *ws;
+    sl_reply_caller_t caller; /* who opened the socket: owner rules as HTTP */
     wsub_t **v;
     size_t n, max, rr;
     size_t low_water;
     int pumping, again;
 };
-
-static const char *type_name(sl_jobs_ev_type_t t)
-{
-    switch (t) {
-    case SL_JOBS_EV_STARTED: return "started";
-    case SL_JOBS_EV_DATA: return "data";
-    case SL_JOBS_EV_PROGRESS: return "progress";
-    case SL_JOBS_EV_ERROR: return "error";
-    case SL_JOBS_EV_END: return "end";
-    }
-    return "unknown";
-}
 
 static char *base64(const uint8_t *p, size_t n)
 {
@@ -139,7 +128,7 @@ static int has_room(const ws_state_t *s)
 static int send_event(wsub_t *w, const sl_jobs_event_t *ev)
 {
     json_t *o = json_pack("{s:s,s:I,s:s}", "id", sl_jobs_job_id(w->job), "seq", (json_int_t)ev->seq,
-                          "type", type_name(ev->type));
+                          "type", sl_jobs_ev_type_name(ev->type));
     set_payload(o, ev);
     return send_json(w->s, o);
 }
@@ -246,6 +235,11 @@ static sl_jobs_job_t *lookup(ws_state_t *s, const char *id)
 {
     int expired = 0;
     sl_jobs_job_t *job = sl_jobs_find((sl_str_t){id, strlen(id)}, &expired);
+    if (job && !sl_reply_owner_may(&s->caller, job)) {
+        sl_jobs_job_unref(job); /* 404, as over HTTP: existence does not leak */
+        job = NULL;
+        expired = 0;
+    }
     if (!job)
         send_error(s, id, expired ? 410 : 404, expired ? "job expired" : "no such job");
     return job;
@@ -265,6 +259,16 @@ static void op_subscribe(ws_state_t *s, const char *id, const sl_reply_ws_msg_t 
     sl_jobs_job_t *job = lookup(s, id);
     if (!job)
         return;
+    sl_jobs_info_t now;
+    sl_jobs_job_info(job, &now);
+    if (m->has_from && m->from > now.last_seq) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "\"from\" past the job's last event (%llu)",
+                 (unsigned long long)now.last_seq);
+        sl_jobs_job_unref(job);
+        send_error(s, id, 400, msg);
+        return;
+    }
     sl_worker_t *wk = sl_worker_current();
     wsub_t *w = sl_calloc(1, sizeof(*w));
     w->s = s;
@@ -349,9 +353,11 @@ static const sl_ws_app_t jobs_ws_app = {
     .on_drain = on_drain,
 };
 
-void sl_reply_ws_start(sl_req_t *req, const sl_ws_opts_t *opts, size_t max_jobs)
+void sl_reply_ws_start(sl_req_t *req, const sl_ws_opts_t *opts, size_t max_jobs,
+                       const sl_reply_caller_t *caller)
 {
     ws_state_t *s = sl_calloc(1, sizeof(*s));
+    s->caller = *caller;
     s->max = max_jobs;
     s->v = sl_calloc(max_jobs, sizeof(*s->v));
     s->low_water = SL_MAX(opts->send_queue_bytes / 4, (size_t)1024);

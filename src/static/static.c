@@ -48,7 +48,7 @@ static void run(sreq_t *s)
             sl_log_stream(SL_LOG_WARN, s->req->conn, s->req->stream_id,
                           "static: file shrank or read failed at offset %llu: %s",
                           (unsigned long long)s->off, got < 0 ? strerror(errno) : "EOF");
-            sl_resp_reset(s->req, 2 /* INTERNAL_ERROR */);
+            sl_resp_reset(s->req, SL_RESET_INTERNAL_ERROR);
             return;
         }
         s->off += (uint64_t)got;

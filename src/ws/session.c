@@ -32,7 +32,6 @@
 #define CLOSE_WAIT_S 5.0  /* after our close frame: abort if not done by then */
 #define KEEP_BUF 16384    /* message buffers larger than this are freed after use */
 #define FRAME_HEAD_MAX 14 /* server frames are unmasked: 2 + 8 bytes, 14 with slack */
-#define H2_CANCEL 0x8
 
 struct sl_ws {
     sl_req_t *req;
@@ -442,7 +441,7 @@ static void on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
         sl_log_stream(SL_LOG_ERROR, req->conn, req->stream_id, "ws: %zu bytes past the input bound",
                       len);
         ws->read_done = 1;
-        sl_resp_reset(req, H2_CANCEL);
+        sl_resp_reset(req, SL_RESET_CANCEL);
         return;
     }
     if (fin)
@@ -516,7 +515,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
             sl_log_stream(SL_LOG_INFO, ws->req->conn, ws->req->stream_id,
                           "ws: close handshake not done in %gs; aborting", CLOSE_WAIT_S);
             ev_timer_stop(loop, t);
-            sl_resp_reset(ws->req, H2_CANCEL);
+            sl_resp_reset(ws->req, SL_RESET_CANCEL);
         }
         return;
     }

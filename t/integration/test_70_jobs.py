@@ -22,6 +22,10 @@ APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps", "job_app.
 MODES = ["h1", "h2c", "h2-tls"]
 
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": "Bearer " + ADMIN_TOKEN}
+
+
 def config(tmp, jobs=None, execs=None):
     ex = {
         "tick": {"type": "builtin", "kind": "ticker", "max_events": 10000},
@@ -47,7 +51,11 @@ def config(tmp, jobs=None, execs=None):
          "record_headers": ["x-a", "x-b", "user-agent", "x-absent"]},
         {"path": "/jobs", "handler": "jobs_api"},
     ] + ROUTES
-    return {"executors": ex, "jobs": dict({"heartbeat_s": 1}, **(jobs or {})), "routes": routes}
+    token = os.path.join(tmp, "admin.token")
+    with open(token, "w") as f:
+        f.write(ADMIN_TOKEN + "\n")
+    return {"executors": ex, "routes": routes,
+            "jobs": dict({"heartbeat_s": 1, "admin_token_file": token}, **(jobs or {}))}
 
 
 @pytest.fixture(scope="module")
@@ -203,15 +211,17 @@ def test_api_status_list_cancel_404(srv):
     a = submit(srv, "/v1/tick?n=3&interval_ms=10")
     b = submit(srv, "/v1/tick?n=1000&interval_ms=100")
     assert wait_state(srv, a, lambda s: s == "succeeded")["exit_code"] == 0
-    st, _, body = h1(srv, "GET", "/jobs?route=/v1/tick&limit=1000")
+    # without owners the id is the capability: listing needs the admin token
+    assert h1(srv, "GET", "/jobs?route=/v1/tick")[0] == 404
+    st, _, body = h1(srv, "GET", "/jobs?route=/v1/tick&limit=1000", ADMIN)
     ids = [j["id"] for j in json.loads(body)["jobs"]]
     assert st == 200 and a in ids and b in ids and ids == sorted(ids)
-    st, _, body = h1(srv, "GET", "/jobs?state=running&limit=1000")
+    st, _, body = h1(srv, "GET", "/jobs?state=running&limit=1000", ADMIN)
     assert b in [j["id"] for j in json.loads(body)["jobs"]]
     # paging: after= continues exactly where limit stopped
-    st, _, body = h1(srv, "GET", "/jobs?limit=1")
+    st, _, body = h1(srv, "GET", "/jobs?limit=1", ADMIN)
     first = json.loads(body)
-    st, _, body = h1(srv, "GET", "/jobs?limit=1000&after=" + first["next"])
+    st, _, body = h1(srv, "GET", "/jobs?limit=1000&after=" + first["next"], ADMIN)
     rest = [j["id"] for j in json.loads(body)["jobs"]]
     assert first["jobs"][0]["id"] not in rest and len(rest) >= 1
     st, _, body = h1(srv, "DELETE", "/jobs/" + b)

@@ -18,7 +18,8 @@ Endpoints (all bounded):
                           "requests": n, "disconnects": n}
   GET  /early             103 Early Hints (when the server supports it), then 200
   GET  /fail?on=0|1       once on=1 was asked, every request answers 503 until on=0
-  POST /hooks/...         records the request (path, headers, body) per job-id
+  POST /hooks/...         records the request (path, headers, body, and whether
+                          the body came whole or the client went away) per job-id
                           header (at most 1000 kept); /hooks/flaky answers 503
                           to a job's first 2 POSTs, then 200
   GET  /hooks/last?job=J  JSON: the records for job J, oldest first ([] if none)
@@ -144,13 +145,14 @@ async def app(scope, receive, send):
 
         async def keep(b):
             chunks.append(b)
-        await read_all(receive, keep)
+        complete = await read_all(receive, keep)
         hs = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         jid = hs.get("job-id", "")
         if jid not in HOOKS and len(HOOKS) >= 1000:
             HOOKS.pop(next(iter(HOOKS)))
         rec = HOOKS.setdefault(jid, [])
-        rec.append({"path": path, "headers": hs, "body": b"".join(chunks).decode("latin-1")})
+        rec.append({"path": path, "headers": hs, "body": b"".join(chunks).decode("latin-1"),
+                    "complete": complete})
         code = 503 if path == "/hooks/flaky" and len(rec) <= 2 else 200
         return await send_simple(send, code, b'{"ok":true}')
     if path == "/fail":

@@ -13,7 +13,7 @@
 static char xname[] = "x", xtype[] = "text/plain";
 static sl_jobs_exec_def_t xdef = {.name = xname, .content_type = xtype};
 
-static void setup(int64_t retain, int64_t tombs)
+static void setup_with(int64_t retain, int64_t tombs, int64_t budget, int64_t per_owner)
 {
     sl_jobs_cfg_t cfg = {.max_jobs = 100,
                          .retain_bytes = retain,
@@ -21,19 +21,34 @@ static void setup(int64_t retain, int64_t tombs)
                          .heartbeat_s = 1,
                          .shards = 4,
                          .max_tombstones = tombs,
-                         .max_wait_s = 1};
+                         .max_wait_s = 1,
+                         .max_jobs_per_owner = per_owner,
+                         .max_retained_bytes = budget};
     sl_jobs_store_init(&cfg);
+}
+
+static void setup(int64_t retain, int64_t tombs)
+{
+    setup_with(retain, tombs, 256 << 20, 100);
+}
+
+static int try_create(const char *idem, const char *owner, sl_jobs_job_t **job)
+{
+    sl_jobs_spec_t spec = {.exec = &xdef,
+                           .route = "/r",
+                           .owner = owner,
+                           .method = SL_STR("GET"),
+                           .path = SL_STR("/r")};
+    if (idem)
+        spec.idem_key = (sl_str_t){idem, strlen(idem)};
+    int existing;
+    return sl_jobs_store_create(&spec, NULL, job, &existing);
 }
 
 static sl_jobs_job_t *create(const char *idem)
 {
-    sl_jobs_spec_t spec = {
-        .exec = &xdef, .route = "/r", .method = SL_STR("GET"), .path = SL_STR("/r")};
-    if (idem)
-        spec.idem_key = (sl_str_t){idem, strlen(idem)};
     sl_jobs_job_t *job;
-    int existing;
-    ck_assert_int_eq(sl_jobs_store_create(&spec, NULL, &job, &existing), 0);
+    ck_assert_int_eq(try_create(idem, NULL, &job), 0);
     return job;
 }
 
@@ -149,15 +164,16 @@ START_TEST(list_in_creation_order_and_idempotency)
     sl_jobs_job_t *again = create("key");
     ck_assert_ptr_eq(again, j[4]);
     sl_jobs_job_unref(again);
-    size_t n = sl_jobs_list(-1, NULL, (sl_str_t){NULL, 0}, out, 3);
+    size_t n = sl_jobs_list(-1, NULL, NULL, (sl_str_t){NULL, 0}, out, 3);
     ck_assert_uint_eq(n, 3);
     for (size_t i = 1; i < n; i++)
         ck_assert_int_lt(strcmp(sl_jobs_job_id(out[i - 1]), sl_jobs_job_id(out[i])), 0);
     const char *last = sl_jobs_job_id(out[2]);
     sl_jobs_job_t *rest[8];
-    size_t m = sl_jobs_list(-1, "/r", (sl_str_t){last, strlen(last)}, rest, 8);
+    size_t m = sl_jobs_list(-1, "/r", NULL, (sl_str_t){last, strlen(last)}, rest, 8);
     ck_assert_uint_eq(m, 2);
-    ck_assert_uint_eq(sl_jobs_list(SL_JOBS_SUCCEEDED, NULL, (sl_str_t){NULL, 0}, rest + m, 1), 0);
+    ck_assert_uint_eq(sl_jobs_list(SL_JOBS_SUCCEEDED, NULL, NULL, (sl_str_t){NULL, 0}, rest + m, 1),
+                      0);
     for (size_t i = 0; i < n; i++)
         sl_jobs_job_unref(out[i]);
     for (size_t i = 0; i < m; i++)
@@ -165,6 +181,73 @@ START_TEST(list_in_creation_order_and_idempotency)
     for (int i = 0; i < 5; i++)
         sl_jobs_job_unref(j[i]);
     sl_jobs_store_dispose();
+}
+END_TEST
+
+/* One owner's share; the slot frees when a job expires. */
+START_TEST(per_owner_share)
+{
+    setup_with(1 << 20, 10, 256 << 20, 2);
+    sl_jobs_job_t *a, *b, *c, *d;
+    ck_assert_int_eq(try_create(NULL, "aaaa", &a), 0);
+    ck_assert_int_eq(try_create(NULL, "aaaa", &b), 0);
+    ck_assert_int_eq(try_create(NULL, "aaaa", &c), SL_ELIMIT);
+    ck_assert_int_eq(try_create(NULL, "bbbb", &d), 0); /* another owner */
+    sl_jobs_store_end(a, SL_JOBS_SUCCEEDED, 0);
+    sl_jobs_store_sweep(sl_wall_ms() + 2000);
+    ck_assert_int_eq(try_create(NULL, "aaaa", &c), 0);
+    sl_jobs_job_unref(a);
+    sl_jobs_job_unref(b);
+    sl_jobs_job_unref(c);
+    sl_jobs_job_unref(d);
+    sl_jobs_store_dispose();
+}
+END_TEST
+
+/* Past max_retained_bytes, finished jobs lose their events oldest-ended
+ * first (keeping END), then the producing job sheds its own; new jobs are
+ * refused while the total is over. */
+START_TEST(global_budget)
+{
+    static char big[4096];
+    setup_with(1 << 20, 10, 16384, 100);
+    sl_jobs_job_t *old = create(NULL), *run = create(NULL), *x;
+    sl_jobs_event_t *ev[8];
+    sl_jobs_read_t r;
+    for (int i = 0; i < 3; i++)
+        sl_jobs_emit(old, SL_JOBS_EV_DATA, big, sizeof(big));
+    sl_jobs_store_end(old, SL_JOBS_SUCCEEDED, 0);
+    ck_assert_int_le(sl_jobs_budget_total(), 16384);
+    for (int i = 0; i < 3; i++)
+        sl_jobs_emit(run, SL_JOBS_EV_DATA, big, sizeof(big));
+    /* the finished job went first: its data is gone, its END is not */
+    ck_assert_uint_eq(sl_jobs_read(old, 0, ev, 8, &r), 0);
+    ck_assert_uint_eq(r.dropped_from, 1);
+    ck_assert_uint_eq(r.dropped_to, 3);
+    size_t n = sl_jobs_read(old, 3, ev, 8, &r);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(ev[0]->type, SL_JOBS_EV_END);
+    unref_all(ev, n);
+    ck_assert_int_le(sl_jobs_budget_total(), 16384);
+    /* nothing finished left to shed: the producer sheds its own */
+    for (int i = 0; i < 4; i++)
+        sl_jobs_emit(run, SL_JOBS_EV_DATA, big, sizeof(big));
+    ck_assert_int_le(sl_jobs_budget_total(), 16384 + (int)sizeof(big) + 64);
+    n = sl_jobs_read(run, 0, ev, 8, &r);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_gt(r.dropped_to, 0);
+    /* new jobs: refused while at the budget (one event bigger than the
+     * whole budget cannot be shed: it is the newest) */
+    static char huge[20000];
+    ck_assert_int_eq(try_create(NULL, NULL, &x), 0);
+    sl_jobs_job_unref(x);
+    sl_jobs_emit(run, SL_JOBS_EV_DATA, huge, sizeof(huge));
+    ck_assert(sl_jobs_budget_full());
+    ck_assert_int_eq(try_create(NULL, NULL, &x), SL_ENOMEM);
+    sl_jobs_job_unref(old);
+    sl_jobs_job_unref(run);
+    sl_jobs_store_dispose();
+    ck_assert_int_eq(sl_jobs_budget_total(), 0);
 }
 END_TEST
 
@@ -176,6 +259,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, retention_drops_oldest_and_says_so);
     tcase_add_test(tc, expiry_tombstones_bounded);
     tcase_add_test(tc, list_in_creation_order_and_idempotency);
+    tcase_add_test(tc, per_owner_share);
+    tcase_add_test(tc, global_budget);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,185 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Job owners (docs/jobs.md, "Security model"). A job route's "owner"
+ * option names where the owner comes from: a request header, a cookie, the
+ * verified TLS client certificate (its SHA-256), or nothing (the 128-bit
+ * job id is then the only capability). The
+ * credential itself is never stored: the owner is HMAC-SHA256 over the
+ * rule and the value, under jobs.owner_key_file's key (so that instances
+ * sharing it agree) or a random per-process key, cut to 128 bits, hex.
+ */
+#include "reply_int.h"
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <strings.h>
+#include <sys/random.h>
+
+static uint8_t proc_key[32];
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+static void make_proc_key(void)
+{
+    if (getrandom(proc_key, sizeof(proc_key), 0) != (ssize_t)sizeof(proc_key))
+        sl_assert_fail("getrandom for the owner key", __FILE__, __LINE__);
+}
+
+static int name_ok(const char *n)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (!*n || strlen(n) > 128)
+        return 0;
+    for (const char *c = n; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              strchr(extra, *c)))
+            return 0;
+    return 1;
+}
+
+int sl_reply_owner_parse(json_t *route, const char *path, sl_reply_owner_rule_t *r, char *err,
+                         size_t errlen)
+{
+    const char *v;
+    memset(r, 0, sizeof(*r));
+    if (sl_config_get_str(route, path, "owner", "none", &v, err, errlen))
+        return SL_EINVAL;
+    if (strcmp(v, "none") == 0)
+        return 0;
+    if (strcmp(v, "tls_client") == 0) {
+        r->kind = SL_REPLY_OWNER_TLS_CLIENT;
+        r->name = sl_strdup("tls_client");
+        return 0;
+    }
+    if (strncmp(v, "header:", 7) == 0 && name_ok(v + 7)) {
+        r->kind = SL_REPLY_OWNER_HEADER;
+        r->name = sl_strdup(v + 7);
+        for (char *c = r->name; *c; c++) /* request field names arrive lower-cased */
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+    } else if (strncmp(v, "cookie:", 7) == 0 && name_ok(v + 7)) {
+        r->kind = SL_REPLY_OWNER_COOKIE;
+        r->name = sl_strdup(v + 7);
+    } else {
+        snprintf(err, errlen,
+                 "%s.owner: must be \"none\", \"header:NAME\", \"cookie:NAME\" or "
+                 "\"tls_client\" (got \"%s\")",
+                 path, v);
+        return SL_EINVAL;
+    }
+    return 0;
+}
+
+void sl_reply_owner_dispose(sl_reply_owner_rule_t *r)
+{
+    sl_free(r->name);
+    r->name = NULL;
+}
+
+/* The value of cookie name in the request's Cookie fields (RFC 6265
+ * cookie-string: "a=1; b=2"; HTTP/2 crumbs were joined with "; "). */
+static int find_cookie(const sl_req_t *req, const char *name, sl_str_t *out)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < req->headers.n; i++) {
+        const sl_header_t *h = &req->headers.v[i];
+        if (!sl_str_eq(h->name, "cookie"))
+            continue;
+        const char *p = h->value.p, *end = p + h->value.n;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *e = memchr(p, ';', (size_t)(end - p));
+            if (!e)
+                e = end;
+            if ((size_t)(e - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
+                *out = (sl_str_t){p + nl + 1, (size_t)(e - p) - nl - 1};
+                return 0;
+            }
+            p = e;
+        }
+    }
+    return SL_EINVAL;
+}
+
+static void hash_owner(const sl_reply_owner_rule_t *r, sl_str_t v, char *out)
+{
+    const sl_jobs_cfg_t *cfg = sl_jobs_config();
+    const uint8_t *key = proc_key;
+    size_t klen = sizeof(proc_key);
+    if (cfg && cfg->owner_key_len) {
+        key = cfg->owner_key;
+        klen = cfg->owner_key_len;
+    } else {
+        pthread_once(&key_once, make_proc_key);
+    }
+    /* The rule goes in too: one value under two rules is two owners. */
+    char pre[160];
+    static const char *const kinds[] = {"none", "header", "cookie", "tls"};
+    int pn = snprintf(pre, sizeof(pre), "%s:%s", kinds[r->kind], r->name);
+    uint8_t md[EVP_MAX_MD_SIZE], sep = 0;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+                           OSSL_PARAM_construct_end()};
+    size_t outl = 0;
+    if (!ctx || !EVP_MAC_init(ctx, key, klen, params) ||
+        !EVP_MAC_update(ctx, (const uint8_t *)pre, (size_t)pn) || !EVP_MAC_update(ctx, &sep, 1) ||
+        !EVP_MAC_update(ctx, (const uint8_t *)v.p, v.n) ||
+        !EVP_MAC_final(ctx, md, &outl, sizeof(md)))
+        sl_assert_fail("HMAC-SHA256 for a job owner", __FILE__, __LINE__);
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+    sl_hex_encode(md, SL_MIN((size_t)SL_JOBS_OWNER_LEN / 2, outl), out);
+}
+
+int sl_reply_owner_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, char *out)
+{
+    sl_str_t v;
+    out[0] = '\0';
+    if (r->kind == SL_REPLY_OWNER_NONE)
+        return 0;
+    if (r->kind == SL_REPLY_OWNER_HEADER) {
+        const sl_header_t *h = sl_req_header(req, r->name);
+        if (!h || h->value.n == 0)
+            return SL_EINVAL;
+        v = h->value;
+    } else if (r->kind == SL_REPLY_OWNER_TLS_CLIENT) {
+        if (!req->tls.client_fp)
+            return SL_EINVAL;
+        v = (sl_str_t){req->tls.client_fp, strlen(req->tls.client_fp)};
+    } else if (find_cookie(req, r->name, &v) != 0 || v.n == 0) {
+        return SL_EINVAL;
+    }
+    hash_owner(r, v, out);
+    return 0;
+}
+
+int sl_reply_is_admin(const sl_req_t *req)
+{
+    const sl_jobs_cfg_t *cfg = sl_jobs_config();
+    const sl_header_t *h = sl_req_header(req, "authorization");
+    if (!cfg || !cfg->admin_token || !h || h->value.n < 7 ||
+        strncasecmp(h->value.p, "bearer ", 7) != 0)
+        return 0;
+    size_t n = strlen(cfg->admin_token);
+    sl_str_t t = {h->value.p + 7, h->value.n - 7};
+    /* Constant time in the token's content; its length is no secret. */
+    return t.n == n && CRYPTO_memcmp(t.p, cfg->admin_token, n) == 0;
+}
+
+int sl_reply_owner_may(const sl_reply_caller_t *c, sl_jobs_job_t *job)
+{
+    const char *owner = sl_jobs_job_owner(job);
+    if (c->admin || owner[0] == '\0')
+        return 1;
+    return c->owner[0] && CRYPTO_memcmp(c->owner, owner, SL_JOBS_OWNER_LEN) == 0;
+}
+
+void sl_reply_caller_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, sl_reply_caller_t *c)
+{
+    c->admin = sl_reply_is_admin(req);
+    if (sl_reply_owner_of(req, r, c->owner) != 0)
+        c->owner[0] = '\0';
+}
