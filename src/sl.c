@@ -127,6 +127,34 @@ void sl_hex_encode(const uint8_t *p, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+char *sl_base64_encode(const uint8_t *p, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *o = sl_malloc((n + 2) / 3 * 4 + 1), *w = o;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        *w++ = tab[v >> 18 & 63];
+        *w++ = tab[v >> 12 & 63];
+        *w++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
+        *w++ = i + 2 < n ? tab[v & 63] : '=';
+    }
+    *w = '\0';
+    return o;
+}
+
+int sl_traceparent_is_valid(sl_str_t v)
+{
+    if (v.n != 55 || v.p[2] != '-' || v.p[35] != '-' || v.p[52] != '-')
+        return 0;
+    for (size_t i = 0; i < v.n; i++) {
+        char c = v.p[i];
+        if (i != 2 && i != 35 && i != 52 && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return 0;
+    }
+    return 1;
+}
+
 int sl_hex_value(int c)
 {
     if (c >= '0' && c <= '9')
@@ -138,19 +166,31 @@ int sl_hex_value(int c)
     return -1;
 }
 
+sl_str_t sl_str_trim_ows(sl_str_t s)
+{
+    while (s.n && (*s.p == ' ' || *s.p == '\t'))
+        s.p++, s.n--;
+    while (s.n && (s.p[s.n - 1] == ' ' || s.p[s.n - 1] == '\t'))
+        s.n--;
+    return s;
+}
+
 int sl_str_has_token(sl_str_t v, const char *tok)
 {
+    return sl_str_has_token_s(v, (sl_str_t){tok, strlen(tok)});
+}
+
+int sl_str_has_token_s(sl_str_t v, sl_str_t tok)
+{
     const char *s = v.p, *end = v.p + v.n;
+    if (tok.n == 0)
+        return 0;
     while (s < end) {
         const char *e = memchr(s, ',', (size_t)(end - s));
         if (!e)
             e = end;
-        sl_str_t el = {s, (size_t)(e - s)};
-        while (el.n && (*el.p == ' ' || *el.p == '\t'))
-            el.p++, el.n--;
-        while (el.n && (el.p[el.n - 1] == ' ' || el.p[el.n - 1] == '\t'))
-            el.n--;
-        if (sl_str_caseeq(el, tok))
+        sl_str_t el = sl_str_trim_ows((sl_str_t){s, (size_t)(e - s)});
+        if (el.n == tok.n && strncasecmp(el.p, tok.p, tok.n) == 0)
             return 1;
         s = e + 1;
     }

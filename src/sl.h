@@ -74,9 +74,19 @@ int sl_str_caseeq(sl_str_t a, const char *lit);
 int sl_hex_value(int c);
 /* n bytes as 2n lower-case hex digits and a NUL into out. */
 void sl_hex_encode(const uint8_t *p, size_t n, char *out);
+/* n bytes as standard base64 with padding (RFC 4648 4), NUL-terminated,
+ * malloc'd (free with sl_free). */
+char *sl_base64_encode(const uint8_t *p, size_t n);
+/* A W3C trace context traceparent: "00-" 32 hex "-" 16 hex "-" 2 hex,
+ * lower-case, 55 bytes (version 00 layout). */
+int sl_traceparent_is_valid(sl_str_t v);
+/* s without leading and trailing OWS (spaces and tabs, RFC 9110 5.6.3). */
+sl_str_t sl_str_trim_ows(sl_str_t s);
 /* Whether a comma-separated header value (Connection, Upgrade, ...) has
  * tok as one of its elements, compared case-insensitively. */
 int sl_str_has_token(sl_str_t list, const char *tok);
+/* The same for a token that is not NUL-terminated (never matches empty). */
+int sl_str_has_token_s(sl_str_t list, sl_str_t tok);
 /* Parse an unsigned decimal that fits int64; returns -1 on anything else. */
 int64_t sl_str_to_u64(sl_str_t s);
 

@@ -84,30 +84,18 @@ static int parse_secrets(json_t *v, const char *path, sl_jobs_cfg_t *c, char *er
 static const char *const common_keys[] = {"type",    "concurrency",  "queue",   "timeout_s",
                                           "grace_s", "content_type", "reply_to"};
 
-static int check_keys(json_t *obj, const char *path, const char *const *names, size_t n,
-                      const char *const *more, size_t nmore, char *err, size_t errlen)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v)
-    {
-        size_t i = 0, j = 0;
-        while (i < n && strcmp(names[i], key) != 0)
-            i++;
-        while (j < nmore && strcmp(more[j], key) != 0)
-            j++;
-        if (i == n && j == nmore) {
-            snprintf(err, errlen, "%s.%s: unknown key", path, key);
-            return SL_EINVAL;
-        }
-    }
-    return 0;
-}
-
 int sl_jobs_check_keys(json_t *obj, const char *path, const char *const *names, size_t n, char *err,
                        size_t errlen)
 {
-    return check_keys(obj, path, names, n, common_keys, SL_ARRAY_LEN(common_keys), err, errlen);
+    /* One key table: the core checker, with its "did you mean" hint. */
+    const char *all[64];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < SL_ARRAY_LEN(all); i++)
+        all[k++] = names[i];
+    for (size_t i = 0; i < SL_ARRAY_LEN(common_keys) && k < SL_ARRAY_LEN(all); i++)
+        all[k++] = common_keys[i];
+    SL_ASSERT(k == n + SL_ARRAY_LEN(common_keys));
+    return sl_config_check_keys(obj, path, all, k, err, errlen);
 }
 
 static int parse_jobs(json_t *v, const char *path, void **state, char *err, size_t errlen)
@@ -131,7 +119,7 @@ static int parse_jobs(json_t *v, const char *path, void **state, char *err, size
         names[SL_ARRAY_LEN(jobs_keys) + i] = file_keys[i];
     if (parse_secrets(v, path, c, err, errlen))
         return SL_EINVAL;
-    return v ? check_keys(v, path, names, SL_ARRAY_LEN(names), NULL, 0, err, errlen) : 0;
+    return v ? sl_config_check_keys(v, path, names, SL_ARRAY_LEN(names), err, errlen) : 0;
 }
 
 static void free_jobs(void *state)

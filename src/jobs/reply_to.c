@@ -118,22 +118,6 @@ int sl_jobs_reply_to_parse(json_t *v, const char *path, struct sl_jobs_reply_to 
 
 /* ---- the body ---- */
 
-static char *base64(const uint8_t *p, size_t n)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *o = sl_malloc((n + 2) / 3 * 4 + 1), *w = o;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        *w++ = tab[v >> 18 & 63];
-        *w++ = tab[v >> 12 & 63];
-        *w++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
-        *w++ = i + 2 < n ? tab[v & 63] : '=';
-    }
-    *w = 0;
-    return o;
-}
-
 /* The retained data bytes, or 1 when they exceed max or some were dropped. */
 static int collect(sl_jobs_job_t *job, size_t max, uint8_t **data, size_t *len)
 {
@@ -184,7 +168,7 @@ static char *body_json(post_t *x)
         if (collect(x->job, (size_t)x->rt->max_result_bytes, &d, &n)) {
             json_object_set_new(o, "result_truncated", json_true());
         } else {
-            char *b = base64(d, n);
+            char *b = sl_base64_encode(d, n);
             json_object_set_new(o, "result", json_string(b));
             sl_free(b);
         }

@@ -92,18 +92,6 @@ static int is_idempotent(sl_str_t m)
            sl_str_eq(m, "TRACE") || sl_str_eq(m, "PUT") || sl_str_eq(m, "DELETE");
 }
 
-static int valid_traceparent(sl_str_t v)
-{
-    if (v.n != 55 || v.p[2] != '-' || v.p[35] != '-' || v.p[52] != '-')
-        return 0;
-    for (size_t i = 0; i < v.n; i++) {
-        char c = v.p[i];
-        if (i != 2 && i != 35 && i != 52 && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return 0;
-    }
-    return 1;
-}
-
 /* X-Request-Id passed on or made; traceparent passed on or started. */
 void px_make_ids(const sl_req_t *req, char request_id[33], char traceparent[64])
 {
@@ -116,7 +104,7 @@ void px_make_ids(const sl_req_t *req, char request_id[33], char traceparent[64])
     else
         sl_hex_encode(r, 16, request_id);
     const sl_header_t *tp = sl_req_header(req, "traceparent");
-    if (tp && valid_traceparent(tp->value)) {
+    if (tp && sl_traceparent_is_valid(tp->value)) {
         memcpy(traceparent, tp->value.p, 55);
         traceparent[55] = 0;
     } else {

@@ -43,32 +43,13 @@ static void header(out_t *o, const char *name, size_t nn, const char *val, size_
     put(o, "\r\n", 2);
 }
 
-/* Is token (case-insensitive) in the comma-separated list? */
-static int list_has(sl_str_t list, sl_str_t token)
-{
-    size_t i = 0;
-    while (i < list.n) {
-        while (i < list.n && (list.p[i] == ' ' || list.p[i] == '\t' || list.p[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < list.n && list.p[i] != ',')
-            i++;
-        size_t e = i;
-        while (e > s && (list.p[e - 1] == ' ' || list.p[e - 1] == '\t'))
-            e--;
-        if (e - s == token.n && token.n && strncasecmp(list.p + s, token.p, token.n) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 int px_is_hop_header(sl_str_t n, sl_str_t connection)
 {
     if (sl_str_caseeq(n, "connection") || sl_str_caseeq(n, "keep-alive") ||
         sl_str_caseeq(n, "te") || sl_str_caseeq(n, "transfer-encoding") ||
         sl_str_caseeq(n, "upgrade") || (n.n > 6 && strncasecmp(n.p, "proxy-", 6) == 0))
         return 1;
-    return list_has(connection, n);
+    return sl_str_has_token_s(connection, n);
 }
 
 static int in_list(char *const *list, size_t n, sl_str_t name)

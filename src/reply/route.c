@@ -134,7 +134,7 @@ static int wants_sse(const sl_req_t *req)
 static sl_str_t traceparent(sl_req_t *req)
 {
     const sl_header_t *h = sl_req_header(req, "traceparent");
-    if (h && h->value.n == 55 && h->value.p[2] == '-')
+    if (h && sl_traceparent_is_valid(h->value))
         return h->value;
     uint8_t r[24];
     if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))

@@ -138,17 +138,6 @@ int sl_reply_query(sl_str_t q, const char *name, sl_str_t *out)
     return found ? 0 : SL_EAGAIN;
 }
 
-static sl_str_t trim(sl_str_t s)
-{
-    while (s.n && (*s.p == ' ' || *s.p == '\t')) {
-        s.p++;
-        s.n--;
-    }
-    while (s.n && (s.p[s.n - 1] == ' ' || s.p[s.n - 1] == '\t'))
-        s.n--;
-    return s;
-}
-
 /* RFC 7240: a comma-separated list; parameters after ';' are ignored. */
 void sl_reply_prefer(const sl_req_t *req, int *async, int64_t *wait)
 {
@@ -166,7 +155,7 @@ void sl_reply_prefer(const sl_req_t *req, int *async, int64_t *wait)
             for (size_t k = 0; k < tok.n; k++)
                 if (tok.p[k] == ';')
                     tok.n = k;
-            tok = trim(tok);
+            tok = sl_str_trim_ows(tok);
             if (sl_str_caseeq(tok, "respond-async"))
                 *async = 1;
             else if (tok.n > 5 && strncasecmp(tok.p, "wait=", 5) == 0)

@@ -50,25 +50,6 @@ struct ws_state {
     int pumping, again;
 };
 
-static char *base64(const uint8_t *p, size_t n)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *o = sl_malloc((n + 2) / 3 * 4 + 1), *q = o;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
-        *q++ = tab[v >> 18 & 63];
-        *q++ = tab[v >> 12 & 63];
-        *q++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
-        *q++ = i + 2 < n ? tab[v & 63] : '=';
-    }
-    *q = '\0';
-    return o;
-}
-
 /* Data is sent as a JSON string when it is UTF-8 (jansson checks), else
  * base64; other events carry the executor's JSON as JSON. */
 static void set_payload(json_t *o, const sl_jobs_event_t *ev)
@@ -79,7 +60,7 @@ static void set_payload(json_t *o, const sl_jobs_event_t *ev)
     if (!v)
         v = json_stringn((const char *)ev->data, ev->len);
     if (!v) {
-        char *b = base64(ev->data, ev->len);
+        char *b = sl_base64_encode(ev->data, ev->len);
         v = json_string(b);
         sl_free(b);
         json_object_set_new(o, "encoding", json_string("base64"));

@@ -16,17 +16,6 @@ static const char wdays[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
-static sl_str_t trim(sl_str_t s)
-{
-    while (s.n && (s.p[0] == ' ' || s.p[0] == '\t')) {
-        s.p++;
-        s.n--;
-    }
-    while (s.n && (s.p[s.n - 1] == ' ' || s.p[s.n - 1] == '\t'))
-        s.n--;
-    return s;
-}
-
 /* ---- dates ---- */
 
 static int month_of(const char *m)
@@ -67,7 +56,7 @@ static int64_t make_time(int year, int mon, int day, int h, int m, int s)
 int64_t sl_static_date_parse(sl_str_t v)
 {
     char b[40];
-    v = trim(v);
+    v = sl_str_trim_ows(v);
     if (v.n >= sizeof(b) || v.n < 24)
         return -1;
     memcpy(b, v.p, v.n);
@@ -123,7 +112,7 @@ void sl_static_etag(const struct stat *st, char out[64])
 int sl_static_etag_match(sl_str_t v, const char *etag, int weak)
 {
     size_t elen = strlen(etag);
-    v = trim(v);
+    v = sl_str_trim_ows(v);
     if (v.n == 1 && v.p[0] == '*')
         return 1;
     size_t i = 0;
@@ -171,7 +160,7 @@ static int parse_u64(const char *p, size_t n, uint64_t *out)
  * unsatisfiable, -1 invalid. */
 static int one_range(sl_str_t s, uint64_t size, uint64_t *first, uint64_t *last)
 {
-    s = trim(s);
+    s = sl_str_trim_ows(s);
     const char *dash = memchr(s.p, '-', s.n);
     if (!dash)
         return -1;
@@ -203,7 +192,7 @@ static int one_range(sl_str_t s, uint64_t size, uint64_t *first, uint64_t *last)
 
 sl_static_range_t sl_static_range_parse(sl_str_t v, uint64_t size, uint64_t *first, uint64_t *last)
 {
-    v = trim(v);
+    v = sl_str_trim_ows(v);
     if (v.n < 6 || strncasecmp(v.p, "bytes=", 6) != 0)
         return SL_STATIC_RANGE_NONE;
     sl_str_t rest = {v.p + 6, v.n - 6};
@@ -211,7 +200,7 @@ sl_static_range_t sl_static_range_parse(sl_str_t v, uint64_t size, uint64_t *fir
     while (rest.n) {
         const char *comma = memchr(rest.p, ',', rest.n);
         size_t len = comma ? (size_t)(comma - rest.p) : rest.n;
-        sl_str_t spec = trim((sl_str_t){rest.p, len});
+        sl_str_t spec = sl_str_trim_ows((sl_str_t){rest.p, len});
         if (spec.n) {
             uint64_t f = 0, l = 0;
             int r = one_range(spec, size, &f, &l);
@@ -243,7 +232,7 @@ static int q_positive(sl_str_t params)
     while (params.n) {
         const char *semi = memchr(params.p, ';', params.n);
         size_t len = semi ? (size_t)(semi - params.p) : params.n;
-        sl_str_t p = trim((sl_str_t){params.p, len});
+        sl_str_t p = sl_str_trim_ows((sl_str_t){params.p, len});
         if (p.n >= 2 && (p.p[0] == 'q' || p.p[0] == 'Q') && p.p[1] == '=') {
             /* q=0, q=0., q=0.000 are zero; anything else with a digit > 0 is not */
             for (size_t i = 2; i < p.n; i++)
@@ -267,7 +256,8 @@ int sl_static_accept_encoding(sl_str_t v)
         size_t len = comma ? (size_t)(comma - v.p) : v.n;
         sl_str_t item = {v.p, len};
         const char *semi = memchr(item.p, ';', item.n);
-        sl_str_t name = trim((sl_str_t){item.p, semi ? (size_t)(semi - item.p) : item.n});
+        sl_str_t name =
+            sl_str_trim_ows((sl_str_t){item.p, semi ? (size_t)(semi - item.p) : item.n});
         sl_str_t params =
             semi ? (sl_str_t){semi + 1, item.n - (size_t)(semi - item.p) - 1} : (sl_str_t){"", 0};
         int ok = q_positive(params);

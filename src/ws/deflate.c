@@ -14,15 +14,6 @@
 #define DEFLATE_MEMLEVEL 8
 #define INFLATE_START 4096
 
-static sl_str_t trim(sl_str_t s)
-{
-    while (s.n && (*s.p == ' ' || *s.p == '\t'))
-        s.p++, s.n--;
-    while (s.n && (s.p[s.n - 1] == ' ' || s.p[s.n - 1] == '\t'))
-        s.n--;
-    return s;
-}
-
 /* "10" or "\"10\"" in 8..15; -1 otherwise. */
 static int window_bits(sl_str_t v)
 {
@@ -43,17 +34,19 @@ static int parse_offer(sl_str_t s, offer_t *o)
     *o = (offer_t){-1, -1, -1, -1};
     const char *end = s.p + s.n;
     const char *semi = memchr(s.p, ';', s.n);
-    sl_str_t name = trim((sl_str_t){s.p, semi ? (size_t)(semi - s.p) : s.n});
+    sl_str_t name = sl_str_trim_ows((sl_str_t){s.p, semi ? (size_t)(semi - s.p) : s.n});
     if (!sl_str_caseeq(name, "permessage-deflate"))
         return -1;
     while (semi) {
         const char *p = semi + 1;
         semi = memchr(p, ';', (size_t)(end - p));
-        sl_str_t param = trim((sl_str_t){p, semi ? (size_t)(semi - p) : (size_t)(end - p)});
+        sl_str_t param =
+            sl_str_trim_ows((sl_str_t){p, semi ? (size_t)(semi - p) : (size_t)(end - p)});
         const char *eq = memchr(param.p, '=', param.n);
-        sl_str_t key = trim((sl_str_t){param.p, eq ? (size_t)(eq - param.p) : param.n});
-        sl_str_t val = eq ? trim((sl_str_t){eq + 1, param.n - (size_t)(eq - param.p) - 1})
-                          : (sl_str_t){NULL, 0};
+        sl_str_t key = sl_str_trim_ows((sl_str_t){param.p, eq ? (size_t)(eq - param.p) : param.n});
+        sl_str_t val =
+            eq ? sl_str_trim_ows((sl_str_t){eq + 1, param.n - (size_t)(eq - param.p) - 1})
+               : (sl_str_t){NULL, 0};
         if (sl_str_caseeq(key, "server_no_context_takeover") && !eq && o->snct < 0) {
             o->snct = 1;
         } else if (sl_str_caseeq(key, "client_no_context_takeover") && !eq && o->cnct < 0) {

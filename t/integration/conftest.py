@@ -9,6 +9,7 @@ Environment:
                    of skipping
 """
 
+import contextlib
 import copy
 import json
 import os
@@ -318,6 +319,20 @@ class Factory:
         for s in self.servers:
             problems += s.stop()
         return problems
+
+
+@contextlib.contextmanager
+def module_server(tmp_path_factory, certs, name, **overrides):
+    """One daemon for a module-scoped fixture: `with module_server(tpf,
+    certs, "ws", routes=...) as s: yield s`. Started with overrides; at the
+    end stopped by PID and checked (exit 0, no sanitizer report)."""
+    f = Factory(tmp_path_factory.mktemp(name), certs)
+    try:
+        yield f(**overrides)
+    finally:
+        problems = f.stop_all()
+    if problems:
+        pytest.fail("\n".join(problems))
 
 
 @pytest.fixture

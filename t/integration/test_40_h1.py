@@ -9,7 +9,7 @@ import time
 import pytest
 
 import h1raw
-from conftest import SLOW, curl, require, run
+from conftest import SLOW, curl, module_server, require, run
 from h1raw import H1Conn, chunked, request
 from h2raw import harness_bytes
 
@@ -299,15 +299,12 @@ def test_reset_harness_aborts_h1(sluice):
 # ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory, certs):
-    from conftest import Factory
-    f = Factory(tmp_path_factory.mktemp("limited"), certs)
-    s = f(limits={"h1_uri_bytes": 1024, "h1_header_bytes": 4096, "h1_max_headers": 20,
-                  "max_body_bytes": 10000},
-          timeouts={"h1_header_s": 1})
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(
+            tmp_path_factory, certs, "limited",
+            limits={"h1_uri_bytes": 1024, "h1_header_bytes": 4096, "h1_max_headers": 20,
+                    "max_body_bytes": 10000},
+            timeouts={"h1_header_s": 1}) as s:
+        yield s
 
 
 def expect_status_close(server, data, status):

@@ -12,7 +12,7 @@ import pytest
 
 import h1raw
 import h2raw
-from conftest import SLOW, Certs, curl, require, run
+from conftest import SLOW, Certs, curl, module_server, require, run
 
 
 def tls_connect(port, alpn=None, sni="localhost", min_v=None, max_v=None, session=None,
@@ -162,13 +162,8 @@ def sni_listen(tls_port, h2c_port, certs):
 
 @pytest.fixture(scope="module")
 def sni_server(tmp_path_factory, certs):
-    from conftest import Factory
-    f = Factory(tmp_path_factory.mktemp("sni"), certs)
-    s = f(listen=sni_listen)
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(tmp_path_factory, certs, "sni", listen=sni_listen) as s:
+        yield s
 
 
 def peer_der(port, sni):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import h2raw
-from conftest import SANITIZE, SLOW, Factory
+from conftest import SANITIZE, SLOW, module_server
 from h2raw import (ACK, CANCEL, CONTINUATION, DATA, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM,
                    FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, GOAWAY, HEADERS, NO_ERROR, PADDED,
                    PING, PRIORITY, PROTOCOL_ERROR, PUSH_PROMISE, REFUSED_STREAM, RST_STREAM,
@@ -54,12 +54,8 @@ class Rss:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, certs):
-    f = Factory(tmp_path_factory.mktemp("h2lim"), certs)
-    s = f()
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(tmp_path_factory, certs, "h2lim") as s:
+        yield s
 
 
 # ---------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from conftest import module_server
+
 import wsraw
 from wsraw import BINARY, CLOSE, CONT, PING, PONG, TEXT, WSConn, close_payload
 
@@ -27,13 +29,8 @@ WS_ROUTES = [
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, certs):
-    from conftest import Factory
-    f = Factory(tmp_path_factory.mktemp("ws"), certs)
-    s = f(routes=WS_ROUTES)
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(tmp_path_factory, certs, "ws", routes=WS_ROUTES) as s:
+        yield s
 
 
 def run(coro, timeout=20):

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from conftest import module_server
+
 import wsraw
 from wsraw import WSConn
 
@@ -23,13 +25,8 @@ ROUTES = [
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, certs):
-    from conftest import Factory
-    f = Factory(tmp_path_factory.mktemp("wsb"), certs)
-    s = f(routes=ROUTES, workers=2)
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(tmp_path_factory, certs, "wsb", routes=ROUTES, workers=2) as s:
+        yield s
 
 
 def url(srv, chan):

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from conftest import module_server
+
 import wsraw
 from wsraw import BINARY, CLOSE, PING, PONG, TEXT, FrameReader, close_payload
 
@@ -27,13 +29,8 @@ ROUTES = [
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, certs):
-    from conftest import Factory
-    f = Factory(tmp_path_factory.mktemp("wsh2"), certs)
-    s = f(routes=ROUTES)
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(tmp_path_factory, certs, "wsh2", routes=ROUTES) as s:
+        yield s
 
 
 class Client:

@@ -12,6 +12,8 @@ import zlib
 
 import pytest
 
+from conftest import module_server
+
 import wsconf
 from wsconf import TRANSPORTS, Case, Chop, Pause, Pmd
 from wsraw import BINARY, CLOSE, CONT, PING, PONG, TEXT, close_payload, frame
@@ -32,13 +34,8 @@ ROUTES = [
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, certs):
-    from conftest import Factory
-    f = Factory(tmp_path_factory.mktemp("wsconf"), certs)
-    s = f(routes=ROUTES)
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(tmp_path_factory, certs, "wsconf", routes=ROUTES) as s:
+        yield s
 
 
 P = {1002}

@@ -10,7 +10,7 @@ import pytest
 
 import h1raw
 import h2raw
-from conftest import CURL_MODES, SLOW, Factory, curl
+from conftest import CURL_MODES, SLOW, curl, module_server
 from h2raw import H2Client, harness_bytes
 
 MODES = ["h1", "h1-tls", "h2c", "h2c-upgrade", "h2-tls"]
@@ -345,18 +345,14 @@ def test_sse_default_count(sluice):
 # ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bounded(tmp_path_factory, certs):
-    f = Factory(tmp_path_factory.mktemp("bounded"), certs)
     routes = [
         {"path": "/healthz", "match": "exact", "handler": "health", "check": "live"},
         {"path": "/t/", "handler": "harness", "max_bytes": 1000, "max_chunks": 10,
          "max_chunk_bytes": 100, "max_delay_ms": 50, "max_interval_ms": 20,
          "max_sse_events": 5, "max_trailers": 2, "max_query_params": 4},
     ]
-    s = f(routes=routes)
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(tmp_path_factory, certs, "bounded", routes=routes) as s:
+        yield s
 
 
 OK_UNDER_BOUNDS = ["bytes/1000", "bytes/10?chunk=100", "stream/10?size=100", "delay/50",

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import h1raw
-from conftest import CURL_MODES, PROTO_MODES, SLOW, SLUICE_BIN, Factory, curl, require
+from conftest import CURL_MODES, PROTO_MODES, SLOW, SLUICE_BIN, curl, module_server, require
 from h2raw import H2Client
 
 SIZES = [0, 1, 16383, 16384, 16385, 1048576]
@@ -91,12 +91,8 @@ def routes(root, **extra):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, certs, tree):
-    f = Factory(tmp_path_factory.mktemp("sluice-static"), certs)
-    s = f(routes=routes(tree["root"]))
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(tmp_path_factory, certs, "sluice-static", routes=routes(tree["root"])) as s:
+        yield s
 
 
 # ---------------------------------------------------------------------------

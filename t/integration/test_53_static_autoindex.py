@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import SLOW, Factory, curl
+from conftest import SLOW, curl, module_server
 from h2raw import H2Client
 
 HOSTILE = ['<img src=x onerror=alert(1)>', 'a"b\'c&d', 'javascript:alert(1)', 'sp ace%41']
@@ -54,19 +54,17 @@ def lsrv(tmp_path_factory, certs):
         (root / "big" / ("f%02d" % i)).write_bytes(b"")
     (base / "outside.txt").write_bytes(SECRET)
     os.symlink(str(base), str(root / "dir" / "escape"))
-    f = Factory(tmp_path_factory.mktemp("sluice-autoindex"), certs)
-    s = f(routes=[
-        {"path": "/healthz", "match": "exact", "handler": "health", "check": "live"},
-        {"path": "/l/", "handler": "static", "root": str(root), "autoindex": True,
-         "max_listing_entries": 20},
-        {"path": "/d/", "handler": "static", "root": str(root), "autoindex": True,
-         "dotfiles": True},
-        {"path": "/n/", "handler": "static", "root": str(root)},
-    ])
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(
+            tmp_path_factory, certs, "sluice-autoindex",
+            routes=[
+                {"path": "/healthz", "match": "exact", "handler": "health", "check": "live"},
+                {"path": "/l/", "handler": "static", "root": str(root), "autoindex": True,
+                 "max_listing_entries": 20},
+                {"path": "/d/", "handler": "static", "root": str(root), "autoindex": True,
+                 "dotfiles": True},
+                {"path": "/n/", "handler": "static", "root": str(root)},
+            ]) as s:
+        yield s
 
 
 @pytest.mark.parametrize("mode", ["h1", "h2c", "h2-tls"])

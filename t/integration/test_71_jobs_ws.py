@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROUTES, curl, require
+from conftest import ROUTES, module_server, require
 
 websockets = pytest.importorskip("websockets")
 
@@ -33,13 +33,8 @@ def config():
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, certs):
-    from conftest import Factory
-    f = Factory(str(tmp_path_factory.mktemp("jobsws")), certs)
-    s = f(**config())
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(tmp_path_factory, certs, "jobsws", **config()) as s:
+        yield s
 
 
 def submit(srv, query):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import ROUTES, SLOW, curl, free_port, require
+from conftest import ROUTES, SLOW, curl, free_port, module_server, require
 
 APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
 PY = "/usr/bin/python3"
@@ -54,30 +54,27 @@ def app():
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, certs, app):
-    from conftest import Factory
-    f = Factory(str(tmp_path_factory.mktemp("jobsup")), certs)
     dead = free_port()
-    s = f(upstreams={"app": {"servers": ["127.0.0.1:%d" % app]},
-                     "dead": {"servers": ["127.0.0.1:%d" % dead]}},
-          executors={
-              "app": {"type": "upstream", "upstream": "app",
-                      "headers": ["accept", "content-type", "x-pass"]},
-              "streamer": {"type": "upstream", "upstream": "app", "path": "/stream"},
-              "dead": {"type": "upstream", "upstream": "dead"},
-          },
-          routes=[
-              {"path": "/stream", "match": "exact", "handler": "job", "executor": "app"},
-              {"path": "/sha256", "match": "exact", "handler": "job", "executor": "app"},
-              {"path": "/headers", "match": "exact", "handler": "job", "executor": "app"},
-              {"path": "/status/", "handler": "job", "executor": "app"},
-              {"path": "/v1/streamed", "handler": "job", "executor": "streamer"},
-              {"path": "/v1/dead", "handler": "job", "executor": "dead"},
-              {"path": "/jobs", "handler": "jobs_api"},
-          ] + ROUTES)
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(
+            tmp_path_factory, certs, "jobsup",
+            upstreams={"app": {"servers": ["127.0.0.1:%d" % app]},
+                       "dead": {"servers": ["127.0.0.1:%d" % dead]}},
+            executors={
+                "app": {"type": "upstream", "upstream": "app",
+                        "headers": ["accept", "content-type", "x-pass"]},
+                "streamer": {"type": "upstream", "upstream": "app", "path": "/stream"},
+                "dead": {"type": "upstream", "upstream": "dead"},
+            },
+            routes=[
+                {"path": "/stream", "match": "exact", "handler": "job", "executor": "app"},
+                {"path": "/sha256", "match": "exact", "handler": "job", "executor": "app"},
+                {"path": "/headers", "match": "exact", "handler": "job", "executor": "app"},
+                {"path": "/status/", "handler": "job", "executor": "app"},
+                {"path": "/v1/streamed", "handler": "job", "executor": "streamer"},
+                {"path": "/v1/dead", "handler": "job", "executor": "dead"},
+                {"path": "/jobs", "handler": "jobs_api"},
+            ] + ROUTES) as s:
+        yield s
 
 
 def get(srv, path, *args, timeout=20):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROUTES, SLOW, free_port, require
+from conftest import ROUTES, SLOW, free_port, module_server, require
 from test_72_jobs_upstream import app  # noqa: F401  (uvicorn fixture)
 
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -19,40 +19,37 @@ TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, certs, app):  # noqa: F811
-    from conftest import Factory
-    f = Factory(str(tmp_path_factory.mktemp("jobsrt")), certs)
     dead = free_port()
     hook = {"upstream": "app", "path": "/hooks/done"}
-    s = f(upstreams={"app": {"servers": ["127.0.0.1:%d" % app]},
-                     "dead": {"servers": ["127.0.0.1:%d" % dead]}},
-          executors={
-              "hook": {"type": "builtin", "reply_to": hook},
-              "hookres": {"type": "builtin",
-                          "reply_to": dict(hook, include_result=True)},
-              "hooksmall": {"type": "builtin",
-                            "reply_to": dict(hook, include_result=True, max_result_bytes=40)},
-              "flaky": {"type": "builtin",
-                        "reply_to": {"upstream": "app", "path": "/hooks/flaky"}},
-              "nohook": {"type": "builtin",
-                         "reply_to": {"upstream": "dead", "path": "/hooks/done"}},
-              "tickto": {"type": "builtin", "timeout_s": 1},
-              "upto": {"type": "upstream", "upstream": "app", "path": "/slow",
-                       "timeout_s": 1, "reply_to": hook},
-          },
-          routes=[
-              {"path": "/v1/hook", "match": "exact", "handler": "job", "executor": "hook"},
-              {"path": "/v1/hookres", "match": "exact", "handler": "job", "executor": "hookres"},
-              {"path": "/v1/hooksmall", "match": "exact", "handler": "job", "executor": "hooksmall"},
-              {"path": "/v1/flaky", "match": "exact", "handler": "job", "executor": "flaky"},
-              {"path": "/v1/nohook", "match": "exact", "handler": "job", "executor": "nohook"},
-              {"path": "/v1/tickto", "match": "exact", "handler": "job", "executor": "tickto"},
-              {"path": "/v1/upto", "match": "exact", "handler": "job", "executor": "upto"},
-              {"path": "/jobs", "handler": "jobs_api"},
-          ] + ROUTES)
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(
+            tmp_path_factory, certs, "jobsrt",
+            upstreams={"app": {"servers": ["127.0.0.1:%d" % app]},
+                       "dead": {"servers": ["127.0.0.1:%d" % dead]}},
+            executors={
+                "hook": {"type": "builtin", "reply_to": hook},
+                "hookres": {"type": "builtin",
+                            "reply_to": dict(hook, include_result=True)},
+                "hooksmall": {"type": "builtin",
+                              "reply_to": dict(hook, include_result=True, max_result_bytes=40)},
+                "flaky": {"type": "builtin",
+                          "reply_to": {"upstream": "app", "path": "/hooks/flaky"}},
+                "nohook": {"type": "builtin",
+                           "reply_to": {"upstream": "dead", "path": "/hooks/done"}},
+                "tickto": {"type": "builtin", "timeout_s": 1},
+                "upto": {"type": "upstream", "upstream": "app", "path": "/slow",
+                         "timeout_s": 1, "reply_to": hook},
+            },
+            routes=[
+                {"path": "/v1/hook", "match": "exact", "handler": "job", "executor": "hook"},
+                {"path": "/v1/hookres", "match": "exact", "handler": "job", "executor": "hookres"},
+                {"path": "/v1/hooksmall", "match": "exact", "handler": "job", "executor": "hooksmall"},
+                {"path": "/v1/flaky", "match": "exact", "handler": "job", "executor": "flaky"},
+                {"path": "/v1/nohook", "match": "exact", "handler": "job", "executor": "nohook"},
+                {"path": "/v1/tickto", "match": "exact", "handler": "job", "executor": "tickto"},
+                {"path": "/v1/upto", "match": "exact", "handler": "job", "executor": "upto"},
+                {"path": "/jobs", "handler": "jobs_api"},
+            ] + ROUTES) as s:
+        yield s
 
 
 def get(port, path, *args, timeout=20):

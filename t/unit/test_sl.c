@@ -1,0 +1,76 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Unit tests for src/sl.c helpers shared by the modules: hex and base64
+ * encoding (RFC 4648 test vectors) and the traceparent check.
+ */
+#include "sl.h"
+#include "helpers.h"
+#include <check.h>
+
+START_TEST(test_base64_vectors)
+{
+    static const char *const in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const out[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                                      "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(in); i++) {
+        char *b = sl_base64_encode((const uint8_t *)in[i], strlen(in[i]));
+        ck_assert_str_eq(b, out[i]);
+        sl_free(b);
+    }
+}
+END_TEST
+
+START_TEST(test_hex)
+{
+    static const uint8_t in[] = {0x00, 0x7f, 0xa5, 0xff};
+    char out[9];
+    sl_hex_encode(in, sizeof(in), out);
+    ck_assert_str_eq(out, "007fa5ff");
+}
+END_TEST
+
+START_TEST(test_tokens)
+{
+    sl_str_t t = sl_str_trim_ows(SL_STR(" \t a b\t "));
+    ck_assert_uint_eq(t.n, 3);
+    ck_assert(memcmp(t.p, "a b", 3) == 0);
+    ck_assert_uint_eq(sl_str_trim_ows(SL_STR(" \t ")).n, 0);
+    sl_str_t list = SL_STR("keep-alive , Upgrade,,x-hop\t");
+    ck_assert(sl_str_has_token(list, "upgrade"));
+    ck_assert(sl_str_has_token_s(list, SL_STR("X-HOP")));
+    ck_assert(!sl_str_has_token(list, "keep"));
+    ck_assert(!sl_str_has_token_s(list, SL_STR("")));
+}
+END_TEST
+
+START_TEST(test_traceparent)
+{
+    static const char ok[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    ck_assert(sl_traceparent_is_valid((sl_str_t){ok, strlen(ok)}));
+    char bad[sizeof(ok)];
+    static const size_t at[] = {0, 2, 10, 35, 40, 52, 54};
+    for (size_t i = 0; i < SL_ARRAY_LEN(at); i++) {
+        memcpy(bad, ok, sizeof(ok));
+        bad[at[i]] = 'X';
+        ck_assert(!sl_traceparent_is_valid((sl_str_t){bad, strlen(bad)}));
+    }
+    ck_assert(!sl_traceparent_is_valid((sl_str_t){ok, strlen(ok) - 1}));
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("sl");
+    TCase *tc = sl_test_tcase("helpers");
+    tcase_add_test(tc, test_base64_vectors);
+    tcase_add_test(tc, test_hex);
+    tcase_add_test(tc, test_tokens);
+    tcase_add_test(tc, test_traceparent);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return sl_test_run(suite());
+}
