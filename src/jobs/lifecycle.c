@@ -292,6 +292,8 @@ int sl_jobs_start(const sl_jobs_cfg_t *cfg)
         .shards = 16,
         .max_tombstones = 10000,
         .max_wait_s = 300,
+        .max_jobs_per_owner = 100,
+        .max_retained_bytes = 256LL << 20,
     };
     SL_ASSERT(!lc.started);
     memset(&lc, 0, sizeof(lc));
@@ -393,8 +395,13 @@ int sl_jobs_submit(const sl_jobs_spec_t *spec, sl_jobs_job_t **out, int *existin
         }
     }
     *out = job;
-    post(CMD_START, job);
+    sl_jobs_lifecycle_enqueue(job);
     return 0;
+}
+
+void sl_jobs_lifecycle_enqueue(sl_jobs_job_t *job)
+{
+    post(CMD_START, job);
 }
 
 void sl_jobs_cancel(sl_jobs_job_t *job)
