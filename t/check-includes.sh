@@ -23,6 +23,8 @@ for f in $(find src -name '*.[ch]' | sort); do
     target=$(realpath -m --relative-to=. "$dir/$inc")
     tdir=$(dirname "$target")
     case " $ok " in *" $tdir "*) ;; *) echo "check-includes: $f includes $inc ($tdir not allowed from $dir)"; bad=1;; esac
+    # A folder's _int.h is its own: other folders use its public header.
+    case "$inc" in *_int.h) [ "$tdir" = "$dir" ] || { echo "check-includes: $f includes $inc (another folder's private header)"; bad=1; } ;; esac
   done < <(sed -n 's/^#include "\(.*\)".*/\1/p' "$f")
 done
 [ $bad = 0 ] && echo "check-includes: ok"

@@ -33,8 +33,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
 typedef struct px_tun {
     sl_req_t *req;
     const px_route_t *rt;
@@ -64,19 +62,6 @@ static void tun_attempt(px_tun_t *t);
 static void tun_update(px_tun_t *t);
 
 /* ---- small helpers ---- */
-
-static void accept_value(const char *key, size_t n, char out[29])
-{
-    /* RFC 6455 4.2.2: base64(SHA-1(key + GUID)). */
-    uint8_t md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    char in[64 + sizeof(WS_GUID)];
-    n = SL_MIN(n, (size_t)64);
-    memcpy(in, key, n);
-    memcpy(in + n, WS_GUID, sizeof(WS_GUID) - 1);
-    EVP_Digest(in, n + sizeof(WS_GUID) - 1, md, &mdlen, EVP_sha1(), NULL);
-    EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
-}
 
 static const char *srv_name(const px_tun_t *t)
 {
@@ -222,7 +207,7 @@ static const char *check_101(px_tun_t *t, const sl_h1_head_t *h)
         klen = k->value.n;
     }
     char want[29];
-    accept_value(key, klen, want);
+    sl_ws_accept_value(key, klen, want);
     if (!acc || !sl_str_eq(acc->value, want))
         return "wrong Sec-WebSocket-Accept";
     if (t->req->proto == SL_PROTO_H2 && head_field(h, "sec-websocket-extensions"))

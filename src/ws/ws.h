@@ -86,4 +86,9 @@ size_t sl_ws_queued(const sl_ws_t *ws);
  * options as in sl_ws_opts_t plus max_channels, max_subscribers}. */
 extern const sl_handler_def_t sl_ws_handler;
 
+/* Sec-WebSocket-Accept for a key (RFC 6455 4.2.2: base64 of SHA-1 over the
+ * key and the GUID): 28 characters and a NUL. The proxy checks an
+ * upstream's 101 with it. */
+void sl_ws_accept_value(const char *key, size_t n, char out[29]);
+
 #endif

@@ -57,8 +57,6 @@ void sl_ws_pmd_dispose(sl_ws_pmd_t *pmd);
 
 /* ---- handshake ---- */
 
-/* Sec-WebSocket-Accept for a 24-character key: 28 characters and a NUL. */
-void sl_ws_accept_value(const char *key, size_t n, char out[29]);
 /* True when value (a comma-separated list) holds token, any case. */
 
 /* ---- the "ws" handler's routes and its apps ---- */
