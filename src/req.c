@@ -7,6 +7,18 @@
 #include "req.h"
 #include <stdio.h>
 
+int sl_field_is_connection_specific(sl_str_t n)
+{
+    switch (n.n) {
+    case 2: return sl_str_caseeq(n, "te");
+    case 7: return sl_str_caseeq(n, "upgrade");
+    case 10: return sl_str_caseeq(n, "connection") || sl_str_caseeq(n, "keep-alive");
+    case 16: return sl_str_caseeq(n, "proxy-connection");
+    case 17: return sl_str_caseeq(n, "transfer-encoding");
+    default: return 0;
+    }
+}
+
 void sl_req_set_client_cert(sl_req_t *req, const char *client_cert)
 {
     if (!client_cert)

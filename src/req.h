@@ -142,6 +142,13 @@ void sl_req_set_client_cert(sl_req_t *req, const char *client_cert);
 void sl_req_init(sl_req_t *req, sl_proto_kind_t proto, sl_conn_t *conn);
 void sl_req_dispose(sl_req_t *req);
 
+/* RFC 9110 7.6.1 / RFC 9113 8.2.2: a field that describes one hop, not
+ * the message (connection, keep-alive, proxy-connection, te,
+ * transfer-encoding, upgrade, compared case-insensitively): dropped when a
+ * message crosses to another connection or protocol. Callers add what
+ * their hop also owns (content-length, fields named in Connection, ...). */
+int sl_field_is_connection_specific(sl_str_t name);
+
 /* Header list helpers (copies go into req->pool). */
 void sl_headers_add(sl_pool_t *pool, sl_headers_t *h, const char *name, size_t nlen,
                     const char *value, size_t vlen);

@@ -46,14 +46,8 @@ static int is_tchar(unsigned char c)
 /* Fields the protocol owns; a route must not set them. */
 static int is_reserved(const char *name)
 {
-    static const char *const reserved[] = {
-        "content-length",   "transfer-encoding", "connection", "keep-alive",
-        "proxy-connection", "upgrade",           "te",         "trailer",
-    };
-    for (size_t i = 0; i < SL_ARRAY_LEN(reserved); i++)
-        if (strcmp(name, reserved[i]) == 0)
-            return 1;
-    return 0;
+    return sl_field_is_connection_specific((sl_str_t){name, strlen(name)}) ||
+           strcmp(name, "content-length") == 0 || strcmp(name, "trailer") == 0;
 }
 
 static int check_name(const char *name)

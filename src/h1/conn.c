@@ -302,6 +302,9 @@ static int fail_exchange(h1_conn_t *hc, int status)
 
 /* ---- response output ---- */
 
+/* Fields this serializer writes itself (framing, persistence). Not the
+ * whole connection-specific set of req.h: a 101 must carry the handler's
+ * Upgrade. */
 static int is_hop_header(sl_str_t n)
 {
     switch (n.n) {

@@ -364,9 +364,6 @@ void sl_h2_stream_from_h1(sl_h2_stream_t *st, const sl_req_t *h1req)
 {
     sl_req_t *req = &st->req;
     sl_pool_t *p = &req->pool;
-    static const char *const drop[] = {"connection",      "upgrade", "http2-settings",
-                                       "keep-alive",      "te",      "transfer-encoding",
-                                       "proxy-connection"};
     req->method = (sl_str_t){sl_pool_strndup(p, h1req->method.p, h1req->method.n), h1req->method.n};
     req->target = (sl_str_t){sl_pool_strndup(p, h1req->target.p, h1req->target.n), h1req->target.n};
     req->authority =
@@ -375,10 +372,9 @@ void sl_h2_stream_from_h1(sl_h2_stream_t *st, const sl_req_t *h1req)
     req->content_length = h1req->content_length;
     for (size_t i = 0; i < h1req->headers.n; i++) {
         const sl_header_t *h = &h1req->headers.v[i];
-        int skip = 0;
-        for (size_t k = 0; k < SL_ARRAY_LEN(drop) && !skip; k++)
-            skip = sl_str_caseeq(h->name, drop[k]);
-        if (!skip)
+        /* Connection-specific fields and the upgrade's own HTTP2-Settings
+         * stay with the HTTP/1.1 hop (RFC 9113 8.2.2). */
+        if (!sl_field_is_connection_specific(h->name) && !sl_str_caseeq(h->name, "http2-settings"))
             sl_headers_add(p, &req->headers, h->name.p, h->name.n, h->value.p, h->value.n);
     }
 }
@@ -390,20 +386,6 @@ void sl_h2_stream_from_h1(sl_h2_stream_t *st, const sl_req_t *h1req)
 static nghttp2_nv mknv(const char *name, size_t nlen, const char *value, size_t vlen, uint8_t flags)
 {
     return (nghttp2_nv){(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, nlen, vlen, flags};
-}
-
-/* Connection-specific fields are malformed in HTTP/2 (RFC 9113 8.2.2);
- * a proxied HTTP/1.1 response may carry them. */
-static int is_hop_header(sl_str_t n)
-{
-    switch (n.n) {
-    case 2: return sl_str_caseeq(n, "te");
-    case 7: return sl_str_caseeq(n, "upgrade");
-    case 10: return sl_str_caseeq(n, "connection") || sl_str_caseeq(n, "keep-alive");
-    case 16: return sl_str_caseeq(n, "proxy-connection");
-    case 17: return sl_str_caseeq(n, "transfer-encoding");
-    default: return 0;
-    }
 }
 
 /* Field names must be lower-case on the wire; copy only when needed. */
@@ -456,7 +438,7 @@ static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
     nva[n++] = mknv(":status", 7, st->status, 3, NV_NO_COPY);
     for (size_t i = 0; i < hs->n; i++) {
         const sl_header_t *h = &hs->v[i];
-        if (is_hop_header(h->name))
+        if (sl_field_is_connection_specific(h->name))
             continue;
         if (req->res.content_length >= 0 && sl_str_caseeq(h->name, "content-length"))
             continue;
@@ -484,7 +466,7 @@ static void submit_trailers(sl_h2_stream_t *st, uint32_t *flags)
     nghttp2_nv *nva = sl_pool_alloc(&req->pool, ts->n * sizeof(*nva));
     size_t n = 0;
     for (size_t i = 0; i < ts->n; i++)
-        if (!is_hop_header(ts->v[i].name))
+        if (!sl_field_is_connection_specific(ts->v[i].name))
             nva[n++] = field_nv(req, &ts->v[i]);
     /* Submitting trailers from the data source callback is allowed. */
     if (n && nghttp2_submit_trailer(st->sess->ng, st->id, nva, n) == 0)
@@ -617,7 +599,7 @@ static int op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
     /* The handler's list may be on its stack: let nghttp2 copy. */
     nva[n++] = mknv(":status", 7, code, 3, NGHTTP2_NV_FLAG_NONE);
     for (size_t i = 0; i < cnt; i++)
-        if (!is_hop_header(hdrs->v[i].name)) {
+        if (!sl_field_is_connection_specific(hdrs->v[i].name)) {
             nva[n] = field_nv(req, &hdrs->v[i]);
             nva[n++].flags = NGHTTP2_NV_FLAG_NONE;
         }

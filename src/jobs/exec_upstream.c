@@ -70,8 +70,6 @@ static void free_opts(void *opts)
 static int parse_fields(json_t *a, const char *p, up_opts_t *o, char *err, size_t errlen)
 {
     static const char *const dflt[] = {"content-type", "accept", "user-agent"};
-    static const char *const banned[] = {
-        "host", "connection", "content-length", "transfer-encoding", "upgrade", "te", "keep-alive"};
     size_t n = a ? json_array_size(a) : SL_ARRAY_LEN(dflt);
     if ((a && !json_is_array(a)) || n > MAX_FIELDS) {
         snprintf(err, errlen, "%s.headers: must be an array of up to %d names", p, MAX_FIELDS);
@@ -88,11 +86,11 @@ static int parse_fields(json_t *a, const char *p, up_opts_t *o, char *err, size_
         for (char *c = l; *c; c++)
             *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
         o->fields[o->nfields++] = l;
-        for (size_t k = 0; k < SL_ARRAY_LEN(banned); k++) {
-            if (strcmp(l, banned[k]) == 0) {
-                snprintf(err, errlen, "%s.headers: %s is set by sluice", p, l);
-                return SL_EINVAL;
-            }
+        /* What the request writer sets, or what belongs to one hop. */
+        if (sl_field_is_connection_specific((sl_str_t){l, strlen(l)}) || strcmp(l, "host") == 0 ||
+            strcmp(l, "content-length") == 0) {
+            snprintf(err, errlen, "%s.headers: %s is set by sluice", p, l);
+            return SL_EINVAL;
         }
     }
     return 0;

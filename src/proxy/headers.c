@@ -45,9 +45,7 @@ static void header(out_t *o, const char *name, size_t nn, const char *val, size_
 
 int px_is_hop_header(sl_str_t n, sl_str_t connection)
 {
-    if (sl_str_caseeq(n, "connection") || sl_str_caseeq(n, "keep-alive") ||
-        sl_str_caseeq(n, "te") || sl_str_caseeq(n, "transfer-encoding") ||
-        sl_str_caseeq(n, "upgrade") || (n.n > 6 && strncasecmp(n.p, "proxy-", 6) == 0))
+    if (sl_field_is_connection_specific(n) || (n.n > 6 && strncasecmp(n.p, "proxy-", 6) == 0))
         return 1;
     return sl_str_has_token_s(connection, n);
 }

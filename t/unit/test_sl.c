@@ -1,9 +1,11 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
  * Unit tests for src/sl.c helpers shared by the modules: hex and base64
- * encoding (RFC 4648 test vectors) and the traceparent check.
+ * encoding (RFC 4648 test vectors), the traceparent check, OWS and list
+ * tokens, and the connection-specific field set (src/req.c).
  */
 #include "sl.h"
+#include "req.h"
 #include "helpers.h"
 #include <check.h>
 
@@ -43,6 +45,19 @@ START_TEST(test_tokens)
 }
 END_TEST
 
+START_TEST(test_connection_specific)
+{
+    static const char *const yes[] = {"Connection", "keep-alive",        "Proxy-Connection",
+                                      "TE",         "transfer-encoding", "Upgrade"};
+    static const char *const no[] = {"content-length", "trailer", "te2", "host",
+                                     "upgrade-insecure-requests"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(yes); i++)
+        ck_assert(sl_field_is_connection_specific((sl_str_t){yes[i], strlen(yes[i])}));
+    for (size_t i = 0; i < SL_ARRAY_LEN(no); i++)
+        ck_assert(!sl_field_is_connection_specific((sl_str_t){no[i], strlen(no[i])}));
+}
+END_TEST
+
 START_TEST(test_traceparent)
 {
     static const char ok[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -65,6 +80,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_base64_vectors);
     tcase_add_test(tc, test_hex);
     tcase_add_test(tc, test_tokens);
+    tcase_add_test(tc, test_connection_specific);
     tcase_add_test(tc, test_traceparent);
     suite_add_tcase(s, tc);
     return s;
