@@ -18,12 +18,15 @@
 #include <sys/random.h>
 
 static uint8_t proc_key[32];
-static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static EVP_MAC *hmac; /* fetched once: a provider lookup per request is not free */
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
-static void make_proc_key(void)
+static void init(void)
 {
     if (getrandom(proc_key, sizeof(proc_key), 0) != (ssize_t)sizeof(proc_key))
         sl_assert_fail("getrandom for the owner key", __FILE__, __LINE__);
+    if (!(hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)))
+        sl_assert_fail("EVP_MAC_fetch(HMAC)", __FILE__, __LINE__);
 }
 
 static int name_ok(const char *n)
@@ -107,19 +110,17 @@ static void hash_owner(const sl_reply_owner_rule_t *r, sl_str_t v, char *out)
     const sl_jobs_cfg_t *cfg = sl_jobs_config();
     const uint8_t *key = proc_key;
     size_t klen = sizeof(proc_key);
+    pthread_once(&init_once, init);
     if (cfg && cfg->owner_key_len) {
         key = cfg->owner_key;
         klen = cfg->owner_key_len;
-    } else {
-        pthread_once(&key_once, make_proc_key);
     }
     /* The rule goes in too: one value under two rules is two owners. */
     char pre[160];
     static const char *const kinds[] = {"none", "header", "cookie", "tls"};
     int pn = snprintf(pre, sizeof(pre), "%s:%s", kinds[r->kind], r->name);
     uint8_t md[EVP_MAX_MD_SIZE], sep = 0;
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac);
     char digest[] = "SHA256";
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
                            OSSL_PARAM_construct_end()};
@@ -130,7 +131,6 @@ static void hash_owner(const sl_reply_owner_rule_t *r, sl_str_t v, char *out)
         !EVP_MAC_final(ctx, md, &outl, sizeof(md)))
         sl_assert_fail("HMAC-SHA256 for a job owner", __FILE__, __LINE__);
     EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(mac);
     sl_hex_encode(md, SL_MIN((size_t)SL_JOBS_OWNER_LEN / 2, outl), out);
 }
 
