@@ -230,12 +230,7 @@ static void on_job(sl_req_t *req, const sl_reply_caller_t *c, sl_str_t id, sl_st
                    const char *jobs_path)
 {
     int expired;
-    sl_jobs_job_t *job = sl_jobs_find(id, &expired);
-    if (job && !sl_reply_owner_may(c, job)) {
-        sl_jobs_job_unref(job);
-        job = NULL;
-        expired = 0;
-    }
+    sl_jobs_job_t *job = sl_reply_find_job(c, id, &expired);
     if (!job) {
         sl_resp_error(req, expired ? 410 : 404, expired ? "job expired" : "no such job");
         return;

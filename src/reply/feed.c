@@ -60,11 +60,8 @@ static void on_close(sl_req_t *req, int err)
     sl_reply_t *r = req->hdata;
     sl_jobs_unsubscribe(r->sub);
     r->sub = NULL;
-    if (r->body_md) { /* the body never completed: no digest to keep */
-        char unused[SL_JOBS_FP_LEN + 1];
-        sl_reply_body_hash_end(r->body_md, unused);
-        r->body_md = NULL;
-    }
+    sl_reply_body_hash_free(r->body_md); /* the body never completed */
+    r->body_md = NULL;
     if (err && r->in_fd >= 0) {
         /* Gone before the whole body reached the job: its input is cut,
          * so it must not end "succeeded" on a partial body. Before the

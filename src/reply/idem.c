@@ -56,6 +56,11 @@ void sl_reply_body_hash_feed(EVP_MD_CTX *md, const uint8_t *p, size_t n)
         EVP_DigestUpdate(md, p, n);
 }
 
+void sl_reply_body_hash_free(EVP_MD_CTX *md)
+{
+    EVP_MD_CTX_free(md);
+}
+
 void sl_reply_body_hash_end(EVP_MD_CTX *md, char *out)
 {
     uint8_t h[EVP_MAX_MD_SIZE];

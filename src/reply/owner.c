@@ -169,12 +169,23 @@ int sl_reply_is_admin(const sl_req_t *req)
     return t.n == n && CRYPTO_memcmp(t.p, cfg->admin_token, n) == 0;
 }
 
-int sl_reply_owner_may(const sl_reply_caller_t *c, sl_jobs_job_t *job)
+static int owner_may(const sl_reply_caller_t *c, sl_jobs_job_t *job)
 {
     const char *owner = sl_jobs_job_owner(job);
     if (c->admin || owner[0] == '\0')
         return 1;
     return c->owner[0] && CRYPTO_memcmp(c->owner, owner, SL_JOBS_OWNER_LEN) == 0;
+}
+
+sl_jobs_job_t *sl_reply_find_job(const sl_reply_caller_t *c, sl_str_t id, int *expired)
+{
+    sl_jobs_job_t *job = sl_jobs_find(id, expired);
+    if (job && !owner_may(c, job)) {
+        sl_jobs_job_unref(job); /* 404, like an unknown id: existence does not leak */
+        job = NULL;
+        *expired = 0;
+    }
+    return job;
 }
 
 void sl_reply_caller_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, sl_reply_caller_t *c)

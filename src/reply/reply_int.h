@@ -79,6 +79,8 @@ void sl_reply_idem_fingerprint(const sl_req_t *req, char *out);
 struct evp_md_ctx_st *sl_reply_body_hash_begin(void);
 void sl_reply_body_hash_feed(struct evp_md_ctx_st *md, const uint8_t *p, size_t n);
 void sl_reply_body_hash_end(struct evp_md_ctx_st *md, char *out);
+/* Drop a hash whose body never completed (NULL is fine). */
+void sl_reply_body_hash_free(struct evp_md_ctx_st *md);
 
 /* One event as SSE (sse.c): "id: seq", "event: type", the payload as
  * data: lines (CR, LF and CRLF each start a new one, so a payload cannot
@@ -121,9 +123,10 @@ int sl_reply_owner_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, char 
 /* Authorization: Bearer <jobs.admin_token_file's token> (constant time). */
 int sl_reply_is_admin(const sl_req_t *req);
 void sl_reply_caller_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, sl_reply_caller_t *c);
-/* May c see and touch job? The admin may; a job without owner is open to
- * whoever has its id; else only its owner. Everyone else gets 404. */
-int sl_reply_owner_may(const sl_reply_caller_t *c, sl_jobs_job_t *job);
+/* sl_jobs_find for caller c: a job c may not see (not its owner, not the
+ * admin, and the job has an owner) is NULL with *expired 0, exactly as an
+ * unknown id, so everyone else gets 404. */
+sl_jobs_job_t *sl_reply_find_job(const sl_reply_caller_t *c, sl_str_t id, int *expired);
 
 /* A client message on /jobs/ws (ws_msg.c). */
 typedef enum sl_reply_ws_op {

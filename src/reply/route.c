@@ -272,11 +272,8 @@ typedef struct replay {
 
 static void replay_release(replay_t *p)
 {
-    if (p->md) {
-        char unused[SL_JOBS_FP_LEN + 1];
-        sl_reply_body_hash_end(p->md, unused);
-        p->md = NULL;
-    }
+    sl_reply_body_hash_free(p->md);
+    p->md = NULL;
     if (p->job)
         sl_jobs_job_unref(p->job);
     p->job = NULL;

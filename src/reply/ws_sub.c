@@ -215,12 +215,7 @@ static wsub_t *find_sub(ws_state_t *s, const char *id, size_t *at)
 static sl_jobs_job_t *lookup(ws_state_t *s, const char *id)
 {
     int expired = 0;
-    sl_jobs_job_t *job = sl_jobs_find((sl_str_t){id, strlen(id)}, &expired);
-    if (job && !sl_reply_owner_may(&s->caller, job)) {
-        sl_jobs_job_unref(job); /* 404, as over HTTP: existence does not leak */
-        job = NULL;
-        expired = 0;
-    }
+    sl_jobs_job_t *job = sl_reply_find_job(&s->caller, (sl_str_t){id, strlen(id)}, &expired);
     if (!job)
         send_error(s, id, expired ? 410 : 404, expired ? "job expired" : "no such job");
     return job;
