@@ -99,8 +99,13 @@ run: $(BUILD)/sluice
 
 check: check-includes check-unit check-integration
 
+# Every suite runs on the shared helpers: the leak fixture and one runner.
 check-unit: $(UNIT_BINS)
-	@fail=0; for t in $(UNIT_BINS); do \
+	@fail=0; for f in $(UNIT_SRCS); do \
+		grep -q 'sl_test_alloc_setup\|sl_test_tcase' $$f && grep -q 'sl_test_run' $$f || \
+		{ echo "check-unit: $$f does not use t/unit/helpers.h (leak fixture, runner)"; fail=1; }; \
+	done; \
+	for t in $(UNIT_BINS); do \
 		echo "== $$t"; CK_DEFAULT_TIMEOUT=20 $$t || fail=1; \
 	done; exit $$fail
 

@@ -8,7 +8,6 @@
  * docs/config.md; keep the tables and that page in step.
  */
 #include "config.h"
-#include "router.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -17,246 +16,45 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define PATH_LEN 256
+#define PATH_LEN SL_CONF_PATH_LEN
 #define MAX_FILE_BYTES (16 * 1024 * 1024)
 #define MAX_WORKERS 256
 #define MAX_LISTENERS 64
 #define MAX_CERTS 256
 #define MAX_NAMES 1024
-#define MAX_ROUTES 10000
 #define U31_MAX 2147483647
 #define DAY_S 86400.0
 
-/* ---- error helpers ---- */
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) SL_PRINTF(3, 4);
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return SL_EINVAL;
-}
-
-/* Format a JSON path into a PATH_LEN buffer; a path too long for it is
- * cut short, which only shortens an error message. */
-static void pathf(char *out, const char *fmt, ...) SL_PRINTF(2, 3);
-
-static void pathf(char *out, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out, PATH_LEN, fmt, ap);
-    va_end(ap);
-}
-
-/* "path.key", or just "key" at the top level. */
-static void join_path(char *out, const char *path, const char *key)
-{
-    if (path && *path)
-        pathf(out, "%s.%s", path, key);
-    else
-        pathf(out, "%s", key);
-}
-
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), row[65];
-    if (la > 64 || lb > 64)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t sub = diag + (a[i - 1] != b[j - 1]);
-            row[j] = SL_MIN(SL_MIN(row[j - 1] + 1, up + 1), sub);
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-/* "path.key: unknown key", with the closest known name when a typo is
- * likely (two edits or fewer). */
-static int fail_unknown(char *err, size_t errlen, const char *path, const char *key,
-                        const char *const *known, size_t nknown)
-{
-    char p[PATH_LEN];
-    const char *best = NULL;
-    size_t bestd = 3;
-    for (size_t i = 0; i < nknown; i++) {
-        size_t d = edit_distance(key, known[i]);
-        if (d < bestd) {
-            bestd = d;
-            best = known[i];
-        }
-    }
-    join_path(p, path, key);
-    if (best)
-        return fail(err, errlen, "%s: unknown key (did you mean \"%s\"?)", p, best);
-    return fail(err, errlen, "%s: unknown key", p);
-}
-
-/* Refuse any key of obj not in allowed[]. */
-int sl_config_check_keys(json_t *obj, const char *path, const char *const *allowed, size_t n,
-                         char *err, size_t errlen)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v)
-    {
-        size_t i = 0;
-        while (i < n && strcmp(key, allowed[i]) != 0)
-            i++;
-        if (i == n)
-            return fail_unknown(err, errlen, path, key, allowed, n);
-    }
-    return 0;
-}
-
-/* ---- typed getters (also used by handlers through config.h) ---- */
-
-int sl_config_get_int(json_t *obj, const char *path, const char *key, int64_t def, int64_t min,
-                      int64_t max, int64_t *out, char *err, size_t errlen)
-{
-    char p[PATH_LEN];
-    json_t *v = obj ? json_object_get(obj, key) : NULL;
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    join_path(p, path, key);
-    if (!json_is_integer(v))
-        return fail(err, errlen, "%s: must be an integer", p);
-    json_int_t x = json_integer_value(v);
-    if (x < min || x > max)
-        return fail(err, errlen, "%s: must be between %lld and %lld (got %lld)", p, (long long)min,
-                    (long long)max, (long long)x);
-    *out = x;
-    return 0;
-}
-
-int sl_config_get_bool(json_t *obj, const char *path, const char *key, int def, int *out, char *err,
-                       size_t errlen)
-{
-    char p[PATH_LEN];
-    json_t *v = obj ? json_object_get(obj, key) : NULL;
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    if (!json_is_boolean(v)) {
-        join_path(p, path, key);
-        return fail(err, errlen, "%s: must be true or false", p);
-    }
-    *out = json_is_true(v);
-    return 0;
-}
-
-int sl_config_get_str(json_t *obj, const char *path, const char *key, const char *def,
-                      const char **out, char *err, size_t errlen)
-{
-    char p[PATH_LEN];
-    json_t *v = obj ? json_object_get(obj, key) : NULL;
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    /* An explicit null means "none", distinct from "absent = default". */
-    if (json_is_null(v)) {
-        *out = NULL;
-        return 0;
-    }
-    if (!json_is_string(v)) {
-        join_path(p, path, key);
-        return fail(err, errlen, "%s: must be a string", p);
-    }
-    *out = json_string_value(v);
-    return 0;
-}
-
-/* A required, non-empty string copied with sl_strdup. */
-static int get_req_str(json_t *obj, const char *path, const char *key, char **out, char *err,
-                       size_t errlen)
-{
-    char p[PATH_LEN];
-    const char *s;
-    if (sl_config_get_str(obj, path, key, NULL, &s, err, errlen))
-        return SL_EINVAL;
-    if (!s || !*s) {
-        join_path(p, path, key);
-        return fail(err, errlen, "%s: required (a non-empty string)", p);
-    }
-    *out = sl_strdup(s);
-    return 0;
-}
-
-/* An optional non-empty string; absent leaves *out as it is. */
-static int get_opt_str(json_t *obj, const char *path, const char *key, char **out, char *err,
-                       size_t errlen)
-{
-    char p[PATH_LEN];
-    json_t *v = json_object_get(obj, key);
-    if (!v)
-        return 0;
-    if (!json_is_string(v) || json_string_length(v) == 0) {
-        join_path(p, path, key);
-        return fail(err, errlen, "%s: must be a non-empty string", p);
-    }
-    sl_free(*out);
-    *out = sl_strdup(json_string_value(v));
-    return 0;
-}
-
 /* ---- scalar tables: limits and timeouts ---- */
 
-typedef enum key_type { KT_U32, KT_SIZE, KT_I64, KT_DOUBLE } key_type_t;
-
-typedef struct cfg_key {
-    const char *name;
-    key_type_t type;
-    size_t off;
-    int64_t idef, imin, imax; /* integer types */
-    double ddef, dmin, dmax;  /* KT_DOUBLE */
-} cfg_key_t;
-
-/* clang-format off */
-#define LIM(f, t, def, min, max) {#f, t, offsetof(sl_limits_t, f), def, min, max, 0, 0, 0}
-#define TMO(f, def, min, max) {#f, KT_DOUBLE, offsetof(sl_timeouts_t, f), 0, 0, 0, def, min, max}
-/* clang-format on */
+#define LIM(f, t, def, min, max) SL_CONF_INT(t, sl_limits_t, f, def, min, max)
+#define TMO(f, def, min, max) SL_CONF_SECONDS(sl_timeouts_t, f, def, min, max)
 
 /* Defaults and what happens at each bound: config.h and docs/config.md. */
-static const cfg_key_t limit_keys[] = {
-    LIM(h1_uri_bytes, KT_SIZE, 8192, 256, 1 << 20),
-    LIM(h1_header_bytes, KT_SIZE, 65536, 1024, 16 << 20),
-    LIM(h1_max_headers, KT_SIZE, 100, 1, 10000),
-    LIM(body_window_bytes, KT_SIZE, 65536, 1024, 1 << 30),
-    LIM(max_body_bytes, KT_I64, 1 << 30, 0, INT64_MAX),
-    LIM(conn_out_bytes, KT_SIZE, 256 << 10, 16384, 1 << 30),
-    LIM(h2_max_concurrent_streams, KT_U32, 100, 1, U31_MAX),
-    LIM(h2_initial_window, KT_U32, 1 << 20, 65535, U31_MAX),
-    LIM(h2_conn_window, KT_U32, 16 << 20, 65535, U31_MAX),
-    LIM(h2_max_frame_size, KT_U32, 16384, 16384, 16777215),
-    LIM(h2_header_list_bytes, KT_U32, 65536, 1024, 16 << 20),
-    LIM(h2_header_table_bytes, KT_U32, 4096, 0, 1 << 20),
-    LIM(h2_max_continuations, KT_U32, 8, 0, 1024),
-    LIM(h2_reset_burst, KT_U32, 1000, 1, 1000000),
-    LIM(h2_reset_rate, KT_U32, 33, 1, 1000000),
-    LIM(h2_glitch_limit, KT_U32, 1000, 1, 1000000),
-    LIM(h2_glitch_window_s, KT_U32, 10, 1, 3600),
-    LIM(h2_max_settings, KT_U32, 32, 1, 4096),
-    LIM(h2_max_outbound_ack, KT_U32, 1000, 1, 1000000),
-    LIM(max_conns_per_worker, KT_U32, 10000, 1, 1000000),
+static const sl_conf_key_t limit_keys[] = {
+    LIM(h1_uri_bytes, SL_CONF_SIZE, 8192, 256, 1 << 20),
+    LIM(h1_header_bytes, SL_CONF_SIZE, 65536, 1024, 16 << 20),
+    LIM(h1_max_headers, SL_CONF_SIZE, 100, 1, 10000),
+    LIM(body_window_bytes, SL_CONF_SIZE, 65536, 1024, 1 << 30),
+    LIM(max_body_bytes, SL_CONF_I64, 1 << 30, 0, INT64_MAX),
+    LIM(conn_out_bytes, SL_CONF_SIZE, 256 << 10, 16384, 1 << 30),
+    LIM(h2_max_concurrent_streams, SL_CONF_U32, 100, 1, U31_MAX),
+    LIM(h2_initial_window, SL_CONF_U32, 1 << 20, 65535, U31_MAX),
+    LIM(h2_conn_window, SL_CONF_U32, 16 << 20, 65535, U31_MAX),
+    LIM(h2_max_frame_size, SL_CONF_U32, 16384, 16384, 16777215),
+    LIM(h2_header_list_bytes, SL_CONF_U32, 65536, 1024, 16 << 20),
+    LIM(h2_header_table_bytes, SL_CONF_U32, 4096, 0, 1 << 20),
+    LIM(h2_max_continuations, SL_CONF_U32, 8, 0, 1024),
+    LIM(h2_reset_burst, SL_CONF_U32, 1000, 1, 1000000),
+    LIM(h2_reset_rate, SL_CONF_U32, 33, 1, 1000000),
+    LIM(h2_glitch_limit, SL_CONF_U32, 1000, 1, 1000000),
+    LIM(h2_glitch_window_s, SL_CONF_U32, 10, 1, 3600),
+    LIM(h2_max_settings, SL_CONF_U32, 32, 1, 4096),
+    LIM(h2_max_outbound_ack, SL_CONF_U32, 1000, 1, 1000000),
+    LIM(max_conns_per_worker, SL_CONF_U32, 10000, 1, 1000000),
 };
 
-static const cfg_key_t timeout_keys[] = {
+static const sl_conf_key_t timeout_keys[] = {
     TMO(tls_handshake_s, 10, 0.001, DAY_S),
     TMO(h1_header_s, 10, 0.001, DAY_S),
     TMO(h1_keepalive_s, 75, 0.001, DAY_S),
@@ -267,79 +65,6 @@ static const cfg_key_t timeout_keys[] = {
     TMO(drain_s, 30, 0, DAY_S),
     TMO(linger_s, 2, 0, 3600),
 };
-
-static void table_defaults(const cfg_key_t *tab, size_t n, void *base)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint8_t *f = (uint8_t *)base + tab[i].off;
-        switch (tab[i].type) {
-        case KT_U32: *(uint32_t *)f = (uint32_t)tab[i].idef; break;
-        case KT_SIZE: *(size_t *)f = (size_t)tab[i].idef; break;
-        case KT_I64: *(int64_t *)f = tab[i].idef; break;
-        case KT_DOUBLE: *(double *)f = tab[i].ddef; break;
-        }
-    }
-}
-
-static int table_store(const cfg_key_t *k, json_t *v, const char *p, void *base, char *err,
-                       size_t errlen)
-{
-    uint8_t *f = (uint8_t *)base + k->off;
-    if (k->type == KT_DOUBLE) {
-        if (!json_is_number(v))
-            return fail(err, errlen, "%s: must be a number (seconds)", p);
-        double d = json_number_value(v);
-        if (!(d >= k->dmin && d <= k->dmax))
-            return fail(err, errlen, "%s: must be between %g and %g (got %g)", p, k->dmin, k->dmax,
-                        d);
-        *(double *)f = d;
-        return 0;
-    }
-    if (!json_is_integer(v))
-        return fail(err, errlen, "%s: must be an integer", p);
-    json_int_t x = json_integer_value(v);
-    if (x < k->imin || x > k->imax)
-        return fail(err, errlen, "%s: must be between %lld and %lld (got %lld)", p,
-                    (long long)k->imin, (long long)k->imax, (long long)x);
-    switch (k->type) {
-    case KT_U32: *(uint32_t *)f = (uint32_t)x; break;
-    case KT_SIZE: *(size_t *)f = (size_t)x; break;
-    default: *(int64_t *)f = x; break;
-    }
-    return 0;
-}
-
-/* The one walker for every scalar section: defaults, then each key of obj
- * (which may be NULL) looked up in the table. */
-static int table_load(const cfg_key_t *tab, size_t n, json_t *obj, const char *path, void *base,
-                      char *err, size_t errlen)
-{
-    const char *names[32];
-    const char *key;
-    json_t *v;
-    char p[PATH_LEN];
-    SL_ASSERT(n <= SL_ARRAY_LEN(names));
-    table_defaults(tab, n, base);
-    if (!obj)
-        return 0;
-    if (!json_is_object(obj))
-        return fail(err, errlen, "%s: must be an object", path);
-    json_object_foreach(obj, key, v)
-    {
-        size_t i = 0;
-        while (i < n && strcmp(tab[i].name, key) != 0)
-            i++;
-        if (i == n) {
-            for (size_t j = 0; j < n; j++)
-                names[j] = tab[j].name;
-            return fail_unknown(err, errlen, path, key, names, n);
-        }
-        join_path(p, path, key);
-        if (table_store(&tab[i], v, p, base, err, errlen))
-            return SL_EINVAL;
-    }
-    return 0;
-}
 
 /* ---- listeners ---- */
 
@@ -397,7 +122,7 @@ static int set_listener_addr(sl_listener_cfg_t *lc, const char *addr, const char
 {
     const char *why = parse_addr(addr, &lc->ss, &lc->sslen);
     if (why)
-        return fail(err, errlen, "%s: %s (got \"%s\")", path, why, addr);
+        return sl_conf_fail(err, errlen, "%s: %s (got \"%s\")", path, why, addr);
     sl_free(lc->addr);
     lc->addr = sl_strdup(addr);
     return 0;
@@ -419,8 +144,8 @@ static int check_duplicate_addrs(const sl_config_t *cfg, const char *what, const
         for (size_t j = 0; j < i && port_of(a) != 0; j++) {
             const sl_listener_cfg_t *b = &cfg->listeners[j];
             if (a->sslen == b->sslen && memcmp(&a->ss, &b->ss, a->sslen) == 0)
-                return fail(err, errlen, "%s[%zu]%s: same address as %s[%zu] (\"%s\")", what, i,
-                            suffix, what, j, a->addr);
+                return sl_conf_fail(err, errlen, "%s[%zu]%s: same address as %s[%zu] (\"%s\")",
+                                    what, i, suffix, what, j, a->addr);
         }
     }
     return 0;
@@ -455,26 +180,27 @@ static int parse_names(json_t *obj, const char *path, sl_tls_cert_cfg_t *c, char
     json_t *arr = json_object_get(obj, "names");
     if (!arr)
         return 0;
-    join_path(p, path, "names");
+    sl_conf_path(p, path, "names");
     if (!json_is_array(arr) || json_array_size(arr) > MAX_NAMES)
-        return fail(err, errlen, "%s: must be an array of at most %d server names", p, MAX_NAMES);
+        return sl_conf_fail(err, errlen, "%s: must be an array of at most %d server names", p,
+                            MAX_NAMES);
     c->names = sl_calloc(json_array_size(arr) ? json_array_size(arr) : 1, sizeof(char *));
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *v = json_array_get(arr, i);
         if (!json_is_string(v))
-            return fail(err, errlen, "%s[%zu]: must be a string", p, i);
+            return sl_conf_fail(err, errlen, "%s[%zu]: must be a string", p, i);
         c->names[c->nnames++] = sl_strdup(json_string_value(v));
         if (!valid_server_name(c->names[i]))
-            return fail(err, errlen, "%s[%zu]: not a valid server name (\"%s\")", p, i,
-                        json_string_value(v));
+            return sl_conf_fail(err, errlen, "%s[%zu]: not a valid server name (\"%s\")", p, i,
+                                json_string_value(v));
     }
     return 0;
 }
 
 static int parse_cert(json_t *obj, const char *path, sl_tls_cert_cfg_t *c, char *err, size_t errlen)
 {
-    if (get_req_str(obj, path, "cert", &c->cert, err, errlen) ||
-        get_req_str(obj, path, "key", &c->key, err, errlen) ||
+    if (sl_conf_get_req_str(obj, path, "cert", &c->cert, err, errlen) ||
+        sl_conf_get_req_str(obj, path, "key", &c->key, err, errlen) ||
         parse_names(obj, path, c, err, errlen))
         return SL_EINVAL;
     return 0;
@@ -483,19 +209,20 @@ static int parse_cert(json_t *obj, const char *path, sl_tls_cert_cfg_t *c, char 
 static int parse_certs(json_t *arr, const char *path, sl_tls_cfg_t *t, char *err, size_t errlen)
 {
     static const char *const keys[] = {"cert", "key", "names"};
-    char p[PATH_LEN], ep[PATH_LEN];
-    join_path(p, path, "certs");
+    char p[PATH_LEN], ep[PATH_LEN + 24];
+    sl_conf_path(p, path, "certs");
     size_t n = json_is_array(arr) ? json_array_size(arr) : 0;
     if (n == 0 || n > MAX_CERTS)
-        return fail(err, errlen, "%s: must be an array of 1 to %d certificates", p, MAX_CERTS);
+        return sl_conf_fail(err, errlen, "%s: must be an array of 1 to %d certificates", p,
+                            MAX_CERTS);
     t->certs = sl_calloc(n, sizeof(*t->certs));
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_array_get(arr, i);
-        pathf(ep, "%s[%zu]", p, i);
+        snprintf(ep, sizeof(ep), "%s[%zu]", p, i);
         t->ncerts++;
         if (!json_is_object(o))
-            return fail(err, errlen, "%s: must be an object", ep);
-        if (sl_config_check_keys(o, ep, keys, SL_ARRAY_LEN(keys), err, errlen) ||
+            return sl_conf_fail(err, errlen, "%s: must be an object", ep);
+        if (sl_conf_check_keys(o, ep, keys, SL_ARRAY_LEN(keys), err, errlen) ||
             parse_cert(o, ep, &t->certs[i], err, errlen))
             return SL_EINVAL;
     }
@@ -512,14 +239,15 @@ static int parse_tls(json_t *obj, const char *path, sl_tls_cfg_t *t, char *err, 
     t->session_tickets = 1;
     t->min_version = sl_strdup("TLSv1.2");
     if (!json_is_object(obj))
-        return fail(err, errlen, "%s: must be an object", path);
-    if (sl_config_check_keys(obj, path, keys, SL_ARRAY_LEN(keys), err, errlen))
+        return sl_conf_fail(err, errlen, "%s: must be an object", path);
+    if (sl_conf_check_keys(obj, path, keys, SL_ARRAY_LEN(keys), err, errlen))
         return SL_EINVAL;
     json_t *certs = json_object_get(obj, "certs");
     int shorthand = json_object_get(obj, "cert") || json_object_get(obj, "key") ||
                     json_object_get(obj, "names");
     if (certs && shorthand)
-        return fail(err, errlen, "%s: use either \"cert\"/\"key\" or \"certs\", not both", path);
+        return sl_conf_fail(err, errlen, "%s: use either \"cert\"/\"key\" or \"certs\", not both",
+                            path);
     if (certs) {
         if (parse_certs(certs, path, t, err, errlen))
             return SL_EINVAL;
@@ -529,31 +257,31 @@ static int parse_tls(json_t *obj, const char *path, sl_tls_cfg_t *t, char *err, 
         if (parse_cert(obj, path, &t->certs[0], err, errlen))
             return SL_EINVAL;
     }
-    if (sl_config_get_bool(obj, path, "self_signed", 0, &t->self_signed, err, errlen) ||
-        sl_config_get_bool(obj, path, "session_tickets", 1, &t->session_tickets, err, errlen) ||
-        get_opt_str(obj, path, "ciphers", &t->ciphers, err, errlen) ||
-        get_opt_str(obj, path, "ciphersuites", &t->ciphersuites, err, errlen) ||
-        sl_config_get_str(obj, path, "min_version", "TLSv1.2", &minv, err, errlen))
+    if (sl_conf_get_bool(obj, path, "self_signed", 0, &t->self_signed, err, errlen) ||
+        sl_conf_get_bool(obj, path, "session_tickets", 1, &t->session_tickets, err, errlen) ||
+        sl_conf_get_opt_str(obj, path, "ciphers", &t->ciphers, err, errlen) ||
+        sl_conf_get_opt_str(obj, path, "ciphersuites", &t->ciphersuites, err, errlen) ||
+        sl_conf_get_str(obj, path, "min_version", "TLSv1.2", &minv, err, errlen))
         return SL_EINVAL;
     if (!minv || (strcmp(minv, "TLSv1.2") != 0 && strcmp(minv, "TLSv1.3") != 0)) {
-        join_path(p, path, "min_version");
-        return fail(err, errlen, "%s: must be \"TLSv1.2\" or \"TLSv1.3\"", p);
+        sl_conf_path(p, path, "min_version");
+        return sl_conf_fail(err, errlen, "%s: must be \"TLSv1.2\" or \"TLSv1.3\"", p);
     }
     sl_free(t->min_version);
     t->min_version = sl_strdup(minv);
-    if (get_opt_str(obj, path, "client_ca", &t->client_ca, err, errlen) ||
-        sl_config_get_str(obj, path, "verify_client", "off", &verify, err, errlen))
+    if (sl_conf_get_opt_str(obj, path, "client_ca", &t->client_ca, err, errlen) ||
+        sl_conf_get_str(obj, path, "verify_client", "off", &verify, err, errlen))
         return SL_EINVAL;
-    join_path(p, path, "verify_client");
+    sl_conf_path(p, path, "verify_client");
     if (strcmp(verify, "optional") == 0)
         t->verify_client = SL_TLS_VERIFY_OPTIONAL;
     else if (strcmp(verify, "require") == 0)
         t->verify_client = SL_TLS_VERIFY_REQUIRE;
     else if (strcmp(verify, "off") != 0)
-        return fail(err, errlen, "%s: must be \"off\", \"optional\" or \"require\"", p);
+        return sl_conf_fail(err, errlen, "%s: must be \"off\", \"optional\" or \"require\"", p);
     if (t->verify_client != SL_TLS_VERIFY_OFF && !t->client_ca)
-        return fail(err, errlen, "%s: needs tls.client_ca (the CA that signs client certificates)",
-                    p);
+        return sl_conf_fail(err, errlen,
+                            "%s: needs tls.client_ca (the CA that signs client certificates)", p);
     return 0;
 }
 
@@ -582,17 +310,17 @@ static int parse_listener(sl_config_t *cfg, json_t *obj, const char *path, sl_li
     const char *addr;
     int64_t backlog;
     if (!json_is_object(obj))
-        return fail(err, errlen, "%s: must be an object", path);
-    if (sl_config_check_keys(obj, path, keys, SL_ARRAY_LEN(keys), err, errlen) ||
-        sl_config_get_str(obj, path, "addr", NULL, &addr, err, errlen))
+        return sl_conf_fail(err, errlen, "%s: must be an object", path);
+    if (sl_conf_check_keys(obj, path, keys, SL_ARRAY_LEN(keys), err, errlen) ||
+        sl_conf_get_str(obj, path, "addr", NULL, &addr, err, errlen))
         return SL_EINVAL;
-    join_path(p, path, "addr");
+    sl_conf_path(p, path, "addr");
     if (!addr)
-        return fail(err, errlen, "%s: required", p);
+        return sl_conf_fail(err, errlen, "%s: required", p);
     if (set_listener_addr(lc, addr, p, err, errlen) ||
-        sl_config_get_bool(obj, path, "h2c", 1, &lc->h2c, err, errlen) ||
-        sl_config_get_bool(obj, path, "h2c_upgrade", 0, &lc->h2c_upgrade, err, errlen) ||
-        sl_config_get_int(obj, path, "backlog", 511, 1, 65535, &backlog, err, errlen))
+        sl_conf_get_bool(obj, path, "h2c", 1, &lc->h2c, err, errlen) ||
+        sl_conf_get_bool(obj, path, "h2c_upgrade", 0, &lc->h2c_upgrade, err, errlen) ||
+        sl_conf_get_int(obj, path, "backlog", 511, 1, 65535, &backlog, err, errlen))
         return SL_EINVAL;
     lc->backlog = (int)backlog;
     json_t *tls = json_object_get(obj, "tls");
@@ -600,7 +328,7 @@ static int parse_listener(sl_config_t *cfg, json_t *obj, const char *path, sl_li
         /* tls_cfgs was sized by counting "tls" members first, so the
          * pointer taken here stays valid. */
         lc->tls = &cfg->tls_cfgs[cfg->ntls++];
-        join_path(p, path, "tls");
+        sl_conf_path(p, path, "tls");
         if (parse_tls(tls, p, lc->tls, err, errlen))
             return SL_EINVAL;
     }
@@ -614,7 +342,8 @@ static int top_listen(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
         return 0; /* checked after the environment: SLUICE_LISTEN may supply it */
     size_t n = json_is_array(v) ? json_array_size(v) : 0;
     if (n == 0 || n > MAX_LISTENERS)
-        return fail(err, errlen, "listen: must be an array of 1 to %d listeners", MAX_LISTENERS);
+        return sl_conf_fail(err, errlen, "listen: must be an array of 1 to %d listeners",
+                            MAX_LISTENERS);
     size_t ntls = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *t = json_object_get(json_array_get(v, i), "tls");
@@ -625,7 +354,7 @@ static int top_listen(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
     for (size_t i = 0; i < n; i++) {
         sl_listener_cfg_t *lc = &cfg->listeners[cfg->nlisteners++];
         lc->index = (int)i;
-        pathf(p, "listen[%zu]", i);
+        snprintf(p, PATH_LEN, "listen[%zu]", i);
         if (parse_listener(cfg, json_array_get(v, i), p, lc, err, errlen))
             return SL_EINVAL;
     }
@@ -655,7 +384,8 @@ static int top_workers(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
     if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0)
         return parse_workers_str("auto", &cfg->workers);
     if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MAX_WORKERS)
-        return fail(err, errlen, "workers: must be \"auto\" or an integer 1..%d", MAX_WORKERS);
+        return sl_conf_fail(err, errlen, "workers: must be \"auto\" or an integer 1..%d",
+                            MAX_WORKERS);
     cfg->workers = (int)json_integer_value(v);
     return 0;
 }
@@ -663,40 +393,41 @@ static int top_workers(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
 static int top_limits(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
 {
     sl_limits_t *l = &cfg->limits;
-    if (table_load(limit_keys, SL_ARRAY_LEN(limit_keys), v, "limits", l, err, errlen))
+    if (sl_conf_table_load(limit_keys, SL_ARRAY_LEN(limit_keys), v, "limits", l, NULL, 0, err,
+                           errlen))
         return SL_EINVAL;
     /* The URI is part of the request head; a bigger URI bound could never
      * be reached and the client would see 431 instead of 414. */
     if (l->h1_uri_bytes > l->h1_header_bytes)
-        return fail(err, errlen,
-                    "limits.h1_uri_bytes: must not exceed limits.h1_header_bytes (%zu)",
-                    l->h1_header_bytes);
+        return sl_conf_fail(err, errlen,
+                            "limits.h1_uri_bytes: must not exceed limits.h1_header_bytes (%zu)",
+                            l->h1_header_bytes);
     return 0;
 }
 
 static int top_timeouts(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
 {
-    return table_load(timeout_keys, SL_ARRAY_LEN(timeout_keys), v, "timeouts", &cfg->timeouts, err,
-                      errlen);
+    return sl_conf_table_load(timeout_keys, SL_ARRAY_LEN(timeout_keys), v, "timeouts",
+                              &cfg->timeouts, NULL, 0, err, errlen);
 }
 
 /* Runs after top_timeouts (table order), so it can see timeouts.drain_s. */
 static int top_drain(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
 {
-    static const cfg_key_t k = TMO(drain_s, 30, 0, DAY_S);
+    static const sl_conf_key_t k = TMO(drain_s, 30, 0, DAY_S);
     if (!v)
         return 0;
     json_t *t = json_object_get(json_object_get(cfg->root, "timeouts"), "drain_s");
     if (t)
-        return fail(err, errlen, "drain_timeout_s: also set as timeouts.drain_s; keep one");
-    return table_store(&k, v, "drain_timeout_s", &cfg->timeouts, err, errlen);
+        return sl_conf_fail(err, errlen, "drain_timeout_s: also set as timeouts.drain_s; keep one");
+    return sl_conf_key_store(&k, v, "drain_timeout_s", &cfg->timeouts, err, errlen);
 }
 
 static int top_access_log(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
 {
     cfg->access_log = v ? json_is_true(v) : 1;
     if (v && !json_is_boolean(v))
-        return fail(err, errlen, "access_log: must be true or false");
+        return sl_conf_fail(err, errlen, "access_log: must be true or false");
     return 0;
 }
 
@@ -704,7 +435,7 @@ static int top_allow_encoded_slash(sl_config_t *cfg, json_t *v, char *err, size_
 {
     cfg->allow_encoded_slash = v && json_is_true(v);
     if (v && !json_is_boolean(v))
-        return fail(err, errlen, "allow_encoded_slash: must be true or false");
+        return sl_conf_fail(err, errlen, "allow_encoded_slash: must be true or false");
     return 0;
 }
 
@@ -718,7 +449,8 @@ static int top_log_level(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
 {
     const char *s = v ? json_string_value(v) : "info";
     if (!valid_log_level(s))
-        return fail(err, errlen, "log_level: must be \"debug\", \"info\", \"warn\" or \"error\"");
+        return sl_conf_fail(err, errlen,
+                            "log_level: must be \"debug\", \"info\", \"warn\" or \"error\"");
     cfg->log_level = sl_strdup(s);
     return 0;
 }
@@ -733,30 +465,10 @@ static int top_server_name(sl_config_t *cfg, json_t *v, char *err, size_t errlen
     for (const char *c = s; ok && *c; c++)
         ok = *c >= 0x20 && *c < 0x7f;
     if (!ok || s[strlen(s) - 1] == ' ')
-        return fail(err, errlen,
-                    "server_name: must be null or a non-empty string of printable "
-                    "ASCII without surrounding spaces");
+        return sl_conf_fail(err, errlen,
+                            "server_name: must be null or a non-empty string of printable "
+                            "ASCII without surrounding spaces");
     cfg->server_name = sl_strdup(s);
-    return 0;
-}
-
-static int top_routes(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
-{
-    char p[PATH_LEN];
-    if (!v)
-        return 0;
-    size_t n = json_is_array(v) ? json_array_size(v) : 0;
-    if (!json_is_array(v) || n > MAX_ROUTES)
-        return fail(err, errlen, "routes: must be an array of at most %d routes", MAX_ROUTES);
-    cfg->routes = n ? sl_calloc(n, sizeof(*cfg->routes)) : NULL;
-    for (size_t i = 0; i < n; i++) {
-        pathf(p, "routes[%zu]", i);
-        if (sl_router_parse_route(json_array_get(v, i), p, &cfg->routes[i], err, errlen))
-            return SL_EINVAL;
-        /* Counted only once parsed: a failed route cleaned up after itself. */
-        cfg->routes[i].index = (int)i;
-        cfg->nroutes++;
-    }
     return 0;
 }
 
@@ -766,10 +478,11 @@ static const sl_config_section_def_t *sections[SL_CONFIG_MAX_SECTIONS];
 static size_t nsections;
 static const sl_config_t *loading; /* the config being loaded, for handlers */
 
-void sl_config_register_section(const sl_config_section_def_t *def)
+int sl_config_register_section(const sl_config_section_def_t *def)
 {
     SL_ASSERT(nsections < SL_CONFIG_MAX_SECTIONS);
-    sections[nsections++] = def;
+    sections[nsections] = def;
+    return (int)nsections++;
 }
 
 void *sl_config_section(const sl_config_t *cfg, const char *name)
@@ -785,7 +498,8 @@ const sl_config_t *sl_config_loading(void)
     return loading;
 }
 
-/* Sections load before routes, so a route can name an upstream. */
+/* In registration order, after the core keys: the router's "routes" is
+ * registered last, so a route can name an upstream or an executor. */
 static int load_sections(sl_config_t *cfg, char *err, size_t errlen)
 {
     for (size_t i = 0; i < nsections; i++) {
@@ -796,9 +510,11 @@ static int load_sections(sl_config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* Backwards: routes first, since a route's state may point into the
+ * sections registered before it. */
 static void free_sections(sl_config_t *cfg)
 {
-    for (size_t i = 0; i < nsections; i++) {
+    for (size_t i = nsections; i-- > 0;) {
         if (cfg->sections[i] && sections[i]->free_state)
             sections[i]->free_state(cfg->sections[i]);
         cfg->sections[i] = NULL;
@@ -812,11 +528,15 @@ static const struct top_key {
     const char *name;
     top_fn load;
 } top_keys[] = {
-    {"workers", top_workers},       {"log_level", top_log_level},
-    {"access_log", top_access_log}, {"server_name", top_server_name},
-    {"limits", top_limits},         {"timeouts", top_timeouts},
-    {"drain_timeout_s", top_drain}, {"listen", top_listen},
-    {"routes", top_routes},         {"allow_encoded_slash", top_allow_encoded_slash},
+    {"workers", top_workers},
+    {"log_level", top_log_level},
+    {"access_log", top_access_log},
+    {"server_name", top_server_name},
+    {"limits", top_limits},
+    {"timeouts", top_timeouts},
+    {"drain_timeout_s", top_drain},
+    {"listen", top_listen},
+    {"allow_encoded_slash", top_allow_encoded_slash},
 };
 
 static int load_top(sl_config_t *cfg, char *err, size_t errlen)
@@ -827,16 +547,14 @@ static int load_top(sl_config_t *cfg, char *err, size_t errlen)
         names[n++] = top_keys[i].name;
     for (size_t i = 0; i < nsections; i++)
         names[n++] = sections[i]->name;
-    if (sl_config_check_keys(cfg->root, "", names, n, err, errlen))
+    if (sl_conf_check_keys(cfg->root, "", names, n, err, errlen))
         return SL_EINVAL;
     for (size_t i = 0; i < SL_ARRAY_LEN(top_keys); i++) {
         json_t *v = json_object_get(cfg->root, top_keys[i].name);
-        if (strcmp(top_keys[i].name, "routes") == 0 && load_sections(cfg, err, errlen))
-            return SL_EINVAL;
         if (top_keys[i].load(cfg, v, err, errlen))
             return SL_EINVAL;
     }
-    return 0;
+    return load_sections(cfg, err, errlen);
 }
 
 /* ---- environment overrides ---- */
@@ -855,7 +573,7 @@ static int env_listen(sl_config_t *cfg, const char *val, char *err, size_t errle
     for (const char *c = val; *c; c++)
         n += *c == ',';
     if (n > MAX_LISTENERS)
-        return fail(err, errlen, "SLUICE_LISTEN: at most %d addresses", MAX_LISTENERS);
+        return sl_conf_fail(err, errlen, "SLUICE_LISTEN: at most %d addresses", MAX_LISTENERS);
     for (size_t i = 0; i < cfg->nlisteners; i++)
         sl_free(cfg->listeners[i].addr);
     sl_free(cfg->listeners);
@@ -877,14 +595,14 @@ static int env_listen(sl_config_t *cfg, const char *val, char *err, size_t errle
         const char *addr = item;
         if (strncmp(item, "tls:", 4) == 0) {
             if (cfg->ntls == 0)
-                return fail(err, errlen,
-                            "SLUICE_LISTEN: \"%s\" needs a \"tls\" object in the "
-                            "config file to copy",
-                            item);
+                return sl_conf_fail(err, errlen,
+                                    "SLUICE_LISTEN: \"%s\" needs a \"tls\" object in the "
+                                    "config file to copy",
+                                    item);
             lc->tls = &cfg->tls_cfgs[0];
             addr += 4;
         }
-        pathf(p, "SLUICE_LISTEN[%zu]", i);
+        snprintf(p, PATH_LEN, "SLUICE_LISTEN[%zu]", i);
         if (set_listener_addr(lc, addr, p, err, errlen))
             return SL_EINVAL;
         s = e ? e + 1 : s + len;
@@ -903,17 +621,18 @@ static int apply_env(sl_config_t *cfg, char *err, size_t errlen)
 {
     const char *v;
     if ((v = env("SLUICE_WORKERS")) && parse_workers_str(v, &cfg->workers))
-        return fail(err, errlen, "SLUICE_WORKERS: must be \"auto\" or 1..%d (got \"%s\")",
-                    MAX_WORKERS, v);
+        return sl_conf_fail(err, errlen, "SLUICE_WORKERS: must be \"auto\" or 1..%d (got \"%s\")",
+                            MAX_WORKERS, v);
     if ((v = env("SLUICE_LOG_LEVEL"))) {
         if (!valid_log_level(v))
-            return fail(err, errlen, "SLUICE_LOG_LEVEL: must be debug, info, warn or error");
+            return sl_conf_fail(err, errlen,
+                                "SLUICE_LOG_LEVEL: must be debug, info, warn or error");
         sl_free(cfg->log_level);
         cfg->log_level = sl_strdup(v);
     }
     if ((v = env("SLUICE_ACCESS_LOG"))) {
         if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
-            return fail(err, errlen, "SLUICE_ACCESS_LOG: must be 0 or 1");
+            return sl_conf_fail(err, errlen, "SLUICE_ACCESS_LOG: must be 0 or 1");
         cfg->access_log = v[0] == '1';
     }
     if ((v = env("SLUICE_LISTEN")) && env_listen(cfg, v, err, errlen))
@@ -943,14 +662,14 @@ sl_config_t *sl_config_load_string(const char *json, const char *name, char *err
     json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
         if (je.line > 0)
-            fail(err, errlen, "%s:%d:%d: %s", name, je.line, je.column, je.text);
+            sl_conf_fail(err, errlen, "%s:%d:%d: %s", name, je.line, je.column, je.text);
         else
-            fail(err, errlen, "%s: %s", name, je.text);
+            sl_conf_fail(err, errlen, "%s: %s", name, je.text);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        fail(err, errlen, "%s: the top level must be a JSON object", name);
+        sl_conf_fail(err, errlen, "%s: the top level must be a JSON object", name);
         return NULL;
     }
     sl_config_t *cfg = sl_calloc(1, sizeof(*cfg));
@@ -962,7 +681,7 @@ sl_config_t *sl_config_load_string(const char *json, const char *name, char *err
     if (bad)
         goto fail_load;
     if (cfg->nlisteners == 0) {
-        fail(err, errlen, "listen: required (or set SLUICE_LISTEN)");
+        sl_conf_fail(err, errlen, "listen: required (or set SLUICE_LISTEN)");
         goto fail_load;
     }
     return cfg;
@@ -977,7 +696,7 @@ static char *read_file(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        sl_conf_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 8192, len = 0;
@@ -985,7 +704,7 @@ static char *read_file(const char *path, char *err, size_t errlen)
     for (;;) {
         if (len + 1 == cap) {
             if (cap > MAX_FILE_BYTES) {
-                fail(err, errlen, "%s: larger than %d bytes", path, MAX_FILE_BYTES);
+                sl_conf_fail(err, errlen, "%s: larger than %d bytes", path, MAX_FILE_BYTES);
                 goto fail_read;
             }
             cap *= 2;
@@ -997,13 +716,13 @@ static char *read_file(const char *path, char *err, size_t errlen)
             break;
     }
     if (ferror(f)) {
-        fail(err, errlen, "%s: read error", path);
+        sl_conf_fail(err, errlen, "%s: read error", path);
         goto fail_read;
     }
     fclose(f);
     buf[len] = '\0';
     if (strlen(buf) != len) {
-        fail(err, errlen, "%s: contains a NUL byte", path);
+        sl_conf_fail(err, errlen, "%s: contains a NUL byte", path);
         sl_free(buf);
         return NULL;
     }
@@ -1029,11 +748,7 @@ void sl_config_free(sl_config_t *cfg)
 {
     if (!cfg)
         return;
-    /* Routes first: handler state may point into root. */
-    for (size_t i = 0; i < cfg->nroutes; i++)
-        sl_router_route_dispose(&cfg->routes[i]);
-    sl_free(cfg->routes);
-    free_sections(cfg);
+    free_sections(cfg); /* before root: their state may point into it */
     for (size_t i = 0; i < cfg->nlisteners; i++)
         sl_free(cfg->listeners[i].addr);
     sl_free(cfg->listeners);

@@ -11,10 +11,9 @@
 #define SL_CONFIG_H
 
 #include "sl.h"
+#include "conf.h"
 #include <jansson.h>
 #include <sys/socket.h>
-
-typedef struct sl_route sl_route_t;
 
 typedef struct sl_tls_cert_cfg {
     char *cert, *key;
@@ -95,8 +94,6 @@ typedef struct sl_config {
     size_t ntls;
     sl_limits_t limits;
     sl_timeouts_t timeouts;
-    sl_route_t *routes;
-    size_t nroutes;
     int access_log;          /* JSON access lines on stdout (default 1) */
     int allow_encoded_slash; /* "%2F" in a path kept encoded, not a 400 (default 0) */
     char *log_level;         /* "debug","info","warn","error" (default "info") */
@@ -112,37 +109,29 @@ sl_config_t *sl_config_load_file(const char *path, char *err, size_t errlen);
 sl_config_t *sl_config_load_string(const char *json, const char *name, char *err, size_t errlen);
 void sl_config_free(sl_config_t *cfg);
 
-/* A top-level key owned by another module ("upstreams", "executors", ...).
- * Register before loading (main.c). parse gets the key's value, or NULL
- * when absent, and path (the key) for messages; it stores its result in
- * *state. Sections are parsed before routes, so a handler's configure may
- * look them up with sl_config_section(sl_config_loading(), name). */
+/* A top-level key owned by another module ("upstreams", "executors",
+ * "routes", ...). Register before loading (main.c). parse gets the key's
+ * value, or NULL when absent, and path (the key) for messages; it stores
+ * its result in *state. Sections are parsed after the core keys in the
+ * order registered; the router's "routes" comes last, so a handler's
+ * configure may look the others up with
+ * sl_config_section(sl_config_loading(), name). */
 typedef struct sl_config_section_def {
     const char *name;
     int (*parse)(json_t *value, const char *path, void **state, char *err, size_t errlen);
     void (*free_state)(void *state);
 } sl_config_section_def_t;
 
-void sl_config_register_section(const sl_config_section_def_t *def);
+/* Returns the section's slot, for sl_config_section_at. */
+int sl_config_register_section(const sl_config_section_def_t *def);
 /* The parsed state of a registered section (NULL if it stored none). */
 void *sl_config_section(const sl_config_t *cfg, const char *name);
+/* The same by slot, without a name lookup (for the request path). */
+static inline void *sl_config_section_at(const sl_config_t *cfg, int slot)
+{
+    return cfg->sections[slot];
+}
 /* The config being loaded, valid only during sl_config_load_*. */
 const sl_config_t *sl_config_loading(void);
-
-/* Refuse any key of obj not in allowed[0..n): "<path>.<key>: unknown key"
- * (with a "did you mean" hint) in err and SL_EINVAL, else 0. */
-int sl_config_check_keys(json_t *obj, const char *path, const char *const *allowed, size_t n,
-                         char *err, size_t errlen);
-
-/* Helpers for handler option parsing (router.h sl_handler_def_t.configure).
- * Each reads key from obj; when absent stores def. On a bad value it writes
- * "<path>.<key>: reason" into err and returns SL_EINVAL. */
-int sl_config_get_int(json_t *obj, const char *path, const char *key, int64_t def, int64_t min,
-                      int64_t max, int64_t *out, char *err, size_t errlen);
-int sl_config_get_bool(json_t *obj, const char *path, const char *key, int def, int *out, char *err,
-                       size_t errlen);
-/* Returns a pointer into obj (valid while the config lives) or def. */
-int sl_config_get_str(json_t *obj, const char *path, const char *key, const char *def,
-                      const char **out, char *err, size_t errlen);
 
 #endif

@@ -12,14 +12,16 @@
 #include "log.h"
 #include "tls.h"
 #include "tls_bio.h"
-#include "worker.h"
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <stdio.h>
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <unistd.h>
+
+_Static_assert(offsetof(sl_conn_t, tag) == 0, "sl_log reads the tag through the conn pointer");
 
 #define READS_PER_EVENT 8 /* fairness: yield to other conns after this */
 #define FLUSH_ROUNDS 8    /* on_writable -> flush loops per iteration */
@@ -42,17 +44,17 @@ void sl_conn_set_starters(sl_conn_start_fn h1, sl_conn_start_fn h2)
 
 const sl_config_t *sl_conn_config(const sl_conn_t *c)
 {
-    return c->worker->cfg;
+    return c->table->cfg;
 }
 
 int sl_conn_worker_id(const sl_conn_t *c)
 {
-    return c->worker->id;
+    return c->table->worker_id;
 }
 
 int sl_conn_is_draining(const sl_conn_t *c)
 {
-    return c->worker->draining;
+    return c->table->draining;
 }
 
 int sl_conn_is_tls(const sl_conn_t *c)
@@ -68,51 +70,52 @@ static void format_peer(sl_conn_t *c, const struct sockaddr *sa)
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
         inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
         port = ntohs(in->sin_port);
-        snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, port);
+        snprintf(c->tag.peer, sizeof(c->tag.peer), "%s:%u", ip, port);
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
         port = ntohs(in6->sin6_port);
         /* Show v4-mapped peers of a dual-stack listener as plain IPv4. */
         if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.'))
-            snprintf(c->peer, sizeof(c->peer), "%s:%u", ip + 7, port);
+            snprintf(c->tag.peer, sizeof(c->tag.peer), "%s:%u", ip + 7, port);
         else
-            snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip, port);
+            snprintf(c->tag.peer, sizeof(c->tag.peer), "[%s]:%u", ip, port);
     } else {
-        snprintf(c->peer, sizeof(c->peer), "unix");
+        snprintf(c->tag.peer, sizeof(c->tag.peer), "unix");
     }
 }
 
-sl_conn_t *sl_conn_new(sl_worker_t *w, int fd, const sl_listener_cfg_t *lcfg, SSL_CTX *ssl_ctx,
+sl_conn_t *sl_conn_new(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg, SSL_CTX *ssl_ctx,
                        const struct sockaddr *peer, socklen_t plen)
 {
-    const sl_config_t *cfg = w->cfg;
+    const sl_config_t *cfg = t->cfg;
     sl_conn_t *c = sl_calloc(1, sizeof(*c));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->id = ++w->next_conn_id;
+    c->tag.id = ++t->next_id;
     c->fd = fd;
-    c->worker = w;
+    c->table = t;
     c->lcfg = lcfg;
     memcpy(&c->peer_addr, peer, SL_MIN((size_t)plen, sizeof(c->peer_addr)));
     format_peer(c, peer);
-    sl_buf_init(&c->out, &w->bufpool,
+    sl_buf_init(&c->out, t->bufpool,
                 cfg->limits.conn_out_bytes / SL_BUF_CHUNK_SIZE +
                     SL_CONN_OUT_SLACK / SL_BUF_CHUNK_SIZE);
-    sl_buf_init(&c->tls_out, &w->bufpool, TLS_OUT_CHUNKS);
+    c->tls.fd = fd;
+    sl_buf_init(&c->tls.out, t->bufpool, TLS_OUT_CHUNKS);
     ev_io_init(&c->rio, on_io, fd, EV_READ);
     ev_io_init(&c->wio, on_io, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
     ev_init(&c->timer, on_timer);
     c->timer.data = c;
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
-    w->nconns++;
+    c->next = t->live;
+    if (t->live)
+        t->live->prev = c;
+    t->live = c;
+    t->nlive++;
     if (ssl_ctx) {
         c->ssl = SSL_new(ssl_ctx);
-        if (!c->ssl || sl_tls_bio_attach(c) != 0) {
+        if (!c->ssl || sl_tls_bio_attach(c->ssl, &c->tls) != 0) {
             sl_log(SL_LOG_WARN, c, "SSL_new failed");
             do_close(c);
             return NULL;
@@ -125,7 +128,7 @@ sl_conn_t *sl_conn_new(sl_worker_t *w, int fd, const sl_listener_cfg_t *lcfg, SS
         return NULL;
     }
     if (!c->closing)
-        ev_io_start(w->loop, &c->rio);
+        ev_io_start(t->loop, &c->rio);
     return c;
 }
 
@@ -154,14 +157,14 @@ void sl_conn_flush_soon(sl_conn_t *c)
     if (c->in_flush_list || c->closing)
         return;
     c->in_flush_list = 1;
-    c->next_flush = c->worker->flushing;
-    c->worker->flushing = c;
+    c->next_flush = c->table->flushing;
+    c->table->flushing = c;
 }
 
 void sl_conn_pause_read(sl_conn_t *c)
 {
     c->read_paused = 1;
-    ev_io_stop(c->worker->loop, &c->rio);
+    ev_io_stop(c->table->loop, &c->rio);
 }
 
 void sl_conn_resume_read(sl_conn_t *c)
@@ -169,10 +172,10 @@ void sl_conn_resume_read(sl_conn_t *c)
     if (!c->read_paused || c->closing || c->lingering)
         return;
     c->read_paused = 0;
-    ev_io_start(c->worker->loop, &c->rio);
+    ev_io_start(c->table->loop, &c->rio);
     /* TLS may hold decrypted bytes that no new socket event will announce. */
     if (c->ssl && SSL_has_pending(c->ssl))
-        ev_feed_event(c->worker->loop, &c->rio, EV_READ);
+        ev_feed_event(c->table->loop, &c->rio, EV_READ);
 }
 
 void sl_conn_timer_set(sl_conn_t *c, double secs)
@@ -180,13 +183,13 @@ void sl_conn_timer_set(sl_conn_t *c, double secs)
     if (c->closing)
         return;
     if (secs <= 0) {
-        ev_timer_stop(c->worker->loop, &c->timer);
+        ev_timer_stop(c->table->loop, &c->timer);
         c->timer_secs = 0;
         return;
     }
     c->timer.repeat = secs;
     c->timer_secs = secs;
-    ev_timer_again(c->worker->loop, &c->timer);
+    ev_timer_again(c->table->loop, &c->timer);
 }
 
 void sl_conn_set_proto(sl_conn_t *c, const sl_proto_t *p, void *pdata)
@@ -207,14 +210,14 @@ static void close_proto(sl_conn_t *c)
 /* Tear down I/O now; the memory is freed in sl_conn_reap. */
 static void do_close(sl_conn_t *c)
 {
-    sl_worker_t *w = c->worker;
+    sl_conn_table_t *t = c->table;
     if (c->closing)
         return;
     close_proto(c);
     c->closing = 1;
-    ev_io_stop(w->loop, &c->rio);
-    ev_io_stop(w->loop, &c->wio);
-    ev_timer_stop(w->loop, &c->timer);
+    ev_io_stop(t->loop, &c->rio);
+    ev_io_stop(t->loop, &c->wio);
+    ev_timer_stop(t->loop, &c->timer);
     if (c->ssl) {
         /* Best effort close_notify; never wait for the peer's. */
         if (!c->handshaking && !c->eof) {
@@ -227,16 +230,16 @@ static void do_close(sl_conn_t *c)
     close(c->fd);
     c->fd = -1;
     sl_buf_dispose(&c->out);
-    sl_buf_dispose(&c->tls_out);
+    sl_buf_dispose(&c->tls.out);
     if (c->prev)
         c->prev->next = c->next;
     else
-        w->conns = c->next;
+        t->live = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    w->nconns--;
-    c->next_closing = w->closing;
-    w->closing = c;
+    t->nlive--;
+    c->next_closing = t->closing;
+    t->closing = c;
 }
 
 void sl_conn_close(sl_conn_t *c, int flush)
@@ -251,8 +254,8 @@ void sl_conn_close(sl_conn_t *c, int flush)
      * leave, bounded by linger_s. */
     close_proto(c);
     c->lingering = 1;
-    ev_io_stop(c->worker->loop, &c->rio);
-    sl_conn_timer_set(c, c->worker->cfg->timeouts.linger_s);
+    ev_io_stop(c->table->loop, &c->rio);
+    sl_conn_timer_set(c, c->table->cfg->timeouts.linger_s);
     sl_conn_flush_soon(c);
 }
 
@@ -285,7 +288,7 @@ static int finish_handshake(sl_conn_t *c)
     unsigned alen = 0;
     const char *sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
     c->handshaking = 0;
-    ev_timer_stop(c->worker->loop, &c->timer);
+    ev_timer_stop(c->table->loop, &c->timer);
     SSL_get0_alpn_selected(c->ssl, &alpn, &alen);
     c->tls_version = SSL_get_version(c->ssl);
     if (sni)
@@ -305,12 +308,12 @@ static int do_handshake(sl_conn_t *c)
 {
     ERR_clear_error();
     int r = SSL_do_handshake(c->ssl);
-    /* Our flight sits in tls_out; send it now (the rest on EV_WRITE). */
+    /* Our flight sits in tls.out; send it now (the rest on EV_WRITE). */
     int f = tls_flush(c);
     if (f == SL_ERROR)
         return SL_ECLOSED;
     if (f == SL_EAGAIN)
-        ev_io_start(c->worker->loop, &c->wio);
+        ev_io_start(c->table->loop, &c->wio);
     if (r == 1)
         return finish_handshake(c) == 0 ? 0 : SL_ECLOSED;
     int e = SSL_get_error(c->ssl, r);
@@ -320,7 +323,7 @@ static int do_handshake(sl_conn_t *c)
     }
     if (e == SSL_ERROR_WANT_WRITE) {
         c->want_write = 1;
-        ev_io_start(c->worker->loop, &c->wio);
+        ev_io_start(c->table->loop, &c->wio);
         return 0;
     }
     log_ssl_error(c, "TLS handshake failed");
@@ -346,12 +349,12 @@ static ssize_t conn_recv(sl_conn_t *c, uint8_t *buf, size_t len)
     switch (SSL_get_error(c->ssl, r)) {
     case SSL_ERROR_WANT_READ:
         /* SSL_read may have queued records of its own (alerts, key updates). */
-        if (!sl_buf_is_empty(&c->tls_out))
+        if (!sl_buf_is_empty(&c->tls.out))
             sl_conn_flush_soon(c);
         return SL_EAGAIN;
     case SSL_ERROR_WANT_WRITE:
         c->want_write = 1;
-        ev_io_start(c->worker->loop, &c->wio);
+        ev_io_start(c->table->loop, &c->wio);
         return SL_EAGAIN;
     case SSL_ERROR_ZERO_RETURN: return 0;
     case SSL_ERROR_SYSCALL:
@@ -390,32 +393,32 @@ static void handle_read(sl_conn_t *c)
     }
     /* More may be waiting; let other conns run first, then come back. */
     if (!c->closing && !c->lingering && !c->read_paused)
-        ev_feed_event(c->worker->loop, &c->rio, EV_READ);
+        ev_feed_event(c->table->loop, &c->rio, EV_READ);
 }
 
 /* Send queued encrypted records: 0 when all are out, SL_EAGAIN when the
  * socket is full, SL_ERROR. */
 static int tls_flush(sl_conn_t *c)
 {
-    while (!sl_buf_is_empty(&c->tls_out)) {
+    while (!sl_buf_is_empty(&c->tls.out)) {
         struct iovec iov[16];
-        int cnt = sl_buf_iov(&c->tls_out, iov, 16);
+        int cnt = sl_buf_iov(&c->tls.out, iov, 16);
         ssize_t n = writev(c->fd, iov, cnt);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             return errno == EAGAIN || errno == EWOULDBLOCK ? SL_EAGAIN : SL_ERROR;
         }
-        sl_buf_skip(&c->tls_out, (size_t)n);
+        sl_buf_skip(&c->tls.out, (size_t)n);
     }
     return 0;
 }
 
-/* Encrypt c->out into tls_out while it has room, send, repeat. */
+/* Encrypt c->out into tls.out while it has room, send, repeat. */
 static int tls_send(sl_conn_t *c)
 {
     for (;;) {
-        size_t before = sl_buf_len(&c->out) + sl_buf_len(&c->tls_out);
+        size_t before = sl_buf_len(&c->out) + sl_buf_len(&c->tls.out);
         while (!sl_buf_is_empty(&c->out)) {
             const uint8_t *p;
             size_t len;
@@ -437,8 +440,8 @@ static int tls_send(sl_conn_t *c)
             return f == SL_EAGAIN ? 0 : SL_ERROR;
         if (sl_buf_is_empty(&c->out))
             return 0;
-        /* tls_out drained but OpenSSL took nothing: it waits for input. */
-        if (sl_buf_len(&c->out) + sl_buf_len(&c->tls_out) == before)
+        /* tls.out drained but OpenSSL took nothing: it waits for input. */
+        if (sl_buf_len(&c->out) + sl_buf_len(&c->tls.out) == before)
             return 0;
     }
 }
@@ -449,10 +452,10 @@ static int conn_send(sl_conn_t *c)
     if (c->ssl) {
         if (tls_send(c) != 0)
             return SL_ERROR;
-        if (sl_buf_is_empty(&c->out) && sl_buf_is_empty(&c->tls_out))
-            ev_io_stop(c->worker->loop, &c->wio);
+        if (sl_buf_is_empty(&c->out) && sl_buf_is_empty(&c->tls.out))
+            ev_io_stop(c->table->loop, &c->wio);
         else
-            ev_io_start(c->worker->loop, &c->wio);
+            ev_io_start(c->table->loop, &c->wio);
         return 0;
     }
     while (!sl_buf_is_empty(&c->out)) {
@@ -471,9 +474,9 @@ static int conn_send(sl_conn_t *c)
         }
     }
     if (sl_buf_is_empty(&c->out))
-        ev_io_stop(c->worker->loop, &c->wio);
+        ev_io_stop(c->table->loop, &c->wio);
     else
-        ev_io_start(c->worker->loop, &c->wio);
+        ev_io_start(c->table->loop, &c->wio);
     return 0;
 }
 
@@ -493,8 +496,8 @@ static void finish_linger(sl_conn_t *c)
     }
     shutdown(c->fd, SHUT_WR);
     c->discarding = 1;
-    ev_io_stop(c->worker->loop, &c->wio);
-    ev_io_start(c->worker->loop, &c->rio);
+    ev_io_stop(c->table->loop, &c->wio);
+    ev_io_start(c->table->loop, &c->rio);
 }
 
 static void discard_input(sl_conn_t *c)
@@ -520,7 +523,7 @@ static void flush_conn(sl_conn_t *c)
             return;
         }
         if (c->lingering) {
-            if (sl_buf_is_empty(&c->out) && sl_buf_is_empty(&c->tls_out))
+            if (sl_buf_is_empty(&c->out) && sl_buf_is_empty(&c->tls.out))
                 finish_linger(c);
             return;
         }
@@ -541,13 +544,13 @@ static void flush_conn(sl_conn_t *c)
         sl_conn_flush_soon(c);
 }
 
-void sl_conn_flush_pending(sl_worker_t *w)
+void sl_conn_flush_pending(sl_conn_table_t *t)
 {
     /* Flushing may queue conns again (the protocol refills); take the list
      * first so this loop terminates. */
-    while (w->flushing) {
-        sl_conn_t *list = w->flushing;
-        w->flushing = NULL;
+    while (t->flushing) {
+        sl_conn_t *list = t->flushing;
+        t->flushing = NULL;
         while (list) {
             sl_conn_t *c = list;
             list = c->next_flush;
@@ -556,19 +559,19 @@ void sl_conn_flush_pending(sl_worker_t *w)
             if (!c->closing)
                 flush_conn(c);
         }
-        if (w->flushing && w->flushing->in_flush_list)
+        if (t->flushing && t->flushing->in_flush_list)
             break; /* a conn re-queued itself: leave it for the next iteration */
     }
 }
 
-void sl_conn_reap(sl_worker_t *w)
+void sl_conn_reap(sl_conn_table_t *t)
 {
-    while (w->closing) {
-        sl_conn_t *c = w->closing;
-        w->closing = c->next_closing;
+    while (t->closing) {
+        sl_conn_t *c = t->closing;
+        t->closing = c->next_closing;
         /* It may still sit on the flush list (closed while queued). */
         if (c->in_flush_list) {
-            sl_conn_t **pp = &w->flushing;
+            sl_conn_t **pp = &t->flushing;
             while (*pp && *pp != c)
                 pp = &(*pp)->next_flush;
             if (*pp)

@@ -15,14 +15,31 @@
 
 #include "sl.h"
 #include "buf.h"
+#include "log.h"
+#include "tls_bio.h"
 #include <ev.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
 typedef struct sl_conn sl_conn_t;
-typedef struct sl_worker sl_worker_t;
 typedef struct sl_listener_cfg sl_listener_cfg_t;
 struct sl_config;
+
+/* A worker's connections and what they share. The worker embeds one
+ * (w->conns) and points it at its loop, config and buffer pool; conn code
+ * needs nothing else of the worker, so conn stays below it. */
+typedef struct sl_conn_table {
+    struct ev_loop *loop;
+    const struct sl_config *cfg;
+    sl_buf_pool_t *bufpool;
+    int worker_id;
+    int draining; /* set by the worker: finish gracefully, accept nothing */
+    uint64_t next_id;
+    sl_conn_t *live; /* doubly linked */
+    size_t nlive;
+    sl_conn_t *closing;  /* freed at the next safe point */
+    sl_conn_t *flushing; /* flushed before the loop blocks */
+} sl_conn_table_t;
 
 /* What a protocol adapter provides. Return values: 0 to go on, SL_ECLOSED
  * when the conn must close now (the conn then calls on_close). */
@@ -44,19 +61,18 @@ typedef struct sl_proto {
 } sl_proto_t;
 
 struct sl_conn {
-    uint64_t id;
+    sl_log_tag_t tag; /* first: sl_log names the conn through it (id, "ip:port") */
     int fd;
     SSL *ssl;
-    sl_worker_t *worker;
+    sl_conn_table_t *table; /* its worker's */
     const sl_listener_cfg_t *lcfg;
     ev_io rio, wio;
     ev_timer timer;
-    sl_buf_t out;     /* bounded by limits.conn_out_bytes */
-    sl_buf_t tls_out; /* encrypted records waiting for writev (TLS only) */
+    sl_buf_t out;        /* bounded by limits.conn_out_bytes */
+    sl_tls_bio_io_t tls; /* TLS only: the socket and the encrypted records for writev */
     const sl_proto_t *proto;
     void *pdata;
     struct sockaddr_storage peer_addr;
-    char peer[64];    /* "ip:port" */
     const char *alpn; /* negotiated ALPN or NULL (static string) */
     const char *tls_version;
     char *sni;
@@ -75,7 +91,7 @@ struct sl_conn {
     double timer_secs;
     struct sl_conn *next_closing;
     struct sl_conn *next_flush;
-    struct sl_conn *prev, *next; /* worker's list of live conns */
+    struct sl_conn *prev, *next; /* table->live */
 };
 
 /* Queue output. Returns 0, or SL_EAGAIN when the whole of len does not fit
@@ -111,11 +127,11 @@ void sl_conn_set_starters(sl_conn_start_fn h1, sl_conn_start_fn h2);
 
 /* Called by the worker: take ownership of an accepted fd. ssl_ctx NULL for
  * cleartext. Returns the conn or NULL (fd closed). */
-sl_conn_t *sl_conn_new(sl_worker_t *w, int fd, const sl_listener_cfg_t *lcfg, SSL_CTX *ssl_ctx,
+sl_conn_t *sl_conn_new(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg, SSL_CTX *ssl_ctx,
                        const struct sockaddr *peer, socklen_t plen);
 /* Worker internals: flush queued output of listed conns; free closed conns. */
-void sl_conn_flush_pending(sl_worker_t *w);
-void sl_conn_reap(sl_worker_t *w);
+void sl_conn_flush_pending(sl_conn_table_t *t);
+void sl_conn_reap(sl_conn_table_t *t);
 /* Begin a graceful close for the worker's drain (proto->on_drain). */
 void sl_conn_drain(sl_conn_t *c);
 

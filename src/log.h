@@ -1,8 +1,8 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
  * Logging. Error lines go to stderr ("time level [wN cN sN] message"),
- * JSON access lines to stdout through a per-worker buffer flushed once per
- * loop iteration. sl_log checks the level before formatting anything.
+ * sl_log checks the level before formatting anything. A leaf: it includes
+ * no other module (the access log, which reads requests, is access.h).
  * Level by blame: a peer breaking the protocol is INFO ("client sent ..."),
  * something an operator must act on is WARN, a broken invariant ERROR.
  */
@@ -21,9 +21,20 @@ typedef enum sl_log_level {
 extern sl_log_level_t sl_log_min_level;
 
 struct sl_conn;
-struct sl_req;
+
+/* How a line names its connection ("c12 192.0.2.1:443"). sl_conn_t starts
+ * with one (conn.h asserts it), so a line can name the connection without
+ * this file knowing the connection's type. */
+typedef struct sl_log_tag {
+    uint64_t id;
+    char peer[64]; /* "ip:port" */
+} sl_log_tag_t;
 
 void sl_log_set_level(const char *name);
+/* Lines written by the calling thread name worker id (-1: none). */
+void sl_log_bind_worker(int id);
+/* "2026-12-05T21:13:29.123Z" (UTC, milliseconds). */
+void sl_log_format_time(char *buf, size_t len);
 void sl_log_write(sl_log_level_t lvl, const struct sl_conn *c, int32_t stream_id, const char *fmt,
                   ...) SL_PRINTF(4, 5);
 
@@ -38,12 +49,5 @@ void sl_log_write(sl_log_level_t lvl, const struct sl_conn *c, int32_t stream_id
         if ((lvl) >= sl_log_min_level)                                                             \
             sl_log_write((lvl), (conn), (sid), __VA_ARGS__);                                       \
     } while (0)
-
-struct sl_worker;
-/* Write out the worker's buffered access lines (once per loop iteration). */
-void sl_log_access_flush(struct sl_worker *w);
-
-/* One JSON access line for a finished request (buffered per worker). */
-void sl_log_access(const struct sl_req *req);
 
 #endif

@@ -63,6 +63,7 @@ static void register_handlers(void)
     sl_router_register(&sl_reply_api_handler);
     sl_router_register(&sl_proxy_handler);
     sl_router_register(&sl_static_handler);
+    sl_router_init(); /* "routes" last: a route names upstreams and executors */
 }
 
 static int build_tls(server_t *s, char *err, size_t errlen)

@@ -134,7 +134,7 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
     ret_state_t *s = sl_calloc(1, sizeof(*s));
     int64_t status;
     /* Final statuses only: a 1xx cannot end an exchange. */
-    if (sl_config_get_int(route, path, "status", 200, 200, 599, &status, err, errlen) != 0)
+    if (sl_conf_get_int(route, path, "status", 200, 200, 599, &status, err, errlen) != 0)
         goto fail;
     s->status = (int)status;
     if (parse_headers(route, path, s, err, errlen) != 0)

@@ -1,9 +1,9 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
- * Route table: handler registry, route parsing from config, and matching a
- * request's host + path to a route (first match in config order). The
- * table is part of the immutable config snapshot, so matching takes no
- * lock.
+ * Route table: handler registry, the "routes" config section, and matching
+ * a request's host + path to a route (first match in config order). The
+ * table is a section of the immutable config snapshot, so matching takes
+ * no lock.
  */
 #include "router.h"
 #include "config.h"
@@ -13,9 +13,16 @@
 #include <strings.h>
 
 #define MAX_HANDLERS 32
+#define MAX_ROUTES 10000
+
+typedef struct route_table {
+    sl_route_t *v;
+    size_t n;
+} route_table_t;
 
 static const sl_handler_def_t *handlers[MAX_HANDLERS];
 static size_t nhandlers;
+static int routes_slot = -1; /* of the "routes" section */
 
 void sl_router_register(const sl_handler_def_t *def)
 {
@@ -31,7 +38,7 @@ const sl_handler_def_t *sl_router_find_handler(const char *name)
     return NULL;
 }
 
-int sl_router_parse_route(json_t *obj, const char *path, sl_route_t *r, char *err, size_t errlen)
+static int parse_route(json_t *obj, const char *path, sl_route_t *r, char *err, size_t errlen)
 {
     const char *p, *host, *match, *hname;
     memset(r, 0, sizeof(*r));
@@ -39,10 +46,10 @@ int sl_router_parse_route(json_t *obj, const char *path, sl_route_t *r, char *er
         snprintf(err, errlen, "%s: must be an object", path);
         return SL_EINVAL;
     }
-    if (sl_config_get_str(obj, path, "path", NULL, &p, err, errlen) ||
-        sl_config_get_str(obj, path, "host", NULL, &host, err, errlen) ||
-        sl_config_get_str(obj, path, "match", "prefix", &match, err, errlen) ||
-        sl_config_get_str(obj, path, "handler", NULL, &hname, err, errlen))
+    if (sl_conf_get_str(obj, path, "path", NULL, &p, err, errlen) ||
+        sl_conf_get_str(obj, path, "host", NULL, &host, err, errlen) ||
+        sl_conf_get_str(obj, path, "match", "prefix", &match, err, errlen) ||
+        sl_conf_get_str(obj, path, "handler", NULL, &hname, err, errlen))
         return SL_EINVAL;
     if (!p || p[0] != '/') {
         snprintf(err, errlen, "%s.path: must be a string starting with '/'", path);
@@ -73,13 +80,63 @@ int sl_router_parse_route(json_t *obj, const char *path, sl_route_t *r, char *er
     return 0;
 }
 
-void sl_router_route_dispose(sl_route_t *r)
+static void route_dispose(sl_route_t *r)
 {
     if (r->handler && r->handler->free_state && r->state)
         r->handler->free_state(r->state);
     sl_free(r->path);
     sl_free(r->host);
     memset(r, 0, sizeof(*r));
+}
+
+static void free_routes(void *state)
+{
+    route_table_t *t = state;
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        route_dispose(&t->v[i]);
+    sl_free(t->v);
+    sl_free(t);
+}
+
+static int parse_routes(json_t *v, const char *path, void **state, char *err, size_t errlen)
+{
+    char p[SL_CONF_PATH_LEN];
+    if (!v)
+        return 0;
+    size_t n = json_is_array(v) ? json_array_size(v) : 0;
+    if (!json_is_array(v) || n > MAX_ROUTES)
+        return sl_conf_fail(err, errlen, "%s: must be an array of at most %d routes", path,
+                            MAX_ROUTES);
+    route_table_t *t = sl_calloc(1, sizeof(*t));
+    *state = t;
+    t->v = n ? sl_calloc(n, sizeof(*t->v)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(p, sizeof(p), "%s[%zu]", path, i);
+        if (parse_route(json_array_get(v, i), p, &t->v[i], err, errlen))
+            return SL_EINVAL;
+        /* Counted only once parsed: a failed route cleaned up after itself. */
+        t->v[i].index = (int)i;
+        t->n++;
+    }
+    return 0;
+}
+
+static const sl_config_section_def_t routes_section = {"routes", parse_routes, free_routes};
+
+void sl_router_init(void)
+{
+    if (routes_slot >= 0)
+        return;
+    routes_slot = sl_config_register_section(&routes_section);
+}
+
+const sl_route_t *sl_router_routes(const sl_config_t *cfg, size_t *n)
+{
+    const route_table_t *t = routes_slot >= 0 ? sl_config_section_at(cfg, routes_slot) : NULL;
+    *n = t ? t->n : 0;
+    return t ? t->v : NULL;
 }
 
 /* Host without port, compared case-insensitively; "*.suffix" matches any
@@ -102,8 +159,10 @@ static int host_matches(const char *pattern, sl_str_t host)
 
 const sl_route_t *sl_router_match(const sl_config_t *cfg, sl_str_t host, sl_str_t path)
 {
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        const sl_route_t *r = &cfg->routes[i];
+    size_t n;
+    const sl_route_t *routes = sl_router_routes(cfg, &n);
+    for (size_t i = 0; i < n; i++) {
+        const sl_route_t *r = &routes[i];
         if (r->match == SL_ROUTE_EXACT) {
             if (path.n != r->path_len || memcmp(path.p, r->path, path.n) != 0)
                 continue;

@@ -41,6 +41,10 @@ struct sl_route {
     int index;
 };
 
+/* Register the "routes" config section after every other section (a route
+ * may name their entries), before loading config. Idempotent. */
+void sl_router_init(void);
+
 /* Register a handler definition (before loading config). Not thread-safe. */
 void sl_router_register(const sl_handler_def_t *def);
 const sl_handler_def_t *sl_router_find_handler(const char *name);
@@ -51,8 +55,7 @@ void sl_router_dispatch(const struct sl_config *cfg, sl_req_t *req);
 /* Pure lookup, for tests. NULL when nothing matches. */
 const sl_route_t *sl_router_match(const struct sl_config *cfg, sl_str_t host, sl_str_t path);
 
-/* Used by config.c: parse routes[i] into r. */
-int sl_router_parse_route(json_t *obj, const char *path, sl_route_t *r, char *err, size_t errlen);
-void sl_router_route_dispose(sl_route_t *r);
+/* cfg's routes in config order (*n of them). */
+const sl_route_t *sl_router_routes(const struct sl_config *cfg, size_t *n);
 
 #endif

@@ -1,8 +1,8 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
  * The BIO under every TLS connection. Reads go straight to the socket;
- * writes append whole encrypted records to the conn's bounded tls_out
- * queue, which conn.c sends with one writev for many records. With a
+ * writes append whole encrypted records to a bounded queue (the
+ * conn's tls.out), which conn.c sends with one writev for many records. With a
  * socket BIO every 16 KiB record costs its own write(2): 68 system calls
  * per MiB instead of ~4, a measurable part of a large download's cost.
  */
@@ -16,12 +16,12 @@ static pthread_once_t method_once = PTHREAD_ONCE_INIT;
 
 static int bio_write(BIO *b, const char *data, int len)
 {
-    sl_conn_t *c = BIO_get_data(b);
+    sl_tls_bio_io_t *io = BIO_get_data(b);
     BIO_clear_retry_flags(b);
     if (len <= 0)
         return 0;
     /* All or nothing: OpenSSL retries the same record after WANT_WRITE. */
-    if (sl_buf_write_all(&c->tls_out, data, (size_t)len) != 0) {
+    if (sl_buf_write_all(&io->out, data, (size_t)len) != 0) {
         BIO_set_retry_write(b);
         return -1;
     }
@@ -30,11 +30,11 @@ static int bio_write(BIO *b, const char *data, int len)
 
 static int bio_read(BIO *b, char *buf, int len)
 {
-    sl_conn_t *c = BIO_get_data(b);
+    sl_tls_bio_io_t *io = BIO_get_data(b);
     ssize_t n;
     BIO_clear_retry_flags(b);
     do
-        n = read(c->fd, buf, (size_t)len);
+        n = read(io->fd, buf, (size_t)len);
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         BIO_set_retry_read(b);
@@ -46,7 +46,7 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     (void)b;
     (void)num;
     (void)ptr;
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* conn.c flushes tls_out itself */
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* conn.c sends the queue itself */
 }
 
 static int bio_create(BIO *b)
@@ -63,14 +63,14 @@ static void make_method(void)
         sl_assert_fail("BIO_meth_new", __FILE__, __LINE__);
 }
 
-int sl_tls_bio_attach(sl_conn_t *c)
+int sl_tls_bio_attach(SSL *ssl, sl_tls_bio_io_t *io)
 {
     pthread_once(&method_once, make_method);
     BIO *b = BIO_new(method);
     if (!b)
         return SL_ENOMEM;
-    BIO_set_data(b, c);
+    BIO_set_data(b, io);
     /* One BIO for both directions: SSL_set_bio takes a single reference. */
-    SSL_set_bio(c->ssl, b, b);
+    SSL_set_bio(ssl, b, b);
     return 0;
 }

@@ -8,7 +8,6 @@
  * 0 also hands freed heap back to the system after load drops.
  */
 #include "worker.h"
-#include "conn.h"
 #include "log.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -87,12 +86,12 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
                 sl_log(SL_LOG_WARN, NULL, "accept: %s (raise the fd limit)", strerror(errno));
             return;
         }
-        if (w->nconns >= w->cfg->limits.max_conns_per_worker) {
+        if (w->conns.nlive >= w->cfg->limits.max_conns_per_worker) {
             /* Over the bound: refuse at once rather than queue unbounded. */
             close(fd);
             continue;
         }
-        sl_conn_new(w, fd, l->lcfg, l->ssl_ctx, (struct sockaddr *)&ss, len);
+        sl_conn_new(&w->conns, fd, l->lcfg, l->ssl_ctx, (struct sockaddr *)&ss, len);
     }
 }
 
@@ -110,8 +109,8 @@ static void stop_listeners(sl_worker_t *w)
 
 static void close_all(sl_worker_t *w, int flush)
 {
-    while (w->conns) {
-        sl_conn_t *c = w->conns;
+    while (w->conns.live) {
+        sl_conn_t *c = w->conns.live;
         sl_conn_close(c, flush);
         if (!c->closing)
             break; /* lingering: let it flush */
@@ -123,10 +122,10 @@ static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     sl_worker_t *w = t->data;
     (void)loop;
     (void)revents;
-    if (w->nconns)
-        sl_log(SL_LOG_WARN, NULL, "drain timeout: closing %zu connection(s)", w->nconns);
+    if (w->conns.nlive)
+        sl_log(SL_LOG_WARN, NULL, "drain timeout: closing %zu connection(s)", w->conns.nlive);
     /* Abort what is left, lingering ones included. */
-    for (sl_conn_t *c = w->conns; c; c = w->conns) {
+    for (sl_conn_t *c = w->conns.live; c; c = w->conns.live) {
         c->lingering = 0;
         sl_conn_close(c, 0);
     }
@@ -134,13 +133,13 @@ static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 
 static void start_drain(sl_worker_t *w)
 {
-    if (w->draining)
+    if (w->conns.draining)
         return;
-    w->draining = 1;
+    w->conns.draining = 1;
     stop_listeners(w);
     for (size_t i = 0; i < w->ndrain_hooks; i++)
         w->drain_hooks[i].fn(w, w->drain_hooks[i].arg);
-    for (sl_conn_t *c = w->conns, *next; c; c = next) {
+    for (sl_conn_t *c = w->conns.live, *next; c; c = next) {
         next = c->next;
         sl_conn_drain(c);
     }
@@ -201,14 +200,14 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     sl_worker_t *w = p->data;
     (void)revents;
-    sl_conn_flush_pending(w);
-    sl_log_access_flush(w);
-    sl_conn_reap(w);
-    if (w->flushing)
+    sl_conn_flush_pending(&w->conns);
+    sl_access_flush(&w->access);
+    sl_conn_reap(&w->conns);
+    if (w->conns.flushing)
         ev_idle_start(loop, &w->idle);
     else
         ev_idle_stop(loop, &w->idle);
-    if (w->draining && w->nconns == 0)
+    if (w->conns.draining && w->conns.nlive == 0)
         ev_break(loop, EVBREAK_ALL);
 }
 
@@ -218,10 +217,15 @@ int sl_worker_init(sl_worker_t *w, int id, const sl_config_t *cfg, const int *fd
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->cfg = cfg;
+    sl_access_init(&w->access, id);
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     if (!w->loop)
         return SL_ERROR;
     sl_buf_pool_init(&w->bufpool, SPARE_CHUNKS);
+    w->conns.loop = w->loop;
+    w->conns.cfg = cfg;
+    w->conns.bufpool = &w->bufpool;
+    w->conns.worker_id = id;
     w->nlisteners = cfg->nlisteners;
     w->listeners = sl_calloc(cfg->nlisteners, sizeof(*w->listeners));
     for (size_t i = 0; i < cfg->nlisteners; i++) {
@@ -253,15 +257,19 @@ static void *worker_main(void *arg)
 {
     sl_worker_t *w = arg;
     current = w;
+    sl_log_bind_worker(w->id);
+    sl_access_bind(&w->access);
     ev_run(w->loop, 0);
     /* Leftovers after a STOP: abort, then free everything. */
     stop_listeners(w);
-    for (sl_conn_t *c = w->conns; c; c = w->conns) {
+    for (sl_conn_t *c = w->conns.live; c; c = w->conns.live) {
         c->lingering = 0;
         sl_conn_close(c, 0);
     }
-    sl_conn_reap(w);
-    sl_log_access_flush(w);
+    sl_conn_reap(&w->conns);
+    sl_access_flush(&w->access);
+    sl_access_bind(NULL);
+    sl_log_bind_worker(-1);
     current = NULL;
     atomic_store(&w->done, 1);
     return NULL;
@@ -297,5 +305,5 @@ void sl_worker_dispose(sl_worker_t *w)
     w->loop = NULL;
     sl_buf_pool_dispose(&w->bufpool);
     sl_free(w->listeners);
-    sl_free(w->access_buf);
+    sl_access_dispose(&w->access);
 }

@@ -9,14 +9,15 @@
 #define SL_WORKER_H
 
 #include "sl.h"
+#include "access.h"
 #include "buf.h"
 #include "config.h"
+#include "conn.h"
 #include <ev.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
-typedef struct sl_conn sl_conn_t;
 typedef struct sl_listener sl_listener_t;
 
 typedef struct sl_listener {
@@ -35,10 +36,7 @@ typedef struct sl_worker {
     sl_buf_pool_t bufpool;
     sl_listener_t *listeners;
     size_t nlisteners;
-    sl_conn_t *conns; /* live connections (doubly linked) */
-    size_t nconns;
-    sl_conn_t *closing;  /* freed in the prepare watcher */
-    sl_conn_t *flushing; /* flush queued output before the loop blocks */
+    sl_conn_table_t conns; /* its connections (drain flag included) */
     ev_prepare prepare;
     ev_idle idle;  /* keeps the loop from blocking while output is pending */
     ev_async wake; /* main -> worker: check `command` */
@@ -46,10 +44,7 @@ typedef struct sl_worker {
     ev_timer trim_timer; /* worker 0: malloc_trim after load drops */
     atomic_int command;  /* SL_WORKER_CMD_* set by main before ev_async_send */
     atomic_int done;
-    int draining;
-    uint64_t next_conn_id;
-    char *access_buf; /* pending access-log lines (bounded) */
-    size_t access_len, access_cap;
+    sl_access_log_t access; /* pending access-log lines (bounded) */
     struct {
         void (*fn)(struct sl_worker *w, void *arg);
         void *arg;

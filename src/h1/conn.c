@@ -16,6 +16,7 @@
  * on_writable. reset() is carried out after the handler returns too.
  */
 #include "h1_int.h"
+#include "../access.h"
 #include "../config.h"
 #include "../h2/h2.h"
 #include "../log.h"
@@ -162,7 +163,7 @@ static __thread size_t date_len;
 
 static void hb_date(hbuf_t *b, sl_conn_t *c)
 {
-    time_t now = (time_t)ev_now(c->worker->loop);
+    time_t now = (time_t)ev_now(c->table->loop);
     if (now != date_sec) {
         struct tm tm;
         gmtime_r(&now, &tm);
@@ -520,7 +521,7 @@ static int send_file(h1_conn_t *hc)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ev_io_start(c->worker->loop, &c->wio);
+            ev_io_start(c->table->loop, &c->wio);
             return 0;
         }
         if (n <= 0) {
@@ -702,7 +703,7 @@ static int finish_exchange(h1_conn_t *hc)
 {
     h1_exch_t *x = &hc->x;
     sl_req_t *req = &x->req;
-    sl_log_access(req);
+    sl_access_log(req);
     x->closed = 1;
     hc->live = 0;
     if (req->cbs && req->cbs->on_close)
@@ -944,7 +945,7 @@ static void build_req(h1_conn_t *hc, const sl_h1_head_t *head)
     req->tls.alpn = c->alpn;
     req->tls.sni = c->sni;
     sl_req_set_client_cert(req, c->client_cert);
-    req->peer = c->peer;
+    req->peer = c->tag.peer;
     req->ops = &h1_req_ops;
     req->pdata = x;
 }
@@ -1327,7 +1328,7 @@ static void on_close(sl_conn_t *c)
         sl_req_t *req = &hc->x.req;
         hc->live = 0;
         hc->x.closed = 1;
-        sl_log_access(req);
+        sl_access_log(req);
         if (req->cbs && req->cbs->on_close)
             req->cbs->on_close(req, SL_ECANCELED);
         sl_req_dispose(req);

@@ -449,7 +449,7 @@ sl_h2_session_t *sl_h2_session_new(sl_conn_t *c)
     sl_h2_session_t *s = sl_calloc(1, sizeof(*s));
     s->conn = c;
     s->cfg = cfg;
-    s->loop = c->worker->loop;
+    s->loop = c->table->loop;
     if (nghttp2_option_new(&opt) != 0)
         goto fail_option;
     set_options(opt, &cfg->limits);

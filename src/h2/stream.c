@@ -9,6 +9,7 @@
  * (NGHTTP2_DATA_FLAG_NO_COPY), trailers, 1xx, resets.
  */
 #include "h2_int.h"
+#include "../access.h"
 #include "../router.h"
 #include <pthread.h>
 #include <stdio.h>
@@ -91,7 +92,7 @@ sl_h2_stream_t *sl_h2_stream_new(sl_h2_session_t *s, int32_t id)
     req->worker_id = sl_conn_worker_id(c);
     req->ops = &h2_ops;
     req->pdata = st;
-    req->peer = c->peer;
+    req->peer = c->tag.peer;
     req->tls.version = c->tls_version;
     req->tls.alpn = c->alpn;
     req->tls.sni = c->sni;
@@ -351,7 +352,7 @@ void sl_h2_stream_close(sl_h2_stream_t *st, uint32_t error_code)
     if (st->dispatched) {
         if (!req->head_sent)
             req->res.status = 0; /* no response: say so in the access log */
-        sl_log_access(req);
+        sl_access_log(req);
         if (req->cbs && req->cbs->on_close)
             req->cbs->on_close(
                 req, error_code == NGHTTP2_NO_ERROR && req->final_sent ? 0 : SL_ECANCELED);

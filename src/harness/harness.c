@@ -70,7 +70,7 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
     for (size_t i = 0; i < SL_ARRAY_LEN(opt_defs); i++) {
         const opt_def_t *d = &opt_defs[i];
         int64_t v;
-        if (sl_config_get_int(route, path, d->key, d->def, d->min, d->max, &v, err, errlen) != 0)
+        if (sl_conf_get_int(route, path, d->key, d->def, d->min, d->max, &v, err, errlen) != 0)
             goto fail_option;
         *(int64_t *)(void *)((char *)o + d->off) = v;
     }

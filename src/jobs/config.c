@@ -1,26 +1,17 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
  * The "jobs" and "executors" config sections: one table of keys with
- * defaults and bounds for "jobs", and per executor the common keys
- * (type, concurrency, queue, timeout_s, grace_s, content_type) followed by
- * the type's own keys, parsed by its executor file.
+ * defaults and bounds for "jobs" (the one place its defaults are written), and per executor the
+ * common keys (type, concurrency, queue, timeout_s, grace_s, content_type) followed by the type's
+ * own keys, parsed by its executor file.
  */
 #include "jobs_int.h"
 #include "../config.h"
 #include <openssl/crypto.h>
 #include <stdio.h>
 
-typedef struct key {
-    const char *name;
-    size_t off;
-    int64_t def, min, max;
-} cfg_key_t;
-
-#define K(n, d, lo, hi)                                                                            \
-    {                                                                                              \
-#n, offsetof(sl_jobs_cfg_t, n), d, lo, hi                                                  \
-    }
-static const cfg_key_t jobs_keys[] = {
+#define K(n, d, lo, hi) SL_CONF_INT(SL_CONF_I64, sl_jobs_cfg_t, n, d, lo, hi)
+static const sl_conf_key_t jobs_keys[] = {
     K(max_jobs, 10000, 1, 10000000),
     K(retain_bytes, 1 << 20, 1024, 1LL << 32),
     K(ttl_s, 300, 1, 30 * 86400),
@@ -38,7 +29,7 @@ static int read_secret(json_t *v, const char *path, const char *key, char *out, 
                        size_t *len, char *err, size_t errlen)
 {
     const char *file;
-    if (sl_config_get_str(v, path, key, NULL, &file, err, errlen))
+    if (sl_conf_get_str(v, path, key, NULL, &file, err, errlen))
         return SL_EINVAL;
     *len = 0;
     if (!file)
@@ -95,31 +86,24 @@ int sl_jobs_check_keys(json_t *obj, const char *path, const char *const *names, 
     for (size_t i = 0; i < SL_ARRAY_LEN(common_keys) && k < SL_ARRAY_LEN(all); i++)
         all[k++] = common_keys[i];
     SL_ASSERT(k == n + SL_ARRAY_LEN(common_keys));
-    return sl_config_check_keys(obj, path, all, k, err, errlen);
+    return sl_conf_check_keys(obj, path, all, k, err, errlen);
+}
+
+void sl_jobs_config_defaults(sl_jobs_cfg_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    sl_conf_table_defaults(jobs_keys, SL_ARRAY_LEN(jobs_keys), c);
 }
 
 static int parse_jobs(json_t *v, const char *path, void **state, char *err, size_t errlen)
 {
     static const char *const file_keys[] = {"owner_key_file", "admin_token_file"};
-    const char *names[SL_ARRAY_LEN(jobs_keys) + SL_ARRAY_LEN(file_keys)];
     sl_jobs_cfg_t *c = sl_calloc(1, sizeof(*c));
     *state = c;
-    if (v && !json_is_object(v)) {
-        snprintf(err, errlen, "%s: must be an object", path);
+    if (sl_conf_table_load(jobs_keys, SL_ARRAY_LEN(jobs_keys), v, path, c, file_keys,
+                           SL_ARRAY_LEN(file_keys), err, errlen))
         return SL_EINVAL;
-    }
-    for (size_t i = 0; i < SL_ARRAY_LEN(jobs_keys); i++) {
-        const cfg_key_t *k = &jobs_keys[i];
-        names[i] = k->name;
-        if (sl_config_get_int(v, path, k->name, k->def, k->min, k->max,
-                              (int64_t *)((char *)c + k->off), err, errlen))
-            return SL_EINVAL;
-    }
-    for (size_t i = 0; i < SL_ARRAY_LEN(file_keys); i++)
-        names[SL_ARRAY_LEN(jobs_keys) + i] = file_keys[i];
-    if (parse_secrets(v, path, c, err, errlen))
-        return SL_EINVAL;
-    return v ? sl_config_check_keys(v, path, names, SL_ARRAY_LEN(names), err, errlen) : 0;
+    return parse_secrets(v, path, c, err, errlen);
 }
 
 static void free_jobs(void *state)
@@ -159,12 +143,12 @@ static int parse_common(json_t *o, const char *p, sl_jobs_exec_def_t *x, char *e
 {
     int64_t conc, queue, timeout, grace;
     const char *type, *ct;
-    if (sl_config_get_str(o, p, "type", NULL, &type, err, errlen) ||
-        sl_config_get_int(o, p, "concurrency", 64, 1, 100000, &conc, err, errlen) ||
-        sl_config_get_int(o, p, "queue", 1024, 0, 1000000, &queue, err, errlen) ||
-        sl_config_get_int(o, p, "timeout_s", 0, 0, 30 * 86400, &timeout, err, errlen) ||
-        sl_config_get_int(o, p, "grace_s", 5, 0, 3600, &grace, err, errlen) ||
-        sl_config_get_str(o, p, "content_type", NULL, &ct, err, errlen))
+    if (sl_conf_get_str(o, p, "type", NULL, &type, err, errlen) ||
+        sl_conf_get_int(o, p, "concurrency", 64, 1, 100000, &conc, err, errlen) ||
+        sl_conf_get_int(o, p, "queue", 1024, 0, 1000000, &queue, err, errlen) ||
+        sl_conf_get_int(o, p, "timeout_s", 0, 0, 30 * 86400, &timeout, err, errlen) ||
+        sl_conf_get_int(o, p, "grace_s", 5, 0, 3600, &grace, err, errlen) ||
+        sl_conf_get_str(o, p, "content_type", NULL, &ct, err, errlen))
         return SL_EINVAL;
     for (size_t i = 0; type && i < SL_ARRAY_LEN(types); i++)
         if (strcmp(types[i]->type, type) == 0)

@@ -34,10 +34,10 @@ static int parse(json_t *o, const char *p, void **opts, char *err, size_t errlen
     ticker_opts_t *t = sl_calloc(1, sizeof(*t));
     *opts = t;
     if (sl_jobs_check_keys(o, p, keys, SL_ARRAY_LEN(keys), err, errlen) ||
-        sl_config_get_str(o, p, "kind", "ticker", &kind, err, errlen) ||
-        sl_config_get_int(o, p, "max_events", 10000, 1, 10000000, &t->max_events, err, errlen) ||
-        sl_config_get_int(o, p, "max_size", 65536, 1, 1 << 20, &t->max_size, err, errlen) ||
-        sl_config_get_int(o, p, "max_interval_ms", 60000, 0, 3600000, &t->max_interval_ms, err,
+        sl_conf_get_str(o, p, "kind", "ticker", &kind, err, errlen) ||
+        sl_conf_get_int(o, p, "max_events", 10000, 1, 10000000, &t->max_events, err, errlen) ||
+        sl_conf_get_int(o, p, "max_size", 65536, 1, 1 << 20, &t->max_size, err, errlen) ||
+        sl_conf_get_int(o, p, "max_interval_ms", 60000, 0, 3600000, &t->max_interval_ms, err,
                           errlen))
         return SL_EINVAL;
     if (strcmp(kind, "ticker") != 0) {

@@ -103,8 +103,8 @@ static int parse(json_t *o, const char *p, void **opts, char *err, size_t errlen
     *opts = x;
     json_t *argv = json_object_get(o, "argv");
     if (sl_jobs_check_keys(o, p, keys, SL_ARRAY_LEN(keys), err, errlen) ||
-        sl_config_get_str(o, p, "cwd", "/", &cwd, err, errlen) ||
-        sl_config_get_bool(o, p, "progress_fd", 1, &x->progress_fd, err, errlen))
+        sl_conf_get_str(o, p, "cwd", "/", &cwd, err, errlen) ||
+        sl_conf_get_bool(o, p, "progress_fd", 1, &x->progress_fd, err, errlen))
         return SL_EINVAL;
     if (!json_is_array(argv) || json_array_size(argv) == 0) {
         snprintf(err, errlen, "%s.argv: must be a non-empty array of strings", p);

@@ -105,8 +105,8 @@ static int parse(json_t *obj, const char *p, void **opts, char *err, size_t errl
     *opts = o;
     o->cfg = sl_config_loading();
     if (sl_jobs_check_keys(obj, p, keys, SL_ARRAY_LEN(keys), err, errlen) ||
-        sl_config_get_str(obj, p, "upstream", NULL, &ups, err, errlen) ||
-        sl_config_get_str(obj, p, "path", NULL, &path, err, errlen) ||
+        sl_conf_get_str(obj, p, "upstream", NULL, &ups, err, errlen) ||
+        sl_conf_get_str(obj, p, "path", NULL, &path, err, errlen) ||
         parse_fields(json_object_get(obj, "headers"), p, o, err, errlen))
         return SL_EINVAL;
     if (!ups || sl_proxy_upstream_addr(o->cfg, ups, 0, &a) != 0) {

@@ -138,6 +138,8 @@ const char *sl_jobs_exec_name(const sl_jobs_exec_def_t *x);
 const char *sl_jobs_exec_content_type(const sl_jobs_exec_def_t *x);
 
 /* ---- process lifetime (main thread) ---- */
+/* The "jobs" section's defaults (what an absent section gives). */
+void sl_jobs_config_defaults(sl_jobs_cfg_t *c);
 /* Create the store and start the jobs thread with cfg (NULL: defaults).
  * Returns 0 or SL_ERROR. */
 int sl_jobs_start(const sl_jobs_cfg_t *cfg);

@@ -284,20 +284,12 @@ static void *thread_main(void *arg)
 
 int sl_jobs_start(const sl_jobs_cfg_t *cfg)
 {
-    static const sl_jobs_cfg_t defaults = {
-        .max_jobs = 10000,
-        .retain_bytes = 1 << 20,
-        .ttl_s = 300,
-        .heartbeat_s = 15,
-        .shards = 16,
-        .max_tombstones = 10000,
-        .max_wait_s = 300,
-        .max_jobs_per_owner = 100,
-        .max_retained_bytes = 256LL << 20,
-    };
     SL_ASSERT(!lc.started);
     memset(&lc, 0, sizeof(lc));
-    lc.cfg = cfg ? *cfg : defaults;
+    if (cfg)
+        lc.cfg = *cfg;
+    else
+        sl_jobs_config_defaults(&lc.cfg);
     if (sl_jobs_store_init(&lc.cfg) != 0)
         return SL_ERROR;
     pthread_mutex_init(&lc.mu, NULL);

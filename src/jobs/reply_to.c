@@ -93,9 +93,9 @@ int sl_jobs_reply_to_parse(json_t *v, const char *path, struct sl_jobs_reply_to 
         return SL_EINVAL;
     }
     inc = it && json_is_true(it);
-    if (sl_config_get_str(v, p, "upstream", NULL, &ups, err, errlen) ||
-        sl_config_get_str(v, p, "path", "/", &rpath, err, errlen) ||
-        sl_config_get_int(v, p, "max_result_bytes", 1 << 20, 0, 64 << 20, &max, err, errlen))
+    if (sl_conf_get_str(v, p, "upstream", NULL, &ups, err, errlen) ||
+        sl_conf_get_str(v, p, "path", "/", &rpath, err, errlen) ||
+        sl_conf_get_int(v, p, "max_result_bytes", 1 << 20, 0, 64 << 20, &max, err, errlen))
         return SL_EINVAL;
     const sl_config_t *cfg = sl_config_loading();
     if (!ups || sl_proxy_upstream_addr(cfg, ups, 0, &a) != 0) {

@@ -39,7 +39,7 @@ static int check_keys(json_t *obj, const char *path, const char *const *allowed,
     size_t n = 0;
     while (allowed[n])
         n++;
-    return sl_config_check_keys(obj, path, allowed, n, err, errlen);
+    return sl_conf_check_keys(obj, path, allowed, n, err, errlen);
 }
 
 static int get_secs(json_t *obj, const char *path, const char *key, double def, double min,
@@ -122,8 +122,8 @@ static int parse_server(json_t *v, const char *path, px_server_t *s, char *err, 
     int64_t w = 1;
     if (json_is_object(v)) {
         if (check_keys(v, path, keys, err, errlen) ||
-            sl_config_get_str(v, path, "addr", NULL, &addr, err, errlen) ||
-            sl_config_get_int(v, path, "weight", 1, 1, 1000, &w, err, errlen))
+            sl_conf_get_str(v, path, "addr", NULL, &addr, err, errlen) ||
+            sl_conf_get_int(v, path, "weight", 1, 1, 1000, &w, err, errlen))
             return SL_EINVAL;
         if (!addr)
             return fail(err, errlen, "%s.addr: required", path);
@@ -157,8 +157,8 @@ static void upstream_dispose(px_upstream_t *u)
 static int parse_balance(json_t *obj, const char *path, px_upstream_t *u, char *err, size_t errlen)
 {
     const char *b, *key;
-    if (sl_config_get_str(obj, path, "balance", "round_robin", &b, err, errlen) ||
-        sl_config_get_str(obj, path, "hash_key", "client_addr", &key, err, errlen))
+    if (sl_conf_get_str(obj, path, "balance", "round_robin", &b, err, errlen) ||
+        sl_conf_get_str(obj, path, "hash_key", "client_addr", &key, err, errlen))
         return SL_EINVAL;
     if (strcmp(b, "round_robin") == 0)
         u->balance = PX_RR;
@@ -205,10 +205,10 @@ static int parse_health(json_t *obj, const char *path, px_health_cfg_t *h, char 
     if (!json_is_object(obj))
         return fail(err, errlen, "%s: must be an object", p);
     if (check_keys(obj, p, keys, err, errlen) ||
-        sl_config_get_str(obj, p, "path", NULL, &hp, err, errlen) ||
+        sl_conf_get_str(obj, p, "path", NULL, &hp, err, errlen) ||
         get_secs(obj, p, "interval_s", 5, 0.05, 86400, &h->interval_s, err, errlen) ||
         get_secs(obj, p, "timeout_s", 2, 0.01, 3600, &h->timeout_s, err, errlen) ||
-        sl_config_get_int(obj, p, "expect", 200, 100, 599, &expect, err, errlen))
+        sl_conf_get_int(obj, p, "expect", 200, 100, 599, &expect, err, errlen))
         return SL_EINVAL;
     /* Goes into a request line: a path, no spaces or controls. */
     size_t n = hp ? strlen(hp) : 0;
@@ -251,10 +251,10 @@ static int parse_upstream(const char *name, json_t *obj, const char *path, px_up
         u->total_weight += u->servers[i].weight;
     }
     if (parse_balance(obj, path, u, err, errlen) ||
-        sl_config_get_int(obj, path, "keepalive", 32, 0, 100000, &u->keepalive, err, errlen) ||
-        sl_config_get_int(obj, path, "max_conns", 1024, 1, 1000000, &u->max_conns, err, errlen) ||
-        sl_config_get_int(obj, path, "retries", 1, 0, 16, &u->retries, err, errlen) ||
-        sl_config_get_int(obj, path, "fail_threshold", 3, 0, 1000, &u->fail_threshold, err,
+        sl_conf_get_int(obj, path, "keepalive", 32, 0, 100000, &u->keepalive, err, errlen) ||
+        sl_conf_get_int(obj, path, "max_conns", 1024, 1, 1000000, &u->max_conns, err, errlen) ||
+        sl_conf_get_int(obj, path, "retries", 1, 0, 16, &u->retries, err, errlen) ||
+        sl_conf_get_int(obj, path, "fail_threshold", 3, 0, 1000, &u->fail_threshold, err,
                           errlen) ||
         get_secs(obj, path, "down_s", 10, 0.001, 86400, &u->down_s, err, errlen) ||
         parse_timeouts(json_object_get(obj, "timeouts"), path, &u->to, err, errlen))
@@ -386,17 +386,17 @@ static int parse_trusted(json_t *obj, const char *path, px_route_t *rt, char *er
 static int parse_rewrite(json_t *route, const char *path, px_route_t *rt, char *err, size_t errlen)
 {
     const char *strip, *repl, *host;
-    if (sl_config_get_str(route, path, "strip_prefix", NULL, &strip, err, errlen) ||
-        sl_config_get_str(route, path, "replace_prefix", NULL, &repl, err, errlen) ||
-        sl_config_get_str(route, path, "host_header", "pass", &host, err, errlen))
+    if (sl_conf_get_str(route, path, "strip_prefix", NULL, &strip, err, errlen) ||
+        sl_conf_get_str(route, path, "replace_prefix", NULL, &repl, err, errlen) ||
+        sl_conf_get_str(route, path, "host_header", "pass", &host, err, errlen))
         return SL_EINVAL;
     if ((strip && strip[0] != '/') || (repl && repl[0] != '/'))
         return fail(err, errlen, "%s: strip_prefix and replace_prefix must start with '/'", path);
     if (repl && !strip)
         return fail(err, errlen, "%s.replace_prefix: needs strip_prefix", path);
-    if (sl_config_get_bool(route, path, "retry_non_idempotent", 0, &rt->retry_non_idempotent, err,
+    if (sl_conf_get_bool(route, path, "retry_non_idempotent", 0, &rt->retry_non_idempotent, err,
                            errlen) ||
-        sl_config_get_bool(route, path, "forward_raw_path", 0, &rt->forward_raw_path, err, errlen))
+        sl_conf_get_bool(route, path, "forward_raw_path", 0, &rt->forward_raw_path, err, errlen))
         return SL_EINVAL;
     rt->strip_prefix = strip ? sl_strdup(strip) : NULL;
     rt->replace_prefix = repl ? sl_strdup(repl) : NULL;
@@ -463,7 +463,7 @@ int px_route_configure(json_t *route, const char *path, void **state, char *err,
     const char *name;
     const sl_config_t *cfg = sl_config_loading();
     if (check_keys(route, path, keys, err, errlen) ||
-        sl_config_get_str(route, path, "upstream", NULL, &name, err, errlen))
+        sl_conf_get_str(route, path, "upstream", NULL, &name, err, errlen))
         return SL_EINVAL;
     if (!name)
         return fail(err, errlen, "%s.upstream: required (a name from \"upstreams\")", path);

@@ -53,11 +53,11 @@ int px_tls_parse(json_t *obj, const char *path, px_upstream_t *u, char *err, siz
     }
     const char *ca, *sni, *minv;
     int verify;
-    if (sl_config_check_keys(obj, p, keys, 4, err, errlen) ||
-        sl_config_get_str(obj, p, "ca_file", NULL, &ca, err, errlen) ||
-        sl_config_get_bool(obj, p, "verify", 1, &verify, err, errlen) ||
-        sl_config_get_str(obj, p, "sni", NULL, &sni, err, errlen) ||
-        sl_config_get_str(obj, p, "min_version", "TLSv1.2", &minv, err, errlen))
+    if (sl_conf_check_keys(obj, p, keys, 4, err, errlen) ||
+        sl_conf_get_str(obj, p, "ca_file", NULL, &ca, err, errlen) ||
+        sl_conf_get_bool(obj, p, "verify", 1, &verify, err, errlen) ||
+        sl_conf_get_str(obj, p, "sni", NULL, &sni, err, errlen) ||
+        sl_conf_get_str(obj, p, "min_version", "TLSv1.2", &minv, err, errlen))
         return SL_EINVAL;
     if (strcmp(minv, "TLSv1.2") != 0 && strcmp(minv, "TLSv1.3") != 0) {
         snprintf(err, errlen, "%s.min_version: must be \"TLSv1.2\" or \"TLSv1.3\"", p);

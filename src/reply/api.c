@@ -51,7 +51,7 @@ static int configure_ws(json_t *route, const char *path, api_state_t *s, char *e
 {
     int64_t v[W_N];
     for (size_t i = 0; i < W_N; i++)
-        if (sl_config_get_int(route, path, ws_opts[i].key, ws_opts[i].def, ws_opts[i].min,
+        if (sl_conf_get_int(route, path, ws_opts[i].key, ws_opts[i].def, ws_opts[i].min,
                               ws_opts[i].max, &v[i], err, errlen))
             return SL_EINVAL;
     s->ws_max_jobs = (size_t)v[W_JOBS];
@@ -87,7 +87,7 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
                                        "owner"};
     api_state_t *s = sl_calloc(1, sizeof(*s));
     *state = s;
-    if (sl_config_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
+    if (sl_conf_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
         return SL_EINVAL;
     json_t *p = json_object_get(route, "path");
     const char *ps = json_is_string(p) ? json_string_value(p) : "/jobs";

@@ -46,7 +46,7 @@ int sl_reply_owner_parse(json_t *route, const char *path, sl_reply_owner_rule_t 
 {
     const char *v;
     memset(r, 0, sizeof(*r));
-    if (sl_config_get_str(route, path, "owner", "none", &v, err, errlen))
+    if (sl_conf_get_str(route, path, "owner", "none", &v, err, errlen))
         return SL_EINVAL;
     if (strcmp(v, "none") == 0)
         return 0;

@@ -96,12 +96,12 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
     const char *exec, *reply, *jobs_path;
     job_route_t *s = sl_calloc(1, sizeof(*s));
     *state = s;
-    if (sl_config_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
+    if (sl_conf_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
         return SL_EINVAL;
-    if (sl_config_get_str(route, path, "executor", NULL, &exec, err, errlen) ||
-        sl_config_get_str(route, path, "reply", "stream", &reply, err, errlen) ||
-        sl_config_get_str(route, path, "jobs_path", "/jobs/", &jobs_path, err, errlen) ||
-        sl_config_get_bool(route, path, "cancel_on_disconnect", 0, &s->cancel_on_disconnect, err,
+    if (sl_conf_get_str(route, path, "executor", NULL, &exec, err, errlen) ||
+        sl_conf_get_str(route, path, "reply", "stream", &reply, err, errlen) ||
+        sl_conf_get_str(route, path, "jobs_path", "/jobs/", &jobs_path, err, errlen) ||
+        sl_conf_get_bool(route, path, "cancel_on_disconnect", 0, &s->cancel_on_disconnect, err,
                            errlen))
         return SL_EINVAL;
     if (parse_record(route, path, s, err, errlen) ||

@@ -126,11 +126,11 @@ static int parse_cache(json_t *route, const char *path, sl_static_opts_t *o, cha
             return bad(err, errlen, sub, k, "unknown option");
     }
     int64_t max;
-    if (sl_config_get_int(v, sub, "max", 1024, 0, 1000000, &max, err, errlen))
+    if (sl_conf_get_int(v, sub, "max", 1024, 0, 1000000, &max, err, errlen))
         return SL_EINVAL;
     o->cache_max = (size_t)max;
     int64_t content;
-    if (sl_config_get_int(v, sub, "content_bytes", 16384, 0, 1048576, &content, err, errlen))
+    if (sl_conf_get_int(v, sub, "content_bytes", 16384, 0, 1048576, &content, err, errlen))
         return SL_EINVAL;
     o->cache_content_bytes = (size_t)content;
     json_t *ttl = json_object_get(v, "ttl_s");
@@ -145,7 +145,7 @@ static int parse_cache(json_t *route, const char *path, sl_static_opts_t *o, cha
 static int open_root(json_t *route, const char *path, sl_static_opts_t *o, char *err, size_t errlen)
 {
     const char *root;
-    if (sl_config_get_str(route, path, "root", NULL, &root, err, errlen))
+    if (sl_conf_get_str(route, path, "root", NULL, &root, err, errlen))
         return SL_EINVAL;
     if (!root || !*root)
         return bad(err, errlen, path, "root", "required (the document root directory)");
@@ -164,14 +164,14 @@ static int parse_flags(json_t *route, const char *path, sl_static_opts_t *o, cha
 {
     const char *cc;
     int64_t rb, mle;
-    if (sl_config_get_bool(route, path, "autoindex", 0, &o->autoindex, err, errlen) ||
-        sl_config_get_int(route, path, "max_listing_entries", 10000, 1, 1000000, &mle, err,
+    if (sl_conf_get_bool(route, path, "autoindex", 0, &o->autoindex, err, errlen) ||
+        sl_conf_get_int(route, path, "max_listing_entries", 10000, 1, 1000000, &mle, err,
                           errlen) ||
-        sl_config_get_bool(route, path, "dotfiles", 0, &o->dotfiles, err, errlen) ||
-        sl_config_get_bool(route, path, "precompressed", 1, &o->precompressed, err, errlen) ||
-        sl_config_get_bool(route, path, "sendfile", 1, &o->sendfile, err, errlen) ||
-        sl_config_get_str(route, path, "cache_control", NULL, &cc, err, errlen) ||
-        sl_config_get_int(route, path, "read_bytes", 131072, 4096, 4194304, &rb, err, errlen))
+        sl_conf_get_bool(route, path, "dotfiles", 0, &o->dotfiles, err, errlen) ||
+        sl_conf_get_bool(route, path, "precompressed", 1, &o->precompressed, err, errlen) ||
+        sl_conf_get_bool(route, path, "sendfile", 1, &o->sendfile, err, errlen) ||
+        sl_conf_get_str(route, path, "cache_control", NULL, &cc, err, errlen) ||
+        sl_conf_get_int(route, path, "read_bytes", 131072, 4096, 4194304, &rb, err, errlen))
         return SL_EINVAL;
     o->max_listing_entries = (size_t)mle;
     if (cc && strpbrk(cc, "\r\n"))

@@ -37,13 +37,13 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
     int64_t v[O_N];
     for (size_t i = 0; i < O_N; i++) {
         const opt_def_t *d = &opt_defs[i];
-        if (sl_config_get_int(route, path, d->key, d->def, d->min, d->max, &v[i], err, errlen))
+        if (sl_conf_get_int(route, path, d->key, d->def, d->min, d->max, &v[i], err, errlen))
             goto fail;
     }
     int deflate;
-    if (sl_config_get_bool(route, path, "deflate", 1, &deflate, err, errlen))
+    if (sl_conf_get_bool(route, path, "deflate", 1, &deflate, err, errlen))
         goto fail;
-    if (sl_config_get_str(route, path, "app", NULL, &r->app, err, errlen))
+    if (sl_conf_get_str(route, path, "app", NULL, &r->app, err, errlen))
         goto fail;
     if (!r->app || (strcmp(r->app, "echo") != 0 && strcmp(r->app, "broadcast") != 0)) {
         snprintf(err, errlen, "%s.app: must be \"echo\" or \"broadcast\"", path);

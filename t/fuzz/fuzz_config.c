@@ -28,6 +28,7 @@ static void setup(void)
     sl_router_register(&sl_health_handler);
     sl_router_register(&sl_return_handler);
     sl_router_register(&sl_harness_handler);
+    sl_router_init();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

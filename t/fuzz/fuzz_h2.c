@@ -93,6 +93,7 @@ static void setup(void)
     char err[256];
     sl_log_set_level("error");
     sl_router_register(&def);
+    sl_router_init();
     cfg = sl_config_load_string(config_json, "fuzz.json", err, sizeof(err));
     if (!cfg)
         abort();

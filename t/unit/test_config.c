@@ -3,7 +3,7 @@
  * Unit tests for src/config.c: a full valid file, the documented defaults,
  * every error class with the exact JSON path in its message, syntax errors
  * with file:line:col, bounds, SLUICE_* environment overrides and the
- * sl_config_get_* helpers used by handlers.
+ * sl_conf_get_* helpers used by handlers.
  */
 #include "config.h"
 #include "router.h"
@@ -25,7 +25,7 @@ static char err[512];
 static int t_configure(json_t *route, const char *path, void **state, char *e, size_t elen)
 {
     int64_t n;
-    if (sl_config_get_int(route, path, "n", 3, 0, 10, &n, e, elen))
+    if (sl_conf_get_int(route, path, "n", 3, 0, 10, &n, e, elen))
         return SL_EINVAL;
     int64_t *s = sl_malloc(sizeof(*s));
     *s = n;
@@ -52,6 +52,7 @@ static void setup(void)
         unsetenv(env_names[i]);
     if (!sl_router_find_handler("t_test"))
         sl_router_register(&t_handler);
+    sl_router_init();
     err[0] = '\0';
 }
 
@@ -150,11 +151,13 @@ START_TEST(test_valid_file)
     ck_assert_ptr_eq(cfg->listeners[2].tls, &cfg->tls_cfgs[1]);
     ck_assert_str_eq(cfg->tls_cfgs[1].certs[0].cert, "d.pem");
 
-    ck_assert_uint_eq(cfg->nroutes, 2);
-    ck_assert_str_eq(cfg->routes[0].path, "/a");
-    ck_assert_int_eq(*(int64_t *)cfg->routes[0].state, 7);
-    ck_assert_int_eq(*(int64_t *)cfg->routes[1].state, 3);
-    ck_assert_int_eq(cfg->routes[1].index, 1);
+    size_t nroutes;
+    const sl_route_t *routes = sl_router_routes(cfg, &nroutes);
+    ck_assert_uint_eq(nroutes, 2);
+    ck_assert_str_eq(routes[0].path, "/a");
+    ck_assert_int_eq(*(int64_t *)routes[0].state, 7);
+    ck_assert_int_eq(*(int64_t *)routes[1].state, 3);
+    ck_assert_int_eq(routes[1].index, 1);
     ck_assert_ptr_nonnull(cfg->root);
     sl_config_free(cfg);
 }
@@ -170,7 +173,9 @@ START_TEST(test_defaults)
     ck_assert_str_eq(cfg->log_level, "info");
     ck_assert_str_eq(cfg->server_name, "sluice");
     ck_assert_str_eq(cfg->path, "t.json");
-    ck_assert_uint_eq(cfg->nroutes, 0);
+    size_t nroutes;
+    ck_assert_ptr_null(sl_router_routes(cfg, &nroutes));
+    ck_assert_uint_eq(nroutes, 0);
     ck_assert_uint_eq(cfg->ntls, 0);
     const sl_listener_cfg_t *l = &cfg->listeners[0];
     ck_assert_int_eq(l->h2c, 1);
@@ -494,33 +499,33 @@ START_TEST(test_getters)
     int64_t i;
     int b;
     const char *s;
-    ck_assert_int_eq(sl_config_get_int(o, "h", "i", 1, 0, 10, &i, err, sizeof(err)), 0);
+    ck_assert_int_eq(sl_conf_get_int(o, "h", "i", 1, 0, 10, &i, err, sizeof(err)), 0);
     ck_assert_int_eq(i, 5);
-    ck_assert_int_eq(sl_config_get_int(o, "h", "missing", 7, 0, 10, &i, err, sizeof(err)), 0);
+    ck_assert_int_eq(sl_conf_get_int(o, "h", "missing", 7, 0, 10, &i, err, sizeof(err)), 0);
     ck_assert_int_eq(i, 7);
-    ck_assert_int_eq(sl_config_get_int(NULL, "h", "i", 9, 0, 10, &i, err, sizeof(err)), 0);
+    ck_assert_int_eq(sl_conf_get_int(NULL, "h", "i", 9, 0, 10, &i, err, sizeof(err)), 0);
     ck_assert_int_eq(i, 9);
-    ck_assert_int_eq(sl_config_get_int(o, "h", "i", 1, 6, 10, &i, err, sizeof(err)), SL_EINVAL);
+    ck_assert_int_eq(sl_conf_get_int(o, "h", "i", 1, 6, 10, &i, err, sizeof(err)), SL_EINVAL);
     ck_assert_str_eq(err, "h.i: must be between 6 and 10 (got 5)");
-    ck_assert_int_eq(sl_config_get_int(o, "h", "r", 1, 0, 10, &i, err, sizeof(err)), SL_EINVAL);
+    ck_assert_int_eq(sl_conf_get_int(o, "h", "r", 1, 0, 10, &i, err, sizeof(err)), SL_EINVAL);
     ck_assert_str_eq(err, "h.r: must be an integer");
-    ck_assert_int_eq(sl_config_get_int(o, "", "n", 1, 0, 10, &i, err, sizeof(err)), SL_EINVAL);
+    ck_assert_int_eq(sl_conf_get_int(o, "", "n", 1, 0, 10, &i, err, sizeof(err)), SL_EINVAL);
     ck_assert_str_eq(err, "n: must be an integer");
 
-    ck_assert_int_eq(sl_config_get_bool(o, "h", "b", 0, &b, err, sizeof(err)), 0);
+    ck_assert_int_eq(sl_conf_get_bool(o, "h", "b", 0, &b, err, sizeof(err)), 0);
     ck_assert_int_eq(b, 1);
-    ck_assert_int_eq(sl_config_get_bool(o, "h", "missing", 1, &b, err, sizeof(err)), 0);
+    ck_assert_int_eq(sl_conf_get_bool(o, "h", "missing", 1, &b, err, sizeof(err)), 0);
     ck_assert_int_eq(b, 1);
-    ck_assert_int_eq(sl_config_get_bool(o, "h", "i", 0, &b, err, sizeof(err)), SL_EINVAL);
+    ck_assert_int_eq(sl_conf_get_bool(o, "h", "i", 0, &b, err, sizeof(err)), SL_EINVAL);
     ck_assert_str_eq(err, "h.i: must be true or false");
 
-    ck_assert_int_eq(sl_config_get_str(o, "h", "s", "d", &s, err, sizeof(err)), 0);
+    ck_assert_int_eq(sl_conf_get_str(o, "h", "s", "d", &s, err, sizeof(err)), 0);
     ck_assert_str_eq(s, "x");
-    ck_assert_int_eq(sl_config_get_str(o, "h", "missing", "d", &s, err, sizeof(err)), 0);
+    ck_assert_int_eq(sl_conf_get_str(o, "h", "missing", "d", &s, err, sizeof(err)), 0);
     ck_assert_str_eq(s, "d");
-    ck_assert_int_eq(sl_config_get_str(o, "h", "n", "d", &s, err, sizeof(err)), 0);
+    ck_assert_int_eq(sl_conf_get_str(o, "h", "n", "d", &s, err, sizeof(err)), 0);
     ck_assert_ptr_null(s); /* explicit null = none */
-    ck_assert_int_eq(sl_config_get_str(o, "routes[3]", "b", "d", &s, err, sizeof(err)), SL_EINVAL);
+    ck_assert_int_eq(sl_conf_get_str(o, "routes[3]", "b", "d", &s, err, sizeof(err)), SL_EINVAL);
     ck_assert_str_eq(err, "routes[3].b: must be a string");
     json_decref(o);
 }
@@ -553,7 +558,7 @@ END_TEST
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
-    TCase *tc = tcase_create("core");
+    TCase *tc = tcase_create("core"); /* setup first, then the leak fixture */
     /* setup first (env, handler registration), then the allocation baseline. */
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_add_checked_fixture(tc, sl_test_alloc_setup, sl_test_alloc_teardown);

@@ -29,6 +29,7 @@ static sl_config_t *load(void)
         "{\"path\": \"/fallback\", \"handler\": \"r_test\"}]}";
     if (!sl_router_find_handler("r_test"))
         sl_router_register(&r_handler);
+    sl_router_init();
     sl_config_t *cfg = sl_config_load_string(json, "r.json", err, sizeof(err));
     ck_assert_msg(cfg != NULL, "%s", err);
     return cfg;
@@ -39,7 +40,7 @@ static int match(const sl_config_t *cfg, const char *host, const char *path)
 {
     const sl_route_t *r =
         sl_router_match(cfg, (sl_str_t){host, strlen(host)}, (sl_str_t){path, strlen(path)});
-    return r ? (int)(r - cfg->routes) : -1;
+    return r ? r->index : -1;
 }
 
 START_TEST(test_match)

@@ -5,6 +5,7 @@
  * CRLF, extension and trailer bounds.
  */
 #include "h1/h1_int.h"
+#include "../helpers.h"
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,15 +21,6 @@ static void collect(void *arg, const uint8_t *p, size_t n)
     ck_assert_uint_le(s->len + n, sizeof(s->data));
     memcpy(s->data + s->len, p, n);
     s->len += n;
-}
-
-static void setup(void)
-{
-}
-
-static void teardown(void)
-{
-    ck_assert_int_eq(sl_alloc_count(), 0);
 }
 
 /* Decode in one call; returns the decoder's result. */
@@ -179,9 +171,8 @@ END_TEST
 static Suite *chunked_suite(void)
 {
     Suite *s = suite_create("h1_chunked");
-    TCase *tc = tcase_create("chunked");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 20);
+    TCase *tc = sl_test_tcase("chunked");
+    tcase_set_timeout(tc, 20); /* every split of every vector */
     tcase_add_test(tc, test_good_split_everywhere);
     tcase_add_test(tc, test_bad);
     tcase_add_test(tc, test_large_sizes);
@@ -192,9 +183,5 @@ static Suite *chunked_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(chunked_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sl_test_run(chunked_suite());
 }

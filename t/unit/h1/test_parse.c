@@ -5,6 +5,7 @@
  * requests split at every byte, and response heads for the proxy.
  */
 #include "h1/h1_int.h"
+#include "../helpers.h"
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,15 +30,6 @@ static sl_h1_parse_status_t pres(const char *s, size_t len, size_t *consumed)
     head.headers = hdrs;
     head.max_headers = MAXH;
     return sl_h1_parse_response((const uint8_t *)s, len, &lim, &head, consumed);
-}
-
-static void setup(void)
-{
-}
-
-static void teardown(void)
-{
-    ck_assert_int_eq(sl_alloc_count(), 0);
 }
 
 typedef struct vec {
@@ -372,9 +364,8 @@ END_TEST
 static Suite *parse_suite(void)
 {
     Suite *s = suite_create("h1_parse");
-    TCase *tc = tcase_create("parse");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 20);
+    TCase *tc = sl_test_tcase("parse");
+    tcase_set_timeout(tc, 20); /* every split of every vector */
     tcase_add_test(tc, test_bad_vectors);
     tcase_add_test(tc, test_good_split_everywhere);
     tcase_add_test(tc, test_headers_as_received);
@@ -387,9 +378,5 @@ static Suite *parse_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(parse_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sl_test_run(parse_suite());
 }

@@ -12,7 +12,6 @@
 #include "h2/h2_int.h"
 #include "config.h"
 #include "router.h"
-#include "worker.h"
 #include "../helpers.h"
 #include <stdio.h>
 #include <sys/socket.h>
@@ -55,7 +54,8 @@ static cstream_t *cs(int32_t id)
 /* ---- the fake conn ---- */
 
 static sl_config_t *cfg;
-static sl_worker_t w;
+static sl_conn_table_t tab;
+static sl_buf_pool_t pool;
 static sl_conn_t *c;
 static int sp[2];
 static nghttp2_session *client;
@@ -253,7 +253,7 @@ static void run(void)
         if (c->in_flush_list) {
             /* What the worker's prepare watcher does: flush, on_writable. */
             c->in_flush_list = 0;
-            w.flushing = NULL;
+            tab.flushing = NULL;
             moved = 1;
             take_output();
             server_rv(sl_h2_proto.on_writable(c));
@@ -361,22 +361,24 @@ static void start_conn(const char *limits_json, const nghttp2_settings_entry *iv
     server_closed = 0;
     if (!sl_router_find_handler("t_h2"))
         sl_router_register(&t_handler);
+    sl_router_init();
     snprintf(json, sizeof(json),
              "{\"listen\": [{\"addr\": \"127.0.0.1:0\"}], \"access_log\": false,"
              " \"limits\": {%s}, \"routes\": [{\"path\": \"/\", \"handler\": \"t_h2\"}]}",
              limits_json ? limits_json : "");
     cfg = sl_config_load_string(json, "t.json", err, sizeof(err));
     ck_assert_msg(cfg != NULL, "%s", err);
-    memset(&w, 0, sizeof(w));
-    w.loop = ev_loop_new(EVFLAG_AUTO);
-    w.cfg = cfg;
-    sl_buf_pool_init(&w.bufpool, 4);
+    memset(&tab, 0, sizeof(tab));
+    tab.loop = ev_loop_new(EVFLAG_AUTO);
+    tab.cfg = cfg;
+    tab.bufpool = &pool;
+    sl_buf_pool_init(&pool, 4);
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
     c = sl_calloc(1, sizeof(*c));
-    c->worker = &w;
+    c->table = &tab;
     c->fd = sp[0];
-    snprintf(c->peer, sizeof(c->peer), "127.0.0.1:1234");
-    sl_buf_init(&c->out, &w.bufpool, cfg->limits.conn_out_bytes / SL_BUF_CHUNK_SIZE + 2);
+    snprintf(c->tag.peer, sizeof(c->tag.peer), "127.0.0.1:1234");
+    sl_buf_init(&c->out, &pool, cfg->limits.conn_out_bytes / SL_BUF_CHUNK_SIZE + 2);
     ev_io_init(&c->rio, on_dummy_io, sp[0], EV_READ);
     ev_init(&c->timer, on_dummy_timer);
     client_new(iv, niv);
@@ -388,15 +390,15 @@ static void finish_conn(void)
 {
     if (!server_closed && c->pdata)
         sl_h2_proto.on_close(c);
-    ev_timer_stop(w.loop, &c->timer);
-    ev_io_stop(w.loop, &c->rio);
+    ev_timer_stop(tab.loop, &c->timer);
+    ev_io_stop(tab.loop, &c->rio);
     sl_buf_dispose(&c->out);
     sl_free(c);
     close(sp[0]);
     close(sp[1]);
     nghttp2_session_del(client);
-    sl_buf_pool_dispose(&w.bufpool);
-    ev_loop_destroy(w.loop);
+    sl_buf_pool_dispose(&pool);
+    ev_loop_destroy(tab.loop);
     sl_config_free(cfg);
     sl_h2_stream_cache_flush();
     sl_slab_flush(); /* cached nghttp2 blocks are spare, not leaked */
@@ -921,8 +923,7 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("h2_session");
-    TCase *tc = tcase_create("session");
-    tcase_set_timeout(tc, SL_TEST_TIMEOUT);
+    TCase *tc = sl_test_tcase("session");
     tcase_add_test(tc, test_get);
     tcase_add_test(tc, test_head_and_hints);
     tcase_add_test(tc, test_streaming_trailers);

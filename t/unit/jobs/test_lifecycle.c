@@ -97,8 +97,7 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("jobs_lifecycle");
-    TCase *tc = tcase_create("lifecycle");
-    tcase_set_timeout(tc, SL_TEST_TIMEOUT);
+    TCase *tc = sl_test_tcase("lifecycle");
     tcase_add_test(tc, cancel_before_start);
     tcase_add_test(tc, abort_fails_the_job);
     suite_add_tcase(s, tc);

@@ -1,0 +1,32 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The access log: one JSON line per finished request on stdout, gathered
+ * in a buffer each worker embeds (sl_access_log_t) and written once per
+ * loop iteration, so a busy worker issues one write(2) per iteration
+ * instead of one per request. Kept apart from log.c (error lines) so that
+ * log stays a leaf every module may include.
+ */
+#ifndef SL_ACCESS_H
+#define SL_ACCESS_H
+
+#include "sl.h"
+
+struct sl_req;
+
+typedef struct sl_access_log {
+    char *buf; /* pending lines, allocated on first use (bounded) */
+    size_t len, cap;
+    int worker_id;
+} sl_access_log_t;
+
+void sl_access_init(sl_access_log_t *al, int worker_id);
+void sl_access_dispose(sl_access_log_t *al); /* flushes what is pending */
+/* Make al the calling thread's log (NULL: none; lines are then dropped). */
+void sl_access_bind(sl_access_log_t *al);
+/* Write out the pending lines (once per loop iteration). */
+void sl_access_flush(sl_access_log_t *al);
+
+/* One line for a finished request into the thread's log. */
+void sl_access_log(const struct sl_req *req);
+
+#endif
