@@ -26,6 +26,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import h1raw  # noqa: E402
+from rawsock import client_ssl  # noqa: E402,F401 (one TLS client context for every test)
 
 SLUICE_BIN = os.environ.get("SLUICE_BIN", "/work/main/build/sluice")
 SANITIZE = os.environ.get("SLUICE_SANITIZE", "0") not in ("", "0")
@@ -220,8 +221,8 @@ class Sluice:
     def stop(self):
         """SIGTERM, bounded wait, then the checks. Returns failure text."""
         problems = []
-        if self.proc is None:
-            return problems
+        if self.proc is None or self._out.closed:
+            return problems  # never started, or already stopped and checked
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -322,13 +323,20 @@ class Factory:
 
 
 @contextlib.contextmanager
-def module_server(tmp_path_factory, certs, name, **overrides):
+def module_server(tmp_path_factory, certs, name, config=None, **overrides):
     """One daemon for a module-scoped fixture: `with module_server(tpf,
-    certs, "ws", routes=...) as s: yield s`. Started with overrides; at the
-    end stopped by PID and checked (exit 0, no sanitizer report)."""
-    f = Factory(tmp_path_factory.mktemp(name), certs)
+    certs, "ws", routes=...) as s: yield s`. Started with overrides (and
+    with config(tmp), for a config that names files in the module's temp
+    dir, s.tmp); at the end stopped by PID and checked (exit 0, no
+    sanitizer report)."""
+    tmp = str(tmp_path_factory.mktemp(name))
+    f = Factory(tmp, certs)
+    if config:
+        overrides = dict(config(tmp), **overrides)
     try:
-        yield f(**overrides)
+        s = f(**overrides)
+        s.tmp = tmp
+        yield s
     finally:
         problems = f.stop_all()
     if problems:

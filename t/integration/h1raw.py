@@ -8,7 +8,7 @@ import socket
 import ssl
 import time
 
-from rawsock import SockConn
+from rawsock import SockConn, client_ssl
 
 
 class Closed(Exception):
@@ -55,11 +55,7 @@ class H1Conn(SockConn):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            if alpn:
-                ctx.set_alpn_protocols(list(alpn))
+            ctx = client_ssl(alpn=alpn)
             self.sock = ctx.wrap_socket(self.sock, server_hostname=sni)
         self.timeout = timeout
         self.buf = bytearray()

@@ -25,7 +25,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from rawsock import SockConn
+from rawsock import SockConn, client_ssl
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -106,19 +106,6 @@ def sha256_hex(b):
 # --------------------------------------------------------------------------
 # sockets
 # --------------------------------------------------------------------------
-def client_tls_context(alpn=("h2",), min_version=None, max_version=None):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if alpn:
-        ctx.set_alpn_protocols(list(alpn))
-    if min_version is not None:
-        ctx.minimum_version = min_version
-    if max_version is not None:
-        ctx.maximum_version = max_version
-    return ctx
-
-
 def connect(port, tls=False, alpn=("h2",), sni="localhost", timeout=10.0,
             host="127.0.0.1", rcvbuf=None):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -128,7 +115,7 @@ def connect(port, tls=False, alpn=("h2",), sni="localhost", timeout=10.0,
     sock.connect((host, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if tls:
-        ctx = client_tls_context(alpn=alpn)
+        ctx = client_ssl(alpn=alpn)
         sock = ctx.wrap_socket(sock, server_hostname=sni)
         if alpn and "h2" in alpn:
             got = sock.selected_alpn_protocol()

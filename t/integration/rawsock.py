@@ -2,9 +2,26 @@
 #
 # What every raw test client (h1raw, h2raw, wsraw) does with its socket:
 # close quietly, work as a context manager, and send all bytes while
-# reporting a peer that has gone away as False instead of raising.
+# reporting a peer that has gone away as False instead of raising. Also the
+# one client TLS context every test uses against the self-signed test
+# certificate (conftest re-exports it).
 import socket
 import ssl
+
+
+def client_ssl(alpn=None, min_version=None, max_version=None):
+    """A client context that accepts the test certificate, with ALPN and
+    TLS versions when asked."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if min_version is not None:
+        ctx.minimum_version = min_version
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    return ctx
 
 
 class SockConn:

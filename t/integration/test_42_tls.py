@@ -12,13 +12,13 @@ import pytest
 
 import h1raw
 import h2raw
-from conftest import SLOW, Certs, curl, module_server, require, run
+from conftest import SLOW, Certs, client_ssl, curl, module_server, require, run
 
 
 def tls_connect(port, alpn=None, sni="localhost", min_v=None, max_v=None, session=None,
                 timeout=10, ctx=None):
     if ctx is None:
-        ctx = h2raw.client_tls_context(alpn=alpn, min_version=min_v, max_version=max_v)
+        ctx = client_ssl(alpn=alpn, min_version=min_v, max_version=max_v)
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     return ctx.wrap_socket(raw, server_hostname=sni, session=session)
 
@@ -129,9 +129,7 @@ def test_tls_versions_curl(sluice, args, name):
 
 
 def test_tls11_refused(sluice):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = client_ssl()
     try:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_1
         ctx.maximum_version = ssl.TLSVersion.TLSv1_1
@@ -228,7 +226,7 @@ def test_session_resumption_tls12_openssl(sluice):
 @pytest.mark.parametrize("ver", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
 def test_session_resumption_python(sluice, ver):
     # a session resumes only through the SSLContext that made it
-    ctx = h2raw.client_tls_context(alpn=["http/1.1"], min_version=ver, max_version=ver)
+    ctx = client_ssl(alpn=["http/1.1"], min_version=ver, max_version=ver)
     s = tls_connect(sluice.tls_port, ctx=ctx)
     # TLS 1.3 tickets arrive after the handshake: finish one exchange first
     head, _ = http11_over(s, "/healthz")

@@ -5,12 +5,11 @@ and without permessage-deflate, cleartext and TLS), the handshake answers
 
 import asyncio
 import signal
-import ssl
 import time
 
 import pytest
 
-from conftest import module_server
+from conftest import client_ssl, module_server
 
 import wsraw
 from wsraw import BINARY, CLOSE, CONT, PING, PONG, TEXT, WSConn, close_payload
@@ -41,13 +40,6 @@ def ws_url(srv, path, tls=False):
     if tls:
         return "wss://localhost:%d%s" % (srv.tls_port, path)
     return "ws://127.0.0.1:%d%s" % (srv.h2c_port, path)
-
-
-def client_ssl():
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def client_kw(tls, compression):

@@ -5,12 +5,11 @@ h2c and h2 with TLS; malformed extended CONNECT gets a stream error or a
 4xx; protocol errors inside the stream get their close codes."""
 
 import socket
-import ssl
 import time
 
 import pytest
 
-from conftest import module_server
+from conftest import client_ssl, module_server
 
 import wsraw
 from wsraw import BINARY, CLOSE, PING, PONG, TEXT, FrameReader, close_payload
@@ -37,10 +36,7 @@ class Client:
     def __init__(self, port, tls):
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         if tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(["h2"])
+            ctx = client_ssl(alpn=["h2"])
             sock = ctx.wrap_socket(sock, server_hostname="localhost")
         self.sock = sock
         self.scheme = "https" if tls else "http"

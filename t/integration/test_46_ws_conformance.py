@@ -6,13 +6,12 @@ python3-h2 carries the same frames in DATA). Runner: wsconf.py. A subset
 also runs with python3-websockets as an independent client."""
 
 import asyncio
-import ssl
 import struct
 import zlib
 
 import pytest
 
-from conftest import module_server
+from conftest import client_ssl, module_server
 
 import wsconf
 from wsconf import TRANSPORTS, Case, Chop, Pause, Pmd
@@ -450,9 +449,7 @@ def test_websockets_client_subset(srv, tls, compression):
         ctx = None
         url = "ws://127.0.0.1:%d/ws/echo" % srv.h2c_port
         if tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
+            ctx = client_ssl()
             url = "wss://localhost:%d/ws/echo" % srv.tls_port
         async with websockets.connect(url, ssl=ctx, compression=compression,
                                       max_size=None) as ws:
@@ -481,17 +478,15 @@ def test_websockets_client_subset(srv, tls, compression):
 
 
 # --------------------------------- broadcast inboxes at worker exit --------
-def test_broadcast_exit_with_deliveries_in_flight(tmp_path, certs):
+def test_broadcast_exit_with_deliveries_in_flight(sluice_factory):
     """Subscribers on both workers, a publisher flooding the channel, and
     the daemon stopped mid-flood: deliveries still in a worker's inbox
     must be freed (an ASan build reports a leak otherwise; stop_all()
     fails on it) and the exit must stay clean."""
     import signal
     import time
-    from conftest import Factory
     from wsraw import WSConn
-    f = Factory(tmp_path, certs)
-    s = f(routes=[{"path": "/healthz", "match": "exact", "handler": "health", "check": "live"},
+    s = sluice_factory(routes=[{"path": "/healthz", "match": "exact", "handler": "health", "check": "live"},
                   {"path": "/b/", "handler": "ws", "app": "broadcast"}], workers=2)
     subs = [WSConn(s.h2c_port, "/b/room") for _ in range(8)]
     assert all(c.status == 101 for c in subs)
@@ -509,5 +504,5 @@ def test_broadcast_exit_with_deliveries_in_flight(tmp_path, certs):
         except Exception:
             pass
         c.close()
-    problems = f.stop_all()
+    problems = sluice_factory.stop_all()
     assert not problems, "\n".join(problems)

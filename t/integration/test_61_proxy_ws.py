@@ -8,13 +8,12 @@ import asyncio
 import hashlib
 import json
 import os
-import ssl
 import time
 
 import pytest
 
 import wsraw
-from conftest import SLOW
+from conftest import SLOW, client_ssl
 from test_60_proxy import Upstream, proxy_server, upstreams  # noqa: F401
 from wsraw import BINARY, CLOSE, TEXT, close_payload
 
@@ -41,13 +40,6 @@ def h1_url(s, tls, path="/ws/echo"):
     if tls:
         return "wss://localhost:%d%s" % (s.tls_port, path)
     return "ws://127.0.0.1:%d%s" % (s.h2c_port, path)
-
-
-def client_ssl():
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 async def h1_session(url, tls):

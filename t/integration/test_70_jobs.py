@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import ROUTES, SLOW, curl, require
+from conftest import ROUTES, SLOW, curl, module_server, require
 
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps", "job_app.py")
 MODES = ["h1", "h2c", "h2-tls"]
@@ -60,15 +60,8 @@ def config(tmp, jobs=None, execs=None):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, certs):
-    from conftest import Factory
-    tmp = str(tmp_path_factory.mktemp("jobs"))
-    f = Factory(tmp, certs)
-    s = f(**config(tmp))
-    s.tmp = tmp
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(tmp_path_factory, certs, "jobs", config=config) as s:
+        yield s
 
 
 def ticks(n, size=16):

@@ -78,10 +78,7 @@ def srv(tmp_path_factory, certs, app):
 
 
 def get(srv, path, *args, timeout=20):
-    out = subprocess.run(["curl", "-sS", "--max-time", str(timeout)] + list(args)
-                         + ["http://127.0.0.1:%d%s" % (srv.h2c_port, path)],
-                         capture_output=True, timeout=timeout + 5)
-    return out.stdout
+    return curl(srv, "h1", path, *args, timeout=timeout).body
 
 
 def status(srv, jid):

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from conftest import ROUTES, curl
+from conftest import ROUTES, curl, module_server
 
 websockets = pytest.importorskip("websockets")
 
@@ -41,14 +41,8 @@ def config(tmp, per_owner=100):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, certs):
-    from conftest import Factory
-    tmp = str(tmp_path_factory.mktemp("owners"))
-    f = Factory(tmp, certs)
-    s = f(**config(tmp))
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(tmp_path_factory, certs, "owners", config=config) as s:
+        yield s
 
 
 def user(name):

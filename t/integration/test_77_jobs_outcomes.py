@@ -12,7 +12,7 @@ import pytest
 
 import h1raw
 import h2raw
-from conftest import ROUTES, SLOW
+from conftest import ROUTES, SLOW, module_server
 from test_60_proxy import Upstream
 
 
@@ -25,24 +25,21 @@ def app():
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, certs, app):
-    from conftest import Factory
-    f = Factory(str(tmp_path_factory.mktemp("outcomes")), certs)
-    s = f(upstreams={"app": {"servers": ["127.0.0.1:%d" % app]}},
-          executors={
-              "cat": {"type": "exec", "argv": ["/bin/cat"]},
-              "hook": {"type": "upstream", "upstream": "app", "path": "/hooks/up",
-                       "headers": ["job-id"]},
-          },
-          routes=[
-              {"path": "/v1/cat", "handler": "job", "executor": "cat"},
-              {"path": "/v1/hook", "handler": "job", "executor": "hook"},
-              {"path": "/jobs", "handler": "jobs_api"},
-          ] + ROUTES)
-    s.app_port = app
-    yield s
-    problems = f.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems))
+    with module_server(
+            tmp_path_factory, certs, "outcomes",
+            upstreams={"app": {"servers": ["127.0.0.1:%d" % app]}},
+            executors={
+                "cat": {"type": "exec", "argv": ["/bin/cat"]},
+                "hook": {"type": "upstream", "upstream": "app", "path": "/hooks/up",
+                         "headers": ["job-id"]},
+            },
+            routes=[
+                {"path": "/v1/cat", "handler": "job", "executor": "cat"},
+                {"path": "/v1/hook", "handler": "job", "executor": "hook"},
+                {"path": "/jobs", "handler": "jobs_api"},
+            ] + ROUTES) as s:
+        s.app_port = app
+        yield s
 
 
 def get_json(port, path):

@@ -14,6 +14,7 @@ import time
 import zlib
 
 import wsraw
+from rawsock import client_ssl
 from wsraw import CLOSE, FrameReader, close_payload
 
 TRANSPORTS = ["h1", "h1-tls", "h2c", "h2-tls"]
@@ -108,10 +109,7 @@ class H2:
         sock = socket.create_connection(("127.0.0.1", srv.tls_port if tls else srv.h2c_port),
                                         timeout=TIMEOUT)
         if tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(["h2"])
+            ctx = client_ssl(alpn=["h2"])
             sock = ctx.wrap_socket(sock, server_hostname="localhost")
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock

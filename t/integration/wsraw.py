@@ -11,7 +11,7 @@ import ssl
 import struct
 import time
 
-from rawsock import SockConn
+from rawsock import SockConn, client_ssl
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0, 1, 2, 8, 9, 10
@@ -100,10 +100,7 @@ class WSConn(SockConn):
         self.sock.connect(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(["http/1.1"])
+            ctx = client_ssl(alpn=["http/1.1"])
             self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
         self.timeout = timeout
         self.reader = FrameReader()
