@@ -1,13 +1,41 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
- * Query strings and numbers for the harness endpoints: percent-decoding,
- * splitting "a=1&b=2" into a bounded array of decoded pairs, and bounded
- * decimal parsing. Pure functions: no allocation, no sockets, so the unit
- * tests drive them directly.
+ * Query strings (query.h): raw lookups, percent-decoding and the split
+ * into decoded pairs. Pure functions: no allocation, no sockets, so the
+ * unit tests drive them directly.
  */
-#include "harness_int.h"
+#include "query.h"
 
-ssize_t sl_harness_pct_decode(const char *s, size_t n, char *dst)
+int sl_query_get(sl_str_t q, const char *name, sl_str_t *out)
+{
+    size_t nl = strlen(name);
+    int found = 0;
+    for (size_t i = 0; i < q.n;) {
+        size_t e = i;
+        while (e < q.n && q.p[e] != '&')
+            e++;
+        if (e - i >= nl && memcmp(q.p + i, name, nl) == 0 && (e - i == nl || q.p[i + nl] == '=')) {
+            size_t v = i + nl + (e - i > nl);
+            *out = (sl_str_t){q.p + v, e - v};
+            found = 1;
+        }
+        i = e + 1;
+    }
+    return found ? 0 : SL_EAGAIN;
+}
+
+int sl_query_get_u64(sl_str_t query, const char *name, uint64_t def, uint64_t min, uint64_t max,
+                     uint64_t *out)
+{
+    sl_str_t v;
+    if (sl_query_get(query, name, &v) != 0) {
+        *out = def;
+        return 0;
+    }
+    return sl_str_parse_u64(v, min, max, out);
+}
+
+ssize_t sl_query_pct_decode(const char *s, size_t n, char *dst)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
@@ -36,7 +64,7 @@ ssize_t sl_harness_pct_decode(const char *s, size_t n, char *dst)
  * it. The caller has checked there is room (decoding never grows). */
 static int decode_piece(const char *s, size_t n, char *scratch, size_t *used, sl_str_t *out)
 {
-    ssize_t d = sl_harness_pct_decode(s, n, scratch + *used);
+    ssize_t d = sl_query_pct_decode(s, n, scratch + *used);
     if (d < 0)
         return SL_EINVAL;
     out->p = scratch + *used;
@@ -46,8 +74,8 @@ static int decode_piece(const char *s, size_t n, char *scratch, size_t *used, sl
     return 0;
 }
 
-int sl_harness_query_parse(sl_str_t raw, sl_harness_param_t *params, size_t max, char *scratch,
-                           size_t scratch_len, size_t *n, const char **why)
+int sl_query_parse(sl_str_t raw, sl_query_param_t *params, size_t max, char *scratch,
+                   size_t scratch_len, size_t *n, const char **why)
 {
     size_t count = 0, used = 0, i = 0;
     *n = 0;
@@ -67,7 +95,7 @@ int sl_harness_query_parse(sl_str_t raw, sl_harness_param_t *params, size_t max,
         const char *s = raw.p + start;
         const char *eq = memchr(s, '=', seg);
         size_t nlen = eq ? (size_t)(eq - s) : seg;
-        sl_harness_param_t *pr = &params[count];
+        sl_query_param_t *pr = &params[count];
         /* name + NUL + value + NUL fits in seg + 1 raw bytes plus the one
          * byte of slack per segment given by the separator, so scratch
          * of raw.n + 1 always has room. */
@@ -89,7 +117,7 @@ bad_escape:
     return SL_EINVAL;
 }
 
-const sl_str_t *sl_harness_query_get(const sl_harness_query_t *q, const char *name)
+const sl_str_t *sl_query_find(const sl_query_t *q, const char *name)
 {
     for (size_t i = q->n; i-- > 0;)
         if (sl_str_eq(q->v[i].name, name))
@@ -97,34 +125,13 @@ const sl_str_t *sl_harness_query_get(const sl_harness_query_t *q, const char *na
     return NULL;
 }
 
-int sl_harness_parse_u64(sl_str_t s, uint64_t min, uint64_t max, uint64_t *out)
+int sl_query_find_u64(const sl_query_t *q, const char *name, uint64_t def, uint64_t min,
+                      uint64_t max, uint64_t *out)
 {
-    if (s.n == 0)
-        return SL_EINVAL;
-    uint64_t v = 0;
-    int over = 0;
-    for (size_t i = 0; i < s.n; i++) {
-        unsigned d = (unsigned char)s.p[i] - '0';
-        if (d > 9)
-            return SL_EINVAL;
-        if (v > (UINT64_MAX - d) / 10)
-            over = 1; /* keep scanning: a later non-digit is still EINVAL */
-        else
-            v = v * 10 + d;
-    }
-    if (over || v < min || v > max)
-        return SL_ETOOBIG;
-    *out = v;
-    return 0;
-}
-
-int sl_harness_query_u64(const sl_harness_query_t *q, const char *name, uint64_t def, uint64_t min,
-                         uint64_t max, uint64_t *out)
-{
-    const sl_str_t *v = sl_harness_query_get(q, name);
+    const sl_str_t *v = sl_query_find(q, name);
     if (!v) {
         *out = def;
         return 0;
     }
-    return sl_harness_parse_u64(*v, min, max, out);
+    return sl_str_parse_u64(*v, min, max, out);
 }

@@ -197,17 +197,31 @@ int sl_str_has_token_s(sl_str_t v, sl_str_t tok)
     return 0;
 }
 
+int sl_str_parse_u64(sl_str_t s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (s.n == 0)
+        return SL_EINVAL;
+    uint64_t v = 0;
+    int over = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        unsigned d = (unsigned char)s.p[i] - '0';
+        if (d > 9)
+            return SL_EINVAL;
+        if (v > (UINT64_MAX - d) / 10)
+            over = 1; /* keep scanning: a later non-digit is still EINVAL */
+        else
+            v = v * 10 + d;
+    }
+    if (over || v < min || v > max)
+        return SL_ETOOBIG;
+    *out = v;
+    return 0;
+}
+
 int64_t sl_str_to_u64(sl_str_t s)
 {
-    if (s.n == 0 || s.n > 18)
-        return -1;
-    int64_t v = 0;
-    for (size_t i = 0; i < s.n; i++) {
-        if (s.p[i] < '0' || s.p[i] > '9')
-            return -1;
-        v = v * 10 + (s.p[i] - '0');
-    }
-    return v;
+    uint64_t v;
+    return sl_str_parse_u64(s, 0, INT64_MAX, &v) == 0 ? (int64_t)v : -1;
 }
 
 uint64_t sl_now_ns(void)

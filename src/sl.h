@@ -87,7 +87,11 @@ sl_str_t sl_str_trim_ows(sl_str_t s);
 int sl_str_has_token(sl_str_t list, const char *tok);
 /* The same for a token that is not NUL-terminated (never matches empty). */
 int sl_str_has_token_s(sl_str_t list, sl_str_t tok);
-/* Parse an unsigned decimal that fits int64; returns -1 on anything else. */
+/* Parse an unsigned decimal (digits only, no sign, no spaces; leading
+ * zeros allowed) into *out. Returns 0, SL_EINVAL when malformed or
+ * SL_ETOOBIG when outside [min, max] (overflow included). */
+int sl_str_parse_u64(sl_str_t s, uint64_t min, uint64_t max, uint64_t *out);
+/* The same into int64 range; returns -1 on anything else. */
 int64_t sl_str_to_u64(sl_str_t s);
 
 /* Monotonic clock in nanoseconds and wall clock in milliseconds. */

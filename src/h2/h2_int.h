@@ -168,8 +168,6 @@ void sl_h2_stream_from_h1(sl_h2_stream_t *st, const sl_req_t *h1req);
 /* The DATA frame sender for NGHTTP2_DATA_FLAG_NO_COPY (session callback). */
 int sl_h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd,
                            size_t length, nghttp2_data_source *source, void *user_data);
-/* Free the calling thread's cache of spare stream objects (tests). */
-void sl_h2_stream_cache_flush(void);
 
 /* ---- scan.c ---- */
 

@@ -103,6 +103,8 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     sl_h2_stream_t *st = sl_h2_stream_new(s, frame->hd.stream_id);
+    if (!st)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* out of memory: RST_STREAM */
     nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, st);
     return 0;
 }
@@ -873,6 +875,7 @@ int sl_h2_conn_upgrade(sl_conn_t *c, const uint8_t *settings, size_t slen, const
                        const uint8_t *rest, size_t restlen)
 {
     sl_h2_session_t *s = sl_h2_session_new(c);
+    sl_h2_stream_t *st;
     if (!s)
         return SL_ECLOSED;
     int rv =
@@ -887,8 +890,10 @@ int sl_h2_conn_upgrade(sl_conn_t *c, const uint8_t *settings, size_t slen, const
         sl_log(SL_LOG_INFO, c, "client sent a bad HTTP2-Settings header: %s", nghttp2_strerror(rv));
         nghttp2_session_terminate_session(s->ng, NGHTTP2_PROTOCOL_ERROR);
         s->want_close = 1;
+    } else if (!(st = sl_h2_stream_new(s, 1))) {
+        nghttp2_session_terminate_session(s->ng, NGHTTP2_INTERNAL_ERROR);
+        s->want_close = 1;
     } else {
-        sl_h2_stream_t *st = sl_h2_stream_new(s, 1);
         nghttp2_session_set_stream_user_data(s->ng, 1, st);
         sl_h2_stream_from_h1(st, h1req);
         sl_h2_stream_on_request(st, 1);

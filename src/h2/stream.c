@@ -11,67 +11,8 @@
 #include "h2_int.h"
 #include "../access.h"
 #include "../router.h"
-#include <pthread.h>
+#include "../slab.h"
 #include <stdio.h>
-
-/* ---- stream objects: a small per-thread (= per-worker) free list ---- */
-
-#define SPARE_MAX 64
-
-static __thread sl_h2_stream_t *spare;
-static __thread unsigned nspare;
-static __thread int spare_registered;
-static pthread_key_t spare_key;
-static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
-
-void sl_h2_stream_cache_flush(void)
-{
-    while (spare) {
-        sl_h2_stream_t *st = spare;
-        spare = st->next;
-        sl_free(st);
-    }
-    nspare = 0;
-}
-
-/* Runs at worker thread exit so the spares do not outlive it. */
-static void spare_on_thread_exit(void *unused)
-{
-    (void)unused;
-    sl_h2_stream_cache_flush();
-}
-
-static void spare_key_create(void)
-{
-    if (pthread_key_create(&spare_key, spare_on_thread_exit) != 0)
-        sl_assert_fail("pthread_key_create", __FILE__, __LINE__);
-}
-
-static sl_h2_stream_t *stream_alloc(void)
-{
-    sl_h2_stream_t *st = spare;
-    if (!st)
-        return sl_malloc(sizeof(*st));
-    spare = st->next;
-    nspare--;
-    return st;
-}
-
-static void stream_release(sl_h2_stream_t *st)
-{
-    if (nspare >= SPARE_MAX) {
-        sl_free(st);
-        return;
-    }
-    if (!spare_registered) {
-        pthread_once(&spare_once, spare_key_create);
-        pthread_setspecific(spare_key, (void *)1);
-        spare_registered = 1;
-    }
-    st->next = spare;
-    spare = st;
-    nspare++;
-}
 
 /* ---- request side ---- */
 
@@ -79,7 +20,10 @@ static const sl_req_ops_t h2_ops;
 
 sl_h2_stream_t *sl_h2_stream_new(sl_h2_session_t *s, int32_t id)
 {
-    sl_h2_stream_t *st = stream_alloc();
+    /* From the worker's slab: streams come and go at request rate. */
+    sl_h2_stream_t *st = sl_slab_alloc(sizeof(*st));
+    if (!st)
+        return NULL;
     sl_conn_t *c = s->conn;
     sl_req_t *req = &st->req;
     /* sl_req_init clears the req; clear our part after it. */
@@ -358,7 +302,7 @@ void sl_h2_stream_close(sl_h2_stream_t *st, uint32_t error_code)
                 req, error_code == NGHTTP2_NO_ERROR && req->final_sent ? 0 : SL_ECANCELED);
     }
     sl_req_dispose(req);
-    stream_release(st);
+    sl_slab_free(st);
 }
 
 void sl_h2_stream_from_h1(sl_h2_stream_t *st, const sl_req_t *h1req)

@@ -11,7 +11,7 @@
 
 typedef struct reader {
     sl_harness_sha_t sha;
-    sl_harness_query_t q;
+    sl_query_t q;
     unsigned sink : 1;
     unsigned answered : 1;
 } reader_t;

@@ -23,7 +23,7 @@ static size_t fill_gen(sl_harness_pump_t *p, uint8_t *buf, size_t cap, int *last
 
 static int get_seed(sl_harness_ctx_t *cx, uint64_t *seed)
 {
-    int rv = sl_harness_query_u64(&cx->q, "seed", 0, 0, UINT64_MAX, seed);
+    int rv = sl_query_find_u64(&cx->q, "seed", 0, 0, UINT64_MAX, seed);
     if (rv != 0)
         sl_harness_bad_param(cx->req, "seed", rv, 0, UINT64_MAX);
     return rv;
@@ -48,15 +48,14 @@ void sl_harness_bytes(sl_harness_ctx_t *cx)
     const sl_harness_opts_t *o = cx->opts;
     uint64_t n, seed, chunk;
     uint64_t max_chunk = (uint64_t)o->max_chunk_bytes;
-    int rv = sl_harness_parse_u64(cx->arg, 0, (uint64_t)o->max_bytes, &n);
+    int rv = sl_str_parse_u64(cx->arg, 0, (uint64_t)o->max_bytes, &n);
     if (rv != 0) {
         sl_harness_bad_param(cx->req, "N", rv, 0, (uint64_t)o->max_bytes);
         return;
     }
     if (get_seed(cx, &seed) != 0)
         return;
-    rv = sl_harness_query_u64(&cx->q, "chunk", SL_MIN(DEFAULT_CHUNK, max_chunk), 1, max_chunk,
-                              &chunk);
+    rv = sl_query_find_u64(&cx->q, "chunk", SL_MIN(DEFAULT_CHUNK, max_chunk), 1, max_chunk, &chunk);
     if (rv != 0) {
         sl_harness_bad_param(cx->req, "chunk", rv, 1, max_chunk);
         return;
@@ -71,18 +70,17 @@ void sl_harness_stream(sl_harness_ctx_t *cx)
     const sl_harness_opts_t *o = cx->opts;
     uint64_t n, size, seed, interval;
     uint64_t max_chunk = (uint64_t)o->max_chunk_bytes;
-    int rv = sl_harness_parse_u64(cx->arg, 0, (uint64_t)o->max_chunks, &n);
+    int rv = sl_str_parse_u64(cx->arg, 0, (uint64_t)o->max_chunks, &n);
     if (rv != 0) {
         sl_harness_bad_param(cx->req, "N", rv, 0, (uint64_t)o->max_chunks);
         return;
     }
-    rv =
-        sl_harness_query_u64(&cx->q, "size", SL_MIN(DEFAULT_PIECE, max_chunk), 1, max_chunk, &size);
+    rv = sl_query_find_u64(&cx->q, "size", SL_MIN(DEFAULT_PIECE, max_chunk), 1, max_chunk, &size);
     if (rv != 0) {
         sl_harness_bad_param(cx->req, "size", rv, 1, max_chunk);
         return;
     }
-    rv = sl_harness_query_u64(&cx->q, "interval_ms", 0, 0, (uint64_t)o->max_interval_ms, &interval);
+    rv = sl_query_find_u64(&cx->q, "interval_ms", 0, 0, (uint64_t)o->max_interval_ms, &interval);
     if (rv != 0) {
         sl_harness_bad_param(cx->req, "interval_ms", rv, 0, (uint64_t)o->max_interval_ms);
         return;

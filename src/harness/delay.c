@@ -51,7 +51,7 @@ void sl_harness_delay(sl_harness_ctx_t *cx)
 {
     sl_req_t *req = cx->req;
     uint64_t max = (uint64_t)cx->opts->max_delay_ms, ms;
-    int rv = sl_harness_parse_u64(cx->arg, 0, max, &ms);
+    int rv = sl_str_parse_u64(cx->arg, 0, max, &ms);
     if (rv != 0) {
         sl_harness_bad_param(req, "MS", rv, 0, max);
         return;

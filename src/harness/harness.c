@@ -137,10 +137,9 @@ static int parse_query(sl_harness_ctx_t *cx)
     if (req->query.n == 0)
         return 0;
     /* Bounded by the protocol's URI / header limits and max_query_params. */
-    cx->q.v = sl_pool_alloc(&req->pool, max * sizeof(sl_harness_param_t));
+    cx->q.v = sl_pool_alloc(&req->pool, max * sizeof(sl_query_param_t));
     char *scratch = sl_pool_alloc(&req->pool, req->query.n + 1);
-    if (sl_harness_query_parse(req->query, cx->q.v, max, scratch, req->query.n + 1, &cx->q.n,
-                               &why) != 0) {
+    if (sl_query_parse(req->query, cx->q.v, max, scratch, req->query.n + 1, &cx->q.n, &why) != 0) {
         sl_harness_bad_request(req, why);
         return SL_EINVAL;
     }

@@ -10,6 +10,7 @@
 #define SL_HARNESS_INT_H
 
 #include "../sl.h"
+#include "../query.h"
 #include "../req.h"
 #include <ev.h>
 #include <openssl/evp.h>
@@ -26,44 +27,6 @@ typedef struct sl_harness_opts {
     int64_t max_query_params; /* parameters per query string (64) */
     EVP_MD *sha256;           /* fetched once per route, shared by workers */
 } sl_harness_opts_t;
-
-/* ---- query strings ---- */
-
-/* One decoded parameter; both strings are NUL-terminated (the NUL is not
- * counted in .n) and may contain NUL bytes of their own (%00). */
-typedef struct sl_harness_param {
-    sl_str_t name, value;
-} sl_harness_param_t;
-
-typedef struct sl_harness_query {
-    sl_harness_param_t *v;
-    size_t n;
-} sl_harness_query_t;
-
-/* Percent-decode s[0..n) into dst (room for n bytes); '+' becomes a space.
- * Returns the decoded length, or SL_EINVAL on a malformed %-escape. dst may
- * equal s (decoding never grows). */
-ssize_t sl_harness_pct_decode(const char *s, size_t n, char *dst);
-
-/* Split raw ("a=1&b=%20x") into at most max parameters, decoded into
- * scratch, which needs raw.n + 1 bytes. Empty segments are skipped; a
- * segment without '=' has an empty value. Returns 0, SL_ETOOBIG when there
- * are more than max parameters or SL_EINVAL on bad %-encoding; *why then
- * says which (static string). */
-int sl_harness_query_parse(sl_str_t raw, sl_harness_param_t *params, size_t max, char *scratch,
-                           size_t scratch_len, size_t *n, const char **why);
-
-/* The last value given for name (later ones win), or NULL. */
-const sl_str_t *sl_harness_query_get(const sl_harness_query_t *q, const char *name);
-
-/* Parse an unsigned decimal (digits only, no sign, no spaces; leading
- * zeros allowed) into *out. Returns 0, SL_EINVAL when malformed or
- * SL_ETOOBIG when outside [min, max] (overflow included). */
-int sl_harness_parse_u64(sl_str_t s, uint64_t min, uint64_t max, uint64_t *out);
-
-/* Look name up in q and parse it with the bounds above; def when absent. */
-int sl_harness_query_u64(const sl_harness_query_t *q, const char *name, uint64_t def, uint64_t min,
-                         uint64_t max, uint64_t *out);
 
 /* ---- header checks ---- */
 
@@ -105,7 +68,7 @@ typedef struct sl_harness_ctx {
     const sl_harness_opts_t *opts;
     sl_str_t name; /* endpoint: "bytes" */
     sl_str_t arg;  /* the rest after "name/": "1024" (empty when none) */
-    sl_harness_query_t q;
+    sl_query_t q;
 } sl_harness_ctx_t;
 
 /* Callbacks that take request body bytes and drop them (credit at once).
@@ -115,7 +78,7 @@ extern const sl_handler_cbs_t sl_harness_discard_cbs;
 /* 400 with a JSON error naming what was wrong, plus an INFO log line
  * "client sent ...". msg is copied. */
 void sl_harness_bad_request(sl_req_t *req, const char *msg);
-/* Same for a numeric parameter that failed sl_harness_parse_u64 with rv. */
+/* Same for a numeric parameter that failed sl_str_parse_u64 with rv. */
 void sl_harness_bad_param(sl_req_t *req, const char *name, int rv, uint64_t min, uint64_t max);
 
 /* ---- pump: a paced producer of response body pieces ---- */

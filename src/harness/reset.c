@@ -23,13 +23,13 @@ void sl_harness_reset(sl_harness_ctx_t *cx)
 {
     sl_req_t *req = cx->req;
     uint64_t max = (uint64_t)cx->opts->max_bytes, after;
-    int rv = sl_harness_query_u64(&cx->q, "after", 0, 0, max, &after);
+    int rv = sl_query_find_u64(&cx->q, "after", 0, 0, max, &after);
     if (rv != 0) {
         sl_harness_bad_param(req, "after", rv, 0, max);
         return;
     }
     int code = 8; /* CANCEL */
-    const sl_str_t *name = sl_harness_query_get(&cx->q, "code");
+    const sl_str_t *name = sl_query_find(&cx->q, "code");
     if (name && (code = sl_harness_h2_error_code(*name)) < 0) {
         sl_harness_bad_request(req, "code: not an HTTP/2 error code name (e.g. CANCEL)");
         return;

@@ -32,7 +32,7 @@ static int last_event_id(sl_harness_ctx_t *cx, uint64_t *from)
     *from = 0;
     if (!h)
         return 0;
-    if (sl_harness_parse_u64(h->value, 0, UINT64_MAX - 1, from) != 0) {
+    if (sl_str_parse_u64(h->value, 0, UINT64_MAX - 1, from) != 0) {
         sl_harness_bad_request(cx->req, "last-event-id: not an event id of this stream");
         return SL_EINVAL;
     }
@@ -45,12 +45,12 @@ void sl_harness_sse(sl_harness_ctx_t *cx)
     const sl_harness_opts_t *o = cx->opts;
     uint64_t n, interval, from;
     uint64_t max_n = (uint64_t)o->max_sse_events;
-    int rv = sl_harness_query_u64(&cx->q, "n", SL_MIN(DEFAULT_EVENTS, max_n), 0, max_n, &n);
+    int rv = sl_query_find_u64(&cx->q, "n", SL_MIN(DEFAULT_EVENTS, max_n), 0, max_n, &n);
     if (rv != 0) {
         sl_harness_bad_param(req, "n", rv, 0, max_n);
         return;
     }
-    rv = sl_harness_query_u64(&cx->q, "interval_ms", 0, 0, (uint64_t)o->max_interval_ms, &interval);
+    rv = sl_query_find_u64(&cx->q, "interval_ms", 0, 0, (uint64_t)o->max_interval_ms, &interval);
     if (rv != 0) {
         sl_harness_bad_param(req, "interval_ms", rv, 0, (uint64_t)o->max_interval_ms);
         return;

@@ -11,7 +11,7 @@ void sl_harness_status(sl_harness_ctx_t *cx)
 {
     sl_req_t *req = cx->req;
     uint64_t code;
-    int rv = sl_harness_parse_u64(cx->arg, 100, 599, &code);
+    int rv = sl_str_parse_u64(cx->arg, 100, 599, &code);
     if (rv != 0) {
         sl_harness_bad_param(req, "CODE", rv, 200, 599);
         return;

@@ -8,6 +8,7 @@
  */
 #include "jobs_int.h"
 #include "../config.h"
+#include "../query.h"
 #include <stdio.h>
 
 #define TICKS_PER_RUN 64 /* with interval 0: yield to the loop between batches */
@@ -38,7 +39,7 @@ static int parse(json_t *o, const char *p, void **opts, char *err, size_t errlen
         sl_conf_get_int(o, p, "max_events", 10000, 1, 10000000, &t->max_events, err, errlen) ||
         sl_conf_get_int(o, p, "max_size", 65536, 1, 1 << 20, &t->max_size, err, errlen) ||
         sl_conf_get_int(o, p, "max_interval_ms", 60000, 0, 3600000, &t->max_interval_ms, err,
-                          errlen))
+                        errlen))
         return SL_EINVAL;
     if (strcmp(kind, "ticker") != 0) {
         snprintf(err, errlen, "%s.kind: must be \"ticker\"", p);
@@ -52,42 +53,20 @@ static void free_opts(void *opts)
     sl_free(opts);
 }
 
-/* name=digits from a raw query; 0 when absent, SL_EINVAL when malformed
- * or out of [min, max]. */
-static int query_u64(sl_str_t q, const char *name, uint64_t def, uint64_t min, uint64_t max,
-                     uint64_t *out)
-{
-    size_t nl = strlen(name);
-    *out = def;
-    for (size_t i = 0; i < q.n;) {
-        size_t e = i;
-        while (e < q.n && q.p[e] != '&')
-            e++;
-        if (e - i > nl && memcmp(q.p + i, name, nl) == 0 && q.p[i + nl] == '=') {
-            int64_t v = sl_str_to_u64((sl_str_t){q.p + i + nl + 1, e - i - nl - 1});
-            if (v < 0 || (uint64_t)v < min || (uint64_t)v > max)
-                return SL_EINVAL;
-            *out = (uint64_t)v;
-        }
-        i = e + 1;
-    }
-    return 0;
-}
-
 static int prepare(const sl_jobs_exec_def_t *x, sl_str_t query, void **params, char *err,
                    size_t errlen)
 {
     const ticker_opts_t *o = x->opts;
     ticker_params_t *p = sl_calloc(1, sizeof(*p));
     const char *bad = NULL;
-    if (query_u64(query, "n", SL_MIN(10, (uint64_t)o->max_events), 1, (uint64_t)o->max_events,
-                  &p->n))
+    if (sl_query_get_u64(query, "n", SL_MIN(10, (uint64_t)o->max_events), 1,
+                         (uint64_t)o->max_events, &p->n))
         bad = "n";
-    else if (query_u64(query, "size", SL_MIN(16, (uint64_t)o->max_size), 1, (uint64_t)o->max_size,
-                       &p->size))
+    else if (sl_query_get_u64(query, "size", SL_MIN(16, (uint64_t)o->max_size), 1,
+                              (uint64_t)o->max_size, &p->size))
         bad = "size";
-    else if (query_u64(query, "interval_ms", SL_MIN(100, (uint64_t)o->max_interval_ms), 0,
-                       (uint64_t)o->max_interval_ms, &p->interval_ms))
+    else if (sl_query_get_u64(query, "interval_ms", SL_MIN(100, (uint64_t)o->max_interval_ms), 0,
+                              (uint64_t)o->max_interval_ms, &p->interval_ms))
         bad = "interval_ms";
     if (bad) {
         snprintf(err, errlen,

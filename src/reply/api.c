@@ -122,18 +122,18 @@ static void list(sl_req_t *req, const sl_reply_caller_t *c, const char *jobs_pat
     int state = -1;
     int64_t limit = LIST_DEFAULT;
     char *route = NULL;
-    if (sl_reply_query(req->query, "state", &v) == 0 && (state = sl_jobs_state_parse(v)) < 0) {
+    if (sl_query_get(req->query, "state", &v) == 0 && (state = sl_jobs_state_parse(v)) < 0) {
         bad(req, "a bad state= (queued, running, succeeded, failed, cancelled, timed_out)");
         return;
     }
-    if (sl_reply_query(req->query, "limit", &v) == 0 &&
+    if (sl_query_get(req->query, "limit", &v) == 0 &&
         ((limit = sl_str_to_u64(v)) < 1 || limit > LIST_MAX)) {
         bad(req, "a bad limit= (1..1000)");
         return;
     }
-    if (sl_reply_query(req->query, "route", &v) == 0)
+    if (sl_query_get(req->query, "route", &v) == 0)
         route = sl_pool_strndup(&req->pool, v.p, v.n);
-    sl_reply_query(req->query, "after", &after);
+    sl_query_get(req->query, "after", &after);
     if (!c->admin && !c->owner[0]) {
         /* Without owners the job id is the capability: no listing. */
         sl_resp_error(req, 404, "listing needs an owner or the admin token");
@@ -167,7 +167,7 @@ static int resume_from(sl_req_t *req, uint64_t *from)
     int64_t x = 0;
     if (h)
         x = sl_str_to_u64(h->value);
-    else if (sl_reply_query(req->query, "from", &v) == 0)
+    else if (sl_query_get(req->query, "from", &v) == 0)
         x = sl_str_to_u64(v);
     if (x < 0)
         return SL_EINVAL;

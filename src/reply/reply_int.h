@@ -14,6 +14,7 @@
 #include "../buf.h"
 #include "../req.h"
 #include "../config.h"
+#include "../query.h"
 #include "../jobs/jobs.h"
 #include <ev.h>
 
@@ -148,8 +149,6 @@ typedef struct sl_reply_ws_msg {
 int sl_reply_ws_parse(const uint8_t *data, size_t len, int binary, sl_reply_ws_msg_t *m,
                       const char **why);
 
-/* Raw query value of name (last wins), not decoded. 0 or SL_EAGAIN. */
-int sl_reply_query(sl_str_t q, const char *name, sl_str_t *out);
 /* Prefer header: respond-async and wait=N (-1 when absent). */
 void sl_reply_prefer(const sl_req_t *req, int *async, int64_t *wait);
 /* Accept a WebSocket handshake on req as a /jobs/ws subscription socket

@@ -120,24 +120,6 @@ int sl_reply_result_status(sl_jobs_state_t s)
     }
 }
 
-int sl_reply_query(sl_str_t q, const char *name, sl_str_t *out)
-{
-    size_t nl = strlen(name);
-    int found = 0;
-    for (size_t i = 0; i < q.n;) {
-        size_t e = i;
-        while (e < q.n && q.p[e] != '&')
-            e++;
-        if (e - i >= nl && memcmp(q.p + i, name, nl) == 0 && (e - i == nl || q.p[i + nl] == '=')) {
-            size_t v = i + nl + (e - i > nl);
-            *out = (sl_str_t){q.p + v, e - v};
-            found = 1;
-        }
-        i = e + 1;
-    }
-    return found ? 0 : SL_EAGAIN;
-}
-
 /* RFC 7240: a comma-separated list; parameters after ';' are ignored. */
 void sl_reply_prefer(const sl_req_t *req, int *async, int64_t *wait)
 {

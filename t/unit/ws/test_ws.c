@@ -137,6 +137,55 @@ START_TEST(test_deflate_roundtrip)
 }
 END_TEST
 
+/* Every allocation of a deflate/inflate round fails in turn (the output
+ * buffers and the inflate buffer's growth): each call answers SL_ENOMEM
+ * or succeeds, leaks nothing, and the next message still round-trips. */
+START_TEST(test_deflate_alloc_failures)
+{
+    static uint8_t msg[200000];
+    for (size_t i = 0; i < sizeof(msg); i++)
+        msg[i] = (uint8_t)(i * 7 % 251);
+    long nth;
+    for (nth = 1; nth < 50; nth++) {
+        sl_ws_pmd_t a, b;
+        memset(&a, 0, sizeof(a));
+        memset(&b, 0, sizeof(b));
+        a.enabled = b.enabled = 1;
+        a.server_max_window_bits = 15;
+        uint8_t *z = NULL, *zz = NULL, *out = NULL;
+        size_t zn = 0, on = 0;
+        int failed = 0;
+        sl_alloc_fail_nth(nth);
+        int r = sl_ws_pmd_deflate(&a, msg, sizeof(msg), &z, &zn);
+        ck_assert(r == 0 || r == SL_ENOMEM);
+        failed |= r != 0;
+        if (r == 0) {
+            zz = sl_try_malloc(zn + 4);
+            if (zz) {
+                memcpy(zz, z, zn);
+                r = sl_ws_pmd_inflate(&b, zz, zn, sizeof(msg), &out, &on);
+                ck_assert(r == 0 || r == SL_ENOMEM);
+                failed |= r != 0;
+                ck_assert(r != 0 || (on == sizeof(msg) && memcmp(out, msg, on) == 0));
+            } else {
+                failed = 1;
+            }
+        }
+        sl_alloc_fail_nth(0);
+        sl_free(z);
+        sl_free(zz);
+        sl_free(out);
+        sl_ws_pmd_dispose(&a);
+        sl_ws_pmd_dispose(&b);
+        ck_assert_int_eq(sl_alloc_count(), sl_test_alloc_baseline);
+        if (!failed)
+            break; /* every allocation of the round has been failed once */
+    }
+    ck_assert_int_gt(nth, 3); /* the inflate buffer did grow */
+    ck_assert_int_lt(nth, 50);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ws");
@@ -146,6 +195,7 @@ int main(void)
     tcase_add_test(tc, test_has_token);
     tcase_add_test(tc, test_inflate_bomb_cut);
     tcase_add_test(tc, test_deflate_roundtrip);
+    tcase_add_test(tc, test_deflate_alloc_failures);
     suite_add_tcase(s, tc);
     return sl_test_run(s);
 }
