@@ -10,36 +10,16 @@
  * error answers, the timers, drain and HTTP/1.0.
  */
 #include "h1/server_int.h"
-#include "router.h"
+#include "../fake_conn.h"
 #include "../helpers.h"
-#include <stdio.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 /* ---- the fake conn ---- */
 
-static sl_config_t *cfg;
-static sl_conn_table_t tab;
-static sl_buf_pool_t pool;
+static sl_fake_conn_t fc;
 static sl_conn_t *c;
-static int sp[2];
 static int closed; /* the protocol returned SL_ECLOSED */
 static char out[262144];
 static size_t out_len;
-
-static void on_dummy_timer(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    SL_UNUSED(loop);
-    SL_UNUSED(t);
-    SL_UNUSED(revents);
-}
-
-static void on_dummy_io(struct ev_loop *loop, ev_io *io, int revents)
-{
-    SL_UNUSED(loop);
-    SL_UNUSED(io);
-    SL_UNUSED(revents);
-}
 
 /* ---- test handlers ---- */
 
@@ -172,9 +152,7 @@ static void run(void)
     for (int round = 0; round < 1000 && !closed; round++) {
         int moved = !sl_buf_is_empty(&c->out);
         take_output();
-        if (c->in_flush_list) {
-            c->in_flush_list = 0;
-            tab.flushing = NULL;
+        if (sl_fake_conn_flush_due(&fc)) {
             moved = 1;
             server_rv(sl_h1_proto.on_writable(c));
         }
@@ -197,35 +175,12 @@ static h1_conn_t *hc(void)
 
 static void start_conn(const char *limits_json)
 {
-    char json[1024], err[256];
     memset(&hs, 0, sizeof(hs));
     closed = 0;
     out_len = 0;
     out[0] = '\0';
     sl_log_set_level("error"); /* the INFO lines these tests provoke are expected */
-    if (!sl_router_find_handler("t_h1"))
-        sl_router_register(&t_handler);
-    sl_router_init();
-    snprintf(json, sizeof(json),
-             "{\"listen\": [{\"addr\": \"127.0.0.1:0\"}], \"access_log\": false,"
-             " \"limits\": {%s}, \"routes\": [{\"path\": \"/\", \"handler\": \"t_h1\"}]}",
-             limits_json ? limits_json : "");
-    cfg = sl_config_load_string(json, "t.json", err, sizeof(err));
-    ck_assert_msg(cfg != NULL, "%s", err);
-    memset(&tab, 0, sizeof(tab));
-    tab.loop = ev_loop_new(EVFLAG_AUTO);
-    tab.cfg = cfg;
-    tab.bufpool = &pool;
-    sl_buf_pool_init(&pool, 4);
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
-    c = sl_calloc(1, sizeof(*c));
-    c->table = &tab;
-    c->fd = sp[0];
-    c->lcfg = &cfg->listeners[0];
-    snprintf(c->tag.peer, sizeof(c->tag.peer), "127.0.0.1:1234");
-    sl_buf_init(&c->out, &pool, cfg->limits.conn_out_bytes / SL_BUF_CHUNK_SIZE + 2);
-    ev_io_init(&c->rio, on_dummy_io, sp[0], EV_READ);
-    ev_init(&c->timer, on_dummy_timer);
+    c = sl_fake_conn_open(&fc, &t_handler, limits_json);
     server_rv(sl_h1_conn_start(c, NULL, 0));
 }
 
@@ -233,15 +188,7 @@ static void finish_conn(void)
 {
     if (!closed)
         sl_h1_proto.on_close(c);
-    ev_timer_stop(tab.loop, &c->timer);
-    ev_io_stop(tab.loop, &c->rio);
-    sl_buf_dispose(&c->out);
-    sl_free(c);
-    close(sp[0]);
-    close(sp[1]);
-    sl_buf_pool_dispose(&pool);
-    ev_loop_destroy(tab.loop);
-    sl_config_free(cfg);
+    sl_fake_conn_close(&fc);
 }
 
 /* The status line, a header ("name: value") and the body of response i

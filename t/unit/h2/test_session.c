@@ -10,12 +10,8 @@
  */
 #include "slab.h"
 #include "h2/h2_int.h"
-#include "config.h"
-#include "router.h"
+#include "../fake_conn.h"
 #include "../helpers.h"
-#include <stdio.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #define MAXS 64
 #define NV(a, b)                                                                                   \
@@ -53,29 +49,11 @@ static cstream_t *cs(int32_t id)
 
 /* ---- the fake conn ---- */
 
-static sl_config_t *cfg;
-static sl_conn_table_t tab;
-static sl_buf_pool_t pool;
+static sl_fake_conn_t fc;
 static sl_conn_t *c;
-static int sp[2];
 static nghttp2_session *client;
 static int server_closed; /* the protocol returned SL_ECLOSED */
 static long baseline;
-static char err[512];
-
-static void on_dummy_timer(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    SL_UNUSED(loop);
-    SL_UNUSED(t);
-    SL_UNUSED(revents);
-}
-
-static void on_dummy_io(struct ev_loop *loop, ev_io *io, int revents)
-{
-    SL_UNUSED(loop);
-    SL_UNUSED(io);
-    SL_UNUSED(revents);
-}
 
 /* ---- test handlers ---- */
 
@@ -250,10 +228,7 @@ static void run(void)
                 return;
         }
         ck_assert_int_ge(n, 0);
-        if (c->in_flush_list) {
-            /* What the worker's prepare watcher does: flush, on_writable. */
-            c->in_flush_list = 0;
-            tab.flushing = NULL;
+        if (sl_fake_conn_flush_due(&fc)) {
             moved = 1;
             take_output();
             server_rv(sl_h2_proto.on_writable(c));
@@ -353,34 +328,12 @@ static void client_new(const nghttp2_settings_entry *iv, size_t niv)
 static void start_conn(const char *limits_json, const nghttp2_settings_entry *iv, size_t niv,
                        int start_h2)
 {
-    char json[2048];
     baseline = sl_alloc_count();
     sl_log_set_level("warn"); /* the INFO lines these tests provoke are expected */
     memset(&cl, 0, sizeof(cl));
     memset(&hs, 0, sizeof(hs));
     server_closed = 0;
-    if (!sl_router_find_handler("t_h2"))
-        sl_router_register(&t_handler);
-    sl_router_init();
-    snprintf(json, sizeof(json),
-             "{\"listen\": [{\"addr\": \"127.0.0.1:0\"}], \"access_log\": false,"
-             " \"limits\": {%s}, \"routes\": [{\"path\": \"/\", \"handler\": \"t_h2\"}]}",
-             limits_json ? limits_json : "");
-    cfg = sl_config_load_string(json, "t.json", err, sizeof(err));
-    ck_assert_msg(cfg != NULL, "%s", err);
-    memset(&tab, 0, sizeof(tab));
-    tab.loop = ev_loop_new(EVFLAG_AUTO);
-    tab.cfg = cfg;
-    tab.bufpool = &pool;
-    sl_buf_pool_init(&pool, 4);
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
-    c = sl_calloc(1, sizeof(*c));
-    c->table = &tab;
-    c->fd = sp[0];
-    snprintf(c->tag.peer, sizeof(c->tag.peer), "127.0.0.1:1234");
-    sl_buf_init(&c->out, &pool, cfg->limits.conn_out_bytes / SL_BUF_CHUNK_SIZE + 2);
-    ev_io_init(&c->rio, on_dummy_io, sp[0], EV_READ);
-    ev_init(&c->timer, on_dummy_timer);
+    c = sl_fake_conn_open(&fc, &t_handler, limits_json);
     client_new(iv, niv);
     if (start_h2)
         server_rv(sl_h2_conn_start(c, NULL, 0));
@@ -390,16 +343,8 @@ static void finish_conn(void)
 {
     if (!server_closed && c->pdata)
         sl_h2_proto.on_close(c);
-    ev_timer_stop(tab.loop, &c->timer);
-    ev_io_stop(tab.loop, &c->rio);
-    sl_buf_dispose(&c->out);
-    sl_free(c);
-    close(sp[0]);
-    close(sp[1]);
+    sl_fake_conn_close(&fc);
     nghttp2_session_del(client);
-    sl_buf_pool_dispose(&pool);
-    ev_loop_destroy(tab.loop);
-    sl_config_free(cfg);
     sl_slab_flush(); /* cached nghttp2 blocks and streams are spare, not leaked */
     ck_assert_int_eq(sl_alloc_count(), baseline);
 }
