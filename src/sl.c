@@ -4,6 +4,7 @@
  * handler, clocks and small string helpers shared by every module.
  */
 #include "sl.h"
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,22 @@ char *sl_strndup(const char *s, size_t n)
 char *sl_strdup(const char *s)
 {
     return s ? sl_strndup(s, strlen(s)) : NULL;
+}
+
+char *sl_strdup_printf(size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    SL_ASSERT(n >= 0);
+    char *s = sl_malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    if (len)
+        *len = (size_t)n;
+    return s;
 }
 
 void sl_free(void *p)

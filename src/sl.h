@@ -46,6 +46,8 @@ void *sl_calloc(size_t n, size_t sz);
 void *sl_realloc(void *p, size_t n);
 char *sl_strndup(const char *s, size_t n);
 char *sl_strdup(const char *s);
+/* A formatted string from sl_malloc; *len (when not NULL) gets its length. */
+char *sl_strdup_printf(size_t *len, const char *fmt, ...) SL_PRINTF(2, 3);
 void sl_free(void *p);
 /* Peer-sized allocations: bounded by the caller first, may return NULL. */
 SL_WARN_UNUSED void *sl_try_malloc(size_t n);

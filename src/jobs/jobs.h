@@ -69,6 +69,8 @@ typedef struct sl_jobs_event {
 #define SL_JOBS_REC_MAX 16
 #define SL_JOBS_REC_VALUE_MAX 1024
 
+#define SL_JOBS_REPLY_ERROR_MAX 128 /* reply_to's last error, cut there */
+
 /* "jobs" config section. */
 typedef struct sl_jobs_cfg {
     int64_t max_jobs;           /* live (not expired) jobs; 503 past it (10000) */
@@ -118,7 +120,7 @@ typedef struct sl_jobs_info {
     uint64_t data_bytes;                       /* data bytes produced */
     int has_reply_to;                          /* the executor has reply_to */
     int reply_status, reply_attempts;          /* reply_to outcome; attempts 0: none yet */
-    const char *reply_error;                   /* static text or NULL */
+    char reply_error[SL_JOBS_REPLY_ERROR_MAX]; /* "" when none (a copy) */
     const struct sl_header *recorded;          /* NUL-terminated name and value */
     size_t nrecorded;
 } sl_jobs_info_t;

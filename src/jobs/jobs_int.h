@@ -108,7 +108,7 @@ struct sl_jobs_job {
     int in_ended;
     /* reply_to outcome (shard lock): attempts 0 = none yet */
     int reply_status, reply_attempts;
-    const char *reply_error; /* static text, NULL when none */
+    char reply_error[SL_JOBS_REPLY_ERROR_MAX]; /* "" when none */
 };
 
 /* ---- store (store.c) ---- */

@@ -9,6 +9,7 @@
  */
 #include "jobs_int.h"
 #include "../log.h"
+#include "../proxy/proxy.h"
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -278,6 +279,7 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 static void *thread_main(void *arg)
 {
     SL_UNUSED(arg);
+    sl_proxy_client_bind(lc.loop); /* upstream executor and reply_to clients */
     ev_run(lc.loop, 0);
     return NULL;
 }

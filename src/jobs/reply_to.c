@@ -6,8 +6,9 @@
  * configured upstream group - never to anything named by the request -
  * with job-id and traceparent. Up to 3 tries (back-off 0.5 s, then 1 s)
  * until a 2xx; the outcome goes into the job's status ("reply_to") and a
- * failure is logged. Runs on the jobs thread, one connection per try
- * (connection: close), with the group's timeouts.
+ * failure is logged. Runs on the jobs thread through src/proxy/'s client
+ * (the group's balancing, passive health, TLS and timeouts), one
+ * connection per try (connection: close).
  */
 #include "jobs_int.h"
 #include "../config.h"
@@ -20,7 +21,6 @@
 #include <unistd.h>
 
 #define TRIES 3
-#define READ_CHUNK 16384
 #define EVENTS_PER_READ 64
 
 struct sl_jobs_reply_to {
@@ -33,18 +33,15 @@ struct sl_jobs_reply_to {
 typedef struct post {
     sl_jobs_job_t *job; /* referenced */
     const struct sl_jobs_reply_to *rt;
-    sl_proxy_addr_t addr;
-    int fd, status, attempts, connected;
-    ev_io io;
-    ev_timer timer;
-    char *out;
-    size_t out_len, out_off;
-    sl_proxy_reader_t *rd;
+    sl_proxy_client_t *cl; /* the try in flight, or NULL */
+    int status, attempts;
+    ev_timer retry;
+    char *body; /* the JSON, made once for every try */
+    size_t body_len;
     struct post *prev, *next; /* in flight, for shutdown */
 } post_t;
 
 static post_t *inflight;
-static atomic_uint turns;
 static char *(*status_format)(sl_jobs_job_t *job);
 
 void sl_jobs_set_status_format(char *(*fn)(sl_jobs_job_t *job))
@@ -70,7 +67,6 @@ int sl_jobs_reply_to_parse(json_t *v, const char *path, struct sl_jobs_reply_to 
     const char *ups, *rpath, *key;
     int64_t inc, max;
     json_t *it;
-    sl_proxy_addr_t a;
     *out = NULL;
     if (!v)
         return 0;
@@ -98,7 +94,7 @@ int sl_jobs_reply_to_parse(json_t *v, const char *path, struct sl_jobs_reply_to 
         sl_conf_get_int(v, p, "max_result_bytes", 1 << 20, 0, 64 << 20, &max, err, errlen))
         return SL_EINVAL;
     const sl_config_t *cfg = sl_config_loading();
-    if (!ups || sl_proxy_upstream_addr(cfg, ups, 0, &a) != 0) {
+    if (!sl_proxy_upstream_exists(cfg, ups)) {
         snprintf(err, errlen, "%s.upstream: must name a group in \"upstreams\"", p);
         return SL_EINVAL;
     }
@@ -179,49 +175,28 @@ static char *body_json(post_t *x)
     return out;
 }
 
-static void build(post_t *x)
+static char *build_head(void *arg, const char *host, size_t *len)
 {
+    const post_t *x = arg;
     const sl_jobs_job_t *job = x->job;
-    char *body = body_json(x);
-    size_t bn = strlen(body);
-    int hn =
-        snprintf(NULL, 0,
-                 "POST %s HTTP/1.1\r\nhost: %s\r\nconnection: close\r\n"
-                 "content-type: application/json\r\ncontent-length: %zu\r\njob-id: %s\r\n"
-                 "%s%s%s\r\n",
-                 x->rt->path, x->addr.host, bn, job->id, job->traceparent[0] ? "traceparent: " : "",
-                 job->traceparent, job->traceparent[0] ? "\r\n" : "");
-    x->out = sl_malloc((size_t)hn + bn + 1);
-    snprintf(x->out, (size_t)hn + 1,
-             "POST %s HTTP/1.1\r\nhost: %s\r\nconnection: close\r\n"
-             "content-type: application/json\r\ncontent-length: %zu\r\njob-id: %s\r\n"
-             "%s%s%s\r\n",
-             x->rt->path, x->addr.host, bn, job->id, job->traceparent[0] ? "traceparent: " : "",
-             job->traceparent, job->traceparent[0] ? "\r\n" : "");
-    memcpy(x->out + hn, body, bn);
-    x->out_len = (size_t)hn + bn;
-    free(body);
+    const char *tp = job->traceparent;
+    char *h = sl_strdup_printf(
+        len,
+        "POST %s HTTP/1.1\r\nhost: %s\r\nconnection: close\r\n"
+        "content-type: application/json\r\ncontent-length: %zu\r\njob-id: %s\r\n%s%s%s\r\n",
+        x->rt->path, host, x->body_len, job->id, tp[0] ? "traceparent: " : "", tp,
+        tp[0] ? "\r\n" : "");
+    return h;
 }
 
-/* ---- one try ---- */
+/* ---- tries ---- */
 
 static void try_post(post_t *x);
 
-static void close_conn(post_t *x)
-{
-    struct ev_loop *loop = sl_jobs_loop();
-    ev_io_stop(loop, &x->io);
-    ev_timer_stop(loop, &x->timer);
-    if (x->fd >= 0)
-        close(x->fd);
-    x->fd = -1;
-    sl_proxy_reader_free(x->rd);
-    x->rd = NULL;
-}
-
 static void post_free(post_t *x)
 {
-    close_conn(x);
+    sl_proxy_client_cancel(x->cl);
+    ev_timer_stop(sl_jobs_loop(), &x->retry);
     if (x->prev)
         x->prev->next = x->next;
     else
@@ -229,7 +204,7 @@ static void post_free(post_t *x)
     if (x->next)
         x->next->prev = x->prev;
     sl_jobs_job_unref(x->job);
-    sl_free(x->out);
+    free(x->body);
     sl_free(x);
 }
 
@@ -243,7 +218,6 @@ static void on_retry(struct ev_loop *loop, ev_timer *t, int revents)
 /* The try ended: status (0 when none) or error. */
 static void tried(post_t *x, const char *error)
 {
-    close_conn(x);
     int ok = !error && x->status >= 200 && x->status < 300;
     if (ok || x->attempts >= TRIES) {
         if (!ok)
@@ -257,133 +231,45 @@ static void tried(post_t *x, const char *error)
         return;
     }
     sl_jobs_store_set_reply(x->job, x->status, x->attempts, error ? error : "non-2xx status");
-    ev_timer_init(&x->timer, on_retry, 0.5 * x->attempts, 0.);
-    x->timer.data = x;
-    ev_timer_start(sl_jobs_loop(), &x->timer);
+    ev_timer_set(&x->retry, 0.5 * x->attempts, 0.);
+    ev_timer_start(sl_jobs_loop(), &x->retry);
 }
 
-static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    SL_UNUSED(loop);
-    SL_UNUSED(revents);
-    post_t *x = t->data;
-    tried(x, x->connected ? "upstream timed out" : "connect timed out");
-}
-
-static void arm(post_t *x, double secs)
-{
-    ev_timer_stop(sl_jobs_loop(), &x->timer);
-    if (secs > 0) {
-        ev_timer_init(&x->timer, on_timeout, secs, 0.);
-        x->timer.data = x;
-        ev_timer_start(sl_jobs_loop(), &x->timer);
-    }
-}
-
-static void on_head(void *arg, int status, const sl_header_t *f, size_t n)
+static int on_head(void *arg, int status, const sl_header_t *f, size_t n)
 {
     SL_UNUSED(f);
     SL_UNUSED(n);
     ((post_t *)arg)->status = status;
+    return 1; /* the status is all that counts */
 }
 
-static void on_data(void *arg, const uint8_t *p, size_t n)
+static void on_done(void *arg, const char *error)
 {
-    SL_UNUSED(arg);
-    SL_UNUSED(p);
-    SL_UNUSED(n);
+    post_t *x = arg;
+    x->cl = NULL; /* freed by the client after this call */
+    tried(x, x->status ? NULL : error);
 }
 
-static const sl_proxy_reader_cbs_t reader_cbs = {on_head, on_data};
-
-static void on_writable(post_t *x)
-{
-    if (!x->connected) {
-        int e = 0;
-        socklen_t l = sizeof(e);
-        getsockopt(x->fd, SOL_SOCKET, SO_ERROR, &e, &l);
-        if (e) {
-            tried(x, "connect failed");
-            return;
-        }
-        x->connected = 1;
-        arm(x, x->addr.read_idle_s);
-    }
-    while (x->out_off < x->out_len) {
-        ssize_t n = send(x->fd, x->out + x->out_off, x->out_len - x->out_off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            return;
-        if (n < 0) {
-            tried(x, "send failed");
-            return;
-        }
-        x->out_off += (size_t)n;
-    }
-    ev_io_stop(sl_jobs_loop(), &x->io);
-    ev_io_set(&x->io, x->fd, EV_READ);
-    ev_io_start(sl_jobs_loop(), &x->io);
-    arm(x, x->addr.first_byte_s);
-}
-
-static void on_readable(post_t *x)
-{
-    uint8_t buf[READ_CHUNK];
-    for (;;) {
-        ssize_t n = recv(x->fd, buf, sizeof(buf), 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            break;
-        if (n <= 0) {
-            tried(x, x->status ? NULL : n == 0 ? "upstream closed early" : "read failed");
-            return;
-        }
-        const char *err = NULL;
-        int r = sl_proxy_reader_feed(x->rd, buf, (size_t)n, &err);
-        if (r != 0 || x->status) {
-            /* the status is all we need */
-            tried(x, r < 0 ? err : NULL);
-            return;
-        }
-    }
-    arm(x, x->addr.first_byte_s);
-}
-
-static void on_io(struct ev_loop *loop, ev_io *w, int revents)
-{
-    SL_UNUSED(loop);
-    post_t *x = w->data;
-    if (revents & EV_WRITE)
-        on_writable(x);
-    else if (revents & EV_READ)
-        on_readable(x);
-}
+static const sl_proxy_client_cbs_t client_cbs = {
+    .head = build_head,
+    .on_head = on_head,
+    .on_done = on_done,
+};
 
 static void try_post(post_t *x)
 {
+    char prefix[64];
     x->attempts++;
     x->status = 0;
-    x->connected = 0;
-    x->out_off = 0;
-    if (sl_proxy_upstream_addr(x->rt->cfg, x->rt->upstream, atomic_fetch_add(&turns, 1),
-                               &x->addr) != 0) {
+    snprintf(prefix, sizeof(prefix), "job %s: reply_to: ", x->job->id);
+    x->cl =
+        sl_proxy_client_start(x->rt->cfg, x->rt->upstream, x->job->id, 0, prefix, &client_cbs, x);
+    if (!x->cl) {
         tried(x, "no upstream server");
         return;
     }
-    if (!x->out)
-        build(x);
-    x->fd = socket(x->addr.sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (x->fd < 0 || (connect(x->fd, x->addr.sa, x->addr.sa_len) != 0 && errno != EINPROGRESS)) {
-        tried(x, "connect failed");
-        return;
-    }
-    x->rd = sl_proxy_reader_new(0, &reader_cbs, x);
-    ev_io_init(&x->io, on_io, x->fd, EV_WRITE);
-    x->io.data = x;
-    ev_io_start(sl_jobs_loop(), &x->io);
-    arm(x, x->addr.connect_s);
+    sl_proxy_client_send(x->cl, x->body, x->body_len);
+    sl_proxy_client_end(x->cl);
 }
 
 void sl_jobs_reply_to_start(sl_jobs_job_t *job)
@@ -392,7 +278,10 @@ void sl_jobs_reply_to_start(sl_jobs_job_t *job)
     sl_jobs_job_ref(job);
     x->job = job;
     x->rt = job->exec->reply_to;
-    x->fd = -1;
+    x->body = body_json(x);
+    x->body_len = strlen(x->body);
+    ev_timer_init(&x->retry, on_retry, 0., 0.);
+    x->retry.data = x;
     x->next = inflight;
     if (inflight)
         inflight->prev = x;

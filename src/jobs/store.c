@@ -424,7 +424,7 @@ void sl_jobs_job_info(sl_jobs_job_t *job, sl_jobs_info_t *o)
     o->has_reply_to = job->exec && job->exec->reply_to;
     o->reply_status = job->reply_status;
     o->reply_attempts = job->reply_attempts;
-    o->reply_error = job->reply_error;
+    memcpy(o->reply_error, job->reply_error, sizeof(o->reply_error));
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -434,7 +434,7 @@ void sl_jobs_store_set_reply(sl_jobs_job_t *job, int status, int attempts, const
     pthread_mutex_lock(&s->mu);
     job->reply_status = status;
     job->reply_attempts = attempts;
-    job->reply_error = error;
+    snprintf(job->reply_error, sizeof(job->reply_error), "%s", error ? error : "");
     pthread_mutex_unlock(&s->mu);
 }
 

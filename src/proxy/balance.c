@@ -10,23 +10,34 @@
  * down or already tried.
  */
 #include "proxy_int.h"
+#include "proxy.h"
 #include "../worker.h"
 #include <unistd.h>
+
+static __thread struct ev_loop *thread_loop; /* sl_proxy_client_bind */
+
+void sl_proxy_client_bind(struct ev_loop *loop)
+{
+    SL_ASSERT(!sl_worker_current());
+    thread_loop = loop;
+}
 
 px_wstate_t *px_wstate_get(px_upstream_t *up)
 {
     sl_worker_t *w = sl_worker_current();
-    SL_ASSERT(w != NULL && w->id >= 0 && w->id < PX_MAX_WORKERS);
-    /* Only this worker's thread reads or writes its slot. */
-    px_wstate_t *ws = up->ws[w->id];
+    SL_ASSERT(w ? w->id >= 0 && w->id < PX_MAX_WORKERS : thread_loop != NULL);
+    int slot = w ? w->id : PX_SLOT_THREAD;
+    /* Only the slot's thread reads or writes it. */
+    px_wstate_t *ws = up->ws[slot];
     if (ws)
         return ws;
     ws = sl_calloc(1, sizeof(*ws) + up->nservers * sizeof(px_srvstate_t));
-    ws->loop = w->loop;
-    ws->bufpool = &w->bufpool;
+    ws->loop = w ? w->loop : thread_loop;
+    ws->bufpool = w ? &w->bufpool : NULL;
     ws->up = up;
-    up->ws[w->id] = ws;
-    px_hcheck_start(ws);
+    up->ws[slot] = ws;
+    if (w)
+        px_hcheck_start(ws); /* active checks are the workers' */
     return ws;
 }
 
@@ -37,13 +48,8 @@ void px_wstate_free(px_wstate_t *ws)
     /* The worker loop is gone by now: close idle sockets, free memory. */
     px_hcheck_free(ws);
     for (size_t i = 0; i < ws->up->nservers; i++) {
-        while (ws->srv[i].idle) {
-            px_uconn_t *u = ws->srv[i].idle;
-            ws->srv[i].idle = u->next;
-            SSL_free(u->ssl);
-            close(u->fd);
-            sl_free(u);
-        }
+        while (ws->srv[i].idle)
+            px_uconn_discard(ws->srv[i].idle);
         SSL_SESSION_free(ws->srv[i].tls_sess);
     }
     sl_free(ws);

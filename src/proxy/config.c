@@ -145,7 +145,7 @@ static void upstream_dispose(px_upstream_t *u)
         sl_free(u->servers[i].name);
         sl_free(u->servers[i].host);
     }
-    for (size_t w = 0; w < PX_MAX_WORKERS; w++)
+    for (size_t w = 0; w <= PX_SLOT_THREAD; w++)
         px_wstate_free(u->ws[w]);
     px_tls_dispose(u); /* after the connections that used it */
     sl_free(u->servers);
@@ -254,8 +254,7 @@ static int parse_upstream(const char *name, json_t *obj, const char *path, px_up
         sl_conf_get_int(obj, path, "keepalive", 32, 0, 100000, &u->keepalive, err, errlen) ||
         sl_conf_get_int(obj, path, "max_conns", 1024, 1, 1000000, &u->max_conns, err, errlen) ||
         sl_conf_get_int(obj, path, "retries", 1, 0, 16, &u->retries, err, errlen) ||
-        sl_conf_get_int(obj, path, "fail_threshold", 3, 0, 1000, &u->fail_threshold, err,
-                          errlen) ||
+        sl_conf_get_int(obj, path, "fail_threshold", 3, 0, 1000, &u->fail_threshold, err, errlen) ||
         get_secs(obj, path, "down_s", 10, 0.001, 86400, &u->down_s, err, errlen) ||
         parse_timeouts(json_object_get(obj, "timeouts"), path, &u->to, err, errlen))
         return SL_EINVAL;
@@ -307,6 +306,12 @@ const sl_config_section_def_t sl_proxy_upstreams_section = {
     .parse = upstreams_parse,
     .free_state = upstreams_free,
 };
+
+int sl_proxy_upstream_exists(const sl_config_t *cfg, const char *name)
+{
+    const px_upstreams_t *ups = cfg ? sl_config_section(cfg, "upstreams") : NULL;
+    return ups && name && px_upstream_find(ups, name) != NULL;
+}
 
 px_upstream_t *px_upstream_find(const px_upstreams_t *ups, const char *name)
 {
@@ -395,7 +400,7 @@ static int parse_rewrite(json_t *route, const char *path, px_route_t *rt, char *
     if (repl && !strip)
         return fail(err, errlen, "%s.replace_prefix: needs strip_prefix", path);
     if (sl_conf_get_bool(route, path, "retry_non_idempotent", 0, &rt->retry_non_idempotent, err,
-                           errlen) ||
+                         errlen) ||
         sl_conf_get_bool(route, path, "forward_raw_path", 0, &rt->forward_raw_path, err, errlen))
         return SL_EINVAL;
     rt->strip_prefix = strip ? sl_strdup(strip) : NULL;

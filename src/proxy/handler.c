@@ -38,11 +38,7 @@ enum { RB_NONE = 0, RB_LENGTH, RB_CHUNKED, RB_CLOSE };
 typedef struct px_req {
     sl_req_t *req;
     const px_route_t *rt;
-    px_upstream_t *up;
-    px_wstate_t *ws;
-    px_uconn_t *u;
-    int attempts;
-    uint8_t tried[PX_MAX_SERVERS / 8];
+    px_attempt_t at; /* server choice, attempts, the connection (attempt.c) */
     char request_id[33];
     char traceparent[64];
     /* request side */
@@ -65,7 +61,6 @@ typedef struct px_req {
     sl_h1_chunked_t chunk;
     char *tail;
     size_t tail_len;
-    int io_events;
     unsigned tail_over : 1;
     unsigned head_done : 1;
     unsigned sending : 1;
@@ -83,7 +78,7 @@ static void do_write(px_req_t *px);
 
 static const px_server_t *server(const px_req_t *px)
 {
-    return &px->up->servers[px->u->idx];
+    return &px->at.up->servers[px->at.u->idx];
 }
 
 static int is_idempotent(sl_str_t m)
@@ -117,43 +112,21 @@ void px_make_ids(const sl_req_t *req, char request_id[33], char traceparent[64])
 
 /* ---- watchers ---- */
 
-static void set_io(px_req_t *px, int events)
-{
-    px_uconn_t *u = px->u;
-    if (!u || events == px->io_events)
-        return;
-    ev_io_stop(px->ws->loop, &u->io);
-    px->io_events = events;
-    if (events) {
-        ev_io_set(&u->io, u->fd, events);
-        ev_io_start(px->ws->loop, &u->io);
-    }
-}
-
 static int has_output(const px_req_t *px)
 {
     return px->side_off < px->side_len || px->head_off < px->head_len ||
            !sl_buf_is_empty(&px->body) || (px->body_fin && !px->req_sent);
 }
 
-static void set_timer(px_req_t *px, double secs)
-{
-    ev_timer_stop(px->ws->loop, &px->u->timer);
-    if (secs > 0) {
-        ev_timer_set(&px->u->timer, secs, 0.);
-        ev_timer_start(px->ws->loop, &px->u->timer);
-    }
-}
-
 /* Which events and which timeout the current state needs. */
 static void update(px_req_t *px)
 {
-    px_uconn_t *u = px->u;
+    px_uconn_t *u = px->at.u;
     if (!u || px->done)
         return;
-    const px_timeouts_t *to = &px->up->to;
+    const px_timeouts_t *to = &px->at.up->to;
     if (u->connecting) {
-        set_io(px, px_uconn_events(u));
+        px_attempt_set_io(&px->at, px_uconn_events(u));
         return; /* the connect timer runs from start_attempt */
     }
     int ev = 0;
@@ -161,39 +134,25 @@ static void update(px_req_t *px)
         ev |= EV_READ;
     if (has_output(px))
         ev |= EV_WRITE;
-    set_io(px, ev);
+    px_attempt_set_io(&px->at, ev);
     if ((ev & EV_READ) && px_io_pending(u->ssl))
-        ev_feed_event(px->ws->loop, &u->io, EV_READ); /* TLS bytes already decrypted */
+        ev_feed_event(px->at.ws->loop, &u->io, EV_READ); /* TLS bytes already decrypted */
     if (!px->head_done)
-        set_timer(px, px->req_sent ? to->first_byte_s : (ev & EV_WRITE) ? to->send_idle_s : 0);
+        px_attempt_set_timer(&px->at, px->req_sent      ? to->first_byte_s
+                                      : (ev & EV_WRITE) ? to->send_idle_s
+                                                        : 0);
     else if (px->sending)
-        set_timer(px, 0); /* the client is slow: its own timeouts apply */
+        px_attempt_set_timer(&px->at, 0); /* the client is slow: its own timeouts apply */
     else
-        set_timer(px, to->read_idle_s);
+        px_attempt_set_timer(&px->at, to->read_idle_s);
 }
 
 /* ---- answers ---- */
 
-static void log_up(px_req_t *px, const char *what)
-{
-    sl_log_stream(SL_LOG_WARN, px->req->conn, px->req->stream_id,
-                  "proxy: upstream \"%s\" server %s: %s", px->up->name,
-                  px->u ? server(px)->name : "-", what);
-}
-
-static void drop_conn(px_req_t *px)
-{
-    if (!px->u)
-        return;
-    px_uconn_close(px->u);
-    px->u = NULL;
-    px->io_events = 0;
-}
-
 static void answer_error(px_req_t *px, int status, const char *msg)
 {
     sl_req_t *req = px->req;
-    drop_conn(px);
+    px_attempt_drop(&px->at);
     px->done = 1;
     if (req->head_sent) {
         sl_resp_reset(req, SL_RESET_INTERNAL_ERROR);
@@ -201,7 +160,7 @@ static void answer_error(px_req_t *px, int status, const char *msg)
     }
     if (status == 503) {
         char ra[32];
-        double left = px_health_retry_after(px->ws, ev_now(px->ws->loop));
+        double left = px_health_retry_after(px->at.ws, ev_now(px->at.ws->loop));
         snprintf(ra, sizeof(ra), "%lld", (long long)(left + 0.999));
         sl_resp_header_add(req, "retry-after", ra);
     }
@@ -213,19 +172,8 @@ static void answer_error(px_req_t *px, int status, const char *msg)
 static void upstream_failed(px_req_t *px, const char *cause, int status, int conn_fault,
                             int retryable)
 {
-    char msg[256];
-    int reused = px->u && px->u->reused;
-    snprintf(msg, sizeof(msg), "%s%s", cause, reused ? " (reused keep-alive connection)" : "");
-    log_up(px, msg);
-    if (px->u) {
-        int idx = px->u->idx;
-        /* A stale keep-alive connection says nothing about the server. */
-        if (conn_fault && !reused && px_health_fail(px->ws, idx, ev_now(px->ws->loop)))
-            sl_log(SL_LOG_WARN, NULL, "proxy: upstream \"%s\" server %s marked down for %gs",
-                   px->up->name, px->up->servers[idx].name, px->up->down_s);
-        if (!reused)
-            px->tried[idx / 8] |= (uint8_t)(1u << (idx % 8));
-    }
+    int reused = px->at.u && px->at.u->reused;
+    px_attempt_failed(&px->at, cause, conn_fault);
     /* Once any of the head went out the upstream may have acted on it:
      * only an idempotent request without a body is sent again (RFC 9110
      * 9.2.2), not even after a stale keep-alive connection, unless the
@@ -233,9 +181,9 @@ static void upstream_failed(px_req_t *px, const char *cause, int status, int con
     int head_out = px->head_off > 0;
     int replay_ok = (is_idempotent(px->req->method) && px->body_mode == BODY_NONE) ||
                     px->rt->retry_non_idempotent;
-    drop_conn(px);
+    px_attempt_drop(&px->at);
     int may = retryable && !px->body_started && !px->req->head_sent && (!head_out || replay_ok);
-    if (may && (reused || px->attempts <= px->up->retries)) {
+    if (may && (reused || px->at.attempts <= px->at.up->retries)) {
         start_attempt(px);
         return;
     }
@@ -246,7 +194,7 @@ static void upstream_failed(px_req_t *px, const char *cause, int status, int con
 
 static ssize_t write_some(px_req_t *px, const void *p, size_t n)
 {
-    ssize_t w = px_io_write(px->u->fd, px->u->ssl, p, n);
+    ssize_t w = px_io_write(px->at.u->fd, px->at.u->ssl, p, n);
     if (w < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
     return w;
@@ -276,7 +224,7 @@ static int queue_framing(px_req_t *px)
 }
 
 /* Write as much as the socket takes. Returns 0, or SL_ECLOSED after a
- * failure was answered (px->u is gone). */
+ * failure was answered (px->at.u is gone). */
 static int flush_out(px_req_t *px)
 {
     for (;;) {
@@ -327,7 +275,7 @@ static int flush_out(px_req_t *px)
 
 static void do_write(px_req_t *px)
 {
-    if (!px->u || px->u->connecting || px->done)
+    if (!px->at.u || px->at.u->connecting || px->done)
         return;
     if (flush_out(px) == 0)
         update(px);
@@ -384,7 +332,7 @@ static void take_head(px_req_t *px, const sl_h1_head_t *h)
         req->res.content_length = -1;
     }
     px->head_done = 1;
-    px_health_ok(px->ws, px->u->idx);
+    px_health_ok(px->at.ws, px->at.u->idx);
 }
 
 /* Parse response heads (1xx first). Returns 1 when the final head is in,
@@ -448,7 +396,7 @@ static void on_run(void *arg, const uint8_t *p, size_t n)
 static void take_trailers(px_req_t *px)
 {
     if (px->tail_over) {
-        log_up(px, "trailers too large; dropped");
+        px_attempt_log(&px->at, "trailers too large; dropped");
         return;
     }
     char *p = px->tail, *end = px->tail + px->tail_len;
@@ -513,15 +461,15 @@ static int decode_chunked(px_req_t *px)
 static void finish_conn(px_req_t *px)
 {
     int reusable = px->keep && !px->up_eof && px->rpos == px->in_len && px->req_sent;
-    px_uconn_release(px->u, reusable);
-    px->u = NULL;
-    px->io_events = 0;
+    px_uconn_release(px->at.u, reusable);
+    px->at.u = NULL;
+    px->at.io_events = 0;
 }
 
 static void truncated(px_req_t *px, const char *why)
 {
-    log_up(px, why);
-    drop_conn(px);
+    px_attempt_log(&px->at, why);
+    px_attempt_drop(&px->at);
     px->done = 1;
     sl_resp_reset(px->req, SL_RESET_INTERNAL_ERROR);
 }
@@ -607,7 +555,8 @@ static void process_input(px_req_t *px)
 
 static void do_read(px_req_t *px)
 {
-    ssize_t r = px_io_read(px->u->fd, px->u->ssl, px->in + px->in_len, PX_IN_CAP - px->in_len);
+    ssize_t r =
+        px_io_read(px->at.u->fd, px->at.u->ssl, px->in + px->in_len, PX_IN_CAP - px->in_len);
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (r < 0 && !px->head_done && px->in_len == 0) {
@@ -628,7 +577,7 @@ static void do_read(px_req_t *px)
 static void connected(px_req_t *px)
 {
     char cause[256];
-    int rc = px_uconn_progress(px->u, cause, sizeof(cause));
+    int rc = px_uconn_progress(px->at.u, cause, sizeof(cause));
     if (rc < 0) {
         upstream_failed(px, cause, 502, 1, 1);
         return;
@@ -644,14 +593,14 @@ static void on_up_io(struct ev_loop *loop, ev_io *io, int revents)
 {
     SL_UNUSED(loop);
     px_req_t *px = io->data;
-    if (px->u->connecting) {
+    if (px->at.u->connecting) {
         connected(px);
         return;
     }
     if (revents & EV_WRITE) {
         if (flush_out(px) != 0)
             return;
-        if (px->done || !px->u)
+        if (px->done || !px->at.u)
             return;
     }
     if ((revents & EV_READ) && !px->sending && !px->done)
@@ -666,8 +615,8 @@ static void on_up_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     SL_UNUSED(revents);
     px_req_t *px = t->data;
     char cause[128];
-    const px_timeouts_t *to = &px->up->to;
-    if (px->u->connecting) {
+    const px_timeouts_t *to = &px->at.up->to;
+    if (px->at.u->connecting) {
         snprintf(cause, sizeof(cause), "connect timed out after %gs", to->connect_s);
         upstream_failed(px, cause, 504, 1, 1);
     } else if (!px->head_done && px->req_sent) {
@@ -700,73 +649,17 @@ static int build_head(px_req_t *px)
     return 0;
 }
 
-static px_uconn_t *get_conn(px_req_t *px, int idx)
-{
-    px_uconn_t *u = px_uconn_take_idle(px->ws, idx);
-    if (u)
-        return u;
-    u = px_uconn_connect(px->ws, idx);
-    if (!u) {
-        char cause[128];
-        int e = errno;
-        snprintf(cause, sizeof(cause), "connect failed: %s", strerror(e));
-        sl_log_stream(SL_LOG_WARN, px->req->conn, px->req->stream_id,
-                      "proxy: upstream \"%s\" server %s: %s", px->up->name,
-                      px->up->servers[idx].name, cause);
-        if (px_health_fail(px->ws, idx, ev_now(px->ws->loop)))
-            sl_log(SL_LOG_WARN, NULL, "proxy: upstream \"%s\" server %s marked down for %gs",
-                   px->up->name, px->up->servers[idx].name, px->up->down_s);
-    }
-    return u;
-}
-
-static const char *hash_key(px_req_t *px, size_t *n, char *ipbuf, size_t cap)
-{
-    if (px->up->hash_header) {
-        const sl_header_t *h = sl_req_header(px->req, px->up->hash_header);
-        *n = h ? h->value.n : 0;
-        return h ? h->value.p : "";
-    }
-    px_peer_ip(px->req->peer, ipbuf, cap);
-    *n = strlen(ipbuf);
-    return ipbuf;
-}
-
 static void start_attempt(px_req_t *px)
 {
-    char ip[64];
-    size_t kn;
-    const char *key = hash_key(px, &kn, ip, sizeof(ip));
-    for (;;) {
-        int all_down = 0;
-        int idx = px_balance_pick(px->ws, px->tried, key, kn, ev_now(px->ws->loop), &all_down);
-        if (idx < 0) {
-            if (all_down || px->attempts == 0) {
-                sl_log_stream(SL_LOG_WARN, px->req->conn, px->req->stream_id,
-                              "proxy: upstream \"%s\": %s", px->up->name,
-                              all_down ? "no server up" : "every server at max_conns");
-                answer_error(px, 503, "no upstream server available");
-            } else {
-                answer_error(px, 502, "bad gateway");
-            }
-            return;
-        }
-        px->attempts++;
-        px->u = get_conn(px, idx);
-        if (!px->u) {
-            px->tried[idx / 8] |= (uint8_t)(1u << (idx % 8));
-            if (px->attempts > px->up->retries) { /* nothing was sent: any method */
-                answer_error(px, 502, "bad gateway");
-                return;
-            }
-            continue;
-        }
-        break;
+    int status = px_attempt_next(&px->at, 1, on_up_io, on_up_timeout, px);
+    if (status) {
+        answer_error(px, status, status == 503 ? "no upstream server available" : "bad gateway");
+        return;
     }
-    px_uconn_t *u = px->u;
+    px_uconn_t *u = px->at.u;
     u->owner = px;
     if (build_head(px) != 0) {
-        drop_conn(px);
+        px_attempt_drop(&px->at);
         sl_log_stream(SL_LOG_INFO, px->req->conn, px->req->stream_id,
                       "client sent a request whose upstream head exceeds %d bytes",
                       PX_REQ_HEAD_MAX);
@@ -779,14 +672,9 @@ static void start_attempt(px_req_t *px)
     px->req_sent = 0;
     px->in_len = px->rpos = 0;
     px->up_eof = 0;
-    px->io_events = 0;
-    ev_io_init(&u->io, on_up_io, u->fd, 0);
-    u->io.data = px;
-    ev_init(&u->timer, on_up_timeout);
-    u->timer.data = px;
     if (u->connecting) {
-        set_io(px, px_uconn_events(u));
-        set_timer(px, px->up->to.connect_s);
+        px_attempt_set_io(&px->at, px_uconn_events(u));
+        px_attempt_set_timer(&px->at, px->at.up->to.connect_s);
         return;
     }
     do_write(px);
@@ -804,7 +692,7 @@ static void on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
     if (len && sl_buf_write_all(&px->body, data, len) != 0) {
         sl_log_stream(SL_LOG_ERROR, req->conn, req->stream_id,
                       "proxy: %zu body bytes past the buffer bound", len);
-        drop_conn(px);
+        px_attempt_drop(&px->at);
         px->done = 1;
         sl_resp_reset(req, SL_RESET_INTERNAL_ERROR);
         return;
@@ -832,14 +720,14 @@ static void on_proceed(sl_req_t *req)
 static void on_close(sl_req_t *req, int err)
 {
     px_req_t *px = req->hdata;
-    if (px->u) {
+    if (px->at.u) {
         /* The client went away mid-exchange: the upstream request is
          * cancelled by closing its connection. */
         if (err)
             sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id,
                           "proxy: client went away; upstream \"%s\" request cancelled",
-                          px->up->name);
-        drop_conn(px);
+                          px->at.up->name);
+        px_attempt_drop(&px->at);
     }
     px->closed = 1;
     sl_buf_dispose(&px->body);
@@ -874,9 +762,8 @@ static void on_req(sl_req_t *req)
     memset(px, 0, sizeof(*px));
     px->req = req;
     px->rt = rt;
-    px->up = rt->up;
-    px->ws = px_wstate_get(rt->up);
-    sl_buf_init(&px->body, px->ws->bufpool, px_body_chunks(req));
+    px_attempt_init(&px->at, req, rt->up, "");
+    sl_buf_init(&px->body, px->at.ws->bufpool, px_body_chunks(req));
     if (req->content_length >= 0)
         px->body_mode = BODY_LENGTH;
     else if (req->body_done)

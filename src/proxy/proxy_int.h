@@ -26,7 +26,8 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
-#define PX_MAX_WORKERS 256 /* config.c caps workers at 256 too */
+#define PX_MAX_WORKERS 256            /* config.c caps workers at 256 too */
+#define PX_SLOT_THREAD PX_MAX_WORKERS /* ws[] slot of the one non-worker thread (jobs) */
 #define PX_MAX_SERVERS 256
 #define PX_IN_CAP 65536   /* upstream read buffer per request */
 #define PX_HEAD_MAX 32768 /* upstream response head bound */
@@ -74,7 +75,7 @@ struct px_upstream {
     int total_weight;
     SSL_CTX *tls_ctx; /* NULL: plain TCP (tls.c) */
     int tls_verify;
-    px_wstate_t *ws[PX_MAX_WORKERS];
+    px_wstate_t *ws[PX_MAX_WORKERS + 1]; /* per worker, then PX_SLOT_THREAD */
 };
 
 typedef struct px_upstreams {
@@ -133,7 +134,8 @@ struct px_wstate {
     px_srvstate_t srv[];
 };
 
-/* The calling worker's state for up (created on first use). */
+/* The calling thread's state for up (created on first use): a worker's,
+ * or the one bound with sl_proxy_client_bind. */
 px_wstate_t *px_wstate_get(px_upstream_t *up);
 void px_wstate_free(px_wstate_t *ws);
 
@@ -191,6 +193,89 @@ int px_uconn_events(const px_uconn_t *u);
 void px_uconn_release(px_uconn_t *u, int reusable);
 /* Close and free without pooling. */
 void px_uconn_close(px_uconn_t *u);
+/* The same once the loop is gone (no watcher is touched). */
+void px_uconn_discard(px_uconn_t *u);
+
+/* ---- attempts (attempt.c): the engine's server choice, shared ---- */
+
+/* One request's way to a server of its upstream group, the same for every
+ * user (the proxy handler, WebSocket tunnels): the balance key, the
+ * servers already tried, the count of attempts, passive health, and the
+ * current attempt's connection with its io and timer watchers. */
+typedef struct px_attempt {
+    const sl_req_t *req; /* log lines (conn, stream) and the balance key; NULL off the workers */
+    const char *key;     /* without a req: the hash policy's key */
+    px_upstream_t *up;
+    px_wstate_t *ws;
+    px_uconn_t *u;    /* the current attempt's connection, or NULL */
+    const char *what; /* said after the server in log lines: "" or "websocket: " */
+    int attempts;
+    int io_events;
+    uint8_t tried[PX_MAX_SERVERS / 8];
+    char cause[128]; /* the last failure, for an answer that has to say why */
+} px_attempt_t;
+
+/* req may be NULL (a client off the workers): then key feeds the hash
+ * policy and log lines name no connection. */
+void px_attempt_init(px_attempt_t *a, const sl_req_t *req, px_upstream_t *up, const char *what);
+/* "proxy: upstream "g" server s: <what><cause>" at WARN. */
+void px_attempt_log(const px_attempt_t *a, const char *cause);
+void px_attempt_set_io(px_attempt_t *a, int events);
+void px_attempt_set_timer(px_attempt_t *a, double secs);
+/* Close the current connection (not pooled). */
+void px_attempt_drop(px_attempt_t *a);
+/* The current server failed this attempt: cause logged, the server
+ * marked tried and, when health is set and the connection was not a
+ * reused keep-alive one (a stale connection says nothing of the server),
+ * counted against its passive health. The caller drops the connection. */
+void px_attempt_failed(px_attempt_t *a, const char *cause, int health);
+/* Start the next attempt: pick a server by the group's policy and the
+ * request's balance key, take an idle connection to it (use_idle) or
+ * connect; a connect that fails at once counts as px_attempt_failed and
+ * the next server is tried, within up->retries more attempts. Returns 0
+ * with a->u set and its watchers initialised (io_cb/timer_cb with data,
+ * not started), or the status to answer: 503 (no server up, or every one
+ * at max_conns before any attempt) or 502. */
+int px_attempt_next(px_attempt_t *a, int use_idle, void (*io_cb)(struct ev_loop *, ev_io *, int),
+                    void (*timer_cb)(struct ev_loop *, ev_timer *, int), void *data);
+/* The same to server idx, chosen by the caller (a health check): one
+ * fresh connection, nothing counted against passive health. 0, or 502
+ * with a->cause set. */
+int px_attempt_to(px_attempt_t *a, int idx, void (*io_cb)(struct ev_loop *, ev_io *, int),
+                  void (*timer_cb)(struct ev_loop *, ev_timer *, int), void *data);
+
+/* ---- the client (client.c, public part in proxy.h) ---- */
+
+/* Start an exchange on ws: server >= 0 talks to that server only, with
+ * no retry and nothing counted for passive health or logged (a health
+ * check); deadline_s > 0 bounds the whole exchange instead of the
+ * group's per-phase timeouts. */
+typedef struct sl_proxy_client sl_proxy_client_t;
+struct sl_proxy_client_cbs;
+sl_proxy_client_t *px_client_start(px_wstate_t *ws, int server, double deadline_s, const char *key,
+                                   int head_request, const char *log_prefix,
+                                   const struct sl_proxy_client_cbs *cbs, void *arg);
+/* Free once the loop is gone (worker exit); no callback follows. */
+void px_client_discard(sl_proxy_client_t *c);
+
+/* ---- the response reader (reader.c) ---- */
+
+/* Feed it the bytes read; it calls on_head once for the final head (1xx
+ * skipped; fields valid only during the call) and on_data for each run of
+ * body bytes (content-length, chunked or until EOF). */
+typedef struct px_reader px_reader_t;
+typedef struct px_reader_cbs {
+    void (*on_head)(void *arg, int status, const sl_header_t *fields, size_t n);
+    void (*on_data)(void *arg, const uint8_t *p, size_t n);
+} px_reader_cbs_t;
+px_reader_t *px_reader_new(int head_request, const px_reader_cbs_t *cbs, void *arg);
+/* Returns 1 when the response is complete, 0 for more, SL_EINVAL with
+ * *err set on a bad head or body. */
+int px_reader_feed(px_reader_t *r, const uint8_t *p, size_t n, const char **err);
+/* At EOF: 1 when the response is complete (a body delimited by the close
+ * counts), else 0. */
+int px_reader_eof(const px_reader_t *r);
+void px_reader_free(px_reader_t *r);
 
 /* ---- upstream TLS (tls.c) ---- */
 

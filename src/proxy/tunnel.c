@@ -36,13 +36,8 @@
 typedef struct px_tun {
     sl_req_t *req;
     const px_route_t *rt;
-    px_upstream_t *up;
-    px_wstate_t *ws;
-    px_uconn_t *u;
-    int attempts;
-    int io_events;
-    uint8_t tried[PX_MAX_SERVERS / 8];
-    char key[25]; /* Sec-WebSocket-Key the upstream sees */
+    px_attempt_t at; /* server choice, attempts, the connection (attempt.c) */
+    char key[25];    /* Sec-WebSocket-Key the upstream sees */
     char request_id[33];
     char traceparent[64];
     char *head; /* the upgrade request */
@@ -63,52 +58,10 @@ static void tun_update(px_tun_t *t);
 
 /* ---- small helpers ---- */
 
-static const char *srv_name(const px_tun_t *t)
-{
-    return t->u ? t->up->servers[t->u->idx].name : "-";
-}
-
-static void tun_log(px_tun_t *t, const char *what)
-{
-    sl_log_stream(SL_LOG_WARN, t->req->conn, t->req->stream_id,
-                  "proxy: upstream \"%s\" server %s: websocket: %s", t->up->name, srv_name(t),
-                  what);
-}
-
-static void drop_conn(px_tun_t *t)
-{
-    if (!t->u)
-        return;
-    px_uconn_close(t->u);
-    t->u = NULL;
-    t->io_events = 0;
-}
-
-static void set_io(px_tun_t *t, int events)
-{
-    if (!t->u || events == t->io_events)
-        return;
-    ev_io_stop(t->ws->loop, &t->u->io);
-    t->io_events = events;
-    if (events) {
-        ev_io_set(&t->u->io, t->u->fd, events);
-        ev_io_start(t->ws->loop, &t->u->io);
-    }
-}
-
-static void set_timer(px_tun_t *t, double secs)
-{
-    ev_timer_stop(t->ws->loop, &t->u->timer);
-    if (secs > 0) {
-        ev_timer_set(&t->u->timer, secs, 0.);
-        ev_timer_start(t->ws->loop, &t->u->timer);
-    }
-}
-
 /* Before the client was answered: an error answer. After: abort. */
 static void tun_fail(px_tun_t *t, int status, const char *msg)
 {
-    drop_conn(t);
+    px_attempt_drop(&t->at);
     t->done = 1;
     if (t->req->head_sent) {
         sl_resp_reset(t->req, SL_RESET_INTERNAL_ERROR);
@@ -120,16 +73,9 @@ static void tun_fail(px_tun_t *t, int status, const char *msg)
 /* A connection failure before anything was sent on: retry another server. */
 static void connect_failed(px_tun_t *t, const char *cause, int status)
 {
-    tun_log(t, cause);
-    if (t->u) {
-        int idx = t->u->idx;
-        if (px_health_fail(t->ws, idx, ev_now(t->ws->loop)))
-            sl_log(SL_LOG_WARN, NULL, "proxy: upstream \"%s\" server %s marked down for %gs",
-                   t->up->name, t->up->servers[idx].name, t->up->down_s);
-        t->tried[idx / 8] |= (uint8_t)(1u << (idx % 8));
-    }
-    drop_conn(t);
-    if (t->attempts <= t->up->retries) {
+    px_attempt_failed(&t->at, cause, 1);
+    px_attempt_drop(&t->at);
+    if (t->at.attempts <= t->at.up->retries) {
         tun_attempt(t);
         return;
     }
@@ -159,7 +105,7 @@ static int build_head(px_tun_t *t)
     view.content_length = -1;
     char *buf = sl_malloc(PX_REQ_HEAD_MAX);
     size_t cap = PX_REQ_HEAD_MAX - 128; /* room for our fields below */
-    ssize_t n = px_build_request(&view, t->rt, &t->up->servers[t->u->idx], 0, t->request_id,
+    ssize_t n = px_build_request(&view, t->rt, &t->at.up->servers[t->at.u->idx], 0, t->request_id,
                                  t->traceparent, buf, cap);
     if (n < 2) {
         sl_free(buf);
@@ -257,14 +203,14 @@ static int take_answer(px_tun_t *t)
         int rc = sl_h1_parse_response(t->in + t->in_off, t->in_len - t->in_off, &lim, &h, &used);
         if (rc == SL_H1_INCOMPLETE) {
             if (t->in_len == PX_IN_CAP || t->in_len - t->in_off >= PX_HEAD_MAX) {
-                tun_log(t, "response head too large");
+                px_attempt_log(&t->at, "response head too large");
                 tun_fail(t, 502, "bad gateway");
                 return SL_ECLOSED;
             }
             return 0;
         }
         if (rc != SL_H1_OK) {
-            tun_log(t, "malformed response head");
+            px_attempt_log(&t->at, "malformed response head");
             tun_fail(t, 502, "bad gateway");
             return SL_ECLOSED;
         }
@@ -274,18 +220,18 @@ static int take_answer(px_tun_t *t)
         if (h.status != 101) {
             char cause[96];
             snprintf(cause, sizeof(cause), "upgrade refused with %d", h.status);
-            tun_log(t, cause);
+            px_attempt_log(&t->at, cause);
             int st = h.status >= 400 && h.status < 500 ? h.status : 502;
             tun_fail(t, st, "upstream refused the WebSocket upgrade");
             return SL_ECLOSED;
         }
         const char *bad = check_101(t, &h);
         if (bad) {
-            tun_log(t, bad);
+            px_attempt_log(&t->at, bad);
             tun_fail(t, 502, "bad gateway");
             return SL_ECLOSED;
         }
-        px_health_ok(t->ws, t->u->idx);
+        px_health_ok(t->at.ws, t->at.u->idx);
         answer_client(t, &h);
         t->open = 1;
         return 1;
@@ -305,7 +251,7 @@ static void pump_in(px_tun_t *t)
     if (!n && !final && t->req->head_sent)
         return;
     if (final) {
-        drop_conn(t);
+        px_attempt_drop(&t->at);
         t->done = 1;
     } else {
         t->sending = 1;
@@ -315,7 +261,7 @@ static void pump_in(px_tun_t *t)
 
 static int write_some(px_tun_t *t, const void *p, size_t n)
 {
-    ssize_t w = px_io_write(t->u->fd, t->u->ssl, p, n);
+    ssize_t w = px_io_write(t->at.u->fd, t->at.u->ssl, p, n);
     if (w < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
     return (int)w;
@@ -340,7 +286,7 @@ static int flush_out(px_tun_t *t)
         sl_buf_peek(&t->out, &p, &n);
         int w = write_some(t, p, n);
         if (w < 0) {
-            tun_log(t, "send failed");
+            px_attempt_log(&t->at, "send failed");
             tun_fail(t, 502, "bad gateway");
             return SL_ECLOSED;
         }
@@ -350,9 +296,9 @@ static int flush_out(px_tun_t *t)
         sl_req_consume(t->req, (size_t)w);
     }
     if (t->open && t->client_fin && !t->shut_wr) {
-        if (t->u->ssl)
-            SSL_shutdown(t->u->ssl); /* close_notify first; reads still work */
-        shutdown(t->u->fd, SHUT_WR); /* the client's end reaches the app */
+        if (t->at.u->ssl)
+            SSL_shutdown(t->at.u->ssl); /* close_notify first; reads still work */
+        shutdown(t->at.u->fd, SHUT_WR); /* the client's end reaches the app */
         t->shut_wr = 1;
     }
     return 0;
@@ -360,10 +306,10 @@ static int flush_out(px_tun_t *t)
 
 static void tun_update(px_tun_t *t)
 {
-    if (!t->u || t->done)
+    if (!t->at.u || t->done)
         return;
-    if (t->u->connecting) {
-        set_io(t, px_uconn_events(t->u));
+    if (t->at.u->connecting) {
+        px_attempt_set_io(&t->at, px_uconn_events(t->at.u));
         return;
     }
     int ev = 0;
@@ -371,16 +317,16 @@ static void tun_update(px_tun_t *t)
         ev |= EV_READ;
     if (t->head_off < t->head_len || (t->open && !sl_buf_is_empty(&t->out)))
         ev |= EV_WRITE;
-    set_io(t, ev);
-    if ((ev & EV_READ) && px_io_pending(t->u->ssl))
-        ev_feed_event(t->ws->loop, &t->u->io, EV_READ); /* TLS bytes already decrypted */
+    px_attempt_set_io(&t->at, ev);
+    if ((ev & EV_READ) && px_io_pending(t->at.u->ssl))
+        ev_feed_event(t->at.ws->loop, &t->at.u->io, EV_READ); /* TLS bytes already decrypted */
     /* Before the 101: first_byte_s. After: read_idle_s of silence both ways. */
-    set_timer(t, t->open ? t->up->to.read_idle_s : t->up->to.first_byte_s);
+    px_attempt_set_timer(&t->at, t->open ? t->at.up->to.read_idle_s : t->at.up->to.first_byte_s);
 }
 
 static void do_read(px_tun_t *t)
 {
-    ssize_t r = px_io_read(t->u->fd, t->u->ssl, t->in + t->in_len, PX_IN_CAP - t->in_len);
+    ssize_t r = px_io_read(t->at.u->fd, t->at.u->ssl, t->in + t->in_len, PX_IN_CAP - t->in_len);
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (r <= 0) {
@@ -412,9 +358,9 @@ static void on_tun_io(struct ev_loop *loop, ev_io *io, int revents)
 {
     SL_UNUSED(loop);
     px_tun_t *t = io->data;
-    if (t->u->connecting) {
+    if (t->at.u->connecting) {
         char cause[256];
-        int rc = px_uconn_progress(t->u, cause, sizeof(cause));
+        int rc = px_uconn_progress(t->at.u, cause, sizeof(cause));
         if (rc < 0) {
             connect_failed(t, cause, 502);
             return;
@@ -427,7 +373,7 @@ static void on_tun_io(struct ev_loop *loop, ev_io *io, int revents)
     }
     if ((revents & EV_WRITE) && flush_out(t) != 0)
         return;
-    if ((revents & EV_READ) && !t->sending && !t->done && t->u)
+    if ((revents & EV_READ) && !t->sending && !t->done && t->at.u)
         do_read(t);
     else
         tun_update(t);
@@ -439,18 +385,18 @@ static void on_tun_timeout(struct ev_loop *loop, ev_timer *tm, int revents)
     SL_UNUSED(revents);
     px_tun_t *t = tm->data;
     char cause[128];
-    const px_timeouts_t *to = &t->up->to;
-    if (t->u->connecting) {
+    const px_timeouts_t *to = &t->at.up->to;
+    if (t->at.u->connecting) {
         snprintf(cause, sizeof(cause), "connect timed out after %gs", to->connect_s);
         connect_failed(t, cause, 504);
     } else if (!t->open) {
         snprintf(cause, sizeof(cause), "no 101 within first_byte_s %gs", to->first_byte_s);
-        tun_log(t, cause);
+        px_attempt_log(&t->at, cause);
         tun_fail(t, 504, "upstream timed out");
     } else {
         snprintf(cause, sizeof(cause), "idle for read_idle_s %gs; closed", to->read_idle_s);
-        tun_log(t, cause);
-        drop_conn(t);
+        px_attempt_log(&t->at, cause);
+        px_attempt_drop(&t->at);
         t->done = 1;
         sl_resp_reset(t->req, SL_RESET_CANCEL);
     }
@@ -460,47 +406,22 @@ static void on_tun_timeout(struct ev_loop *loop, ev_timer *tm, int revents)
 
 static void tun_attempt(px_tun_t *t)
 {
-    px_uconn_t *u = NULL;
-    while (!u) {
-        int all_down = 0;
-        int idx = px_balance_pick(t->ws, t->tried, NULL, 0, ev_now(t->ws->loop), &all_down);
-        if (idx < 0) {
-            if (t->attempts)
-                tun_fail(t, 502, "bad gateway");
-            else
-                tun_fail(t, 503, "no upstream server available");
-            return;
-        }
-        t->attempts++;
-        u = px_uconn_connect(t->ws, idx);
-        if (!u) {
-            char cause[128];
-            snprintf(cause, sizeof(cause), "connect failed: %s", strerror(errno));
-            t->tried[idx / 8] |= (uint8_t)(1u << (idx % 8));
-            sl_log_stream(SL_LOG_WARN, t->req->conn, t->req->stream_id,
-                          "proxy: upstream \"%s\" server %s: websocket: %s", t->up->name,
-                          t->up->servers[idx].name, cause);
-            if (t->attempts > t->up->retries) {
-                tun_fail(t, 502, "bad gateway");
-                return;
-            }
-        }
+    /* A fresh connection: the tunnel keeps it for the WebSocket's life. */
+    int status = px_attempt_next(&t->at, 0, on_tun_io, on_tun_timeout, t);
+    if (status) {
+        tun_fail(t, status, status == 503 ? "no upstream server available" : "bad gateway");
+        return;
     }
-    t->u = u;
+    px_uconn_t *u = t->at.u;
     u->owner = t;
     if (build_head(t) != 0) {
-        drop_conn(t);
+        px_attempt_drop(&t->at);
         tun_fail(t, 431, "request header fields too large");
         return;
     }
-    t->io_events = 0;
-    ev_io_init(&u->io, on_tun_io, u->fd, 0);
-    u->io.data = t;
-    ev_init(&u->timer, on_tun_timeout);
-    u->timer.data = t;
     if (u->connecting) {
-        set_io(t, EV_WRITE);
-        set_timer(t, t->up->to.connect_s);
+        px_attempt_set_io(&t->at, EV_WRITE);
+        px_attempt_set_timer(&t->at, t->at.up->to.connect_s);
         return;
     }
     if (flush_out(t) == 0)
@@ -512,18 +433,18 @@ static void tun_attempt(px_tun_t *t)
 static void tun_on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
 {
     px_tun_t *t = req->hdata;
-    if (t->done || !t->u) {
+    if (t->done || !t->at.u) {
         sl_req_consume(req, len); /* nobody to take them: drain */
         return;
     }
     if (len && sl_buf_write_all(&t->out, data, len) != 0) {
-        tun_log(t, "client bytes past the window bound");
+        px_attempt_log(&t->at, "client bytes past the window bound");
         tun_fail(t, 502, "bad gateway");
         return;
     }
     if (fin)
         t->client_fin = 1;
-    if (t->open && !t->u->connecting && flush_out(t) != 0)
+    if (t->open && !t->at.u->connecting && flush_out(t) != 0)
         return;
     tun_update(t);
 }
@@ -542,10 +463,10 @@ static void tun_on_proceed(sl_req_t *req)
 static void tun_on_close(sl_req_t *req, int err)
 {
     px_tun_t *t = req->hdata;
-    if (t->u && err)
+    if (t->at.u && err)
         sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id,
-                      "proxy: client went away; upstream \"%s\" websocket closed", t->up->name);
-    drop_conn(t);
+                      "proxy: client went away; upstream \"%s\" websocket closed", t->at.up->name);
+    px_attempt_drop(&t->at);
     sl_buf_dispose(&t->out);
     sl_free(t->head);
     sl_free(t->in);
@@ -585,9 +506,8 @@ void px_tunnel_start(sl_req_t *req, const px_route_t *rt)
     memset(t, 0, sizeof(*t));
     t->req = req;
     t->rt = rt;
-    t->up = rt->up;
-    t->ws = px_wstate_get(rt->up);
-    sl_buf_init(&t->out, t->ws->bufpool, px_body_chunks(req));
+    px_attempt_init(&t->at, req, rt->up, "websocket: ");
+    sl_buf_init(&t->out, t->at.ws->bufpool, px_body_chunks(req));
     t->in = sl_malloc(PX_IN_CAP);
     uint8_t k[16];
     if (RAND_bytes(k, sizeof(k)) != 1)

@@ -29,12 +29,10 @@ static void unlink_idle(px_uconn_t *u)
     }
 }
 
-void px_uconn_close(px_uconn_t *u)
+void px_uconn_discard(px_uconn_t *u)
 {
     if (!u)
         return;
-    ev_io_stop(u->ws->loop, &u->io);
-    ev_timer_stop(u->ws->loop, &u->timer);
     if (!u->busy)
         unlink_idle(u);
     else
@@ -43,6 +41,15 @@ void px_uconn_close(px_uconn_t *u)
     SSL_free(u->ssl); /* no close_notify: the connection is given up */
     close(u->fd);
     sl_free(u);
+}
+
+void px_uconn_close(px_uconn_t *u)
+{
+    if (!u)
+        return;
+    ev_io_stop(u->ws->loop, &u->io);
+    ev_timer_stop(u->ws->loop, &u->timer);
+    px_uconn_discard(u);
 }
 
 static void on_idle_event(struct ev_loop *loop, ev_io *io, int revents)

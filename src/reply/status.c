@@ -72,7 +72,7 @@ char *sl_reply_status_json(sl_jobs_job_t *job, const char *jobs_path)
         json_t *r = json_pack("{si}", "attempts", i.reply_attempts);
         json_object_set_new(r, "status",
                             i.reply_status ? json_integer(i.reply_status) : json_null());
-        if (i.reply_error)
+        if (i.reply_error[0])
             json_object_set_new(r, "error", json_string(i.reply_error));
         json_object_set_new(o, "reply_to", r);
     }

@@ -109,6 +109,54 @@ def test_h1_upstream_down_is_502(sluice_factory, upstreams):  # noqa: F811
         assert c.status in (502, 503), c.head
 
 
+def ws_server_port(s, user):
+    """Open a WebSocket through s as X-User user; the port that served it."""
+    def hdrs(base):
+        return base + [("X-User", user)]
+    with wsraw.WSConn(s.h2c_port, path="/ws/echo", headers=hdrs) as c:
+        assert c.status == 101, c.head
+        return json.loads(c.recv_frame().payload)["port"]
+
+
+def test_ws_hash_balancing_follows_the_key(sluice_factory, upstreams):  # noqa: F811
+    """Regression (issue 11): the tunnel passed no balance key, so with
+    "balance": "hash" every WebSocket landed on one server. Now a key
+    keeps to one server, keys spread over both, and a WebSocket goes
+    where a plain request with the same key goes."""
+    from test_60_proxy import raw_get
+    a, b = upstreams(), upstreams()
+    s = proxy_server(sluice_factory, [a, b], workers=1,
+                     up_extra={"balance": "hash", "hash_key": "header:x-user"})
+    seen = {}
+    for user in ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"):
+        ports = {ws_server_port(s, user) for _ in range(2)}
+        assert len(ports) == 1, (user, ports)
+        seen[user] = ports.pop()
+        http = raw_get(s.h2c_port, "/whoami", [("X-User", user)]).json()["port"]
+        assert http == seen[user], (user, http, seen[user])
+    assert set(seen.values()) == {a.port, b.port}, seen
+
+
+@pytest.mark.parametrize("dead", ["tcp", "unix"])
+def test_ws_connect_failure_counts_for_health(sluice_factory, tmp_path, dead):
+    """Regression (issue 11): a tunnel whose connect failed at once (a unix
+    socket that is gone fails inside connect(2); loopback TCP fails a
+    moment later) did not tell passive health, so the next request tried
+    the dead server again. Now one failed WebSocket connect marks it down
+    (fail_threshold 1) and the next request is 503 with Retry-After."""
+    from conftest import free_port
+    from test_60_proxy import raw_get
+    server = ("127.0.0.1:%d" % free_port() if dead == "tcp"
+              else "unix:" + str(tmp_path / "gone.sock"))
+    s = proxy_server(sluice_factory, [server], workers=1,
+                     up_extra={"fail_threshold": 1, "down_s": 30, "retries": 0})
+    with wsraw.WSConn(s.h2c_port, path="/ws/echo") as c:
+        assert c.status == 502, c.head
+    r = raw_get(s.h2c_port, "/whoami")
+    assert r.status == 503 and r.header("retry-after"), (r.status, r.head)
+    assert "websocket: connect failed" in s.stderr() and "marked down" in s.stderr()
+
+
 def h2_read_message(c, sid, timeout):
     f = c.frame(sid, timeout)
     payload, op = f.payload, f.op

@@ -172,6 +172,66 @@ def test_websocket_through_tls_upstream(sluice_factory, tls_app, pki):
     assert isinstance(first, dict) and text == "hello" and big_ok
 
 
+def jobs_server(sluice_factory, app, ca):
+    from conftest import ROUTES
+    return sluice_factory(
+        upstreams={"app": {"servers": ["127.0.0.1:%d" % app.port], "tls": {"ca_file": ca}}},
+        executors={"sum": {"type": "upstream", "upstream": "app", "path": "/sha256",
+                           "reply_to": {"upstream": "app", "path": "/hooks/done"}}},
+        routes=[{"path": "/v1/sum", "handler": "job", "executor": "sum"},
+                {"path": "/jobs", "handler": "jobs_api"}] + ROUTES)
+
+
+def hooks_over_tls(app, pki, jid):
+    ctx = ssl.create_default_context(cafile=pki.ca)
+    c = http.client.HTTPSConnection("127.0.0.1", app.port, timeout=5, context=ctx)
+    try:
+        c.request("GET", "/hooks/last?job=" + jid, headers={"Connection": "close"})
+        return json.loads(c.getresponse().read())
+    finally:
+        c.close()
+
+
+def test_jobs_reach_tls_upstreams(sluice_factory, tls_app, pki):
+    """Regression (issue 11): the jobs thread's clients (the upstream
+    executor and reply_to) spoke cleartext even to a group with "tls".
+    They now run on the proxy's engine: the request body streams to the
+    TLS server, the result comes back, reply_to POSTs over TLS too."""
+    s = jobs_server(sluice_factory, tls_app, pki.ca)
+    body = os.urandom(300000)
+    r = curl(s, "h1", "/v1/sum", "-H", "Prefer: wait=20", upload=body)
+    assert r.status == 200, r
+    assert r.json() == {"sha256": hashlib.sha256(body).hexdigest(), "len": len(body)}
+    jid = r.header("job-id")
+    deadline = time.monotonic() + 10 * SLOW
+    recs = []
+    while not recs and time.monotonic() < deadline:
+        recs = hooks_over_tls(tls_app, pki, jid)
+        time.sleep(0.05)
+    assert len(recs) == 1 and recs[0]["path"] == "/hooks/done", recs
+    assert json.loads(recs[0]["body"])["state"] == "succeeded"
+
+
+def test_jobs_verify_tls_upstreams(sluice_factory, tls_app, pki):
+    """The jobs clients check the certificate as the proxy does: with the
+    wrong CA the job fails with the verification error and nothing
+    reaches the app."""
+    s = jobs_server(sluice_factory, tls_app, pki.other_ca)
+    before = tls_app.stats()["requests"]
+    r = curl(s, "h1", "/v1/sum", "-H", "Prefer: respond-async", upload=b"x")
+    assert r.status == 202, r
+    jid = r.json()["id"]
+    deadline = time.monotonic() + 10 * SLOW
+    st = {}
+    while st.get("state") not in ("failed", "succeeded") and time.monotonic() < deadline:
+        st = curl(s, "h1", "/jobs/" + jid).json()
+        time.sleep(0.05)
+    assert st["state"] == "failed", st
+    ev = curl(s, "h1", "/jobs/%s/events" % jid).body.decode()
+    assert "event: error" in ev and "certificate verify failed" in ev, ev
+    assert tls_app.stats()["requests"] == before + 1  # only the stats call itself
+
+
 def test_tls_config_errors(tmp_path, pki):
     from conftest import SLUICE_BIN
     cases = (({}, "ca_file: required"),

@@ -24,8 +24,9 @@ Endpoints (all bounded):
                           to a job's first 2 POSTs, then 200
   GET  /hooks/last?job=J  JSON: the records for job J, oldest first ([] if none)
   WS   /ws/echo           WebSocket: the first message is a JSON text with the
-                          handshake headers; then every message is echoed; the
-                          text "close-me" makes the app close with code 4001
+                          handshake headers and the server port; then every
+                          message is echoed; the text "close-me" makes the
+                          app close with code 4001
                           (counted in /stats "ws_closed" either way)
 """
 
@@ -75,7 +76,8 @@ async def ws_app(scope, receive, send):
         return
     await send({"type": "websocket.accept"})
     hs = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
-    await send({"type": "websocket.send", "text": json.dumps({"headers": hs,
+    port = scope["server"][1] if scope.get("server") else None
+    await send({"type": "websocket.send", "text": json.dumps({"headers": hs, "port": port,
                                                                "path": scope["path"]})})
     try:
         while True:

@@ -1,41 +1,18 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
- * The upstream groups for clients outside the proxy handler (the jobs
- * "upstream" executor, which runs on its own thread and so cannot use the
- * per-worker pools): where to connect and with which timeouts. Balancing
- * here is plain rotation; passive health belongs to the workers' pools.
+ * An HTTP/1.1 response reader over the strict h1 parser for the upstream
+ * client (client.c): heads up to 32 KiB with 1xx skipped, then the body
+ * by content-length, chunked or to EOF, handed on as it arrives.
  */
-#include "proxy.h"
 #include "proxy_int.h"
-#include "../h1/h1.h"
-
-int sl_proxy_upstream_addr(const sl_config_t *cfg, const char *name, unsigned turn,
-                           sl_proxy_addr_t *out)
-{
-    const px_upstreams_t *ups = cfg ? sl_config_section(cfg, "upstreams") : NULL;
-    const px_upstream_t *up = ups && name ? px_upstream_find(ups, name) : NULL;
-    if (!up || up->nservers == 0)
-        return SL_EINVAL;
-    const px_server_t *s = &up->servers[turn % up->nservers];
-    out->sa = (const struct sockaddr *)&s->ss;
-    out->sa_len = (unsigned)s->sslen;
-    out->host = s->host;
-    out->name = s->name;
-    out->connect_s = up->to.connect_s;
-    out->first_byte_s = up->to.first_byte_s;
-    out->read_idle_s = up->to.read_idle_s;
-    return 0;
-}
-
-/* ---- an HTTP/1.1 response reader over the strict h1 parser ---- */
 
 #define READER_HEAD_MAX 32768
 #define READER_FIELDS 100
 
 enum { B_NONE, B_LENGTH, B_CHUNKED, B_EOF };
 
-struct sl_proxy_reader {
-    const sl_proxy_reader_cbs_t *cbs;
+struct px_reader {
+    const px_reader_cbs_t *cbs;
     void *arg;
     int head_request, in_body, body, complete;
     int64_t left;
@@ -44,10 +21,9 @@ struct sl_proxy_reader {
     uint8_t head[READER_HEAD_MAX];
 };
 
-sl_proxy_reader_t *sl_proxy_reader_new(int head_request, const sl_proxy_reader_cbs_t *cbs,
-                                       void *arg)
+px_reader_t *px_reader_new(int head_request, const px_reader_cbs_t *cbs, void *arg)
 {
-    sl_proxy_reader_t *r = sl_calloc(1, sizeof(*r));
+    px_reader_t *r = sl_calloc(1, sizeof(*r));
     r->head_request = head_request;
     r->cbs = cbs;
     r->arg = arg;
@@ -55,12 +31,12 @@ sl_proxy_reader_t *sl_proxy_reader_new(int head_request, const sl_proxy_reader_c
     return r;
 }
 
-void sl_proxy_reader_free(sl_proxy_reader_t *r)
+void px_reader_free(px_reader_t *r)
 {
     sl_free(r);
 }
 
-static int body_bytes(sl_proxy_reader_t *r, const uint8_t *p, size_t n)
+static int body_bytes(px_reader_t *r, const uint8_t *p, size_t n)
 {
     if (r->body == B_LENGTH) {
         size_t k = (size_t)SL_MIN((int64_t)n, r->left);
@@ -78,7 +54,7 @@ static int body_bytes(sl_proxy_reader_t *r, const uint8_t *p, size_t n)
     return 0;
 }
 
-static void body_kind(sl_proxy_reader_t *r, const sl_h1_head_t *h)
+static void body_kind(px_reader_t *r, const sl_h1_head_t *h)
 {
     if (r->head_request || h->status == 204 || h->status == 304)
         r->body = B_NONE;
@@ -94,7 +70,7 @@ static void body_kind(sl_proxy_reader_t *r, const sl_h1_head_t *h)
 }
 
 /* Parse the head from r->head; 1xx heads are skipped. */
-static int take_head(sl_proxy_reader_t *r, const char **err)
+static int take_head(px_reader_t *r, const char **err)
 {
     static const sl_h1_limits_t lim = {.max_head = READER_HEAD_MAX, .max_headers = READER_FIELDS};
     sl_header_t fields[READER_FIELDS];
@@ -125,7 +101,7 @@ static int take_head(sl_proxy_reader_t *r, const char **err)
     }
 }
 
-int sl_proxy_reader_feed(sl_proxy_reader_t *r, const uint8_t *p, size_t n, const char **err)
+int px_reader_feed(px_reader_t *r, const uint8_t *p, size_t n, const char **err)
 {
     if (r->complete)
         return 1;
@@ -154,7 +130,7 @@ int sl_proxy_reader_feed(sl_proxy_reader_t *r, const uint8_t *p, size_t n, const
     return r->complete;
 }
 
-int sl_proxy_reader_eof(const sl_proxy_reader_t *r)
+int px_reader_eof(const px_reader_t *r)
 {
     return r->complete || (r->in_body && r->body == B_EOF);
 }
