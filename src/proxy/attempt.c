@@ -71,10 +71,16 @@ void px_attempt_drop(px_attempt_t *a)
 
 static void server_failed(px_attempt_t *a, int idx, int health)
 {
-    if (health && px_health_fail(a->ws, idx, ev_now(a->ws->loop)))
-        sl_log(SL_LOG_WARN, NULL, "proxy: upstream \"%s\" server %s marked down for %gs",
-               a->up->name, a->up->servers[idx].name, a->up->down_s);
+    if (health)
+        px_health_fail(a->ws, idx);
     a->tried[idx / 8] |= (uint8_t)(1u << (idx % 8));
+}
+
+void px_attempt_connect_failed(px_attempt_t *a, int idx, int err)
+{
+    snprintf(a->cause, sizeof(a->cause), "connect failed: %s", strerror(err));
+    log_server(a, idx, a->cause);
+    server_failed(a, idx, 1);
 }
 
 void px_attempt_failed(px_attempt_t *a, const char *cause, int health)
@@ -110,11 +116,8 @@ static px_uconn_t *connect_to(px_attempt_t *a, int idx, int use_idle)
     if (u)
         return u;
     u = px_uconn_connect(a->ws, idx);
-    if (!u) {
-        snprintf(a->cause, sizeof(a->cause), "connect failed: %s", strerror(errno));
-        log_server(a, idx, a->cause);
-        server_failed(a, idx, 1);
-    }
+    if (!u)
+        px_attempt_connect_failed(a, idx, errno);
     return u;
 }
 
@@ -141,25 +144,31 @@ int px_attempt_to(px_attempt_t *a, int idx, void (*io_cb)(struct ev_loop *, ev_i
     return 0;
 }
 
-int px_attempt_next(px_attempt_t *a, int use_idle, void (*io_cb)(struct ev_loop *, ev_io *, int),
-                    void (*timer_cb)(struct ev_loop *, ev_timer *, int), void *data)
+int px_attempt_pick(px_attempt_t *a)
 {
     char ip[64];
     size_t kn = 0;
     const char *key = a->up->balance == PX_HASH ? balance_key(a, ip, sizeof(ip), &kn) : NULL;
+    int all_down = 0;
+    int idx = px_balance_pick(a->ws, a->tried, key, kn, ev_now(a->ws->loop), &all_down);
+    if (idx >= 0)
+        return idx;
+    if (all_down || a->attempts == 0) {
+        sl_log_stream(SL_LOG_WARN, a->req ? a->req->conn : NULL, a->req ? a->req->stream_id : -1,
+                      "proxy: upstream \"%s\": %s%s", a->up->name, a->what,
+                      all_down ? "no server up" : "every server at max_conns");
+        return -503;
+    }
+    return -502;
+}
+
+int px_attempt_next(px_attempt_t *a, int use_idle, void (*io_cb)(struct ev_loop *, ev_io *, int),
+                    void (*timer_cb)(struct ev_loop *, ev_timer *, int), void *data)
+{
     while (!a->u) {
-        int all_down = 0;
-        int idx = px_balance_pick(a->ws, a->tried, key, kn, ev_now(a->ws->loop), &all_down);
-        if (idx < 0) {
-            if (all_down || a->attempts == 0) {
-                sl_log_stream(SL_LOG_WARN, a->req ? a->req->conn : NULL,
-                              a->req ? a->req->stream_id : -1, "proxy: upstream \"%s\": %s%s",
-                              a->up->name, a->what,
-                              all_down ? "no server up" : "every server at max_conns");
-                return 503;
-            }
-            return 502;
-        }
+        int idx = px_attempt_pick(a);
+        if (idx < 0)
+            return -idx;
         a->attempts++;
         a->u = connect_to(a, idx, use_idle);
         if (!a->u && a->attempts > a->up->retries)

@@ -11,6 +11,7 @@
  */
 #include "proxy_int.h"
 #include "proxy.h"
+#include "../log.h"
 #include "../worker.h"
 #include <unistd.h>
 
@@ -47,6 +48,7 @@ void px_wstate_free(px_wstate_t *ws)
         return;
     /* The worker loop is gone by now: close idle sockets, free memory. */
     px_hcheck_free(ws);
+    px_h2_discard(ws);
     for (size_t i = 0; i < ws->up->nservers; i++) {
         while (ws->srv[i].idle)
             px_uconn_discard(ws->srv[i].idle);
@@ -161,15 +163,17 @@ int px_balance_pick(px_wstate_t *ws, const uint8_t *tried, const char *key, size
     return idx;
 }
 
-int px_health_fail(px_wstate_t *ws, int idx, double now)
+void px_health_fail(px_wstate_t *ws, int idx)
 {
     px_srvstate_t *s = &ws->srv[idx];
+    double now = ev_now(ws->loop);
     s->fails++;
     if (ws->up->fail_threshold == 0 || s->fails < ws->up->fail_threshold || s->down_until > now)
-        return 0;
+        return;
     s->down_until = now + ws->up->down_s;
     s->fails = 0;
-    return 1;
+    sl_log(SL_LOG_WARN, NULL, "proxy: upstream \"%s\" server %s marked down for %gs",
+           ws->up->name, ws->up->servers[idx].name, ws->up->down_s);
 }
 
 void px_health_ok(px_wstate_t *ws, int idx)

@@ -222,12 +222,33 @@ static int parse_health(json_t *obj, const char *path, px_health_cfg_t *h, char 
     return 0;
 }
 
+/* h2 needs TLS (ALPN), h2c needs none (prior knowledge on cleartext). */
+static int parse_protocol(json_t *obj, const char *path, px_upstream_t *u, int tls, char *err,
+                          size_t errlen)
+{
+    const char *s;
+    if (sl_conf_get_str(obj, path, "protocol", "http/1.1", &s, err, errlen))
+        return SL_EINVAL;
+    if (strcmp(s, "http/1.1") == 0)
+        u->proto = PX_PROTO_H1;
+    else if (strcmp(s, "h2c") == 0 && !tls)
+        u->proto = PX_PROTO_H2C;
+    else if (strcmp(s, "h2") == 0 && tls)
+        u->proto = PX_PROTO_H2;
+    else if (strcmp(s, "h2c") == 0 || strcmp(s, "h2") == 0)
+        return fail(err, errlen, "%s.protocol: \"%s\" %s", path, s,
+                    tls ? "is cleartext: use \"h2\" with tls" : "needs \"tls\"");
+    else
+        return fail(err, errlen, "%s.protocol: must be \"http/1.1\", \"h2c\" or \"h2\"", path);
+    return 0;
+}
+
 static int parse_upstream(const char *name, json_t *obj, const char *path, px_upstream_t *u,
                           char *err, size_t errlen)
 {
-    static const char *const keys[] = {"servers",   "balance",  "hash_key", "keepalive",
-                                       "max_conns", "timeouts", "retries",  "fail_threshold",
-                                       "down_s",    "health",   "tls",      NULL};
+    static const char *const keys[] = {
+        "servers",        "balance", "hash_key", "keepalive", "max_conns", "timeouts", "retries",
+        "fail_threshold", "down_s",  "health",   "tls",       "protocol",  NULL};
     u->name = sl_strdup(name);
     if (!json_is_object(obj))
         return fail(err, errlen, "%s: must be an object", path);
@@ -259,8 +280,14 @@ static int parse_upstream(const char *name, json_t *obj, const char *path, px_up
         parse_timeouts(json_object_get(obj, "timeouts"), path, &u->to, err, errlen))
         return SL_EINVAL;
     json_t *tls = json_object_get(obj, "tls");
-    if (tls && px_tls_parse(tls, path, u, err, errlen))
+    if (parse_protocol(obj, path, u, tls != NULL, err, errlen) ||
+        (tls && px_tls_parse(tls, path, u, err, errlen)))
         return SL_EINVAL;
+    if (u->health.path && u->proto != PX_PROTO_H1)
+        return fail(err, errlen,
+                    "%s.health: active checks speak HTTP/1.1; not with \"protocol\" "
+                    "h2c or h2 yet (passive health applies)",
+                    path);
     return 0;
 }
 

@@ -758,6 +758,10 @@ static void on_req(sl_req_t *req)
         px_tunnel_start(req, rt); /* tunnel.c */
         return;
     }
+    if (rt->up->proto != PX_PROTO_H1) {
+        px_h2_start(req, rt); /* h2up.c */
+        return;
+    }
     px_req_t *px = sl_pool_alloc(&req->pool, sizeof(*px));
     memset(px, 0, sizeof(*px));
     px->req = req;

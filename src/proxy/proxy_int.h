@@ -35,6 +35,9 @@
 #define PX_MAX_RESP_HEADERS 128
 
 typedef enum px_balance { PX_RR = 0, PX_LEAST_CONN, PX_HASH } px_balance_t;
+/* What the group speaks: HTTP/1.1, or HTTP/2 by prior knowledge (h2c) or
+ * over TLS chosen by ALPN (h2). */
+typedef enum px_proto { PX_PROTO_H1 = 0, PX_PROTO_H2C, PX_PROTO_H2 } px_proto_t;
 
 typedef struct px_server {
     char *name; /* as written: "127.0.0.1:9000", "unix:/p.sock" */
@@ -64,6 +67,7 @@ struct px_upstream {
     px_server_t *servers;
     size_t nservers;
     px_balance_t balance;
+    px_proto_t proto;
     char *hash_header; /* lower-case; NULL = client address */
     int64_t keepalive; /* idle connections kept per worker (all servers) */
     int64_t max_conns; /* per server per worker */
@@ -122,6 +126,7 @@ typedef struct px_srvstate {
     int cur_weight;        /* smooth weighted round robin */
     int hc_down;           /* the last active check failed: skipped until one passes */
     struct px_hcheck *hc;  /* the check in flight, or NULL (hcheck.c) */
+    struct px_h2conn *h2;  /* HTTP/2 connections to the server (h2up.c) */
     SSL_SESSION *tls_sess; /* offered by the next TLS connection (tls.c) */
 } px_srvstate_t;
 
@@ -145,9 +150,9 @@ void px_wstate_free(px_wstate_t *ws);
 int px_balance_pick(px_wstate_t *ws, const uint8_t *tried, const char *key, size_t keylen,
                     double now, int *all_down);
 /* Passive health: a failure (connect, reset before the response, timeout)
- * or a success (a response head arrived). Returns 1 when this failure
- * marked the server down. */
-int px_health_fail(px_wstate_t *ws, int idx, double now);
+ * or a success (a response head arrived). A failure that marks the server
+ * down says so in the log. */
+void px_health_fail(px_wstate_t *ws, int idx);
 void px_health_ok(px_wstate_t *ws, int idx);
 /* Seconds until the first down server comes back (for Retry-After). */
 double px_health_retry_after(px_wstate_t *ws, double now);
@@ -238,6 +243,12 @@ void px_attempt_failed(px_attempt_t *a, const char *cause, int health);
  * at max_conns before any attempt) or 502. */
 int px_attempt_next(px_attempt_t *a, int use_idle, void (*io_cb)(struct ev_loop *, ev_io *, int),
                     void (*timer_cb)(struct ev_loop *, ev_timer *, int), void *data);
+/* A connect to server idx failed at once (errno err): logged, counted
+ * for passive health, marked tried. */
+void px_attempt_connect_failed(px_attempt_t *a, int idx, int err);
+/* Only the choice: a server index, or -503 / -502 as px_attempt_next
+ * would answer. The caller counts the attempt. */
+int px_attempt_pick(px_attempt_t *a);
 /* The same to server idx, chosen by the caller (a health check): one
  * fresh connection, nothing counted against passive health. 0, or 502
  * with a->cause set. */
@@ -316,6 +327,15 @@ int px_is_hop_header(sl_str_t name, sl_str_t connection);
 void px_peer_ip(const char *peer, char *out, size_t cap);
 int px_cidr_parse(const char *s, px_cidr_t *c);
 int px_ip_trusted(const px_route_t *rt, const char *ip);
+
+/* ---- HTTP/2 upstreams (h2up.c) ---- */
+
+/* Forward req over one of the worker's multiplexed HTTP/2 connections to
+ * a server of rt's group (its protocol is h2c or h2). */
+void px_h2_start(sl_req_t *req, const px_route_t *rt);
+/* Close the worker's HTTP/2 connections to every server of ws (the loop is
+ * gone: no watcher is touched). */
+void px_h2_discard(px_wstate_t *ws);
 
 /* ---- the request handler (handler.c) and WebSocket tunnels (tunnel.c) ---- */
 
