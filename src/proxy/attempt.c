@@ -72,7 +72,7 @@ void px_attempt_drop(px_attempt_t *a)
 static void server_failed(px_attempt_t *a, int idx, int health)
 {
     if (health)
-        px_health_fail(a->ws, idx);
+        px_health_fail(a->ws, idx, ev_now(a->ws->loop));
     a->tried[idx / 8] |= (uint8_t)(1u << (idx % 8));
 }
 

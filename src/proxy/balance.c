@@ -163,17 +163,16 @@ int px_balance_pick(px_wstate_t *ws, const uint8_t *tried, const char *key, size
     return idx;
 }
 
-void px_health_fail(px_wstate_t *ws, int idx)
+void px_health_fail(px_wstate_t *ws, int idx, double now)
 {
     px_srvstate_t *s = &ws->srv[idx];
-    double now = ev_now(ws->loop);
     s->fails++;
     if (ws->up->fail_threshold == 0 || s->fails < ws->up->fail_threshold || s->down_until > now)
         return;
     s->down_until = now + ws->up->down_s;
     s->fails = 0;
-    sl_log(SL_LOG_WARN, NULL, "proxy: upstream \"%s\" server %s marked down for %gs",
-           ws->up->name, ws->up->servers[idx].name, ws->up->down_s);
+    sl_log(SL_LOG_WARN, NULL, "proxy: upstream \"%s\" server %s marked down for %gs", ws->up->name,
+           ws->up->servers[idx].name, ws->up->down_s);
 }
 
 void px_health_ok(px_wstate_t *ws, int idx)

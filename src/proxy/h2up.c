@@ -34,13 +34,13 @@
 #include "../log.h"
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define STREAM_WINDOW (256 * 1024)
 #define CONN_WINDOW (16 * 1024 * 1024)
 #define READ_CHUNK 16384
-#define MAX_NV 160
 
 typedef struct px_h2conn h2c_t;
 typedef struct h2s h2s_t;
@@ -278,7 +278,8 @@ static nghttp2_nv nv(const char *n, size_t nl, const char *v, size_t vl)
 }
 
 /* The HTTP/1.1 head headers.c writes, as HTTP/2 fields (names are lower
- * case there already but for the client's own: lower-cased here). */
+ * case there already but for the client's own: lower-cased here). out
+ * has room for one field per line plus the pseudo-fields and te. */
 static size_t head_to_nv(h2s_t *st, char *head, size_t len, int tls, nghttp2_nv *out)
 {
     size_t n = 0;
@@ -291,7 +292,7 @@ static size_t head_to_nv(h2s_t *st, char *head, size_t len, int tls, nghttp2_nv 
     out[authority] = nv(":authority", 10, "", 0);
     if (st->connect_proto) /* pseudo-fields first (RFC 9113 8.3) */
         out[n++] = nv(":protocol", 9, st->req->protocol.p, st->req->protocol.n);
-    for (char *p = eol + 2; p < head + len && n < MAX_NV - 1;) {
+    for (char *p = eol + 2; p < head + len;) {
         char *e = memmem(p, (size_t)(head + len - p), "\r\n", 2);
         if (!e || e == p)
             break;
@@ -360,11 +361,15 @@ static int submit(h2s_t *st)
         st_fail(st, 431, "request header fields too large", SL_RESET_INTERNAL_ERROR);
         return -1;
     }
-    nghttp2_nv nva[MAX_NV];
+    size_t lines = 0;
+    for (char *p = head; (p = memmem(p, (size_t)(head + len - p), "\r\n", 2)); p += 2)
+        lines++;
+    nghttp2_nv *nva = sl_malloc((lines + 6) * sizeof(*nva));
     size_t n = head_to_nv(st, head, (size_t)len, st->at.up->proto == PX_PROTO_H2, nva);
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
     int has_body = !(st->body_fin && sl_buf_is_empty(&st->body) && st->req->body_done);
     int32_t id = nghttp2_submit_request(c->ng, NULL, nva, n, has_body ? &prd : NULL, st);
+    sl_free(nva);
     sl_free(head);
     if (id < 0) {
         st_retry_or_fail(st, nghttp2_strerror(id));
@@ -574,7 +579,7 @@ static void conn_fail(h2c_t *c, const char *cause, int count_health)
     c->retired = 1;
     c->depth++;
     if (count_health)
-        px_health_fail(c->ws, c->idx);
+        px_health_fail(c->ws, c->idx, ev_now(loop_of(c)));
     while (c->streams) {
         h2s_t *st = c->streams;
         st_log(st, cause);
@@ -714,22 +719,26 @@ static void on_conn_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     conn_fail(c, cause, 1);
 }
 
+/* One callback table and option set for every worker: made once. */
+static nghttp2_session_callbacks *cbs;
+static nghttp2_option *opt;
+static pthread_once_t cbs_once = PTHREAD_ONCE_INIT;
+
+static void make_callbacks(void)
+{
+    if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0)
+        sl_assert_fail("nghttp2 callbacks", __FILE__, __LINE__);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+}
+
 static h2c_t *conn_new(px_wstate_t *ws, int idx)
 {
-    static const nghttp2_session_callbacks *cbs;
-    static nghttp2_option *opt;
-    if (!cbs) {
-        nghttp2_session_callbacks *k;
-        nghttp2_session_callbacks_new(&k);
-        nghttp2_session_callbacks_set_on_begin_headers_callback(k, on_begin_headers);
-        nghttp2_session_callbacks_set_on_header_callback(k, on_header);
-        nghttp2_session_callbacks_set_on_frame_recv_callback(k, on_frame_recv);
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(k, on_data_chunk);
-        nghttp2_session_callbacks_set_on_stream_close_callback(k, on_stream_close);
-        nghttp2_option_new(&opt);
-        nghttp2_option_set_no_auto_window_update(opt, 1);
-        cbs = k;
-    }
+    pthread_once(&cbs_once, make_callbacks);
     px_uconn_t *u = px_uconn_connect(ws, idx);
     if (!u)
         return NULL;

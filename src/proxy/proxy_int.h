@@ -152,7 +152,7 @@ int px_balance_pick(px_wstate_t *ws, const uint8_t *tried, const char *key, size
 /* Passive health: a failure (connect, reset before the response, timeout)
  * or a success (a response head arrived). A failure that marks the server
  * down says so in the log. */
-void px_health_fail(px_wstate_t *ws, int idx);
+void px_health_fail(px_wstate_t *ws, int idx, double now);
 void px_health_ok(px_wstate_t *ws, int idx);
 /* Seconds until the first down server comes back (for Retry-After). */
 double px_health_retry_after(px_wstate_t *ws, double now);
