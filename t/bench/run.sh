@@ -39,8 +39,9 @@ export PATH=$PATH:/usr/sbin
 # Area benchmarks, each standalone (see the scripts' headers).
 extra=",${BENCH_EXTRA-proxy,ws,static,jobs},"
 case $extra in *,proxy,*)
-    echo; echo "== proxy: h2 clients -> proxy -> HTTP/1.1 nginx upstream (sluice vs nginx vs nghttpx)"
-    bash "$here/proxy_bench.sh" "$SLUICE_BIN" 20000 10 10 || echo "proxy bench failed" >&2;;
+    echo; echo "== proxy: h2 clients -> proxy -> HTTP/1.1 and h2c upstreams (sluice vs nghttpx vs nginx)"
+    /usr/bin/python3 "$here/proxy_bench.py" "$SLUICE_BIN" --rounds "${BENCH_ROUNDS:-3}" \
+        || echo "proxy bench failed" >&2;;
 esac
 case $extra in *,ws,*)
     echo; echo "== ws: echo round trips/s and broadcast fan-out (1 sender, 1000 subscribers)"
