@@ -15,14 +15,14 @@
 #include "h2/h2_int.h"
 #include "config.h"
 #include "router.h"
-#include "worker.h"
 #include <stdio.h>
 #include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static sl_config_t *cfg;
-static sl_worker_t w;
+static sl_conn_table_t tab;
+static sl_buf_pool_t pool;
 
 static const char config_json[] =
     "{\"listen\": [{\"addr\": \"127.0.0.1:0\"}], \"access_log\": false,"
@@ -97,9 +97,10 @@ static void setup(void)
     cfg = sl_config_load_string(config_json, "fuzz.json", err, sizeof(err));
     if (!cfg)
         abort();
-    w.loop = ev_loop_new(EVFLAG_AUTO);
-    w.cfg = cfg;
-    sl_buf_pool_init(&w.bufpool, 8);
+    tab.loop = ev_loop_new(EVFLAG_AUTO);
+    tab.cfg = cfg;
+    tab.bufpool = &pool;
+    sl_buf_pool_init(&pool, 8);
 }
 
 /* ---- one connection per input ---- */
@@ -113,7 +114,7 @@ static int feed(sl_conn_t *c, int (*fn)(sl_conn_t *), const uint8_t *p, size_t n
         if (!c->in_flush_list)
             break;
         c->in_flush_list = 0;
-        w.flushing = NULL;
+        tab.flushing = NULL;
         rv = sl_h2_proto.on_writable(c);
     }
     return rv;
@@ -131,10 +132,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++, size--;
 
     sl_conn_t *c = sl_calloc(1, sizeof(*c));
-    c->worker = &w;
+    c->table = &tab;
     c->fd = -1;
-    snprintf(c->peer, sizeof(c->peer), "fuzz");
-    sl_buf_init(&c->out, &w.bufpool, cfg->limits.conn_out_bytes / SL_BUF_CHUNK_SIZE + 2);
+    snprintf(c->tag.peer, sizeof(c->tag.peer), "fuzz");
+    sl_buf_init(&c->out, &pool, cfg->limits.conn_out_bytes / SL_BUF_CHUNK_SIZE + 2);
     ev_init(&c->timer, on_timer);
 
     int rv = sl_h2_conn_start(c, (const uint8_t *)magic, sizeof(magic) - 1);
@@ -147,7 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             rv = feed(c, sl_h2_proto.on_timeout, NULL, 0);
     }
     sl_h2_proto.on_close(c);
-    ev_timer_stop(w.loop, &c->timer);
+    ev_timer_stop(tab.loop, &c->timer);
     sl_buf_dispose(&c->out);
     sl_free(c);
     return 0;
