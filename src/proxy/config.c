@@ -235,11 +235,14 @@ static int parse_protocol(json_t *obj, const char *path, px_upstream_t *u, int t
         u->proto = PX_PROTO_H2C;
     else if (strcmp(s, "h2") == 0 && tls)
         u->proto = PX_PROTO_H2;
-    else if (strcmp(s, "h2c") == 0 || strcmp(s, "h2") == 0)
+    else if (strcmp(s, "auto") == 0 && tls)
+        u->proto = PX_PROTO_AUTO;
+    else if (strcmp(s, "h2c") == 0 || strcmp(s, "h2") == 0 || strcmp(s, "auto") == 0)
         return fail(err, errlen, "%s.protocol: \"%s\" %s", path, s,
                     tls ? "is cleartext: use \"h2\" with tls" : "needs \"tls\"");
     else
-        return fail(err, errlen, "%s.protocol: must be \"http/1.1\", \"h2c\" or \"h2\"", path);
+        return fail(err, errlen, "%s.protocol: must be \"http/1.1\", \"h2c\", \"h2\" or \"auto\"",
+                    path);
     return 0;
 }
 

@@ -92,6 +92,7 @@ struct h2s {
 
 static void conn_flush(h2c_t *c);
 static void stream_attempt(h2s_t *st);
+static void hand_over(h2s_t *st);
 
 /* ---- small helpers ---- */
 
@@ -365,7 +366,7 @@ static int submit(h2s_t *st)
     for (char *p = head; (p = memmem(p, (size_t)(head + len - p), "\r\n", 2)); p += 2)
         lines++;
     nghttp2_nv *nva = sl_malloc((lines + 6) * sizeof(*nva));
-    size_t n = head_to_nv(st, head, (size_t)len, st->at.up->proto == PX_PROTO_H2, nva);
+    size_t n = head_to_nv(st, head, (size_t)len, c->u->ssl != NULL, nva);
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
     int has_body = !(st->body_fin && sl_buf_is_empty(&st->body) && st->req->body_done);
     int32_t id = nghttp2_submit_request(c->ng, NULL, nva, n, has_body ? &prd : NULL, st);
@@ -509,6 +510,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     }
     if (sl_buf_write_all(&st->resp, data, len) != 0) {
         /* More than the window we granted: the server broke flow control. */
+        nghttp2_session_consume_connection(ng, len);
         nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, id, NGHTTP2_FLOW_CONTROL_ERROR);
         return 0;
     }
@@ -662,6 +664,25 @@ static void conn_read(h2c_t *c)
     conn_flush(c);
 }
 
+/* "auto": the server chose HTTP/1.1. Remember it (this worker, this
+ * config), give the connection to the HTTP/1.1 pool (nothing was written
+ * on it) and send the waiting requests the HTTP/1.1 way. */
+static void learned_h1(h2c_t *c)
+{
+    px_uconn_t *u = c->u;
+    c->ws->srv[c->idx].alpn_h1 = 1;
+    ev_io_stop(loop_of(c), &u->io);
+    ev_timer_stop(loop_of(c), &u->timer);
+    conn_unlink(c);
+    px_uconn_release(u, 1); /* first: the first request handed over takes it */
+    c->u = NULL;
+    while (c->streams)
+        hand_over(c->streams);
+    nghttp2_session_del(c->ng);
+    sl_free(c->wbuf);
+    sl_free(c);
+}
+
 static int conn_connected(h2c_t *c)
 {
     char cause[256];
@@ -679,6 +700,10 @@ static int conn_connected(h2c_t *c)
         unsigned alen = 0;
         SSL_get0_alpn_selected(c->u->ssl, &a, &alen);
         if (alen != 2 || memcmp(a, "h2", 2) != 0) {
+            if (c->ws->up->proto == PX_PROTO_AUTO) {
+                learned_h1(c);
+                return -1;
+            }
             conn_fail(c, "the server did not choose h2 (ALPN)", 1);
             return -1;
         }
@@ -784,6 +809,18 @@ static h2c_t *conn_for(px_wstate_t *ws, int idx)
 
 /* ---- attempts ---- */
 
+/* "auto" and the server speaks only HTTP/1.1: the request goes the
+ * HTTP/1.1 way, with the body bytes that arrived meanwhile. */
+static void hand_over(h2s_t *st)
+{
+    sl_req_t *req = st->req;
+    detach(st);
+    ev_timer_stop(st->at.ws->loop, &st->timer);
+    sl_buf_dispose(&st->resp);
+    px_h1_start(req, st->rt, &st->body, st->body_fin);
+    sl_buf_dispose(&st->body);
+}
+
 static void stream_attempt(h2s_t *st)
 {
     while (!st->c) {
@@ -791,6 +828,10 @@ static void stream_attempt(h2s_t *st)
         if (idx < 0) {
             st_fail(st, -idx, -idx == 503 ? "no upstream server available" : "bad gateway",
                     SL_RESET_INTERNAL_ERROR);
+            return;
+        }
+        if (st->at.ws->srv[idx].alpn_h1) {
+            hand_over(st);
             return;
         }
         st->at.attempts++;
@@ -825,8 +866,17 @@ static void st_on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
         return;
     }
     if (len && sl_buf_write_all(&st->body, data, len) != 0) {
-        st_log(st, "client bytes past the body window");
-        sl_req_consume(req, len);
+        /* The protocol's window bounds what a client may send: a broken
+         * bound, never a dropped byte. */
+        sl_log_stream(SL_LOG_ERROR, req->conn, req->stream_id,
+                      "proxy: %zu body bytes past the buffer bound", len);
+        h2c_t *c = st->c;
+        if (c && st->id > 0)
+            nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+        st_fail(st, 502, "bad gateway", SL_RESET_INTERNAL_ERROR);
+        if (c)
+            conn_flush(c);
+        return;
     }
     st->body_fin |= fin ? 1 : 0;
     if (st->c && st->id > 0) {

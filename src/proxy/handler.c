@@ -762,19 +762,31 @@ static void on_req(sl_req_t *req)
         px_h2_start(req, rt); /* h2up.c */
         return;
     }
+    px_h1_start(req, rt, NULL, req->body_done);
+}
+
+void px_h1_start(sl_req_t *req, const px_route_t *rt, sl_buf_t *pending, int fin)
+{
     px_req_t *px = sl_pool_alloc(&req->pool, sizeof(*px));
     memset(px, 0, sizeof(*px));
     px->req = req;
     px->rt = rt;
     px_attempt_init(&px->at, req, rt->up, "");
     sl_buf_init(&px->body, px->at.ws->bufpool, px_body_chunks(req));
+    const uint8_t *p;
+    size_t n;
+    while (pending && sl_buf_peek(pending, &p, &n) == 0) { /* bytes held for HTTP/2 */
+        if (sl_buf_write_all(&px->body, p, n) != 0)
+            SL_ASSERT(0 && "pending body larger than the body window");
+        sl_buf_skip(pending, n);
+    }
     if (req->content_length >= 0)
         px->body_mode = BODY_LENGTH;
-    else if (req->body_done)
+    else if (fin && sl_buf_is_empty(&px->body))
         px->body_mode = BODY_NONE;
     else
         px->body_mode = BODY_CHUNKED;
-    px->body_fin = req->body_done;
+    px->body_fin = fin;
     px->in = sl_malloc(PX_IN_CAP);
     px_make_ids(req, px->request_id, px->traceparent);
     req->hdata = px;

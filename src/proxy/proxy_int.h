@@ -36,8 +36,8 @@
 
 typedef enum px_balance { PX_RR = 0, PX_LEAST_CONN, PX_HASH } px_balance_t;
 /* What the group speaks: HTTP/1.1, or HTTP/2 by prior knowledge (h2c) or
- * over TLS chosen by ALPN (h2). */
-typedef enum px_proto { PX_PROTO_H1 = 0, PX_PROTO_H2C, PX_PROTO_H2 } px_proto_t;
+ * over TLS (h2), or over TLS whatever ALPN picks per server (auto). */
+typedef enum px_proto { PX_PROTO_H1 = 0, PX_PROTO_H2C, PX_PROTO_H2, PX_PROTO_AUTO } px_proto_t;
 
 typedef struct px_server {
     char *name; /* as written: "127.0.0.1:9000", "unix:/p.sock" */
@@ -127,6 +127,7 @@ typedef struct px_srvstate {
     int hc_down;           /* the last active check failed: skipped until one passes */
     struct px_hcheck *hc;  /* the check in flight, or NULL (hcheck.c) */
     struct px_h2conn *h2;  /* HTTP/2 connections to the server (h2up.c) */
+    int alpn_h1;           /* "auto": the server chose http/1.1 (learned once) */
     SSL_SESSION *tls_sess; /* offered by the next TLS connection (tls.c) */
 } px_srvstate_t;
 
@@ -338,6 +339,12 @@ void px_h2_start(sl_req_t *req, const px_route_t *rt);
 void px_h2_discard(px_wstate_t *ws);
 
 /* ---- the request handler (handler.c) and WebSocket tunnels (tunnel.c) ---- */
+
+/* Forward req over HTTP/1.1: on_req's path, also taken by an "auto"
+ * request that learned its server speaks only HTTP/1.1; pending holds the
+ * body bytes that arrived meanwhile (moved, may be NULL), fin whether the
+ * body is complete. */
+void px_h1_start(sl_req_t *req, const px_route_t *rt, sl_buf_t *pending, int fin);
 
 /* X-Request-Id passed on or made; traceparent passed on or started. */
 void px_make_ids(const sl_req_t *req, char request_id[33], char traceparent[64]);

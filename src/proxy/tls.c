@@ -79,9 +79,15 @@ int px_tls_parse(json_t *obj, const char *path, px_upstream_t *u, char *err, siz
     SSL_CTX_set_min_proto_version(ctx,
                                   strcmp(minv, "TLSv1.3") == 0 ? TLS1_3_VERSION : TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    static const unsigned char h1[] = "\x08http/1.1", h2[] = "\x02h2";
-    int is_h2 = u->proto == PX_PROTO_H2;
-    if (SSL_CTX_set_alpn_protos(ctx, is_h2 ? h2 : h1, is_h2 ? sizeof(h2) - 1 : sizeof(h1) - 1) != 0)
+    static const unsigned char h1[] = "\x08http/1.1", h2[] = "\x02h2",
+                               both[] = "\x02h2\x08http/1.1";
+    const unsigned char *alpn = u->proto == PX_PROTO_H2     ? h2
+                                : u->proto == PX_PROTO_AUTO ? both
+                                                            : h1;
+    size_t alen = u->proto == PX_PROTO_H2     ? sizeof(h2) - 1
+                  : u->proto == PX_PROTO_AUTO ? sizeof(both) - 1
+                                              : sizeof(h1) - 1;
+    if (SSL_CTX_set_alpn_protos(ctx, alpn, (unsigned)alen) != 0)
         return ctx_fail(err, errlen, p, "ALPN setup failed");
     if (ca && SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
         return ctx_fail(err, errlen, p, "cannot load ca_file");

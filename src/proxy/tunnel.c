@@ -502,7 +502,8 @@ void px_tunnel_start(sl_req_t *req, const px_route_t *rt)
         refuse(req, st);
         return;
     }
-    if (req->proto == SL_PROTO_H2 && rt->up->proto != PX_PROTO_H1) {
+    if (req->proto == SL_PROTO_H2 &&
+        (rt->up->proto == PX_PROTO_H2C || rt->up->proto == PX_PROTO_H2)) {
         px_h2_start(req, rt); /* RFC 8441 on both hops (h2up.c) */
         return;
     }

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import SLOW, SLUICE_BIN, curl, free_port, require, run
 from test_60_proxy import Upstream, pattern, proxy_server, slow_reader_growth
-from test_63_proxy_tls import Pki
+from test_63_proxy_tls import Pki, TlsUpstream
 
 grpc = pytest.importorskip("grpc")
 
@@ -89,7 +89,8 @@ def test_h2c_upstream_down_and_config_errors(sluice_factory, tmp_path):
     bad = [({"protocol": "h2"}, "needs \"tls\""),
            ({"protocol": "h2c", "tls": {"verify": False}}, "use \"h2\" with tls"),
            ({"protocol": "h2c", "health": {"path": "/h"}}, "active checks speak HTTP/1.1"),
-           ({"protocol": "h3"}, "must be \"http/1.1\", \"h2c\" or \"h2\"")]
+           ({"protocol": "auto"}, "needs \"tls\""),
+           ({"protocol": "h3"}, "must be \"http/1.1\", \"h2c\", \"h2\" or \"auto\"")]
     for extra, want in bad:
         p = tmp_path / "c.json"
         p.write_text(json.dumps({"listen": [{"addr": "127.0.0.1:0"}], "routes": [],
@@ -362,3 +363,32 @@ def test_websocket_over_h2_both_hops(sluice_factory):
         lines = [json.loads(x) for x in up.stdout().splitlines() if x.startswith("{")]
         ws = [x for x in lines if x["path"] == "/ws/echo"]
     assert ws and ws[0]["method"] == "CONNECT" and ws[0]["protocol"] == "HTTP/2", lines
+
+
+def test_auto_follows_alpn(sluice_factory, tmp_path):
+    """"protocol": "auto" offers h2 and http/1.1 and goes the way each
+    server's ALPN answer says: hypercorn picks h2 (requests multiplexed on
+    one connection), uvicorn picks http/1.1 (the HTTP/1.1 path, pooled)."""
+    require("h2load")
+    pki = Pki(str(tmp_path))
+    h2app = Upstream("hypercorn", pki=pki).start()
+    h1app = TlsUpstream(pki).start()
+    try:
+        for app, want_peers in ((h2app, 1), (h1app, None)):
+            s = proxy_server(sluice_factory, ["127.0.0.1:%d" % app.port], workers=1,
+                             up_extra={"protocol": "auto", "tls": {"ca_file": pki.ca}})
+            up = os.urandom(300000)
+            r = curl(s, "h2c", "/sha256", upload=up)
+            assert r.status == 200 and r.json()["sha256"] == hashlib.sha256(up).hexdigest(), r
+            r = subprocess.run(["h2load", "-n", "200", "-c", "4", "-m", "10",
+                                "http://127.0.0.1:%d/whoami" % s.h2c_port],
+                               capture_output=True, timeout=60 * SLOW)
+            assert "200 succeeded" in r.stdout.decode(), r.stdout
+            peers = curl(s, "h2c", "/stats").json()["peers"]
+            if want_peers:
+                assert peers == want_peers, peers
+            else:
+                assert peers > 1, peers  # HTTP/1.1: one request per connection at a time
+    finally:
+        h2app.stop()
+        h1app.stop()
