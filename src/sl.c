@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 
 static atomic_long fail_countdown; /* 0 = off; else fail when it reaches 1 */
@@ -253,4 +254,44 @@ uint64_t sl_wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static __thread uint64_t rng[4];
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(void)
+{
+    uint64_t r = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
+    rng[2] ^= rng[0];
+    rng[3] ^= rng[1];
+    rng[1] ^= rng[2];
+    rng[0] ^= rng[3];
+    rng[2] ^= t;
+    rng[3] = rotl(rng[3], 45);
+    return r;
+}
+
+void sl_rand_fast(void *buf, size_t n)
+{
+    if (!(rng[0] | rng[1] | rng[2] | rng[3])) {
+        /* Seed once per thread; a failed getrandom still gives distinct
+         * threads distinct streams. */
+        if (getrandom(rng, sizeof(rng), 0) != (ssize_t)sizeof(rng)) {
+            rng[0] = sl_now_ns();
+            rng[1] = (uint64_t)(uintptr_t)&rng;
+        }
+        rng[3] |= 1; /* never all zero */
+    }
+    uint8_t *p = buf;
+    while (n) {
+        uint64_t r = rng_next();
+        size_t k = SL_MIN(n, sizeof(r));
+        memcpy(p, &r, k);
+        p += k;
+        n -= k;
+    }
 }

@@ -76,6 +76,10 @@ int sl_str_caseeq(sl_str_t a, const char *lit);
 int sl_hex_value(int c);
 /* n bytes as 2n lower-case hex digits and a NUL into out. */
 void sl_hex_encode(const uint8_t *p, size_t n, char *out);
+/* Bytes for identifiers that must not repeat but need not be secret
+ * (request ids, trace and span ids): xoshiro256** per thread, seeded from
+ * getrandom(2). Secrets (job ids, keys) come from OpenSSL's RAND_bytes. */
+void sl_rand_fast(void *buf, size_t n);
 /* n bytes as standard base64 with padding (RFC 4648 4), NUL-terminated,
  * malloc'd (free with sl_free). */
 char *sl_base64_encode(const uint8_t *p, size_t n);

@@ -91,6 +91,7 @@ struct h2s {
 };
 
 static void conn_flush(h2c_t *c);
+static void conn_kick(h2c_t *c);
 static void stream_attempt(h2s_t *st);
 static void hand_over(h2s_t *st);
 
@@ -240,7 +241,7 @@ static void st_on_proceed(sl_req_t *req)
     sl_buf_skip(&st->resp, n);
     if (n && st->c && st->id > 0) {
         nghttp2_session_consume(st->c->ng, st->id, n); /* the client took them */
-        conn_flush(st->c);
+        conn_kick(st->c);
     }
     st_pump(st);
 }
@@ -285,7 +286,7 @@ static size_t head_to_nv(h2s_t *st, char *head, size_t len, int tls, nghttp2_nv 
 {
     size_t n = 0;
     char *sp1 = memchr(head, ' ', len), *sp2 = sp1 ? memchr(sp1 + 1, ' ', len) : NULL;
-    char *eol = memmem(head, len, "\r\n", 2);
+    char *eol = (char *)memchr(head, '\n', len) - 1; /* headers.c ends each line with CRLF */
     out[n++] = nv(":method", 7, head, (size_t)(sp1 - head));
     out[n++] = nv(":scheme", 7, tls ? "https" : "http", tls ? 5 : 4);
     out[n++] = nv(":path", 5, sp1 + 1, (size_t)(sp2 - sp1 - 1));
@@ -294,9 +295,10 @@ static size_t head_to_nv(h2s_t *st, char *head, size_t len, int tls, nghttp2_nv 
     if (st->connect_proto) /* pseudo-fields first (RFC 9113 8.3) */
         out[n++] = nv(":protocol", 9, st->req->protocol.p, st->req->protocol.n);
     for (char *p = eol + 2; p < head + len;) {
-        char *e = memmem(p, (size_t)(head + len - p), "\r\n", 2);
-        if (!e || e == p)
+        char *nl = memchr(p, '\n', (size_t)(head + len - p));
+        if (!nl || nl - 1 == p)
             break;
+        char *e = nl - 1;
         char *colon = memchr(p, ':', (size_t)(e - p));
         if (colon) {
             for (char *k = p; k < colon; k++)
@@ -353,17 +355,16 @@ static int submit(h2s_t *st)
         st_fail(st, 502, "bad gateway", SL_RESET_INTERNAL_ERROR);
         return -1;
     }
-    char *head = sl_malloc(PX_REQ_HEAD_MAX);
+    char *head = px_head_scratch(); /* nghttp2 copies the fields it keeps */
     int body = st->req->content_length >= 0 ? 1 : st->body_fin && !sl_buf_len(&st->body) ? 0 : 2;
     ssize_t len = px_build_request(st->req, st->rt, &st->at.up->servers[c->idx], body,
                                    st->request_id, st->traceparent, head, PX_REQ_HEAD_MAX);
     if (len < 0) {
-        sl_free(head);
         st_fail(st, 431, "request header fields too large", SL_RESET_INTERNAL_ERROR);
         return -1;
     }
     size_t lines = 0;
-    for (char *p = head; (p = memmem(p, (size_t)(head + len - p), "\r\n", 2)); p += 2)
+    for (char *p = head; (p = memchr(p, '\n', (size_t)(head + len - p))); p++)
         lines++;
     nghttp2_nv *nva = sl_malloc((lines + 6) * sizeof(*nva));
     size_t n = head_to_nv(st, head, (size_t)len, c->u->ssl != NULL, nva);
@@ -371,7 +372,6 @@ static int submit(h2s_t *st)
     int has_body = !(st->body_fin && sl_buf_is_empty(&st->body) && st->req->body_done);
     int32_t id = nghttp2_submit_request(c->ng, NULL, nva, n, has_body ? &prd : NULL, st);
     sl_free(nva);
-    sl_free(head);
     if (id < 0) {
         st_retry_or_fail(st, nghttp2_strerror(id));
         return -1;
@@ -641,6 +641,14 @@ static void conn_flush(h2c_t *c)
     }
 }
 
+/* Output is due: written when the loop sees the socket writable, so what
+ * many streams submit in one loop iteration leaves in one write. */
+static void conn_kick(h2c_t *c)
+{
+    if (c->ready && !c->depth)
+        conn_set_io(c, EV_READ | EV_WRITE);
+}
+
 static void conn_read(h2c_t *c)
 {
     px_uconn_t *u = c->u;
@@ -853,7 +861,7 @@ static void stream_attempt(h2s_t *st)
     }
     if (submit(st) != 0)
         return;
-    conn_flush(st->c);
+    conn_kick(st->c);
 }
 
 /* ---- sl_handler_cbs_t ---- */
@@ -875,13 +883,13 @@ static void st_on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
             nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
         st_fail(st, 502, "bad gateway", SL_RESET_INTERNAL_ERROR);
         if (c)
-            conn_flush(c);
+            conn_kick(c);
         return;
     }
     st->body_fin |= fin ? 1 : 0;
     if (st->c && st->id > 0) {
         nghttp2_session_resume_data(st->c->ng, st->id);
-        conn_flush(st->c);
+        conn_kick(st->c);
     }
 }
 
@@ -905,7 +913,7 @@ static void on_st_timeout(struct ev_loop *loop, ev_timer *t, int revents)
         h2c_t *c = st->c;
         nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
         st_fail(st, 504, deadline ? "deadline exceeded" : "upstream timed out", SL_RESET_CANCEL);
-        conn_flush(c);
+        conn_kick(c);
         return;
     }
     st_fail(st, 504, "upstream timed out", SL_RESET_CANCEL);
@@ -926,7 +934,7 @@ static void st_on_close(sl_req_t *req, int err)
     sl_buf_dispose(&st->body);
     sl_buf_dispose(&st->resp);
     if (c)
-        conn_flush(c);
+        conn_kick(c);
 }
 
 static const sl_handler_cbs_t h2s_cbs = {

@@ -24,7 +24,6 @@
 #include "../log.h"
 #include "../worker.h"
 #include <errno.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -91,8 +90,7 @@ static int is_idempotent(sl_str_t m)
 void px_make_ids(const sl_req_t *req, char request_id[33], char traceparent[64])
 {
     uint8_t r[24];
-    if (RAND_bytes(r, sizeof(r)) != 1)
-        memset(r, 0x5a, sizeof(r)); /* still unique enough per stream; never fatal */
+    sl_rand_fast(r, sizeof(r)); /* identifiers, not secrets */
     const sl_header_t *id = sl_req_header(req, "x-request-id");
     if (id && id->value.n > 0 && id->value.n < 33)
         memcpy(request_id, id->value.p, id->value.n), request_id[id->value.n] = 0;
@@ -103,10 +101,11 @@ void px_make_ids(const sl_req_t *req, char request_id[33], char traceparent[64])
         memcpy(traceparent, tp->value.p, 55);
         traceparent[55] = 0;
     } else {
-        char trace[33], span[17];
-        sl_hex_encode(r, 16, trace);
-        sl_hex_encode(r + 16, 8, span);
-        snprintf(traceparent, 64, "00-%s-%s-01", trace, span);
+        memcpy(traceparent, "00-", 3);
+        sl_hex_encode(r, 16, traceparent + 3);
+        traceparent[35] = '-';
+        sl_hex_encode(r + 16, 8, traceparent + 36);
+        memcpy(traceparent + 52, "-01", 4);
     }
 }
 
@@ -635,15 +634,14 @@ static void on_up_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 
 static int build_head(px_req_t *px)
 {
-    char *buf = sl_malloc(PX_REQ_HEAD_MAX);
+    char *buf = px_head_scratch();
     ssize_t n = px_build_request(px->req, px->rt, server(px), px->body_mode, px->request_id,
                                  px->traceparent, buf, PX_REQ_HEAD_MAX);
-    if (n < 0) {
-        sl_free(buf);
+    if (n < 0)
         return SL_ETOOBIG;
-    }
     sl_free(px->head);
-    px->head = sl_realloc(buf, (size_t)n);
+    px->head = sl_malloc((size_t)n);
+    memcpy(px->head, buf, (size_t)n);
     px->head_len = (size_t)n;
     px->head_off = 0;
     return 0;

@@ -290,6 +290,12 @@ static void host_field(out_t *o, const sl_req_t *req, const px_route_t *rt, cons
     }
 }
 
+char *px_head_scratch(void)
+{
+    static __thread char scratch[PX_REQ_HEAD_MAX];
+    return scratch;
+}
+
 ssize_t px_build_request(const sl_req_t *req, const px_route_t *rt, const px_server_t *srv,
                          int body, const char *request_id, const char *traceparent, char *buf,
                          size_t cap)

@@ -135,7 +135,10 @@ struct px_wstate {
     struct ev_loop *loop;
     sl_buf_pool_t *bufpool;
     px_upstream_t *up;
-    size_t nidle;      /* across servers, bounded by up->keepalive */
+    size_t nidle;      /* across servers, bounded by keep_bound() (upconn.c) */
+    size_t busy;       /* busy connections across servers */
+    size_t busy_peak;  /* the most busy at once lately ... */
+    double peak_at;    /* ... (ev_now when it was reached) */
     ev_timer hc_timer; /* active health checks (hcheck.c) */
     px_srvstate_t srv[];
 };
@@ -309,6 +312,10 @@ int px_io_pending(SSL *ssl);
 
 /* ---- the upstream request head (headers.c) ---- */
 
+/* The calling thread's scratch of PX_REQ_HEAD_MAX bytes to build a request
+ * head in (valid until the thread's next build): callers copy what they
+ * keep, instead of a 64 KiB allocation per request. */
+char *px_head_scratch(void);
 /* Build "METHOD target HTTP/1.1\r\n...\r\n\r\n" for req into out (cap
  * bytes). body: 0 none, 1 content-length, 2 chunked. Returns the length,
  * or SL_ETOOBIG when it does not fit. */

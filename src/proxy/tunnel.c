@@ -103,14 +103,12 @@ static int build_head(px_tun_t *t)
             v[view.headers.n++] = t->req->headers.v[i];
     view.method = (sl_str_t){"GET", 3};
     view.content_length = -1;
-    char *buf = sl_malloc(PX_REQ_HEAD_MAX);
+    char *buf = px_head_scratch();
     size_t cap = PX_REQ_HEAD_MAX - 128; /* room for our fields below */
     ssize_t n = px_build_request(&view, t->rt, &t->at.up->servers[t->at.u->idx], 0, t->request_id,
                                  t->traceparent, buf, cap);
-    if (n < 2) {
-        sl_free(buf);
+    if (n < 2)
         return SL_ETOOBIG;
-    }
     n -= 2; /* reopen the head: the final CRLF comes after our fields */
     /* keepalive 0 adds "connection: close"; this connection upgrades. */
     static const char cc[] = "connection: close\r\n";
@@ -120,7 +118,8 @@ static int build_head(px_tun_t *t)
         n += snprintf(buf + n, 64, "sec-websocket-key: %s\r\n", t->key);
     n += snprintf(buf + n, 64, "upgrade: websocket\r\nconnection: upgrade\r\n\r\n");
     sl_free(t->head);
-    t->head = buf;
+    t->head = sl_malloc((size_t)n);
+    memcpy(t->head, buf, (size_t)n);
     t->head_len = (size_t)n;
     t->head_off = 0;
     return 0;

@@ -15,6 +15,31 @@
 #include <stdio.h>
 #include <unistd.h>
 
+/* Busy connections, per server (least_conn) and across servers; taking
+ * one also keeps the recent peak that sizes the idle pool (no loop is
+ * touched otherwise: discards run after the loop is gone). */
+static void busy_add(px_wstate_t *ws, int idx, int d)
+{
+    ws->srv[idx].active += (size_t)(ssize_t)d;
+    ws->busy += (size_t)(ssize_t)d;
+    if (d <= 0)
+        return;
+    double now = ev_now(ws->loop);
+    if (ws->busy >= ws->busy_peak || now - ws->peak_at > ws->up->to.keepalive_idle_s) {
+        ws->busy_peak = ws->busy;
+        ws->peak_at = now;
+    }
+}
+
+/* Idle connections kept: at least "keepalive", and as many as were busy
+ * at once within keepalive_idle_s. A fixed bound below the concurrency
+ * closes a connection after nearly every response and opens another for
+ * the next request: a TCP (and TLS) handshake per request under load. */
+static size_t keep_bound(const px_wstate_t *ws)
+{
+    return SL_MAX((size_t)ws->up->keepalive, ws->busy_peak);
+}
+
 static void unlink_idle(px_uconn_t *u)
 {
     px_srvstate_t *s = &u->ws->srv[u->idx];
@@ -36,7 +61,7 @@ void px_uconn_discard(px_uconn_t *u)
     if (!u->busy)
         unlink_idle(u);
     else
-        u->ws->srv[u->idx].active--;
+        busy_add(u->ws, u->idx, -1);
     u->ws->srv[u->idx].nconns--;
     SSL_free(u->ssl); /* no close_notify: the connection is given up */
     close(u->fd);
@@ -84,7 +109,7 @@ px_uconn_t *px_uconn_take_idle(px_wstate_t *ws, int idx)
     ev_timer_stop(ws->loop, &u->timer);
     u->reused = 1;
     u->busy = 1;
-    ws->srv[idx].active++;
+    busy_add(ws, idx, 1);
     return u;
 }
 
@@ -128,7 +153,7 @@ px_uconn_t *px_uconn_connect(px_wstate_t *ws, int idx)
     ev_io_init(&u->io, on_idle_event, fd, EV_READ);
     ev_init(&u->timer, on_idle_timeout);
     ws->srv[idx].nconns++;
-    ws->srv[idx].active++;
+    busy_add(ws, idx, 1);
     return u;
 }
 
@@ -162,7 +187,7 @@ int px_uconn_progress(px_uconn_t *u, char *cause, size_t cap)
 void px_uconn_release(px_uconn_t *u, int reusable)
 {
     px_wstate_t *ws = u->ws;
-    if (!reusable || (int64_t)ws->nidle >= ws->up->keepalive) {
+    if (!reusable || ws->up->keepalive == 0 || ws->nidle >= keep_bound(ws)) {
         px_uconn_close(u);
         return;
     }
@@ -170,7 +195,7 @@ void px_uconn_release(px_uconn_t *u, int reusable)
     ev_timer_stop(ws->loop, &u->timer);
     u->owner = NULL;
     u->busy = 0;
-    ws->srv[u->idx].active--;
+    busy_add(ws, u->idx, -1);
     px_srvstate_t *s = &ws->srv[u->idx];
     u->next = s->idle;
     s->idle = u;

@@ -117,7 +117,7 @@ class Bench:
         self.start(nginx_conf(os.path.join(self.d, "up"),
                               "server { listen 127.0.0.1:%d; root %s; keepalive_requests 1000000; }"
                               % (self.h1_port, self.www)), self.h1_port, "nginx-upstream", 0)
-        self.start(["nghttpd", "--no-tls", "-d", self.www, "127.0.0.1", str(self.h2_port)],
+        self.start(["nghttpd", "--no-tls", "-a", "127.0.0.1", "-d", self.www, str(self.h2_port)],
                    self.h2_port, "nghttpd-upstream", 0)
 
     def sluice(self, h2):

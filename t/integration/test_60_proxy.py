@@ -359,3 +359,29 @@ def test_config_errors(tmp_path):
                    routes=[{"path": "/", "handler": "proxy", "upstream": "a",
                             "trusted_proxies": ["10.0.0.0/8", "::1"]}]))
     assert r.returncode == 0, r.stderr
+
+
+def test_pool_follows_concurrency(sluice_factory):
+    """keepalive is a floor: the idle pool keeps as many connections as were
+    busy at once within keepalive_idle_s, so 100 requests in flight reuse
+    about 100 connections instead of a new one per request (a fixed bound
+    of 2 closed nearly every connection after its response). The upstream
+    is a second sluice (fast enough for responses to finish together),
+    whose access log names the connection of every request."""
+    require("h2load")
+    from conftest import ROUTES
+    up = sluice_factory(workers=1, access_log=True, routes=ROUTES)
+    s = proxy_server(sluice_factory, ["127.0.0.1:%d" % up.h2c_port], workers=1,
+                     up_extra={"keepalive": 2})
+    r = subprocess.run(["h2load", "-n", "3000", "-c", "4", "-m", "25",
+                        "http://127.0.0.1:%d/" % s.h2c_port],
+                       capture_output=True, timeout=120 * SLOW)
+    assert "3000 succeeded" in r.stdout.decode(), r.stdout
+    deadline = time.monotonic() + 5 * SLOW
+    lines = []
+    while len(lines) < 3000 and time.monotonic() < deadline:
+        lines = [json.loads(x) for x in up.stdout().splitlines() if x.startswith("{")]
+        lines = [x for x in lines if x["path"] == "/"]
+        time.sleep(0.1)
+    conns = {x["conn"] for x in lines}
+    assert len(lines) == 3000 and len(conns) <= 150, (len(lines), len(conns))

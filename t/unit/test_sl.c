@@ -58,6 +58,24 @@ START_TEST(test_connection_specific)
 }
 END_TEST
 
+/* Identifiers from sl_rand_fast do not repeat, and odd lengths fill. */
+START_TEST(test_rand_fast)
+{
+    static uint8_t seen[2000][16];
+    for (int i = 0; i < 2000; i++) {
+        sl_rand_fast(seen[i], 16);
+        for (int j = 0; j < i; j++)
+            ck_assert(memcmp(seen[i], seen[j], 16) != 0);
+    }
+    uint8_t odd[13] = {0};
+    sl_rand_fast(odd, sizeof(odd));
+    int zero = 0;
+    for (size_t i = 0; i < sizeof(odd); i++)
+        zero += odd[i] == 0;
+    ck_assert_int_lt(zero, 6);
+}
+END_TEST
+
 START_TEST(test_traceparent)
 {
     static const char ok[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -82,6 +100,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_tokens);
     tcase_add_test(tc, test_connection_specific);
     tcase_add_test(tc, test_traceparent);
+    tcase_add_test(tc, test_rand_fast);
     suite_add_tcase(s, tc);
     return s;
 }
