@@ -129,12 +129,6 @@ void sl_free(void *p)
     free(p);
 }
 
-int sl_str_caseeq(sl_str_t a, const char *lit)
-{
-    size_t n = strlen(lit);
-    return a.n == n && strncasecmp(a.p, lit, n) == 0;
-}
-
 void sl_hex_encode(const uint8_t *p, size_t n, char *out)
 {
     static const char d[] = "0123456789abcdef";

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 
 #define SL_VERSION "0.1.0"
@@ -71,7 +72,13 @@ static inline int sl_str_eq(sl_str_t a, const char *lit)
     size_t n = strlen(lit);
     return a.n == n && memcmp(a.p, lit, n) == 0;
 }
-int sl_str_caseeq(sl_str_t a, const char *lit);
+/* Inline so that strlen of a literal folds away: most calls are header
+ * names that differ in length, which then cost one compare. */
+static inline int sl_str_caseeq(sl_str_t a, const char *lit)
+{
+    size_t n = strlen(lit);
+    return a.n == n && strncasecmp(a.p, lit, n) == 0;
+}
 /* The value of a hex digit, or -1. */
 int sl_hex_value(int c);
 /* n bytes as 2n lower-case hex digits and a NUL into out. */

@@ -279,9 +279,8 @@ static nghttp2_nv nv(const char *n, size_t nl, const char *v, size_t vl)
     return (nghttp2_nv){(uint8_t *)n, (uint8_t *)v, nl, vl, NGHTTP2_NV_FLAG_NONE};
 }
 
-/* The HTTP/1.1 head headers.c writes, as HTTP/2 fields (names are lower
- * case there already but for the client's own: lower-cased here). out
- * has room for one field per line plus the pseudo-fields and te. */
+/* The HTTP/1.1 head headers.c writes, as HTTP/2 fields. out has room for
+ * one field per line plus the pseudo-fields and te. */
 static size_t head_to_nv(h2s_t *st, char *head, size_t len, int tls, nghttp2_nv *out)
 {
     size_t n = 0;
@@ -301,8 +300,8 @@ static size_t head_to_nv(h2s_t *st, char *head, size_t len, int tls, nghttp2_nv 
         char *e = nl - 1;
         char *colon = memchr(p, ':', (size_t)(e - p));
         if (colon) {
-            for (char *k = p; k < colon; k++)
-                *k = (char)(*k >= 'A' && *k <= 'Z' ? *k + 32 : *k);
+            /* Lower case already: HTTP/1.1 names are folded by the parser,
+             * HTTP/2 ones must be, route names are folded at load. */
             sl_str_t name = {p, (size_t)(colon - p)};
             char *v = colon + 1;
             while (v < e && *v == ' ')
