@@ -11,7 +11,8 @@ front of the same upstream serving the same 1 KiB file:
 Each proxy runs one worker pinned to CPU 1; h2load and the upstream share
 CPU 0. The proxies run alternately, several rounds; per row the median and
 the min-max over rounds of req/s and of the proxy's own CPU time per request
-(utime+stime of the proxy's process tree from /proc, over the run). The
+(schedstat run time of every thread of the proxy's process tree, over
+the run: bench.py's tree_cpu_ns). The
 sluice/nghttpx ratio of medians closes each block. Everything binds
 127.0.0.1 on free ports and is stopped by PID.
 
@@ -30,15 +31,11 @@ import sys
 import tempfile
 import time
 
-TICK = os.sysconf("SC_CLK_TCK")
+from bench import free_ports, tree_cpu_ns  # one copy of the /proc and port helpers
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    return free_ports(1)[0]
 
 
 def wait_port(port, proc, what):
@@ -52,32 +49,6 @@ def wait_port(port, proc, what):
         except OSError:
             time.sleep(0.05)
     sys.exit("proxy_bench: %s: nothing on port %d" % (what, port))
-
-
-def tree(pid):
-    """pid and its descendants (nginx and nghttpx fork their workers)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            with open("/proc/%d/task/%d/children" % (p, p)) as f:
-                todo += [int(x) for x in f.read().split()]
-        except OSError:
-            pass
-    return out
-
-
-def cpu_seconds(pid):
-    total = 0
-    for p in tree(pid):
-        try:
-            with open("/proc/%d/stat" % p) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except OSError:
-            pass
-    return total / TICK
 
 
 def nginx_conf(d, body):
@@ -170,12 +141,12 @@ class Bench:
 
     def measure(self, proc, port):
         self.load(port, 2000)  # warm up: connections, pools
-        before = cpu_seconds(proc.pid)
+        before = tree_cpu_ns(proc.pid)
         rps, ok = self.load(port, self.a.n)
-        used = cpu_seconds(proc.pid) - before
+        used = tree_cpu_ns(proc.pid) - before
         if ok != self.a.n:
             print("  warning: %d of %d requests succeeded" % (ok, self.a.n))
-        return rps, used / max(ok, 1) * 1e6
+        return rps, used / max(ok, 1) / 1e3
 
     def stop_all(self):
         for p in self.procs:
