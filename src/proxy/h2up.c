@@ -41,6 +41,7 @@
 #define STREAM_WINDOW (256 * 1024)
 #define CONN_WINDOW (16 * 1024 * 1024)
 #define READ_CHUNK 16384
+#define WRITE_BATCH 65536 /* frames gathered before one write */
 
 typedef struct px_h2conn h2c_t;
 typedef struct h2s h2s_t;
@@ -52,9 +53,9 @@ struct px_h2conn {
     nghttp2_session *ng;
     h2s_t *streams; /* attached requests, submitted or waiting for the connect */
     size_t nstreams;
-    uint32_t max_streams; /* the server's SETTINGS_MAX_CONCURRENT_STREAMS */
-    uint8_t *wbuf;        /* bytes nghttp2 produced that the socket did not take */
-    size_t wlen, woff;
+    uint32_t max_streams;    /* the server's SETTINGS_MAX_CONCURRENT_STREAMS */
+    uint8_t *wbuf;           /* frames gathered for one write, then what it did not take */
+    size_t wlen, woff, wcap; /* wcap <= WRITE_BATCH + one chunk of mem_send */
     int io_events;
     unsigned ready : 1;    /* connected (and TLS done) */
     unsigned settings : 1; /* the server's first SETTINGS came */
@@ -365,12 +366,11 @@ static int submit(h2s_t *st)
     size_t lines = 0;
     for (char *p = head; (p = memchr(p, '\n', (size_t)(head + len - p))); p++)
         lines++;
-    nghttp2_nv *nva = sl_malloc((lines + 6) * sizeof(*nva));
+    nghttp2_nv *nva = sl_pool_alloc(&st->req->pool, (lines + 6) * sizeof(*nva));
     size_t n = head_to_nv(st, head, (size_t)len, c->u->ssl != NULL, nva);
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
     int has_body = !(st->body_fin && sl_buf_is_empty(&st->body) && st->req->body_done);
     int32_t id = nghttp2_submit_request(c->ng, NULL, nva, n, has_body ? &prd : NULL, st);
-    sl_free(nva);
     if (id < 0) {
         st_retry_or_fail(st, nghttp2_strerror(id));
         return -1;
@@ -594,6 +594,31 @@ static void conn_fail(h2c_t *c, const char *cause, int count_health)
     conn_free(c);
 }
 
+/* Gather what nghttp2 has into wbuf, up to WRITE_BATCH: mem_send hands out
+ * a frame at a time, and one write(2) (one TLS record run) per frame would
+ * be most of the cost. Returns bytes gathered, or -1 (connection failed). */
+static ssize_t gather(h2c_t *c)
+{
+    c->wlen = c->woff = 0;
+    while (c->wlen < WRITE_BATCH) {
+        const uint8_t *p;
+        ssize_t n = nghttp2_session_mem_send(c->ng, &p);
+        if (n < 0) {
+            conn_fail(c, nghttp2_strerror((int)n), 0);
+            return -1;
+        }
+        if (n == 0)
+            break;
+        if (c->wlen + (size_t)n > c->wcap) { /* mem_send's bytes live until its next call */
+            c->wcap = c->wlen + (size_t)n;
+            c->wbuf = sl_realloc(c->wbuf, c->wcap);
+        }
+        memcpy(c->wbuf + c->wlen, p, (size_t)n);
+        c->wlen += (size_t)n;
+    }
+    return (ssize_t)c->wlen;
+}
+
 /* Write what nghttp2 has, keeping what the socket does not take. */
 static void conn_flush(h2c_t *c)
 {
@@ -613,28 +638,23 @@ static void conn_flush(h2c_t *c)
             }
             c->woff += (size_t)w;
         }
-        const uint8_t *p;
-        ssize_t n = nghttp2_session_mem_send(c->ng, &p);
-        if (n < 0) {
-            conn_fail(c, nghttp2_strerror((int)n), 0);
+        ssize_t n = gather(c);
+        if (n < 0)
             return;
-        }
         if (n == 0)
             break;
-        /* mem_send's buffer lives until the next call: copy it out. */
-        c->wbuf = sl_realloc(c->wbuf, (size_t)n);
-        memcpy(c->wbuf, p, (size_t)n);
-        c->wlen = (size_t)n;
-        c->woff = 0;
     }
     conn_set_io(c, EV_READ);
     if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng)) {
         conn_fail(c, "the session ended", 0);
         return;
     }
-    /* Idle: kept for keepalive_idle_s, then closed. */
+    /* Idle: kept for keepalive_idle_s, then closed, holding no buffer. */
     ev_timer_stop(loop_of(c), &u->timer);
     if (c->nstreams == 0) {
+        sl_free(c->wbuf);
+        c->wbuf = NULL;
+        c->wcap = 0;
         ev_timer_set(&u->timer, c->ws->up->to.keepalive_idle_s, 0.);
         ev_timer_start(loop_of(c), &u->timer);
     }
