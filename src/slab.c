@@ -171,3 +171,33 @@ void sl_slab_flush(void)
     }
     spare_bytes = 0;
 }
+
+static void *mem_malloc(size_t n, void *ud)
+{
+    (void)ud;
+    return sl_slab_alloc(n);
+}
+
+static void mem_free(void *p, void *ud)
+{
+    (void)ud;
+    sl_slab_free(p);
+}
+
+static void *mem_calloc(size_t n, size_t size, void *ud)
+{
+    (void)ud;
+    return sl_slab_calloc(n, size);
+}
+
+static void *mem_realloc(void *p, size_t n, void *ud)
+{
+    (void)ud;
+    return sl_slab_realloc(p, n);
+}
+
+nghttp2_mem *sl_slab_nghttp2_mem(void)
+{
+    static nghttp2_mem mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
+    return &mem;
+}

@@ -14,6 +14,7 @@
 #define SL_SLAB_H
 
 #include "sl.h"
+#include <nghttp2/nghttp2.h>
 
 #define SL_SLAB_SPARE_BYTES (1024 * 1024)
 
@@ -21,6 +22,10 @@ void *sl_slab_alloc(size_t n);
 void *sl_slab_calloc(size_t n, size_t size);
 void *sl_slab_realloc(void *p, size_t n);
 void sl_slab_free(void *p);
+/* The allocator for nghttp2 sessions (server and upstream client ones)
+ * that live on one worker thread: nghttp2 allocates several small objects
+ * per request, which the cache serves without glibc's bins. */
+nghttp2_mem *sl_slab_nghttp2_mem(void);
 /* Return this thread's spare blocks to malloc (at worker exit). */
 void sl_slab_flush(void);
 

@@ -414,33 +414,6 @@ static int submit_settings(sl_h2_session_t *s, const sl_limits_t *lim)
     return rv;
 }
 
-/* nghttp2 allocates several small objects per request; the per-worker
- * slab cache (slab.h) serves them without glibc's locking and bins. */
-static void *slab_malloc(size_t n, void *ud)
-{
-    (void)ud;
-    return sl_slab_alloc(n);
-}
-
-static void slab_free_cb(void *p, void *ud)
-{
-    (void)ud;
-    sl_slab_free(p);
-}
-
-static void *slab_calloc(size_t n, size_t size, void *ud)
-{
-    (void)ud;
-    return sl_slab_calloc(n, size);
-}
-
-static void *slab_realloc(void *p, size_t n, void *ud)
-{
-    (void)ud;
-    return sl_slab_realloc(p, n);
-}
-
-static nghttp2_mem slab_mem = {NULL, slab_malloc, slab_free_cb, slab_calloc, slab_realloc};
 
 sl_h2_session_t *sl_h2_session_new(sl_conn_t *c)
 {
@@ -455,7 +428,7 @@ sl_h2_session_t *sl_h2_session_new(sl_conn_t *c)
     if (nghttp2_option_new(&opt) != 0)
         goto fail_option;
     set_options(opt, &cfg->limits);
-    rv = nghttp2_session_server_new3(&s->ng, callbacks, s, opt, &slab_mem);
+    rv = nghttp2_session_server_new3(&s->ng, callbacks, s, opt, sl_slab_nghttp2_mem());
     nghttp2_option_del(opt);
     if (rv != 0)
         goto fail_session;

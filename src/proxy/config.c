@@ -431,7 +431,9 @@ static int parse_rewrite(json_t *route, const char *path, px_route_t *rt, char *
         return fail(err, errlen, "%s.replace_prefix: needs strip_prefix", path);
     if (sl_conf_get_bool(route, path, "retry_non_idempotent", 0, &rt->retry_non_idempotent, err,
                          errlen) ||
-        sl_conf_get_bool(route, path, "forward_raw_path", 0, &rt->forward_raw_path, err, errlen))
+        sl_conf_get_bool(route, path, "forward_raw_path", 0, &rt->forward_raw_path, err, errlen) ||
+        sl_conf_get_bool(route, path, "request_id", 1, &rt->request_id, err, errlen) ||
+        sl_conf_get_bool(route, path, "traceparent", 1, &rt->traceparent, err, errlen))
         return SL_EINVAL;
     rt->strip_prefix = strip ? sl_strdup(strip) : NULL;
     rt->replace_prefix = repl ? sl_strdup(repl) : NULL;
@@ -494,6 +496,8 @@ int px_route_configure(json_t *route, const char *path, void **state, char *err,
                                        "remove_response_headers",
                                        "retry_non_idempotent",
                                        "forward_raw_path",
+                                       "request_id",
+                                       "traceparent",
                                        NULL};
     const char *name;
     const sl_config_t *cfg = sl_config_loading();

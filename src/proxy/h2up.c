@@ -32,6 +32,7 @@
 #include "../conn.h"
 #include "../config.h"
 #include "../log.h"
+#include "../slab.h"
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
@@ -275,52 +276,6 @@ static double grpc_timeout(const sl_req_t *req)
     }
 }
 
-static nghttp2_nv nv(const char *n, size_t nl, const char *v, size_t vl)
-{
-    return (nghttp2_nv){(uint8_t *)n, (uint8_t *)v, nl, vl, NGHTTP2_NV_FLAG_NONE};
-}
-
-/* The HTTP/1.1 head headers.c writes, as HTTP/2 fields. out has room for
- * one field per line plus the pseudo-fields and te. */
-static size_t head_to_nv(h2s_t *st, char *head, size_t len, int tls, nghttp2_nv *out)
-{
-    size_t n = 0;
-    char *sp1 = memchr(head, ' ', len), *sp2 = sp1 ? memchr(sp1 + 1, ' ', len) : NULL;
-    char *eol = (char *)memchr(head, '\n', len) - 1; /* headers.c ends each line with CRLF */
-    out[n++] = nv(":method", 7, head, (size_t)(sp1 - head));
-    out[n++] = nv(":scheme", 7, tls ? "https" : "http", tls ? 5 : 4);
-    out[n++] = nv(":path", 5, sp1 + 1, (size_t)(sp2 - sp1 - 1));
-    size_t authority = n++;
-    out[authority] = nv(":authority", 10, "", 0);
-    if (st->connect_proto) /* pseudo-fields first (RFC 9113 8.3) */
-        out[n++] = nv(":protocol", 9, st->req->protocol.p, st->req->protocol.n);
-    for (char *p = eol + 2; p < head + len;) {
-        char *nl = memchr(p, '\n', (size_t)(head + len - p));
-        if (!nl || nl - 1 == p)
-            break;
-        char *e = nl - 1;
-        char *colon = memchr(p, ':', (size_t)(e - p));
-        if (colon) {
-            /* Lower case already: HTTP/1.1 names are folded by the parser,
-             * HTTP/2 ones must be, route names are folded at load. */
-            sl_str_t name = {p, (size_t)(colon - p)};
-            char *v = colon + 1;
-            while (v < e && *v == ' ')
-                v++;
-            if (sl_str_eq(name, "host"))
-                out[authority] = nv(":authority", 10, v, (size_t)(e - v));
-            else if (!sl_field_is_connection_specific(name))
-                out[n++] = nv(p, name.n, v, (size_t)(e - v));
-        }
-        p = e + 2;
-    }
-    /* gRPC servers want "te: trailers", which HTTP/1.1 rules drop. */
-    const sl_header_t *te = sl_req_header(st->req, "te");
-    if (te && sl_str_has_token(te->value, "trailers"))
-        out[n++] = nv("te", 2, "trailers", 8);
-    return n;
-}
-
 static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *user)
 {
@@ -355,22 +310,23 @@ static int submit(h2s_t *st)
         st_fail(st, 502, "bad gateway", SL_RESET_INTERNAL_ERROR);
         return -1;
     }
-    char *head = px_head_scratch(); /* nghttp2 copies the fields it keeps */
     int body = st->req->content_length >= 0 ? 1 : st->body_fin && !sl_buf_len(&st->body) ? 0 : 2;
-    ssize_t len = px_build_request(st->req, st->rt, &st->at.up->servers[c->idx], body,
-                                   st->request_id, st->traceparent, head, PX_REQ_HEAD_MAX);
-    if (len < 0) {
+    px_head_in_t in = {st->req, st->rt, &st->at.up->servers[c->idx], body, st->request_id,
+                       st->traceparent};
+    px_nv_out_t out = {.cap = px_build_request_nv_max(&in), .tls = c->u->ssl != NULL};
+    out.nv = sl_pool_alloc(&st->req->pool, out.cap * sizeof(*out.nv));
+    if (st->connect_proto)
+        out.protocol = st->req->protocol;
+    /* nghttp2 copies the fields at submit: the scratch may be reused. */
+    ssize_t n = px_build_request_nv(&in, &out, px_head_scratch(), PX_REQ_HEAD_MAX);
+    if (n < 0) {
         st_fail(st, 431, "request header fields too large", SL_RESET_INTERNAL_ERROR);
         return -1;
     }
-    size_t lines = 0;
-    for (char *p = head; (p = memchr(p, '\n', (size_t)(head + len - p))); p++)
-        lines++;
-    nghttp2_nv *nva = sl_pool_alloc(&st->req->pool, (lines + 6) * sizeof(*nva));
-    size_t n = head_to_nv(st, head, (size_t)len, c->u->ssl != NULL, nva);
+    nghttp2_nv *nva = out.nv;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
     int has_body = !(st->body_fin && sl_buf_is_empty(&st->body) && st->req->body_done);
-    int32_t id = nghttp2_submit_request(c->ng, NULL, nva, n, has_body ? &prd : NULL, st);
+    int32_t id = nghttp2_submit_request(c->ng, NULL, nva, (size_t)n, has_body ? &prd : NULL, st);
     if (id < 0) {
         st_retry_or_fail(st, nghttp2_strerror(id));
         return -1;
@@ -799,7 +755,7 @@ static h2c_t *conn_new(px_wstate_t *ws, int idx)
     c->idx = idx;
     c->u = u;
     c->max_streams = 100; /* until the server's SETTINGS say otherwise */
-    if (nghttp2_session_client_new2(&c->ng, cbs, c, opt) != 0) {
+    if (nghttp2_session_client_new3(&c->ng, cbs, c, opt, sl_slab_nghttp2_mem()) != 0) {
         px_uconn_close(u);
         sl_free(c);
         errno = ENOMEM;
@@ -979,7 +935,7 @@ void px_h2_start(sl_req_t *req, const px_route_t *rt)
         st->deadline = ev_now(st->at.ws->loop) + gt;
     ev_init(&st->timer, on_st_timeout);
     st->timer.data = st;
-    px_make_ids(req, st->request_id, st->traceparent);
+    px_make_ids(req, st->rt, st->request_id, st->traceparent);
     req->hdata = st;
     req->cbs = &h2s_cbs;
     stream_attempt(st);

@@ -87,22 +87,28 @@ static int is_idempotent(sl_str_t m)
 }
 
 /* X-Request-Id passed on or made; traceparent passed on or started. */
-void px_make_ids(const sl_req_t *req, char request_id[33], char traceparent[64])
+void px_make_ids(const sl_req_t *req, const px_route_t *rt, char request_id[33],
+                 char traceparent[64])
 {
     uint8_t r[24];
+    char trace[33]; /* one random trace id: the request id when we make one */
+    request_id[0] = traceparent[0] = 0;
     sl_rand_fast(r, sizeof(r)); /* identifiers, not secrets */
-    const sl_header_t *id = sl_req_header(req, "x-request-id");
+    sl_hex_encode(r, 16, trace);
+    const sl_header_t *id = rt->request_id ? sl_req_header(req, "x-request-id") : NULL;
     if (id && id->value.n > 0 && id->value.n < 33)
         memcpy(request_id, id->value.p, id->value.n), request_id[id->value.n] = 0;
-    else
-        sl_hex_encode(r, 16, request_id);
+    else if (rt->request_id)
+        memcpy(request_id, trace, sizeof(trace));
+    if (!rt->traceparent)
+        return;
     const sl_header_t *tp = sl_req_header(req, "traceparent");
     if (tp && sl_traceparent_is_valid(tp->value)) {
         memcpy(traceparent, tp->value.p, 55);
         traceparent[55] = 0;
     } else {
         memcpy(traceparent, "00-", 3);
-        sl_hex_encode(r, 16, traceparent + 3);
+        memcpy(traceparent + 3, trace, 32);
         traceparent[35] = '-';
         sl_hex_encode(r + 16, 8, traceparent + 36);
         memcpy(traceparent + 52, "-01", 4);
@@ -635,8 +641,8 @@ static void on_up_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 static int build_head(px_req_t *px)
 {
     char *buf = px_head_scratch();
-    ssize_t n = px_build_request(px->req, px->rt, server(px), px->body_mode, px->request_id,
-                                 px->traceparent, buf, PX_REQ_HEAD_MAX);
+    px_head_in_t in = {px->req, px->rt, server(px), px->body_mode, px->request_id, px->traceparent};
+    ssize_t n = px_build_request(&in, buf, PX_REQ_HEAD_MAX);
     if (n < 0)
         return SL_ETOOBIG;
     sl_free(px->head);
@@ -786,7 +792,7 @@ void px_h1_start(sl_req_t *req, const px_route_t *rt, sl_buf_t *pending, int fin
         px->body_mode = BODY_CHUNKED;
     px->body_fin = fin;
     px->in = sl_malloc(PX_IN_CAP);
-    px_make_ids(req, px->request_id, px->traceparent);
+    px_make_ids(req, rt, px->request_id, px->traceparent);
     req->hdata = px;
     req->cbs = &px_cbs;
     start_attempt(px);

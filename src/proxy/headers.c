@@ -10,14 +10,23 @@
  */
 #include "proxy_int.h"
 #include <arpa/inet.h>
+#include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 
+/* Text "name: value\r\n" into p, or (nv set) HTTP/2 fields: names and
+ * plain values are referenced where they live (they outlive the build,
+ * and nghttp2 copies them at submit), values put together here are
+ * written to p. */
 typedef struct out {
     char *p;
     size_t n, cap;
     int overflow;
+    nghttp2_nv *nv;
+    size_t nnv, nvcap, vstart;
+    const char *name;
+    size_t nn;
 } out_t;
 
 static void put(out_t *o, const char *s, size_t n)
@@ -35,12 +44,51 @@ static void puts_(out_t *o, const char *s)
     put(o, s, strlen(s));
 }
 
-static void header(out_t *o, const char *name, size_t nn, const char *val, size_t vn)
+static void add_nv(out_t *o, const char *name, size_t nn, const char *val, size_t vn,
+                   uint8_t flags)
 {
+    if (o->nnv == o->nvcap) {
+        o->overflow = 1;
+        return;
+    }
+    o->nv[o->nnv++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)val, nn, vn, flags};
+}
+
+/* A value put together piece by piece: field_begin, put..., field_end. */
+static void field_begin(out_t *o, const char *name, size_t nn)
+{
+    if (o->nv) {
+        o->name = name, o->nn = nn, o->vstart = o->n;
+        return;
+    }
+    put(o, name, nn);
+    put(o, ": ", 2);
+}
+
+static void field_end(out_t *o, uint8_t flags)
+{
+    if (o->nv)
+        add_nv(o, o->name, o->nn, o->p + o->vstart, o->n - o->vstart, flags);
+    else
+        put(o, "\r\n", 2);
+}
+
+static void header_f(out_t *o, const char *name, size_t nn, const char *val, size_t vn,
+                     uint8_t flags)
+{
+    if (o->nv) {
+        add_nv(o, name, nn, val, vn, flags);
+        return;
+    }
     put(o, name, nn);
     put(o, ": ", 2);
     put(o, val, vn);
     put(o, "\r\n", 2);
+}
+
+static void header(out_t *o, const char *name, size_t nn, const char *val, size_t vn)
+{
+    header_f(o, name, nn, val, vn, NGHTTP2_NV_FLAG_NONE);
 }
 
 int px_is_hop_header(sl_str_t n, sl_str_t connection)
@@ -152,7 +200,7 @@ int px_ip_trusted(const px_route_t *rt, const char *ip)
 
 ssize_t px_rewrite_target(const sl_req_t *req, const px_route_t *rt, char *buf, size_t cap)
 {
-    out_t o = {buf, 0, cap, 0};
+    out_t o = {.p = buf, .cap = cap};
     /* The normalised path is what the router matched; the raw one only
      * for apps that need their own encoding back (route opt-in). */
     sl_str_t path = rt->forward_raw_path && req->raw_path.n ? req->raw_path : req->path;
@@ -205,13 +253,13 @@ static void forwarding(out_t *o, const sl_req_t *req, const px_route_t *rt)
     /* From the connection: a cleartext h2 client may claim :scheme https. */
     sl_str_t proto = sl_req_conn_scheme(req);
 
-    put(o, "x-forwarded-for: ", 17);
+    field_begin(o, "x-forwarded-for", 15);
     if (xff) {
         put(o, xff->value.p, xff->value.n);
         put(o, ", ", 2);
     }
     puts_(o, ip);
-    put(o, "\r\n", 2);
+    field_end(o, NGHTTP2_NV_FLAG_NONE);
     if (xfp)
         header(o, "x-forwarded-proto", 17, xfp->value.p, xfp->value.n);
     else
@@ -220,7 +268,7 @@ static void forwarding(out_t *o, const sl_req_t *req, const px_route_t *rt)
         header(o, "x-forwarded-host", 16, xfh->value.p, xfh->value.n);
     else if (req->authority.n)
         header(o, "x-forwarded-host", 16, req->authority.p, req->authority.n);
-    put(o, "forwarded: ", 11);
+    field_begin(o, "forwarded", 9);
     if (fwd) {
         put(o, fwd->value.p, fwd->value.n);
         put(o, ", ", 2);
@@ -233,7 +281,7 @@ static void forwarding(out_t *o, const sl_req_t *req, const px_route_t *rt)
         put(o, req->authority.p, req->authority.n);
         put(o, "\"", 1);
     }
-    put(o, "\r\n", 2);
+    field_end(o, NGHTTP2_NV_FLAG_NONE);
 }
 
 static int peer_trusted(const sl_req_t *req, const px_route_t *rt)
@@ -269,8 +317,9 @@ static int request_field_dropped(const sl_req_t *req, const px_route_t *rt, sl_s
         return 1;
     if (px_is_hop_header(n, conn) || sl_str_caseeq(n, "host") ||
         sl_str_caseeq(n, "content-length") || sl_str_caseeq(n, "expect") ||
-        sl_str_caseeq(n, "via") || sl_str_caseeq(n, "x-request-id") ||
-        sl_str_caseeq(n, "traceparent") || sl_str_caseeq(n, "x-forwarded-for") ||
+        sl_str_caseeq(n, "via") || (rt->request_id && sl_str_caseeq(n, "x-request-id")) ||
+        (rt->traceparent && sl_str_caseeq(n, "traceparent")) ||
+        sl_str_caseeq(n, "x-forwarded-for") ||
         sl_str_caseeq(n, "x-forwarded-proto") || sl_str_caseeq(n, "x-forwarded-host") ||
         sl_str_caseeq(n, "forwarded"))
         return 1;
@@ -279,14 +328,16 @@ static int request_field_dropped(const sl_req_t *req, const px_route_t *rt, sl_s
 
 static void host_field(out_t *o, const sl_req_t *req, const px_route_t *rt, const px_server_t *srv)
 {
+    const char *name = o->nv ? ":authority" : "host";
+    size_t nn = o->nv ? 10 : 4;
     switch (rt->host_mode) {
-    case PX_HOST_UPSTREAM: header(o, "host", 4, srv->host, strlen(srv->host)); break;
-    case PX_HOST_FIXED: header(o, "host", 4, rt->host_value, strlen(rt->host_value)); break;
+    case PX_HOST_UPSTREAM: header(o, name, nn, srv->host, strlen(srv->host)); break;
+    case PX_HOST_FIXED: header(o, name, nn, rt->host_value, strlen(rt->host_value)); break;
     default:
         if (req->authority.n)
-            header(o, "host", 4, req->authority.p, req->authority.n);
+            header(o, name, nn, req->authority.p, req->authority.n);
         else
-            header(o, "host", 4, srv->host, strlen(srv->host));
+            header(o, name, nn, srv->host, strlen(srv->host));
     }
 }
 
@@ -296,51 +347,109 @@ char *px_head_scratch(void)
     return scratch;
 }
 
-ssize_t px_build_request(const sl_req_t *req, const px_route_t *rt, const px_server_t *srv,
-                         int body, const char *request_id, const char *traceparent, char *buf,
-                         size_t cap)
+/* The request line (text) or the pseudo-fields (nv) and the host. */
+static int start_line(out_t *o, const px_head_in_t *in, const px_nv_out_t *h2)
 {
-    out_t o = {buf, 0, cap, 0};
-    const sl_header_t *ch = sl_req_header(req, "connection");
-    sl_str_t conn = ch ? ch->value : (sl_str_t){"", 0};
-    put(&o, req->method.p, req->method.n);
-    put(&o, " ", 1);
-    ssize_t tn = px_rewrite_target(req, rt, o.p + o.n, o.cap - o.n);
+    const sl_req_t *req = in->req;
+    if (o->nv) {
+        header(o, ":method", 7, req->method.p, req->method.n);
+        header(o, ":scheme", 7, h2->tls ? "https" : "http", h2->tls ? 5 : 4);
+        field_begin(o, ":path", 5);
+    } else {
+        put(o, req->method.p, req->method.n);
+        put(o, " ", 1);
+    }
+    ssize_t tn = px_rewrite_target(req, in->rt, o->p + o->n, o->overflow ? 0 : o->cap - o->n);
     if (tn < 0)
         return SL_ETOOBIG;
-    o.n += (size_t)tn;
-    puts_(&o, " HTTP/1.1\r\n");
-    host_field(&o, req, rt, srv);
+    o->n += (size_t)tn;
+    if (o->nv)
+        field_end(o, NGHTTP2_NV_FLAG_NONE);
+    else
+        puts_(o, " HTTP/1.1\r\n");
+    host_field(o, req, in->rt, in->srv);
+    if (o->nv && h2->protocol.n) /* pseudo-fields first (RFC 9113 8.3) */
+        header(o, ":protocol", 9, h2->protocol.p, h2->protocol.n);
+    return 0;
+}
+
+/* Framing: content-length for both; chunked and connection only for
+ * HTTP/1.1, where te is hop-by-hop; gRPC servers over HTTP/2 want
+ * "te: trailers". */
+static void framing(out_t *o, const px_head_in_t *in)
+{
+    const sl_req_t *req = in->req;
+    if (in->body == 1) {
+        char cl[24];
+        int n = snprintf(cl, sizeof(cl), "%lld", (long long)req->content_length);
+        field_begin(o, "content-length", 14);
+        put(o, cl, (size_t)n);
+        field_end(o, NGHTTP2_NV_FLAG_NONE);
+    }
+    if (o->nv) {
+        const sl_header_t *te = sl_req_header(req, "te");
+        if (te && sl_str_has_token(te->value, "trailers"))
+            header(o, "te", 2, "trailers", 8);
+        return;
+    }
+    if (in->body == 2)
+        puts_(o, "transfer-encoding: chunked\r\n");
+    if (in->rt->up->keepalive == 0)
+        puts_(o, "connection: close\r\n");
+    put(o, "\r\n", 2);
+}
+
+static int build(out_t *o, const px_head_in_t *in, const px_nv_out_t *h2)
+{
+    const sl_req_t *req = in->req;
+    const px_route_t *rt = in->rt;
+    const sl_header_t *ch = sl_req_header(req, "connection");
+    sl_str_t conn = ch ? ch->value : (sl_str_t){"", 0};
+    if (start_line(o, in, h2) < 0)
+        return SL_ETOOBIG;
     for (size_t i = 0; i < req->headers.n; i++) {
         const sl_header_t *h = &req->headers.v[i];
         if (h->name.n && h->name.p[0] != ':' && !request_field_dropped(req, rt, h->name, conn))
-            header(&o, h->name.p, h->name.n, h->value.p, h->value.n);
+            header(o, h->name.p, h->name.n, h->value.p, h->value.n);
     }
     for (size_t i = 0; i < rt->nset; i++)
-        header(&o, rt->set_headers[i].name.p, rt->set_headers[i].name.n, rt->set_headers[i].value.p,
-               rt->set_headers[i].value.n);
-    forwarding(&o, req, rt);
-    client_cert(&o, req);
+        header(o, rt->set_headers[i].name.p, rt->set_headers[i].name.n,
+               rt->set_headers[i].value.p, rt->set_headers[i].value.n);
+    forwarding(o, req, rt);
+    client_cert(o, req);
     const sl_header_t *via = sl_req_header(req, "via");
-    put(&o, "via: ", 5);
+    field_begin(o, "via", 3);
     if (via) {
-        put(&o, via->value.p, via->value.n);
-        put(&o, ", ", 2);
+        put(o, via->value.p, via->value.n);
+        put(o, ", ", 2);
     }
-    puts_(&o, req->proto == SL_PROTO_H2 ? "2 sluice\r\n"
-              : req->version_minor      ? "1.1 sluice\r\n"
-                                        : "1.0 sluice\r\n");
-    header(&o, "x-request-id", 12, request_id, strlen(request_id));
-    header(&o, "traceparent", 11, traceparent, strlen(traceparent));
-    if (body == 1) {
-        char cl[32];
-        int n = snprintf(cl, sizeof(cl), "%lld", (long long)req->content_length);
-        header(&o, "content-length", 14, cl, (size_t)n);
-    } else if (body == 2) {
-        puts_(&o, "transfer-encoding: chunked\r\n");
-    }
-    if (rt->up->keepalive == 0)
-        puts_(&o, "connection: close\r\n");
-    put(&o, "\r\n", 2);
-    return o.overflow ? SL_ETOOBIG : (ssize_t)o.n;
+    puts_(o, req->proto == SL_PROTO_H2 ? "2 sluice" : req->version_minor ? "1.1 sluice" : "1.0 sluice");
+    field_end(o, NGHTTP2_NV_FLAG_NONE);
+    /* Unique per request: indexing them in HPACK would only evict the
+     * fields that do repeat. */
+    if (in->request_id[0])
+        header_f(o, "x-request-id", 12, in->request_id, strlen(in->request_id),
+                 NGHTTP2_NV_FLAG_NO_INDEX);
+    if (in->traceparent[0])
+        header_f(o, "traceparent", 11, in->traceparent, strlen(in->traceparent),
+                 NGHTTP2_NV_FLAG_NO_INDEX);
+    framing(o, in);
+    return o->overflow ? SL_ETOOBIG : 0;
+}
+
+ssize_t px_build_request(const px_head_in_t *in, char *buf, size_t cap)
+{
+    out_t o = {.p = buf, .cap = cap};
+    return build(&o, in, NULL) < 0 ? SL_ETOOBIG : (ssize_t)o.n;
+}
+
+ssize_t px_build_request_nv(const px_head_in_t *in, const px_nv_out_t *h2, char *buf, size_t cap)
+{
+    out_t o = {.p = buf, .cap = cap, .nv = h2->nv, .nvcap = h2->cap};
+    return build(&o, in, h2) < 0 ? SL_ETOOBIG : (ssize_t)o.nnv;
+}
+
+size_t px_build_request_nv_max(const px_head_in_t *in)
+{
+    return in->req->headers.n + in->rt->nset + 20;
 }

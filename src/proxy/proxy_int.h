@@ -23,6 +23,7 @@
 #include "../h1/h1.h"
 #include <ev.h>
 #include <jansson.h>
+#include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
@@ -112,6 +113,8 @@ typedef struct px_route {
     size_t ntrusted;
     int retry_non_idempotent; /* re-send POST/bodies after a failure (opt-in) */
     int forward_raw_path;     /* upstream gets the path as received, not normalised */
+    int request_id;           /* X-Request-Id passed on or made (default on) */
+    int traceparent;          /* traceparent passed on or started (default on) */
 } px_route_t;
 
 /* ---- per-worker state (balance.c) ---- */
@@ -316,12 +319,33 @@ int px_io_pending(SSL *ssl);
  * head in (valid until the thread's next build): callers copy what they
  * keep, instead of a 64 KiB allocation per request. */
 char *px_head_scratch(void);
-/* Build "METHOD target HTTP/1.1\r\n...\r\n\r\n" for req into out (cap
- * bytes). body: 0 none, 1 content-length, 2 chunked. Returns the length,
- * or SL_ETOOBIG when it does not fit. */
-ssize_t px_build_request(const sl_req_t *req, const px_route_t *rt, const px_server_t *srv,
-                         int body, const char *request_id, const char *traceparent, char *out,
-                         size_t cap);
+/* What a request head is built from. body: 0 none, 1 content-length,
+ * 2 chunked (HTTP/1.1) or DATA frames (HTTP/2). */
+typedef struct px_head_in {
+    const sl_req_t *req;
+    const px_route_t *rt;
+    const px_server_t *srv;
+    int body;
+    const char *request_id, *traceparent;
+} px_head_in_t;
+/* Where HTTP/2 fields go: nv has room for cap (px_build_request_nv_max)
+ * entries; tls picks :scheme; protocol, when set, is the extended
+ * CONNECT :protocol. */
+typedef struct px_nv_out {
+    nghttp2_nv *nv;
+    size_t cap;
+    int tls;
+    sl_str_t protocol;
+} px_nv_out_t;
+/* "METHOD target HTTP/1.1\r\n...\r\n\r\n" into out (cap bytes). Returns
+ * the length, or SL_ETOOBIG when it does not fit. */
+ssize_t px_build_request(const px_head_in_t *in, char *out, size_t cap);
+/* The same request as HTTP/2 fields into h2->nv, without the HTTP/1.1
+ * framing fields; values put together here (the path, forwarding fields)
+ * go into buf. Returns the field count or SL_ETOOBIG. nghttp2 copies
+ * everything at submit; until then req and buf must stay as they are. */
+ssize_t px_build_request_nv(const px_head_in_t *in, const px_nv_out_t *h2, char *buf, size_t cap);
+size_t px_build_request_nv_max(const px_head_in_t *in);
 /* The target sent upstream (prefix rules applied) into out; returns the
  * length or SL_ETOOBIG. */
 ssize_t px_rewrite_target(const sl_req_t *req, const px_route_t *rt, char *out, size_t cap);
@@ -353,8 +377,11 @@ void px_h2_discard(px_wstate_t *ws);
  * body is complete. */
 void px_h1_start(sl_req_t *req, const px_route_t *rt, sl_buf_t *pending, int fin);
 
-/* X-Request-Id passed on or made; traceparent passed on or started. */
-void px_make_ids(const sl_req_t *req, char request_id[33], char traceparent[64]);
+/* X-Request-Id passed on or made; traceparent passed on or started; each
+ * left empty when the route turns it off (the client's then passes as an
+ * ordinary field). */
+void px_make_ids(const sl_req_t *req, const px_route_t *rt, char request_id[33],
+                 char traceparent[64]);
 /* Request-body chunks to buffer: the protocol's body window plus slack. */
 size_t px_body_chunks(const sl_req_t *req);
 /* A WebSocket handshake attempt (h1 Upgrade: websocket, h2 CONNECT with a

@@ -105,8 +105,9 @@ static int build_head(px_tun_t *t)
     view.content_length = -1;
     char *buf = px_head_scratch();
     size_t cap = PX_REQ_HEAD_MAX - 128; /* room for our fields below */
-    ssize_t n = px_build_request(&view, t->rt, &t->at.up->servers[t->at.u->idx], 0, t->request_id,
-                                 t->traceparent, buf, cap);
+    px_head_in_t in = {&view, t->rt, &t->at.up->servers[t->at.u->idx], 0, t->request_id,
+                       t->traceparent};
+    ssize_t n = px_build_request(&in, buf, cap);
     if (n < 2)
         return SL_ETOOBIG;
     n -= 2; /* reopen the head: the final CRLF comes after our fields */
@@ -517,7 +518,7 @@ void px_tunnel_start(sl_req_t *req, const px_route_t *rt)
     if (RAND_bytes(k, sizeof(k)) != 1)
         memset(k, 0x5a, sizeof(k)); /* the key only proves a WebSocket peer */
     EVP_EncodeBlock((unsigned char *)t->key, k, sizeof(k));
-    px_make_ids(req, t->request_id, t->traceparent);
+    px_make_ids(req, t->rt, t->request_id, t->traceparent);
     req->hdata = t;
     req->cbs = &tun_cbs;
     tun_attempt(t);

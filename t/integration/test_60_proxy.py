@@ -181,6 +181,18 @@ def test_trusted_proxy_and_made_ids(sluice_factory, upstreams):
     assert h["x-forwarded-proto"] == "https"
     assert len(h["x-request-id"]) == 32
     assert len(h["traceparent"]) == 55 and h["traceparent"].startswith("00-")
+    assert h["traceparent"][3:35] == h["x-request-id"]    # one trace id for both
+
+
+def test_ids_turned_off_pass_the_clients(sluice_factory, upstreams):
+    s = proxy_server(sluice_factory, [upstreams()],
+                     route_extra={"request_id": False, "traceparent": False})
+    h = dict((k, v) for k, v in raw_get(s.h2c_port, "/headers").json())
+    assert "x-request-id" not in h and "traceparent" not in h, h
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    got = raw_get(s.h2c_port, "/headers", [("X-Request-Id", "mine"), ("traceparent", tp)]).json()
+    h = dict((k, v) for k, v in got)
+    assert h["x-request-id"] == "mine" and h["traceparent"] == tp, h
 
 
 def test_keepalive_reuse(sluice_factory, upstreams):

@@ -53,6 +53,9 @@ def test_h2c_upstream_bodies_both_ways(sluice_factory, hyper, mode):
     # the fields headers.c writes for HTTP/1.1 upstreams, as HTTP/2 fields
     assert got["x-pass"] == "yes" and got["x-forwarded-for"] == "127.0.0.1"
     assert "sluice" in got["via"] and len(got["x-request-id"]) == 32
+    assert got["traceparent"][3:35] == got["x-request-id"]
+    assert got["forwarded"].startswith("for=127.0.0.1;proto=") and got["x-forwarded-proto"]
+    assert 'host="%s"' % got["x-forwarded-host"] in got["forwarded"]
     assert "connection" not in got and "transfer-encoding" not in got
 
 

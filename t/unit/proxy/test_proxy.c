@@ -178,6 +178,7 @@ START_TEST(request_head)
     memset(&u, 0, sizeof(u));
     u.keepalive = 4;
     rt.up = &u;
+    rt.request_id = rt.traceparent = 1;
     sl_req_init(&req, SL_PROTO_H2, NULL);
     req.method = S("POST");
     req.path = S("/p");
@@ -191,7 +192,8 @@ START_TEST(request_head)
                           {"proxy-authorization", "p"},   {"host", "evil"}};
     for (size_t i = 0; i < SL_ARRAY_LEN(h); i++)
         sl_headers_add(&req.pool, &req.headers, h[i][0], strlen(h[i][0]), h[i][1], strlen(h[i][1]));
-    ssize_t n = px_build_request(&req, &rt, &srv, 1, "rid", "tp", out, sizeof(out) - 1);
+    px_head_in_t in = {&req, &rt, &srv, 1, "rid", "tp"};
+    ssize_t n = px_build_request(&in, out, sizeof(out) - 1);
     ck_assert_int_gt(n, 0);
     out[n] = 0;
     ck_assert_msg(strncmp(out, "POST /p HTTP/1.1\r\nhost: example.com\r\n", 37) == 0, "%s", out);
@@ -207,7 +209,39 @@ START_TEST(request_head)
     ck_assert_ptr_null(strstr(out, "proxy-"));
     ck_assert_ptr_null(strstr(out, "6.6.6.6"));
     ck_assert_ptr_null(strstr(out, "evil"));
-    ck_assert_int_eq(px_build_request(&req, &rt, &srv, 1, "rid", "tp", out, 40), SL_ETOOBIG);
+    ck_assert_int_eq(px_build_request(&in, out, 40), SL_ETOOBIG);
+
+    /* The same request as HTTP/2 fields: pseudo-fields first, no
+     * HTTP/1.1 framing, te: trailers kept, per-request ids not indexed. */
+    nghttp2_nv nv[32];
+    px_nv_out_t h2 = {nv, px_build_request_nv_max(&in), 1, S("")};
+    ck_assert_uint_le(h2.cap, SL_ARRAY_LEN(nv));
+    n = px_build_request_nv(&in, &h2, out, sizeof(out));
+    ck_assert_int_gt(n, 4);
+    const char *want[][2] = {{":method", "POST"}, {":scheme", "https"}, {":path", "/p"},
+                             {":authority", "example.com"}};
+    for (size_t i = 0; i < SL_ARRAY_LEN(want); i++) {
+        ck_assert_uint_eq(nv[i].namelen, strlen(want[i][0]));
+        ck_assert(memcmp(nv[i].name, want[i][0], nv[i].namelen) == 0);
+        ck_assert_uint_eq(nv[i].valuelen, strlen(want[i][1]));
+        ck_assert(memcmp(nv[i].value, want[i][1], nv[i].valuelen) == 0);
+    }
+    int te = 0, rid = 0, cl = 0;
+    for (ssize_t i = 4; i < n; i++) {
+        sl_str_t name = {(const char *)nv[i].name, nv[i].namelen};
+        sl_str_t value = {(const char *)nv[i].value, nv[i].valuelen};
+        ck_assert_msg(name.p[0] != ':', "pseudo-field after regular ones");
+        ck_assert(!sl_str_eq(name, "transfer-encoding") && !sl_str_eq(name, "connection") &&
+                  !sl_str_eq(name, "host") && !sl_str_eq(name, "x-hop"));
+        te += sl_str_eq(name, "te") && sl_str_eq(value, "trailers");
+        rid += sl_str_eq(name, "x-request-id") && nv[i].flags == NGHTTP2_NV_FLAG_NO_INDEX;
+        cl += sl_str_eq(name, "content-length") && sl_str_eq(value, "5");
+        if (sl_str_eq(name, "forwarded"))
+            ck_assert(sl_str_eq(value, "for=\"[::1]\";proto=https;host=\"example.com\""));
+    }
+    ck_assert_int_eq(te + rid + cl, 3);
+    h2.cap = 5;
+    ck_assert_int_eq(px_build_request_nv(&in, &h2, out, sizeof(out)), SL_ETOOBIG);
     sl_req_dispose(&req);
 }
 END_TEST
