@@ -46,7 +46,7 @@ void px_attempt_set_io(px_attempt_t *a, int events)
     ev_io_stop(a->ws->loop, &u->io);
     a->io_events = events;
     if (events) {
-        ev_io_set(&u->io, u->fd, events);
+        ev_io_modify(&u->io, events); /* same fd: see watch() */
         ev_io_start(a->ws->loop, &u->io);
     }
 }
@@ -125,7 +125,11 @@ static void watch(px_attempt_t *a, void (*io_cb)(struct ev_loop *, ev_io *, int)
                   void (*timer_cb)(struct ev_loop *, ev_timer *, int), void *data)
 {
     a->io_events = 0;
-    ev_io_init(&a->u->io, io_cb, a->u->fd, 0);
+    /* The watcher keeps the fd it was made with (px_uconn_connect): a new
+     * ev_io_set would make libev re-register the fd with the kernel
+     * (a failing EPOLL_CTL_ADD) on every hand-over. */
+    ev_set_cb(&a->u->io, io_cb);
+    ev_io_modify(&a->u->io, 0);
     a->u->io.data = data;
     ev_init(&a->u->timer, timer_cb);
     a->u->timer.data = data;

@@ -54,6 +54,8 @@ void px_wstate_free(px_wstate_t *ws)
             px_uconn_discard(ws->srv[i].idle);
         SSL_SESSION_free(ws->srv[i].tls_sess);
     }
+    while (ws->in_spare)
+        sl_free(px_inbuf_get(ws));
     sl_free(ws);
 }
 

@@ -505,7 +505,7 @@ static void conn_set_io(h2c_t *c, int events)
     ev_io_stop(loop_of(c), &u->io);
     c->io_events = events;
     if (events) {
-        ev_io_set(&u->io, u->fd, events);
+        ev_io_modify(&u->io, events); /* same fd: no re-registration with the kernel */
         ev_io_start(loop_of(c), &u->io);
     }
 }

@@ -736,7 +736,7 @@ static void on_close(sl_req_t *req, int err)
     px->closed = 1;
     sl_buf_dispose(&px->body);
     sl_free(px->head);
-    sl_free(px->in);
+    px_inbuf_put(px->at.ws, px->in);
     sl_free(px->tail);
 }
 
@@ -791,7 +791,7 @@ void px_h1_start(sl_req_t *req, const px_route_t *rt, sl_buf_t *pending, int fin
     else
         px->body_mode = BODY_CHUNKED;
     px->body_fin = fin;
-    px->in = sl_malloc(PX_IN_CAP);
+    px->in = px_inbuf_get(px->at.ws);
     px_make_ids(req, rt, px->request_id, px->traceparent);
     req->hdata = px;
     req->cbs = &px_cbs;

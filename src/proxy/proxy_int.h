@@ -143,6 +143,8 @@ struct px_wstate {
     size_t busy_peak;  /* the most busy at once lately ... */
     double peak_at;    /* ... (ev_now when it was reached) */
     ev_timer hc_timer; /* active health checks (hcheck.c) */
+    void *in_spare;    /* PX_IN_CAP buffers between requests (px_inbuf_get) */
+    size_t nin_spare;
     px_srvstate_t srv[];
 };
 
@@ -203,6 +205,12 @@ int px_uconn_events(const px_uconn_t *u);
 /* Give a finished connection back: kept idle when the pool has room,
  * else closed. The io/timer watchers must be stopped by the caller. */
 void px_uconn_release(px_uconn_t *u, int reusable);
+/* A PX_IN_CAP response buffer from the worker's spares, and back. A
+ * malloc/free per request would have glibc give the 64 KiB back to the
+ * kernel (madvise) and fault it in again on the next request; spares are
+ * kept up to the idle-connection bound. */
+uint8_t *px_inbuf_get(px_wstate_t *ws);
+void px_inbuf_put(px_wstate_t *ws, uint8_t *p);
 /* Close and free without pooling. */
 void px_uconn_close(px_uconn_t *u);
 /* The same once the loop is gone (no watcher is touched). */

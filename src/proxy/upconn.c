@@ -184,6 +184,29 @@ int px_uconn_progress(px_uconn_t *u, char *cause, size_t cap)
     return 1;
 }
 
+uint8_t *px_inbuf_get(px_wstate_t *ws)
+{
+    void *p = ws->in_spare;
+    if (!p)
+        return sl_malloc(PX_IN_CAP);
+    memcpy(&ws->in_spare, p, sizeof(void *));
+    ws->nin_spare--;
+    return p;
+}
+
+void px_inbuf_put(px_wstate_t *ws, uint8_t *p)
+{
+    if (!p)
+        return;
+    if (ws->nin_spare >= keep_bound(ws)) {
+        sl_free(p);
+        return;
+    }
+    memcpy(p, &ws->in_spare, sizeof(void *));
+    ws->in_spare = p;
+    ws->nin_spare++;
+}
+
 void px_uconn_release(px_uconn_t *u, int reusable)
 {
     px_wstate_t *ws = u->ws;
@@ -201,7 +224,8 @@ void px_uconn_release(px_uconn_t *u, int reusable)
     s->idle = u;
     s->nidle++;
     ws->nidle++;
-    ev_io_init(&u->io, on_idle_event, u->fd, EV_READ);
+    ev_set_cb(&u->io, on_idle_event); /* same fd: no re-registration */
+    ev_io_modify(&u->io, EV_READ);
     u->io.data = u;
     ev_io_start(ws->loop, &u->io);
     ev_timer_init(&u->timer, on_idle_timeout, ws->up->to.keepalive_idle_s, 0.);

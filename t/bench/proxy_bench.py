@@ -8,6 +8,12 @@ front of the same upstream serving the same 1 KiB file:
     nghttpx (backend proto=h2); nginx cannot proxy HTTP/2 to a plain
     upstream, so it has no row there.
 
+Equal work: every proxy adds the forwarding fields (X-Forwarded-For,
+X-Forwarded-Proto, Forwarded, Via; sluice and nginx also X-Forwarded-Host),
+and sluice runs with its request ids off ("request_id"/"traceparent":
+false), which neither peer makes. The row "sluice+ids" is sluice's default
+(X-Request-Id and a traceparent made per request), for what that costs.
+
 Each proxy runs one worker pinned to CPU 1; h2load and the upstream share
 CPU 0. The proxies run alternately, several rounds; per row the median and
 the min-max over rounds of req/s and of the proxy's own CPU time per request
@@ -91,9 +97,9 @@ class Bench:
         self.start(["nghttpd", "--no-tls", "-a", "127.0.0.1", "-d", self.www, str(self.h2_port)],
                    self.h2_port, "nghttpd-upstream", 0)
 
-    def sluice(self, h2):
+    def sluice(self, h2, ids=False):
         port = free_port()
-        cfg = os.path.join(self.d, "sluice-%s.json" % ("h2" if h2 else "h1"))
+        cfg = os.path.join(self.d, "sluice-%s%s.json" % ("h2" if h2 else "h1", "-ids" if ids else ""))
         up = {"servers": ["127.0.0.1:%d" % (self.h2_port if h2 else self.h1_port)],
               "keepalive": 64}
         if h2:
@@ -102,7 +108,8 @@ class Bench:
             json.dump({"workers": 1, "access_log": False, "log_level": "warn",
                        "listen": [{"addr": "127.0.0.1:%d" % port}],
                        "upstreams": {"app": up},
-                       "routes": [{"path": "/", "handler": "proxy", "upstream": "app"}]}, f)
+                       "routes": [{"path": "/", "handler": "proxy", "upstream": "app",
+                                   "request_id": ids, "traceparent": ids}]}, f)
         return self.start([self.a.sluice, "-c", cfg], port, "sluice", 1), port
 
     def nghttpx(self, h2):
@@ -112,6 +119,7 @@ class Bench:
             backend += ";;proto=h2"
         return self.start(["nghttpx", "--frontend=127.0.0.1,%d;no-tls" % port,
                            "--backend=" + backend, "--workers=1", "--no-ocsp",
+                           "--add-x-forwarded-for", "--add-forwarded=for,proto,host",
                            "--log-level=WARN", "--accesslog-file=/dev/null",
                            "--errorlog-file=" + os.path.join(self.d, "nghttpx.log"),
                            "--pid-file=" + os.path.join(self.d, "nghttpx-%d.pid" % port)],
@@ -122,7 +130,12 @@ class Bench:
         body = ("upstream app { server 127.0.0.1:%d; keepalive 64; }\n"
                 "server { listen 127.0.0.1:%d http2; http2_max_concurrent_streams 128;\n"
                 "  keepalive_requests 1000000; location / { proxy_pass http://app;\n"
-                "  proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+                "  proxy_http_version 1.1; proxy_set_header Connection \"\";\n"
+                "  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+                "  proxy_set_header X-Forwarded-Proto $scheme;\n"
+                "  proxy_set_header X-Forwarded-Host $http_host;\n"
+                "  proxy_set_header Forwarded \"for=$remote_addr;proto=$scheme;host=\\\"$http_host\\\"\";\n"
+                "  proxy_set_header Via \"2 nginx\"; } }"
                 % (self.h1_port, port))
         return self.start(nginx_conf(os.path.join(self.d, "ngx-%d" % port), body), port,
                           "nginx", 1), port
@@ -178,13 +191,14 @@ def main():
     b = Bench(a)
     try:
         b.upstreams()
-        blocks = [("http/1.1 upstream (nginx)", False, ("sluice", "nghttpx", "nginx")),
-                  ("h2c upstream (nghttpd)", True, ("sluice", "nghttpx"))]
+        blocks = [("http/1.1 upstream (nginx)", False, ("sluice", "nghttpx", "nginx", "sluice+ids")),
+                  ("h2c upstream (nghttpd)", True, ("sluice", "nghttpx", "sluice+ids"))]
         print("proxy benchmark: h2load -n %d -c %d -m %d over h2c, a 1 KiB file; each proxy 1 "
               "worker on CPU 1, upstream and h2load on CPU 0; %d rounds: median [min-max]"
               % (a.n, a.c, a.m, a.rounds))
         for title, h2, names in blocks:
-            servers = {"sluice": b.sluice(h2), "nghttpx": b.nghttpx(h2)}
+            servers = {"sluice": b.sluice(h2), "nghttpx": b.nghttpx(h2),
+                       "sluice+ids": b.sluice(h2, ids=True)}
             if "nginx" in names:
                 servers["nginx"] = b.nginx()
             res = {k: ([], []) for k in names}
@@ -194,12 +208,12 @@ def main():
                     res[k][0].append(rps)
                     res[k][1].append(us)
             print("\n  %s" % title)
-            print("  %-8s %28s %30s" % ("proxy", "req/s", "proxy CPU us/request"))
+            print("  %-10s %26s %30s" % ("proxy", "req/s", "proxy CPU us/request"))
             for k in names:
                 r, u = summary(res[k][0]), summary(res[k][1])
-                print("  %-8s %10.0f [%7.0f-%7.0f] %12.2f [%5.2f-%5.2f]" % ((k,) + r + u))
+                print("  %-10s %8.0f [%7.0f-%7.0f] %12.2f [%5.2f-%5.2f]" % ((k,) + r + u))
             s_r, s_u = statistics.median(res["sluice"][0]), statistics.median(res["sluice"][1])
-            for k in names[1:]:
+            for k in [n for n in names if not n.startswith("sluice")]:
                 print("  sluice / %-7s req/s %.2fx, CPU per request %.2fx"
                       % (k, s_r / statistics.median(res[k][0]),
                          s_u / statistics.median(res[k][1])))
