@@ -61,6 +61,13 @@ static sl_header_t *headers_slot(sl_pool_t *pool, sl_headers_t *h)
     return &h->v[h->n++];
 }
 
+void sl_headers_add_ref(sl_pool_t *pool, sl_headers_t *h, sl_str_t name, sl_str_t value)
+{
+    sl_header_t *e = headers_slot(pool, h);
+    e->name = name;
+    e->value = value;
+}
+
 void sl_headers_add(sl_pool_t *pool, sl_headers_t *h, const char *name, size_t nlen,
                     const char *value, size_t vlen)
 {

@@ -105,6 +105,9 @@ struct sl_req {
     sl_str_t scheme;    /* "http" or "https" */
     sl_str_t protocol;  /* HTTP/2 extended CONNECT :protocol, else empty */
     sl_headers_t headers;
+    /* Request trailers (HTTP/2 trailing HEADERS, HTTP/1.1 chunked trailer
+     * section), complete once body_done is set; pseudo-fields never. */
+    sl_headers_t trailers;
     int64_t content_length; /* -1 when unknown (chunked / HTTP/2 without it) */
     unsigned is_head : 1;
     unsigned expect_continue : 1;
@@ -152,6 +155,8 @@ int sl_field_is_connection_specific(sl_str_t name);
 /* Header list helpers (copies go into req->pool). */
 void sl_headers_add(sl_pool_t *pool, sl_headers_t *h, const char *name, size_t nlen,
                     const char *value, size_t vlen);
+/* The same without copies: name and value must live as long as pool. */
+void sl_headers_add_ref(sl_pool_t *pool, sl_headers_t *h, sl_str_t name, sl_str_t value);
 /* First header with this (lower-case) name, or NULL. */
 const sl_header_t *sl_headers_find(const sl_headers_t *h, const char *name);
 const sl_header_t *sl_req_header(const sl_req_t *req, const char *name);

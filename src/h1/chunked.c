@@ -4,8 +4,8 @@
  * used for request bodies (h1/conn.c) and upstream response bodies (proxy).
  * It keeps no copy of the input: body runs are handed to the caller as
  * pointers into the bytes it was given. Chunk extensions are skipped but
- * bounded per size line, trailer fields are validated, bounded and dropped;
- * line endings are CRLF only.
+ * bounded per size line, trailer fields are validated and bounded, and
+ * kept for the caller that asks (d->trailers); line endings are CRLF only.
  */
 #include "h1_int.h"
 
@@ -47,6 +47,35 @@ static int hexval(uint8_t c)
 static int ext_byte(sl_h1_chunked_t *d)
 {
     return ++d->ext_bytes > d->max_ext ? SL_ETOOBIG : 0;
+}
+
+/* A trailer byte, counted, and kept when the caller asked for fields. */
+static int tr_byte(sl_h1_chunked_t *d, uint8_t c)
+{
+    if (ext_byte(d) != 0)
+        return SL_ETOOBIG;
+    if (d->tr)
+        d->tr[d->tr_len++] = (char)c; /* tr_len <= ext_bytes <= max_ext */
+    return 0;
+}
+
+/* The line tr[tr_line..tr_len) is one "name:value" field. */
+static void tr_field(sl_h1_chunked_t *d)
+{
+    char *p = d->tr + d->tr_line, *end = d->tr + d->tr_len;
+    char *colon = memchr(p, ':', (size_t)(end - p)); /* the state machine saw it */
+    char *v = colon + 1;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    for (char *c = p; c < colon; c++)
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+    *colon = 0;
+    *end = 0; /* the CR's place, counted by tr_byte */
+    sl_headers_add_ref(d->pool, d->trailers, (sl_str_t){p, (size_t)(colon - p)},
+                       (sl_str_t){v, (size_t)(end - v)});
+    d->tr_line = ++d->tr_len; /* past the NUL: the next line must not overwrite it */
 }
 
 /* One byte of framing (anything but chunk-data). Returns 0 or an error. */
@@ -98,6 +127,8 @@ static int step(sl_h1_chunked_t *d, uint8_t c)
         if (d->remaining == 0) {
             d->ext_bytes = 0; /* the trailer section has its own budget */
             d->state = ST_TRAILER;
+            if (d->trailers && !d->tr)
+                d->tr = sl_pool_alloc(d->pool, d->max_ext + 1);
         } else {
             d->state = ST_DATA;
         }
@@ -120,25 +151,27 @@ static int step(sl_h1_chunked_t *d, uint8_t c)
         if (!sl_h1_is_token(c))
             return SL_EINVAL; /* obs-fold, bare LF, bad name */
         d->state = ST_TR_NAME;
-        return ext_byte(d);
+        return tr_byte(d, c);
     case ST_TR_NAME:
         if (c == ':')
             d->state = ST_TR_VALUE;
         else if (!sl_h1_is_token(c))
             return SL_EINVAL;
-        return ext_byte(d);
+        return tr_byte(d, c);
     case ST_TR_VALUE:
         if (c == '\r') {
             d->state = ST_TR_LF;
-            return 0;
+            return ext_byte(d); /* room for the NUL tr_field writes here */
         }
         if (!sl_h1_is_fval(c))
             return SL_EINVAL;
-        return ext_byte(d);
+        return tr_byte(d, c);
     case ST_TR_LF:
         if (c != '\n')
             return SL_EINVAL;
         d->state = ST_TRAILER;
+        if (d->tr)
+            tr_field(d);
         return 0;
     case ST_FINAL_LF:
         if (c != '\n')

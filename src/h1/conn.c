@@ -266,6 +266,8 @@ static int start_exchange(h1_conn_t *hc, const sl_h1_head_t *head, const uint8_t
     if (head->chunked) {
         hc->body = BODY_CHUNKED;
         sl_h1_chunked_init(&hc->chunk, cfg->limits.h1_header_bytes);
+        hc->chunk.trailers = &hc->x.req.trailers; /* the proxy passes them on */
+        hc->chunk.pool = &hc->x.req.pool;
     } else if (head->content_length > 0) {
         hc->body = BODY_LENGTH;
         hc->body_left = (uint64_t)head->content_length;

@@ -73,6 +73,13 @@ typedef struct sl_h1_chunked {
     uint64_t remaining; /* bytes left in the current chunk */
     size_t ext_bytes;   /* bytes of chunk-ext / trailer seen (bounded) */
     size_t max_ext;
+    /* Set by the caller to keep the trailer fields (names lower-cased,
+     * values without OWS, NUL-terminated) in *trailers, with memory from
+     * pool; left NULL they are validated and dropped. */
+    sl_headers_t *trailers;
+    sl_pool_t *pool;
+    char *tr;      /* the trailer section so far: max_ext bytes from pool */
+    size_t tr_len, tr_line;
     unsigned done : 1;
 } sl_h1_chunked_t;
 

@@ -61,21 +61,6 @@ static sl_str_t rc_str(sl_req_t *req, nghttp2_rcbuf *rc)
     return (sl_str_t){sl_pool_strndup(&req->pool, (const char *)v.base, v.len), v.len};
 }
 
-static void add_header(sl_req_t *req, sl_str_t name, sl_str_t value)
-{
-    sl_headers_t *h = &req->headers;
-    if (h->n == h->cap) {
-        size_t ncap = h->cap ? h->cap * 2 : 16;
-        sl_header_t *nv = sl_pool_alloc(&req->pool, ncap * sizeof(*nv));
-        if (h->n)
-            memcpy(nv, h->v, h->n * sizeof(*nv));
-        h->v = nv;
-        h->cap = ncap;
-    }
-    h->v[h->n].name = name;
-    h->v[h->n].value = value;
-    h->n++;
-}
 
 static void on_pseudo(sl_req_t *req, nghttp2_vec n, nghttp2_rcbuf *value)
 {
@@ -121,16 +106,17 @@ void sl_h2_stream_on_header(sl_h2_stream_t *st, nghttp2_rcbuf *name, nghttp2_rcb
         }
         return;
     }
-    /* Request trailers are accepted (size-checked) but not stored: the
-     * request model has no place for them. */
-    if (trailer)
+    if (trailer) {
+        /* Pseudo-fields in trailers are refused by nghttp2 (messaging on). */
+        sl_headers_add_ref(&req->pool, &req->trailers, rc_str(req, name), rc_str(req, value));
         return;
+    }
     if (n.len && n.base[0] == ':') {
         on_pseudo(req, n, value);
         return;
     }
     sl_str_t sn = rc_str(req, name), sv = rc_str(req, value);
-    add_header(req, sn, sv);
+    sl_headers_add_ref(&req->pool, &req->headers, sn, sv);
     if (n.len == 14 && memcmp(n.base, "content-length", 14) == 0)
         req->content_length = sl_str_to_u64(sv); /* nghttp2 validated it */
     else if (n.len == 6 && memcmp(n.base, "cookie", 6) == 0 && st->ncookies < 3)

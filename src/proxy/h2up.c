@@ -276,6 +276,20 @@ static double grpc_timeout(const sl_req_t *req)
     }
 }
 
+/* The client's trailers, after the last DATA (submitting them from the
+ * data source callback is allowed). */
+static int submit_trailers(h2s_t *st)
+{
+    const sl_headers_t *t = &st->req->trailers;
+    nghttp2_nv *nva = sl_pool_alloc(&st->req->pool, t->n * sizeof(*nva));
+    size_t n = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (!px_trailer_dropped(t->v[i].name))
+            nva[n++] = (nghttp2_nv){(uint8_t *)t->v[i].name.p, (uint8_t *)t->v[i].value.p,
+                                    t->v[i].name.n, t->v[i].value.n, NGHTTP2_NV_FLAG_NONE};
+    return n ? nghttp2_submit_trailer(st->c->ng, st->id, nva, n) : -1;
+}
+
 static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *user)
 {
@@ -288,9 +302,11 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
         st->taken += n;
         sl_req_consume(st->req, n); /* the upstream took them: the client may send more */
     }
-    if (st->body_fin && sl_buf_is_empty(&st->body))
+    if (st->body_fin && sl_buf_is_empty(&st->body)) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
-    else if (n == 0)
+        if (st->req->trailers.n && submit_trailers(st) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    } else if (n == 0)
         return NGHTTP2_ERR_DEFERRED; /* resumed by st_on_body */
     return (ssize_t)n;
 }
@@ -325,7 +341,8 @@ static int submit(h2s_t *st)
     }
     nghttp2_nv *nva = out.nv;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
-    int has_body = !(st->body_fin && sl_buf_is_empty(&st->body) && st->req->body_done);
+    int has_body = !(st->body_fin && sl_buf_is_empty(&st->body) && st->req->body_done &&
+                     st->req->trailers.n == 0);
     int32_t id = nghttp2_submit_request(c->ng, NULL, nva, (size_t)n, has_body ? &prd : NULL, st);
     if (id < 0) {
         st_retry_or_fail(st, nghttp2_strerror(id));

@@ -28,7 +28,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define TAIL_MAX 16384   /* chunked framing kept after the last data run */
 #define TRAILER_MAX 8192 /* upstream chunk-ext / trailer bytes */
 
 enum { BODY_NONE = 0, BODY_LENGTH = 1, BODY_CHUNKED = 2 };
@@ -54,13 +53,11 @@ typedef struct px_req {
     unsigned body_started : 1; /* body bytes went upstream: no retry */
     /* response side */
     uint8_t *in;
-    size_t in_len, rpos, obeg, oend, run_end;
+    size_t in_len, rpos, obeg, oend;
     int rb;
     uint64_t res_left;
     sl_h1_chunked_t chunk;
-    char *tail;
-    size_t tail_len;
-    unsigned tail_over : 1;
+    sl_headers_t trailers; /* the upstream's, kept by the chunked decoder */
     unsigned head_done : 1;
     unsigned sending : 1;
     unsigned up_eof : 1;
@@ -205,6 +202,24 @@ static ssize_t write_some(px_req_t *px, const void *p, size_t n)
     return w;
 }
 
+/* The client's trailers after the last chunk, written from head[] (the
+ * request head is out by now). Too large: logged, sent without them. */
+static int queue_trailers(px_req_t *px)
+{
+    char *buf = px_head_scratch();
+    ssize_t n = px_build_trailers(&px->req->trailers, buf, PX_REQ_HEAD_MAX);
+    if (n < 0) {
+        px_attempt_log(&px->at, "request trailers too large; dropped");
+        return SL_ETOOBIG;
+    }
+    sl_free(px->head);
+    px->head = sl_malloc((size_t)n);
+    memcpy(px->head, buf, (size_t)n);
+    px->head_len = (size_t)n;
+    px->head_off = 0;
+    return 0;
+}
+
 /* Next chunk of framing when the previous run is done. Returns 1 when
  * something was queued in side[]. */
 static int queue_framing(px_req_t *px)
@@ -219,10 +234,12 @@ static int queue_framing(px_req_t *px)
         return 1;
     }
     if (px->body_fin && !px->end_queued) {
+        px->end_queued = 1;
+        if (px->req->trailers.n && queue_trailers(px) == 0)
+            return 1;
         memcpy(px->side, "0\r\n\r\n", 5);
         px->side_len = 5;
         px->side_off = 0;
-        px->end_queued = 1;
         return 1;
     }
     return 0;
@@ -327,6 +344,9 @@ static void take_head(px_req_t *px, const sl_h1_head_t *h)
         px->rb = RB_CHUNKED;
         req->res.content_length = -1;
         sl_h1_chunked_init(&px->chunk, TRAILER_MAX);
+        px->trailers = (sl_headers_t){0};
+        px->chunk.trailers = &px->trailers;
+        px->chunk.pool = &req->pool;
     } else if (h->content_length >= 0) {
         px->rb = RB_LENGTH;
         px->res_left = (uint64_t)h->content_length;
@@ -391,58 +411,16 @@ static void on_run(void *arg, const uint8_t *p, size_t n)
      * to the output region. */
     memmove(px->in + px->oend, p, n);
     px->oend += n;
-    px->run_end = (size_t)(p + n - px->in);
-    px->tail_len = 0;
-    px->tail_over = 0;
 }
 
-/* Trailer fields from the framing after the last data run:
- * [CRLF] "0[;ext]" CRLF *(field CRLF) CRLF. */
+/* The upstream's trailer fields (the decoder kept them) to the client. */
 static void take_trailers(px_req_t *px)
 {
-    if (px->tail_over) {
-        px_attempt_log(&px->at, "trailers too large; dropped");
-        return;
+    for (size_t i = 0; i < px->trailers.n; i++) {
+        const sl_header_t *h = &px->trailers.v[i];
+        if (!px_trailer_dropped(h->name))
+            sl_resp_trailer_add(px->req, h->name.p, h->value.p); /* NUL-terminated */
     }
-    char *p = px->tail, *end = px->tail + px->tail_len;
-    if (end - p >= 2 && p[0] == '\r' && p[1] == '\n')
-        p += 2;
-    char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
-    if (!eol)
-        return;
-    for (p = eol + 2; p < end && (eol = memmem(p, (size_t)(end - p), "\r\n", 2)) && eol > p;
-         p = eol + 2) {
-        char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (!colon)
-            return; /* the decoder validated this; be safe anyway */
-        char *v = colon + 1;
-        while (v < eol && (*v == ' ' || *v == '\t'))
-            v++;
-        char *ve = eol;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        for (char *c = p; c < colon; c++)
-            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-        sl_str_t name = {p, (size_t)(colon - p)};
-        if (px_is_hop_header(name, (sl_str_t){"", 0}) || sl_str_caseeq(name, "content-length"))
-            continue;
-        *colon = 0;
-        *ve = 0;
-        sl_resp_trailer_add(px->req, p, v);
-    }
-}
-
-static void keep_tail(px_req_t *px, size_t from, size_t to)
-{
-    if (!px->tail)
-        px->tail = sl_malloc(TAIL_MAX);
-    size_t n = to - from;
-    if (px->tail_over || n > TAIL_MAX - px->tail_len) {
-        px->tail_over = 1;
-        return;
-    }
-    memcpy(px->tail + px->tail_len, px->in + from, n);
-    px->tail_len += n;
 }
 
 /* Decode what is buffered into [obeg, oend). Returns 1 at the end of the
@@ -450,12 +428,10 @@ static void keep_tail(px_req_t *px, size_t from, size_t to)
 static int decode_chunked(px_req_t *px)
 {
     size_t start = px->rpos;
-    px->run_end = start;
     ssize_t r = sl_h1_chunked_decode(&px->chunk, px->in + start, px->in_len - start, on_run, px);
     if (r < 0)
         return SL_EINVAL;
     px->rpos = start + (size_t)r;
-    keep_tail(px, SL_MAX(px->run_end, start), px->rpos);
     if (!px->chunk.done)
         return 0;
     take_trailers(px);
@@ -737,7 +713,6 @@ static void on_close(sl_req_t *req, int err)
     sl_buf_dispose(&px->body);
     sl_free(px->head);
     px_inbuf_put(px->at.ws, px->in);
-    sl_free(px->tail);
 }
 
 static const sl_handler_cbs_t px_cbs = {
@@ -786,7 +761,7 @@ void px_h1_start(sl_req_t *req, const px_route_t *rt, sl_buf_t *pending, int fin
     }
     if (req->content_length >= 0)
         px->body_mode = BODY_LENGTH;
-    else if (fin && sl_buf_is_empty(&px->body))
+    else if (fin && sl_buf_is_empty(&px->body) && !req->trailers.n)
         px->body_mode = BODY_NONE;
     else
         px->body_mode = BODY_CHUNKED;

@@ -114,6 +114,24 @@ static int in_set(const sl_header_t *set, size_t n, sl_str_t name)
     return 0;
 }
 
+int px_trailer_dropped(sl_str_t name)
+{
+    /* RFC 9110 6.5.1: no framing or routing fields in a trailer section. */
+    return px_is_hop_header(name, (sl_str_t){"", 0}) || sl_str_caseeq(name, "content-length") ||
+           sl_str_caseeq(name, "host");
+}
+
+ssize_t px_build_trailers(const sl_headers_t *t, char *out, size_t cap)
+{
+    out_t o = {.p = out, .cap = cap};
+    put(&o, "0\r\n", 3);
+    for (size_t i = 0; i < t->n; i++)
+        if (!px_trailer_dropped(t->v[i].name))
+            header(&o, t->v[i].name.p, t->v[i].name.n, t->v[i].value.p, t->v[i].value.n);
+    put(&o, "\r\n", 2);
+    return o.overflow ? SL_ETOOBIG : (ssize_t)o.n;
+}
+
 int px_resp_header_dropped(const px_route_t *rt, sl_str_t name, sl_str_t connection)
 {
     return px_is_hop_header(name, connection) || sl_str_caseeq(name, "content-length") ||

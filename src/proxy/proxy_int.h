@@ -357,6 +357,11 @@ size_t px_build_request_nv_max(const px_head_in_t *in);
 /* The target sent upstream (prefix rules applied) into out; returns the
  * length or SL_ETOOBIG. */
 ssize_t px_rewrite_target(const sl_req_t *req, const px_route_t *rt, char *out, size_t cap);
+/* Trailer fields that never cross the proxy (hop-by-hop, framing, host). */
+int px_trailer_dropped(sl_str_t name);
+/* The last chunk and the trailer section of a chunked HTTP/1.1 body
+ * ("0\r\n" fields "\r\n") into out; the length or SL_ETOOBIG. */
+ssize_t px_build_trailers(const sl_headers_t *t, char *out, size_t cap);
 /* Response header filter: 1 when the field must not be passed to the
  * client (hop-by-hop, named in connection, removed by the route). */
 int px_resp_header_dropped(const px_route_t *rt, sl_str_t name, sl_str_t connection);

@@ -153,6 +153,52 @@ START_TEST(test_large_sizes)
 }
 END_TEST
 
+/* Trailer fields, kept when asked, whatever the split: names folded,
+ * values trimmed and NUL-terminated, one after the other. */
+START_TEST(test_trailers_kept)
+{
+    static const char in[] = "3\r\nabc\r\n0\r\nGrpc-Status: 0 \r\nX-Sum:\tab12\r\nE:\r\n\r\n";
+    size_t len = sizeof(in) - 1;
+    for (size_t cut = 0; cut <= len; cut++) {
+        sl_pool_t pool;
+        sl_pool_init(&pool);
+        sl_headers_t t = {0};
+        sl_h1_chunked_t d;
+        sink_t s = {.len = 0};
+        sl_h1_chunked_init(&d, 64);
+        d.trailers = &t;
+        d.pool = &pool;
+        ssize_t a = sl_h1_chunked_decode(&d, (const uint8_t *)in, cut, collect, &s);
+        ck_assert_int_eq(a, (ssize_t)cut);
+        ssize_t b = sl_h1_chunked_decode(&d, (const uint8_t *)in + cut, len - cut, collect, &s);
+        ck_assert_int_eq(b, (ssize_t)(len - cut));
+        ck_assert(d.done);
+        ck_assert_uint_eq(t.n, 3);
+        ck_assert_str_eq(t.v[0].name.p, "grpc-status");
+        ck_assert_str_eq(t.v[0].value.p, "0");
+        ck_assert_str_eq(t.v[1].name.p, "x-sum");
+        ck_assert_str_eq(t.v[1].value.p, "ab12");
+        ck_assert_uint_eq(t.v[2].value.n, 0);
+        ck_assert_str_eq(t.v[2].name.p, "e");
+        sl_pool_dispose(&pool);
+    }
+    /* The bound holds with fields kept: 64 bytes, not one more. */
+    sl_pool_t pool;
+    sl_pool_init(&pool);
+    sl_headers_t t = {0};
+    sl_h1_chunked_t d;
+    sink_t s = {.len = 0};
+    char big[200];
+    int n = snprintf(big, sizeof(big), "0\r\nX: %s\r\n\r\n", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    sl_h1_chunked_init(&d, 64);
+    d.trailers = &t;
+    d.pool = &pool;
+    ck_assert_int_eq(sl_h1_chunked_decode(&d, (const uint8_t *)big, (size_t)n, collect, &s),
+                     SL_ETOOBIG);
+    sl_pool_dispose(&pool);
+}
+END_TEST
+
 START_TEST(test_ext_bound_per_line)
 {
     sink_t s;
@@ -177,6 +223,7 @@ static Suite *chunked_suite(void)
     tcase_add_test(tc, test_bad);
     tcase_add_test(tc, test_large_sizes);
     tcase_add_test(tc, test_ext_bound_per_line);
+    tcase_add_test(tc, test_trailers_kept);
     suite_add_tcase(s, tc);
     return s;
 }
