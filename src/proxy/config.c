@@ -286,11 +286,6 @@ static int parse_upstream(const char *name, json_t *obj, const char *path, px_up
     if (parse_protocol(obj, path, u, tls != NULL, err, errlen) ||
         (tls && px_tls_parse(tls, path, u, err, errlen)))
         return SL_EINVAL;
-    if (u->health.path && u->proto != PX_PROTO_H1)
-        return fail(err, errlen,
-                    "%s.health: active checks speak HTTP/1.1; not with \"protocol\" "
-                    "h2c or h2 yet (passive health applies)",
-                    path);
     return 0;
 }
 

@@ -1,7 +1,8 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
  * Active health checks: "GET <path>" to every server of an upstream each
- * interval_s, on a fresh connection with "connection: close"; a server
+ * interval_s, on a fresh connection (HTTP/1.1 with "connection: close",
+ * or for h2c / h2 / auto groups one HTTP/2 stream: probe.c); a server
  * whose answer is not the expected status within timeout_s (refused,
  * reset, timeout, other status) is marked down (hc_down) and skipped by
  * balance.c until a later check passes. Each check is an exchange of the
@@ -25,7 +26,8 @@ typedef struct px_hcheck {
     px_wstate_t *ws;
     int idx;
     int status; /* 0 until the head came */
-    sl_proxy_client_t *cl;
+    sl_proxy_client_t *cl; /* HTTP/1.1 groups */
+    px_probe_t *probe;     /* HTTP/2 groups */
 } px_hcheck_t;
 
 static char *hc_head(void *arg, const char *host, size_t *len)
@@ -71,7 +73,13 @@ static void hc_on_done(void *arg, const char *error)
     }
     s->hc_down = !ok;
     s->hc = NULL;
-    sl_free(h); /* the client frees itself after this call */
+    sl_free(h); /* the client or probe frees itself after this call */
+}
+
+static void hc_probe_done(void *arg, int status, const char *error)
+{
+    ((px_hcheck_t *)arg)->status = status;
+    hc_on_done(arg, error);
 }
 
 static const sl_proxy_client_cbs_t hc_cbs = {
@@ -86,6 +94,12 @@ static void hc_begin(px_wstate_t *ws, int idx)
     h->ws = ws;
     h->idx = idx;
     ws->srv[idx].hc = h;
+    if (ws->up->proto != PX_PROTO_H1) {
+        px_probe_t *p = px_probe_start(ws, idx, hc_probe_done, h);
+        if (p) /* else done already ran and freed h */
+            h->probe = p;
+        return;
+    }
     h->cl =
         px_client_start(ws, idx, ws->up->health.timeout_s, NULL, 0, "health check: ", &hc_cbs, h);
     sl_proxy_client_end(h->cl);
@@ -117,6 +131,7 @@ void px_hcheck_free(px_wstate_t *ws)
         px_hcheck_t *h = ws->srv[i].hc;
         if (h) {
             px_client_discard(h->cl);
+            px_probe_discard(h->probe);
             sl_free(h);
             ws->srv[i].hc = NULL;
         }

@@ -174,6 +174,18 @@ void px_hcheck_start(px_wstate_t *ws);
 /* Release checks in flight; the loop may be gone already. */
 void px_hcheck_free(px_wstate_t *ws);
 
+/* ---- one HTTP/2 health check (probe.c) ---- */
+
+typedef struct px_probe px_probe_t;
+/* status: the final status, 0 with error set on failure. */
+typedef void (*px_probe_done_fn)(void *arg, int status, const char *error);
+/* GET health.path to server idx of an h2c / h2 / auto group on a new
+ * connection; done is called once (maybe before this returns NULL, when
+ * the connect cannot start). */
+px_probe_t *px_probe_start(px_wstate_t *ws, int idx, px_probe_done_fn done, void *arg);
+/* Free without calling done, from px_wstate_free (no loop any more). */
+void px_probe_discard(px_probe_t *p);
+
 /* ---- upstream connections (upconn.c) ---- */
 
 struct px_uconn {

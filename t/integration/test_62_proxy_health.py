@@ -94,3 +94,140 @@ def test_bad_health_config_refused(sluice_factory):
                        routes=[{"path": "/", "handler": "proxy", "upstream": "app"}])
     r = run([SLUICE_BIN, "-t", "-c", s.cfg_path], timeout=15)
     assert r.returncode == 0, r.stderr
+
+
+# --------------------------------------------------------------------------
+# HTTP/2 groups: the check is one HTTP/2 stream on a new connection
+
+class H2StatusServer:
+    """HTTP/2 only (python3-h2, prior knowledge): answers every request
+    with self.code and body "server PORT", counting the GETs of /hc. An
+    HTTP/1.1 check would get nothing from it."""
+
+    def __init__(self, code=200):
+        import socket
+        import threading
+        self.code = code
+        self.checks = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import threading
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(c,), daemon=True).start()
+
+    def handle(self, c):
+        import h2.config
+        import h2.connection
+        import h2.events
+        h = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False))
+        h.initiate_connection()
+        c.settimeout(10 * SLOW)
+        try:
+            c.sendall(h.data_to_send())
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    return
+                for e in h.receive_data(data):
+                    if isinstance(e, h2.events.RequestReceived):
+                        if dict(e.headers).get(b":path") == b"/hc":
+                            self.checks += 1
+                        body = b"server %d" % self.port
+                        h.send_headers(e.stream_id, [(":status", str(self.code)),
+                                                     ("content-length", str(len(body)))])
+                        h.send_data(e.stream_id, body, end_stream=True)
+                c.sendall(h.data_to_send())
+        except OSError:
+            return
+        finally:
+            c.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+H2_UP = {"protocol": "h2c", "fail_threshold": 0, "retries": 0,
+         "health": {"path": "/hc", "interval_s": 0.2, "timeout_s": 1, "expect": 200}}
+
+
+def served_by(s, n):
+    return [raw_get(s.h2c_port, "/x").body.decode() for _ in range(n)]
+
+
+def test_h2c_group_checked_over_http2(sluice_factory):
+    import pytest
+    pytest.importorskip("h2.connection")
+    a, b = H2StatusServer(), H2StatusServer()
+    try:
+        s = proxy_server(sluice_factory, ["127.0.0.1:%d" % a.port, "127.0.0.1:%d" % b.port],
+                         up_extra=H2_UP, workers=1)
+        assert set(served_by(s, 4)) == {"server %d" % a.port, "server %d" % b.port}
+        assert wait_for(lambda: a.checks >= 2 and b.checks >= 2, 5), (a.checks, b.checks)
+        a.code = 503
+        assert wait_for(lambda: "127.0.0.1:%d: health check failed (status 503, expected 200)"
+                        % a.port in s.stderr(), 5), s.stderr()
+        assert served_by(s, 8) == ["server %d" % b.port] * 8
+        a.code = 200
+        assert wait_for(lambda: "127.0.0.1:%d: health check passed" % a.port in s.stderr(), 5)
+        assert "server %d" % a.port in served_by(s, 6)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_h2c_check_finds_dead_server(sluice_factory):
+    import pytest
+    pytest.importorskip("h2.connection")
+    a = H2StatusServer()
+    dead = free_port()
+    try:
+        s = proxy_server(sluice_factory, ["127.0.0.1:%d" % a.port, "127.0.0.1:%d" % dead],
+                         up_extra=H2_UP, workers=1)
+        served_by(s, 1)  # the worker starts checking this upstream
+        assert wait_for(lambda: "127.0.0.1:%d: health check failed (connect failed" % dead
+                        in s.stderr(), 5), s.stderr()
+        assert served_by(s, 6) == ["server %d" % a.port] * 6
+    finally:
+        a.stop()
+
+
+def test_tls_groups_checked_by_alpn(sluice_factory, tmp_path):
+    """"h2": hypercorn over TLS answers the check on HTTP/2; "auto": a
+    uvicorn that only speaks http/1.1 gets the same GET as HTTP/1.1 on the
+    connection ALPN gave. Neither is ever marked down; a check path that
+    answers 404 is."""
+    from test_60_proxy import Upstream
+    from test_63_proxy_tls import Pki, TlsUpstream
+    pki = Pki(str(tmp_path))
+    h2app = Upstream("hypercorn", pki=pki).start()
+    h1app = TlsUpstream(pki).start()
+    try:
+        for proto, app in (("h2", h2app), ("auto", h1app), ("auto", h2app)):
+            for path, ok in (("/status/200", True), ("/status/404", False)):
+                up = dict(H2_UP, protocol=proto, tls={"ca_file": pki.ca},
+                          health={"path": path, "interval_s": 0.2, "timeout_s": 2,
+                                  "expect": 200})
+                s = proxy_server(sluice_factory, ["127.0.0.1:%d" % app.port], up_extra=up,
+                                 workers=1)
+                assert raw_get(s.h2c_port, "/whoami").status == 200
+                if ok:
+                    time.sleep(1.0 * SLOW)  # five rounds
+                    assert "health check" not in s.stderr(), (proto, s.stderr())
+                    assert raw_get(s.h2c_port, "/whoami").status == 200
+                else:
+                    assert wait_for(lambda: "health check failed (status 404, expected 200)"
+                                    in s.stderr(), 5), (proto, s.stderr())
+                    assert raw_get(s.h2c_port, "/whoami").status == 503
+                s.stop()
+    finally:
+        h2app.stop()
+        h1app.stop()
