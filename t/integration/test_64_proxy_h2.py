@@ -91,7 +91,6 @@ def test_h2c_upstream_down_and_config_errors(sluice_factory, tmp_path):
     assert "h2: connect failed" in s.stderr() or "h2: " in s.stderr()
     bad = [({"protocol": "h2"}, "needs \"tls\""),
            ({"protocol": "h2c", "tls": {"verify": False}}, "use \"h2\" with tls"),
-           ({"protocol": "h2c", "health": {"path": "/h"}}, "active checks speak HTTP/1.1"),
            ({"protocol": "auto"}, "needs \"tls\""),
            ({"protocol": "h3"}, "must be \"http/1.1\", \"h2c\", \"h2\" or \"auto\"")]
     for extra, want in bad:
