@@ -367,6 +367,39 @@ def test_websocket_over_h2_both_hops(sluice_factory):
     assert ws and ws[0]["method"] == "CONNECT" and ws[0]["protocol"] == "HTTP/2", lines
 
 
+def test_websocket_over_h2_to_hypercorn(sluice_factory, hyper):
+    """End to end over HTTP/2 on both hops with an independent server:
+    hypercorn offers extended CONNECT, so an HTTP/2 client's WebSocket
+    reaches the ASGI app as a WebSocket over HTTP/2 (scope http_version
+    "2"), echoes, and closes with the app's code."""
+    pytest.importorskip("h2.connection")
+    import wsraw
+    from test_45_ws_h2 import Client as H2Client
+    from test_61_proxy_ws import h2_read_message
+    from wsraw import CLOSE, TEXT
+    s = h2c_server(sluice_factory, hyper, workers=1)
+    c = H2Client(s.h2c_port, False)
+    try:
+        c.pump(2.0 * SLOW, lambda: 8 in c.remote_settings)
+        sid = c.connect_ws(path="/ws/echo")
+        c.pump(10 * SLOW, lambda: c.st(sid)["headers"] is not None or c.st(sid)["reset"])
+        h = c.st(sid)["headers"]
+        assert h and h[":status"] == "200", c.st(sid)
+        op, first = h2_read_message(c, sid, 10 * SLOW)
+        hello = json.loads(first)
+        assert op == TEXT and hello["path"] == "/ws/echo" and hello["http_version"] == "2", hello
+        names = [k for k, _ in hello["headers"]]
+        assert "x-forwarded-for" in names and "upgrade" not in names, names
+        c.send(sid, wsraw.frame(TEXT, b"hello hypercorn"))
+        assert h2_read_message(c, sid, 10 * SLOW) == (TEXT, b"hello hypercorn")
+        c.send(sid, wsraw.frame(TEXT, b"close-me"))
+        f = c.frame(sid, 10 * SLOW)
+        assert f.op == CLOSE and f.code == 4001, f
+    finally:
+        c.close()
+    assert "extended CONNECT" not in s.stderr()
+
+
 def test_auto_follows_alpn(sluice_factory, tmp_path):
     """"protocol": "auto" offers h2 and http/1.1 and goes the way each
     server's ALPN answer says: hypercorn picks h2 (requests multiplexed on

@@ -77,8 +77,9 @@ async def ws_app(scope, receive, send):
     await send({"type": "websocket.accept"})
     hs = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
     port = scope["server"][1] if scope.get("server") else None
-    await send({"type": "websocket.send", "text": json.dumps({"headers": hs, "port": port,
-                                                               "path": scope["path"]})})
+    await send({"type": "websocket.send", "text": json.dumps({
+        "headers": hs, "port": port, "path": scope["path"],
+        "http_version": scope.get("http_version")})})
     try:
         while True:
             m = await receive()
