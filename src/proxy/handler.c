@@ -31,7 +31,6 @@
 #define TRAILER_MAX 8192 /* upstream chunk-ext / trailer bytes */
 
 enum { BODY_NONE = 0, BODY_LENGTH = 1, BODY_CHUNKED = 2 };
-enum { RB_NONE = 0, RB_LENGTH, RB_CHUNKED, RB_CLOSE };
 
 typedef struct px_req {
     sl_req_t *req;
@@ -54,7 +53,7 @@ typedef struct px_req {
     /* response side */
     uint8_t *in;
     size_t in_len, rpos, obeg, oend;
-    int rb;
+    px_body_t rb;
     uint64_t res_left;
     sl_h1_chunked_t chunk;
     sl_headers_t trailers; /* the upstream's, kept by the chunked decoder */
@@ -337,22 +336,19 @@ static void take_head(px_req_t *px, const sl_h1_head_t *h)
         sl_resp_header_addn(req, rt->set_resp_headers[i].name.p, rt->set_resp_headers[i].name.n,
                             rt->set_resp_headers[i].value.p, rt->set_resp_headers[i].value.n);
     px->keep = h->keep_alive;
-    if (req->is_head || h->status == 204 || h->status == 304) {
-        px->rb = RB_NONE;
+    px->rb = px_resp_body(req->is_head, h);
+    if (px->rb == PX_BODY_NONE) {
         req->res.content_length = h->status == 204 ? -1 : h->content_length;
-    } else if (h->chunked) {
-        px->rb = RB_CHUNKED;
+    } else if (px->rb == PX_BODY_CHUNKED) {
         req->res.content_length = -1;
         sl_h1_chunked_init(&px->chunk, TRAILER_MAX);
         px->trailers = (sl_headers_t){0};
         px->chunk.trailers = &px->trailers;
         px->chunk.pool = &req->pool;
-    } else if (h->content_length >= 0) {
-        px->rb = RB_LENGTH;
+    } else if (px->rb == PX_BODY_LENGTH) {
         px->res_left = (uint64_t)h->content_length;
         req->res.content_length = h->content_length;
     } else {
-        px->rb = RB_CLOSE;
         px->keep = 0;
         req->res.content_length = -1;
     }
@@ -461,8 +457,8 @@ static void pump_body(px_req_t *px)
     int final = 0;
     px->obeg = px->oend = px->rpos;
     switch (px->rb) {
-    case RB_NONE: final = 1; break;
-    case RB_LENGTH: {
+    case PX_BODY_NONE: final = 1; break;
+    case PX_BODY_LENGTH: {
         size_t n = (size_t)SL_MIN((uint64_t)(px->in_len - px->rpos), px->res_left);
         px->oend = px->rpos + n;
         px->rpos += n;
@@ -474,7 +470,7 @@ static void pump_body(px_req_t *px)
         }
         break;
     }
-    case RB_CLOSE:
+    case PX_BODY_CLOSE:
         px->oend = px->in_len;
         px->rpos = px->in_len;
         final = px->up_eof;

@@ -301,6 +301,11 @@ void px_client_discard(sl_proxy_client_t *c);
 /* Feed it the bytes read; it calls on_head once for the final head (1xx
  * skipped; fields valid only during the call) and on_data for each run of
  * body bytes (content-length, chunked or until EOF). */
+/* How a response body is delimited (RFC 9112 6.3): none (HEAD, 204,
+ * 304), Content-Length, chunked, or the connection's close. */
+typedef enum { PX_BODY_NONE, PX_BODY_LENGTH, PX_BODY_CHUNKED, PX_BODY_CLOSE } px_body_t;
+px_body_t px_resp_body(int head_request, const sl_h1_head_t *h);
+
 typedef struct px_reader px_reader_t;
 typedef struct px_reader_cbs {
     void (*on_head)(void *arg, int status, const sl_header_t *fields, size_t n);

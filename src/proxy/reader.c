@@ -9,12 +9,11 @@
 #define READER_HEAD_MAX 32768
 #define READER_FIELDS 100
 
-enum { B_NONE, B_LENGTH, B_CHUNKED, B_EOF };
-
 struct px_reader {
     const px_reader_cbs_t *cbs;
     void *arg;
-    int head_request, in_body, body, complete;
+    int head_request, in_body, complete;
+    px_body_t body;
     int64_t left;
     sl_h1_chunked_t ch;
     size_t len;
@@ -38,13 +37,13 @@ void px_reader_free(px_reader_t *r)
 
 static int body_bytes(px_reader_t *r, const uint8_t *p, size_t n)
 {
-    if (r->body == B_LENGTH) {
+    if (r->body == PX_BODY_LENGTH) {
         size_t k = (size_t)SL_MIN((int64_t)n, r->left);
         if (k)
             r->cbs->on_data(r->arg, p, k);
         r->left -= (int64_t)k;
         r->complete = r->left == 0;
-    } else if (r->body == B_CHUNKED) {
+    } else if (r->body == PX_BODY_CHUNKED) {
         if (sl_h1_chunked_decode(&r->ch, p, n, r->cbs->on_data, r->arg) < 0)
             return SL_EINVAL;
         r->complete = r->ch.done;
@@ -54,18 +53,20 @@ static int body_bytes(px_reader_t *r, const uint8_t *p, size_t n)
     return 0;
 }
 
+px_body_t px_resp_body(int head_request, const sl_h1_head_t *h)
+{
+    if (head_request || h->status == 204 || h->status == 304)
+        return PX_BODY_NONE;
+    if (h->chunked)
+        return PX_BODY_CHUNKED;
+    return h->content_length >= 0 ? PX_BODY_LENGTH : PX_BODY_CLOSE;
+}
+
 static void body_kind(px_reader_t *r, const sl_h1_head_t *h)
 {
-    if (r->head_request || h->status == 204 || h->status == 304)
-        r->body = B_NONE;
-    else if (h->chunked)
-        r->body = B_CHUNKED;
-    else if (h->content_length >= 0)
-        r->body = B_LENGTH;
-    else
-        r->body = B_EOF;
+    r->body = px_resp_body(r->head_request, h);
     r->left = h->content_length;
-    r->complete = r->body == B_NONE || (r->body == B_LENGTH && r->left == 0);
+    r->complete = r->body == PX_BODY_NONE || (r->body == PX_BODY_LENGTH && r->left == 0);
     r->in_body = 1;
 }
 
@@ -132,5 +133,5 @@ int px_reader_feed(px_reader_t *r, const uint8_t *p, size_t n, const char **err)
 
 int px_reader_eof(const px_reader_t *r)
 {
-    return r->complete || (r->in_body && r->body == B_EOF);
+    return r->complete || (r->in_body && r->body == PX_BODY_CLOSE);
 }
