@@ -58,6 +58,7 @@ static void register_handlers(void)
     /* upstreams before executors: the "upstream" executor looks its group up */
     sl_config_register_section(&sl_proxy_upstreams_section);
     sl_config_register_section(&sl_jobs_section);
+    sl_reply_to_register(); /* its executor key before "executors" is parsed */
     sl_config_register_section(&sl_jobs_executors_section);
     sl_router_register(&sl_reply_job_handler);
     sl_router_register(&sl_reply_api_handler);

@@ -14,7 +14,7 @@ declare -A allow=(
   [src/harness]="src src/harness"
   [src/static]="src src/static"
   [src/jobs]="src src/jobs src/proxy"
-  [src/reply]="src src/reply src/jobs src/ws"
+  [src/reply]="src src/reply src/jobs src/ws src/proxy"  # proxy: reply_to delivers through the upstream client
 )
 bad=0
 for f in $(find src -name '*.[ch]' | sort); do

@@ -72,8 +72,8 @@ static int parse_secrets(json_t *v, const char *path, sl_jobs_cfg_t *c, char *er
     return 0;
 }
 
-static const char *const common_keys[] = {"type",    "concurrency",  "queue",   "timeout_s",
-                                          "grace_s", "content_type", "reply_to"};
+static const char *const common_keys[] = {"type",      "concurrency", "queue",
+                                          "timeout_s", "grace_s",     "content_type"};
 
 int sl_jobs_check_keys(json_t *obj, const char *path, const char *const *names, size_t n, char *err,
                        size_t errlen)
@@ -86,6 +86,7 @@ int sl_jobs_check_keys(json_t *obj, const char *path, const char *const *names, 
     for (size_t i = 0; i < SL_ARRAY_LEN(common_keys) && k < SL_ARRAY_LEN(all); i++)
         all[k++] = common_keys[i];
     SL_ASSERT(k == n + SL_ARRAY_LEN(common_keys));
+    k += sl_jobs_ext_key_names(all + k, SL_ARRAY_LEN(all) - k); /* other modules' keys */
     return sl_conf_check_keys(obj, path, all, k, err, errlen);
 }
 
@@ -133,7 +134,7 @@ static void free_execs(void *state)
             xs->v[i].ops->free_opts(xs->v[i].opts);
         sl_free(xs->v[i].name);
         sl_free(xs->v[i].content_type);
-        sl_jobs_reply_to_free(xs->v[i].reply_to);
+        sl_jobs_ext_free(&xs->v[i]);
     }
     sl_free(xs->v);
     sl_free(xs);
@@ -162,7 +163,7 @@ static int parse_common(json_t *o, const char *p, sl_jobs_exec_def_t *x, char *e
     x->timeout_s = (double)timeout;
     x->grace_s = (double)grace;
     x->content_type = sl_strdup(ct ? ct : "application/octet-stream");
-    return sl_jobs_reply_to_parse(json_object_get(o, "reply_to"), p, &x->reply_to, err, errlen);
+    return sl_jobs_ext_parse(o, p, x, err, errlen);
 }
 
 static int parse_execs(json_t *v, const char *path, void **state, char *err, size_t errlen)

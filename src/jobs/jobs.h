@@ -69,7 +69,7 @@ typedef struct sl_jobs_event {
 #define SL_JOBS_REC_MAX 16
 #define SL_JOBS_REC_VALUE_MAX 1024
 
-#define SL_JOBS_REPLY_ERROR_MAX 128 /* reply_to's last error, cut there */
+#define SL_JOBS_DELIVERY_ERROR_MAX 128 /* a delivery's last error, cut there */
 
 /* "jobs" config section. */
 typedef struct sl_jobs_cfg {
@@ -118,9 +118,9 @@ typedef struct sl_jobs_info {
     uint64_t first_seq, last_seq;              /* retained range; last 0 when none */
     uint64_t dropped_upto;                     /* highest dropped seq, 0 if none */
     uint64_t data_bytes;                       /* data bytes produced */
-    int has_reply_to;                          /* the executor has reply_to */
-    int reply_status, reply_attempts;          /* reply_to outcome; attempts 0: none yet */
-    char reply_error[SL_JOBS_REPLY_ERROR_MAX]; /* "" when none (a copy) */
+    /* result delivery (sl_jobs_set_delivery): attempts 0 = none yet */
+    int delivery_status, delivery_attempts;
+    char delivery_error[SL_JOBS_DELIVERY_ERROR_MAX]; /* "" when none (a copy) */
     const struct sl_header *recorded;          /* NUL-terminated name and value */
     size_t nrecorded;
 } sl_jobs_info_t;
@@ -149,9 +149,33 @@ int sl_jobs_start(const sl_jobs_cfg_t *cfg);
 void sl_jobs_stop(void);
 const sl_jobs_cfg_t *sl_jobs_config(void);
 
-/* reply_to POSTs the job's status JSON, which reply/ formats: it sets
- * the formatter (malloc'd string) before jobs run. */
-void sl_jobs_set_status_format(char *(*fn)(sl_jobs_job_t *job));
+/* ---- extensions: what other modules hang on executors and job ends ----
+ * Registered on the main thread before the config is loaded and the jobs
+ * thread starts (reply/ delivers results this way: jobs/ does not know
+ * how results travel). */
+#define SL_JOBS_MAX_EXEC_KEYS 4
+#define SL_JOBS_MAX_OBSERVERS 4
+/* A key other modules accept in every executor object: parse stores the
+ * value the executor keeps (called only when the key is present), free
+ * releases it. Returns the slot for sl_jobs_exec_key_value. */
+typedef struct sl_jobs_exec_key {
+    const char *name;
+    int (*parse)(json_t *v, const char *path, void **out, char *err, size_t errlen);
+    void (*free)(void *v);
+} sl_jobs_exec_key_t;
+int sl_jobs_exec_key_register(const sl_jobs_exec_key_t *k);
+/* The parsed value of key slot on executor x, or NULL when absent. */
+void *sl_jobs_exec_key_value(const sl_jobs_exec_def_t *x, int slot);
+/* on_end runs on the jobs thread once a job has reached its final state
+ * (its END event published), not while the jobs thread stops; on_stop
+ * runs as it stops (drop what is under way). */
+typedef struct sl_jobs_observer {
+    void (*on_end)(sl_jobs_job_t *job);
+    void (*on_stop)(void);
+} sl_jobs_observer_t;
+void sl_jobs_observe(const sl_jobs_observer_t *o);
+/* The jobs thread's loop (observers run timers and clients on it). */
+struct ev_loop *sl_jobs_loop(void);
 
 /* ---- jobs ---- */
 /* Create a job and queue it on its executor. On success *out holds a
@@ -172,6 +196,10 @@ void sl_jobs_job_ref(sl_jobs_job_t *job);
 void sl_jobs_job_unref(sl_jobs_job_t *job);
 void sl_jobs_job_info(sl_jobs_job_t *job, sl_jobs_info_t *out);
 const char *sl_jobs_job_id(const sl_jobs_job_t *job);
+const sl_jobs_exec_def_t *sl_jobs_job_exec(const sl_jobs_job_t *job);
+/* What delivering the job's result achieved (kept for its status): the
+ * last HTTP status (0: none), tries so far, the last error (NULL: none). */
+void sl_jobs_set_delivery(sl_jobs_job_t *job, int status, int attempts, const char *error);
 /* The SHA-256 (hex) of the body of the request that made the job, once it
  * has all arrived (for Idempotency-Key replays). get returns 1 and copies
  * it into out (SL_JOBS_FP_LEN + 1 bytes) when known, else 0. */

@@ -40,7 +40,7 @@ struct sl_jobs_exec_def {
     int64_t concurrency, queue;        /* running at once; waiting beyond that */
     double timeout_s;                  /* 0 = none */
     double grace_s;                    /* SIGTERM -> SIGKILL */
-    struct sl_jobs_reply_to *reply_to; /* NULL when not configured */
+    void *ext[SL_JOBS_MAX_EXEC_KEYS]; /* other modules' keys (ext.c) */
     atomic_long admitted;              /* queued + running, checked on submit */
     /* jobs thread only */
     long running;
@@ -106,9 +106,9 @@ struct sl_jobs_job {
     /* finished jobs holding events, oldest-ended first (budget.c's lock) */
     sl_jobs_job_t *eprev, *enext;
     int in_ended;
-    /* reply_to outcome (shard lock): attempts 0 = none yet */
-    int reply_status, reply_attempts;
-    char reply_error[SL_JOBS_REPLY_ERROR_MAX]; /* "" when none */
+    /* result delivery outcome (shard lock): attempts 0 = none yet */
+    int delivery_status, delivery_attempts;
+    char delivery_error[SL_JOBS_DELIVERY_ERROR_MAX]; /* "" when none */
 };
 
 /* ---- store (store.c) ---- */
@@ -125,8 +125,6 @@ void sl_jobs_set_running(sl_jobs_job_t *job);
 void sl_jobs_store_end(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code);
 /* Move finished jobs past their TTL to the tombstone set (jobs thread). */
 void sl_jobs_store_sweep(uint64_t now_ms);
-/* Record the reply_to outcome (error: static text or NULL). */
-void sl_jobs_store_set_reply(sl_jobs_job_t *job, int status, int attempts, const char *error);
 /* Every live job, referenced, for shutdown (caller frees the array). */
 size_t sl_jobs_store_all(sl_jobs_job_t ***out);
 void sl_jobs_job_free(sl_jobs_job_t *job);
@@ -179,15 +177,16 @@ void sl_jobs_inbox_unqueue(sl_jobs_sub_t *sub);
 struct sl_jobs_inbox *sl_jobs_inbox_get(struct ev_loop *loop, int slot);
 void sl_jobs_inboxes_free(void);
 
-/* ---- reply_to (reply_to.c, jobs thread) ---- */
-/* Parse an executor's "reply_to" object (absent: *out NULL). */
-int sl_jobs_reply_to_parse(json_t *v, const char *path, struct sl_jobs_reply_to **out, char *err,
-                           size_t errlen);
-void sl_jobs_reply_to_free(struct sl_jobs_reply_to *r);
-/* The job reached a final state: POST its status (takes its own ref). */
-void sl_jobs_reply_to_start(sl_jobs_job_t *job);
-/* Shutdown: drop every POST still under way. */
-void sl_jobs_reply_to_stop_all(void);
+/* ---- extensions (ext.c) ---- */
+/* The registered executor keys' names into out; returns the count. */
+size_t sl_jobs_ext_key_names(const char **out, size_t cap);
+/* Parse the registered keys present in an executor object into x->ext. */
+int sl_jobs_ext_parse(json_t *obj, const char *path, sl_jobs_exec_def_t *x, char *err,
+                      size_t errlen);
+void sl_jobs_ext_free(sl_jobs_exec_def_t *x);
+/* Jobs thread: a job reached its final state / the thread stops. */
+void sl_jobs_ext_on_end(sl_jobs_job_t *job);
+void sl_jobs_ext_on_stop(void);
 
 /* ---- lifecycle (lifecycle.c, jobs thread) ---- */
 /* Hand a new job to the jobs thread. */
@@ -195,7 +194,6 @@ void sl_jobs_lifecycle_enqueue(sl_jobs_job_t *job);
 /* Executors report the end of the work: emits END with state/exit code,
  * frees the executor slot and starts the next queued job. */
 void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, const char *error);
-struct ev_loop *sl_jobs_loop(void);
 /* True during sl_jobs_stop: cancel must then end the work synchronously. */
 int sl_jobs_is_stopping(void);
 

@@ -182,8 +182,8 @@ void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, co
     if (error)
         emit_error(job, error);
     sl_jobs_store_end(job, state, exit_code);
-    if (x->reply_to && !atomic_load(&lc.stopping))
-        sl_jobs_reply_to_start(job);
+    if (!atomic_load(&lc.stopping))
+        sl_jobs_ext_on_end(job);
     x->running--;
     atomic_fetch_sub(&x->admitted, 1);
     sl_jobs_job_unref(job); /* the executor's reference */
@@ -200,8 +200,8 @@ static void end_unstarted(sl_jobs_exec_def_t *x, sl_jobs_job_t *job)
     if (error)
         emit_error(job, error);
     sl_jobs_store_end(job, state, -1);
-    if (x->reply_to && !atomic_load(&lc.stopping))
-        sl_jobs_reply_to_start(job);
+    if (!atomic_load(&lc.stopping))
+        sl_jobs_ext_on_end(job);
     atomic_fetch_sub(&x->admitted, 1);
 }
 
@@ -279,7 +279,7 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 static void *thread_main(void *arg)
 {
     SL_UNUSED(arg);
-    sl_proxy_client_bind(lc.loop); /* upstream executor and reply_to clients */
+    sl_proxy_client_bind(lc.loop); /* the upstream executor's and observers' clients */
     ev_run(lc.loop, 0);
     return NULL;
 }
@@ -337,7 +337,7 @@ void sl_jobs_stop(void)
     ev_async_send(lc.loop, &lc.wake);
     pthread_join(lc.thread, NULL);
     on_wake(lc.loop, &lc.wake, 0); /* commands posted late */
-    sl_jobs_reply_to_stop_all();
+    sl_jobs_ext_on_stop();
     stop_all();
     ev_timer_stop(lc.loop, &lc.sweep);
     ev_async_stop(lc.loop, &lc.wake);

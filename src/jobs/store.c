@@ -421,20 +421,24 @@ void sl_jobs_job_info(sl_jobs_job_t *job, sl_jobs_info_t *o)
     o->last_seq = job->next_seq - 1;
     o->dropped_upto = job->dropped_upto;
     o->data_bytes = job->data_bytes;
-    o->has_reply_to = job->exec && job->exec->reply_to;
-    o->reply_status = job->reply_status;
-    o->reply_attempts = job->reply_attempts;
-    memcpy(o->reply_error, job->reply_error, sizeof(o->reply_error));
+    o->delivery_status = job->delivery_status;
+    o->delivery_attempts = job->delivery_attempts;
+    memcpy(o->delivery_error, job->delivery_error, sizeof(o->delivery_error));
     pthread_mutex_unlock(&s->mu);
 }
 
-void sl_jobs_store_set_reply(sl_jobs_job_t *job, int status, int attempts, const char *error)
+const sl_jobs_exec_def_t *sl_jobs_job_exec(const sl_jobs_job_t *job)
+{
+    return job->exec;
+}
+
+void sl_jobs_set_delivery(sl_jobs_job_t *job, int status, int attempts, const char *error)
 {
     shard_t *s = &st.shards[job->shard];
     pthread_mutex_lock(&s->mu);
-    job->reply_status = status;
-    job->reply_attempts = attempts;
-    snprintf(job->reply_error, sizeof(job->reply_error), "%s", error ? error : "");
+    job->delivery_status = status;
+    job->delivery_attempts = attempts;
+    snprintf(job->delivery_error, sizeof(job->delivery_error), "%s", error ? error : "");
     pthread_mutex_unlock(&s->mu);
 }
 

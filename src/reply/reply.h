@@ -13,5 +13,9 @@
 #include "../router.h"
 
 extern const sl_handler_def_t sl_reply_job_handler, sl_reply_api_handler;
+/* reply_to (delivering a finished job's status to an upstream): adds the
+ * "reply_to" executor key and the observer of job ends. Call before the
+ * config is loaded. */
+void sl_reply_to_register(void);
 
 #endif

@@ -64,8 +64,6 @@ void sl_reply_wait(sl_reply_t *r, double secs);
 int sl_reply_accepted(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path, int pref_applied);
 /* Status JSON of a job (malloc'd, free with free()). */
 char *sl_reply_status_json(sl_jobs_job_t *job, const char *jobs_path);
-/* The status JSON with the default /jobs/ prefix, for jobs/' reply_to. */
-char *sl_reply_status_for_reply_to(sl_jobs_job_t *job);
 /* HTTP status for a finished job's result. */
 int sl_reply_result_status(sl_jobs_state_t s);
 /* Add job-id and location. */

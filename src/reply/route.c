@@ -119,8 +119,6 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
     json_t *p = json_object_get(route, "path");
     s->route = sl_strdup(json_is_string(p) ? json_string_value(p) : "");
     s->jobs_path = sl_strdup(jobs_path);
-    /* reply_to POSTs the same status JSON as GET /jobs/{id} */
-    sl_jobs_set_status_format(sl_reply_status_for_reply_to);
     return 0;
 }
 

@@ -68,12 +68,12 @@ char *sl_reply_status_json(sl_jobs_job_t *job, const char *jobs_path)
     json_object_set_new(o, "last_seq", json_integer((json_int_t)i.last_seq));
     json_object_set_new(o, "dropped_upto", json_integer((json_int_t)i.dropped_upto));
     json_object_set_new(o, "data_bytes", json_integer((json_int_t)i.data_bytes));
-    if (i.has_reply_to && i.reply_attempts) {
-        json_t *r = json_pack("{si}", "attempts", i.reply_attempts);
+    if (i.delivery_attempts) { /* reply_to.c's outcome */
+        json_t *r = json_pack("{si}", "attempts", i.delivery_attempts);
         json_object_set_new(r, "status",
-                            i.reply_status ? json_integer(i.reply_status) : json_null());
-        if (i.reply_error[0])
-            json_object_set_new(r, "error", json_string(i.reply_error));
+                            i.delivery_status ? json_integer(i.delivery_status) : json_null());
+        if (i.delivery_error[0])
+            json_object_set_new(r, "error", json_string(i.delivery_error));
         json_object_set_new(o, "reply_to", r);
     }
     char *s = json_dumps(o, JSON_COMPACT);
@@ -81,10 +81,6 @@ char *sl_reply_status_json(sl_jobs_job_t *job, const char *jobs_path)
     return s;
 }
 
-char *sl_reply_status_for_reply_to(sl_jobs_job_t *job)
-{
-    return sl_reply_status_json(job, "/jobs/");
-}
 
 void sl_reply_job_headers(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path)
 {

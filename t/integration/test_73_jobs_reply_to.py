@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROUTES, SLOW, free_port, module_server, require
+from conftest import ROUTES, SLOW, SLUICE_BIN, free_port, module_server, require, run
 from test_72_jobs_upstream import app  # noqa: F401  (uvicorn fixture)
 
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -191,3 +191,24 @@ def test_upstream_executor_times_out(srv, app):  # noqa: F811
     fast = submit(srv, "/v1/upto?delay=0.1")
     st = wait_reply(srv, fast)
     assert st["state"] == "succeeded" and st["exit_code"] == 200
+
+
+def test_reply_to_config_errors(tmp_path):
+    """reply_to is reply/'s key on every executor: checked as strictly as
+    the executor's own (misspelt: the hint; bad fields: the JSON path)."""
+    base = {"listen": [{"addr": "127.0.0.1:0"}], "routes": [],
+            "upstreams": {"hooks": {"servers": ["127.0.0.1:1"]}}}
+    cases = [({"reply_too": {"upstream": "hooks"}}, 'unknown key (did you mean "reply_to"?)'),
+             ({"reply_to": {"upstream": "nope"}}, "reply_to.upstream: must name a group"),
+             ({"reply_to": {"upstream": "hooks", "path": "x"}}, "reply_to.path: must start"),
+             ({"reply_to": {"upstream": "hooks", "bogus": 1}}, "reply_to.bogus: unknown key"),
+             ({"reply_to": {"upstream": "hooks", "path": "/done"}}, None)]
+    for extra, want in cases:
+        cfg = dict(base, executors={"e": dict({"type": "builtin"}, **extra)})
+        p = tmp_path / "c.json"
+        p.write_text(json.dumps(cfg))
+        r = run([SLUICE_BIN, "-t", "-c", str(p)])
+        if want is None:
+            assert r.returncode == 0, r.stderr
+        else:
+            assert r.returncode == 1 and want in r.stderr.decode(), (extra, r.stderr)

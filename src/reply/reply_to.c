@@ -1,16 +1,21 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
  * reply_to: when a job of an executor with "reply_to" reaches a final
- * state, its status JSON (the one GET /jobs/{id} answers, formatted by
- * reply/ through sl_jobs_set_status_format) is POSTed to a path on a
- * configured upstream group - never to anything named by the request -
- * with job-id and traceparent. Up to 3 tries (back-off 0.5 s, then 1 s)
- * until a 2xx; the outcome goes into the job's status ("reply_to") and a
- * failure is logged. Runs on the jobs thread through src/proxy/'s client
- * (the group's balancing, passive health, TLS and timeouts), one
- * connection per try (connection: close).
+ * state, its status JSON (the one GET /jobs/{id} answers) is POSTed to a
+ * path on a configured upstream group - never to anything named by the
+ * request - with job-id and traceparent. Up to 3 tries (back-off 0.5 s,
+ * then 1 s) until a 2xx; the outcome goes into the job's status
+ * ("reply_to", through sl_jobs_set_delivery) and a failure is logged.
+ *
+ * jobs/ does not know this exists: "reply_to" is a key this file adds to
+ * every executor object and the POST starts from an observer of job ends
+ * (sl_jobs_observe), both on the jobs thread. Runs through src/proxy/'s
+ * client (the group's balancing, passive health, TLS and timeouts), one
+ * connection per try (connection: close: a POST is not sent again on a
+ * pooled connection the server may have closed).
  */
-#include "jobs_int.h"
+#include "reply_int.h"
+#include "reply.h"
 #include "../config.h"
 #include "../log.h"
 #include "../proxy/proxy.h"
@@ -23,16 +28,16 @@
 #define TRIES 3
 #define EVENTS_PER_READ 64
 
-struct sl_jobs_reply_to {
+typedef struct reply_to_cfg {
     const sl_config_t *cfg;
     char *upstream, *path;
     int include_result;
     int64_t max_result_bytes;
-};
+} reply_to_cfg_t;
 
 typedef struct post {
     sl_jobs_job_t *job; /* referenced */
-    const struct sl_jobs_reply_to *rt;
+    const reply_to_cfg_t *rt;
     sl_proxy_client_t *cl; /* the try in flight, or NULL */
     int status, attempts;
     ev_timer retry;
@@ -41,18 +46,14 @@ typedef struct post {
     struct post *prev, *next; /* in flight, for shutdown */
 } post_t;
 
-static post_t *inflight;
-static char *(*status_format)(sl_jobs_job_t *job);
-
-void sl_jobs_set_status_format(char *(*fn)(sl_jobs_job_t *job))
-{
-    status_format = fn;
-}
+static post_t *inflight; /* jobs thread only */
+static int key_slot = -1; /* "reply_to" among the executor keys */
 
 /* ---- config ---- */
 
-void sl_jobs_reply_to_free(struct sl_jobs_reply_to *r)
+static void cfg_free(void *v)
 {
+    reply_to_cfg_t *r = v;
     if (!r)
         return;
     sl_free(r->upstream);
@@ -60,16 +61,13 @@ void sl_jobs_reply_to_free(struct sl_jobs_reply_to *r)
     sl_free(r);
 }
 
-int sl_jobs_reply_to_parse(json_t *v, const char *path, struct sl_jobs_reply_to **out, char *err,
-                           size_t errlen)
+static int cfg_parse(json_t *v, const char *path, void **out, char *err, size_t errlen)
 {
     char p[300];
     const char *ups, *rpath, *key;
     int64_t inc, max;
     json_t *it;
     *out = NULL;
-    if (!v)
-        return 0;
     snprintf(p, sizeof(p), "%s.reply_to", path);
     if (!json_is_object(v)) {
         snprintf(err, errlen, "%s: must be an object", p);
@@ -102,7 +100,7 @@ int sl_jobs_reply_to_parse(json_t *v, const char *path, struct sl_jobs_reply_to 
         snprintf(err, errlen, "%s.path: must start with '/' and hold no spaces", p);
         return SL_EINVAL;
     }
-    struct sl_jobs_reply_to *r = sl_calloc(1, sizeof(*r));
+    reply_to_cfg_t *r = sl_calloc(1, sizeof(*r));
     r->cfg = cfg;
     r->upstream = sl_strdup(ups);
     r->path = sl_strdup(rpath);
@@ -151,13 +149,10 @@ static int collect(sl_jobs_job_t *job, size_t max, uint8_t **data, size_t *len)
 
 static char *body_json(post_t *x)
 {
-    char *s = status_format ? status_format(x->job) : NULL;
-    json_t *o = s ? json_loads(s, 0, NULL) : NULL;
+    char *s = sl_reply_status_json(x->job, "/jobs/");
+    json_t *o = json_loads(s, 0, NULL);
     free(s);
-    if (!o) {
-        o = json_object();
-        json_object_set_new(o, "id", json_string(x->job->id));
-    }
+    SL_ASSERT(o); /* ours, and valid */
     if (x->rt->include_result) {
         uint8_t *d;
         size_t n;
@@ -178,13 +173,14 @@ static char *body_json(post_t *x)
 static char *build_head(void *arg, const char *host, size_t *len)
 {
     const post_t *x = arg;
-    const sl_jobs_job_t *job = x->job;
-    const char *tp = job->traceparent;
+    sl_jobs_info_t i;
+    sl_jobs_job_info(x->job, &i);
+    const char *tp = i.traceparent;
     char *h = sl_strdup_printf(
         len,
         "POST %s HTTP/1.1\r\nhost: %s\r\nconnection: close\r\n"
         "content-type: application/json\r\ncontent-length: %zu\r\njob-id: %s\r\n%s%s%s\r\n",
-        x->rt->path, host, x->body_len, job->id, tp[0] ? "traceparent: " : "", tp,
+        x->rt->path, host, x->body_len, i.id, tp[0] ? "traceparent: " : "", tp,
         tp[0] ? "\r\n" : "");
     return h;
 }
@@ -221,16 +217,16 @@ static void tried(post_t *x, const char *error)
     int ok = !error && x->status >= 200 && x->status < 300;
     if (ok || x->attempts >= TRIES) {
         if (!ok)
-            sl_log(SL_LOG_WARN, NULL, "job %s: reply_to %s%s failed after %d tries: %s", x->job->id,
+            sl_log(SL_LOG_WARN, NULL, "job %s: reply_to %s%s failed after %d tries: %s", sl_jobs_job_id(x->job),
                    x->rt->upstream, x->rt->path, x->attempts, error ? error : "non-2xx status");
-        sl_jobs_store_set_reply(x->job, x->status, x->attempts,
+        sl_jobs_set_delivery(x->job, x->status, x->attempts,
                                 ok      ? NULL
                                 : error ? error
                                         : "non-2xx status");
         post_free(x);
         return;
     }
-    sl_jobs_store_set_reply(x->job, x->status, x->attempts, error ? error : "non-2xx status");
+    sl_jobs_set_delivery(x->job, x->status, x->attempts, error ? error : "non-2xx status");
     ev_timer_set(&x->retry, 0.5 * x->attempts, 0.);
     ev_timer_start(sl_jobs_loop(), &x->retry);
 }
@@ -261,9 +257,9 @@ static void try_post(post_t *x)
     char prefix[64];
     x->attempts++;
     x->status = 0;
-    snprintf(prefix, sizeof(prefix), "job %s: reply_to: ", x->job->id);
+    snprintf(prefix, sizeof(prefix), "job %s: reply_to: ", sl_jobs_job_id(x->job));
     x->cl =
-        sl_proxy_client_start(x->rt->cfg, x->rt->upstream, x->job->id, 0, prefix, &client_cbs, x);
+        sl_proxy_client_start(x->rt->cfg, x->rt->upstream, sl_jobs_job_id(x->job), 0, prefix, &client_cbs, x);
     if (!x->cl) {
         tried(x, "no upstream server");
         return;
@@ -272,12 +268,15 @@ static void try_post(post_t *x)
     sl_proxy_client_end(x->cl);
 }
 
-void sl_jobs_reply_to_start(sl_jobs_job_t *job)
+static void on_job_end(sl_jobs_job_t *job)
 {
+    const reply_to_cfg_t *rt = sl_jobs_exec_key_value(sl_jobs_job_exec(job), key_slot);
+    if (!rt)
+        return;
     post_t *x = sl_calloc(1, sizeof(*x));
     sl_jobs_job_ref(job);
     x->job = job;
-    x->rt = job->exec->reply_to;
+    x->rt = rt;
     x->body = body_json(x);
     x->body_len = strlen(x->body);
     ev_timer_init(&x->retry, on_retry, 0., 0.);
@@ -289,10 +288,18 @@ void sl_jobs_reply_to_start(sl_jobs_job_t *job)
     try_post(x);
 }
 
-void sl_jobs_reply_to_stop_all(void)
+static void on_jobs_stop(void)
 {
     while (inflight) {
-        sl_log(SL_LOG_WARN, NULL, "job %s: reply_to abandoned at shutdown", inflight->job->id);
+        sl_log(SL_LOG_WARN, NULL, "job %s: reply_to abandoned at shutdown", sl_jobs_job_id(inflight->job));
         post_free(inflight);
     }
+}
+
+void sl_reply_to_register(void)
+{
+    static const sl_jobs_exec_key_t key = {"reply_to", cfg_parse, cfg_free};
+    static const sl_jobs_observer_t observer = {on_job_end, on_jobs_stop};
+    key_slot = sl_jobs_exec_key_register(&key);
+    sl_jobs_observe(&observer);
 }
