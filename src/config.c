@@ -305,7 +305,8 @@ static void tls_cfg_dispose(sl_tls_cfg_t *t)
 static int parse_listener(sl_config_t *cfg, json_t *obj, const char *path, sl_listener_cfg_t *lc,
                           char *err, size_t errlen)
 {
-    static const char *const keys[] = {"addr", "tls", "h2c", "h2c_upgrade", "backlog"};
+    static const char *const keys[] = {"addr", "tls", "h2c", "h2c_upgrade", "backlog",
+                                       "proxy_protocol"};
     char p[PATH_LEN];
     const char *addr;
     int64_t backlog;
@@ -320,6 +321,7 @@ static int parse_listener(sl_config_t *cfg, json_t *obj, const char *path, sl_li
     if (set_listener_addr(lc, addr, p, err, errlen) ||
         sl_conf_get_bool(obj, path, "h2c", 1, &lc->h2c, err, errlen) ||
         sl_conf_get_bool(obj, path, "h2c_upgrade", 0, &lc->h2c_upgrade, err, errlen) ||
+        sl_conf_get_bool(obj, path, "proxy_protocol", 0, &lc->proxy_protocol, err, errlen) ||
         sl_conf_get_int(obj, path, "backlog", 511, 1, 65535, &backlog, err, errlen))
         return SL_EINVAL;
     lc->backlog = (int)backlog;

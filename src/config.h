@@ -42,6 +42,7 @@ typedef struct sl_listener_cfg {
     sl_tls_cfg_t *tls; /* NULL for cleartext */
     int h2c;           /* cleartext: accept the h2 prior-knowledge preface (default 1) */
     int h2c_upgrade;   /* cleartext: also HTTP/1.1 "Upgrade: h2c" (default 0: h2c smuggling) */
+    int proxy_protocol; /* a PROXY protocol v1/v2 header comes first (default 0) */
     int backlog;
     int index;
 } sl_listener_cfg_t;

@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "config.h"
 #include "log.h"
+#include "proxyproto.h"
 #include "tls.h"
 #include "tls_bio.h"
 #include <errno.h>
@@ -85,6 +86,77 @@ static void format_peer(sl_conn_t *c, const struct sockaddr *sa)
     }
 }
 
+/* The protocol's start once the connection is ours: the TLS handshake,
+ * or HTTP/1.1 (which detects the h2c preface). 0, or SL_ECLOSED. */
+static int begin(sl_conn_t *c)
+{
+    if (c->ssl) {
+        c->handshaking = 1;
+        sl_conn_timer_set(c, c->table->cfg->timeouts.tls_handshake_s);
+        return 0;
+    }
+    return start_h1(c, NULL, 0) == 0 ? 0 : SL_ECLOSED;
+}
+
+/* PROXY protocol (listener "proxy_protocol"): the header is taken off the
+ * socket before anything else, byte-exact (peek, then read only what
+ * belongs to it), so TLS and HTTP start on a clean stream. Bounded by
+ * SL_PP_V2_MAX bytes and timeouts.tls_handshake_s. */
+typedef struct conn_pp {
+    size_t len;
+    uint8_t buf[SL_PP_V2_MAX];
+} conn_pp_t;
+
+/* 0: wait for more; 1: done (the peer is the header's); SL_ECLOSED. */
+static int pp_read(sl_conn_t *c)
+{
+    conn_pp_t *pp = c->pp;
+    ssize_t n;
+    do
+        n = recv(c->fd, pp->buf + pp->len, sizeof(pp->buf) - pp->len, MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    if (n <= 0) {
+        sl_log(SL_LOG_INFO, c, "connection closed before its PROXY protocol header");
+        return SL_ECLOSED;
+    }
+    sl_pp_t r;
+    ssize_t hl = sl_pp_parse(pp->buf, pp->len + (size_t)n, &r);
+    if (hl < 0) {
+        sl_log(SL_LOG_INFO, c, "no valid PROXY protocol header; closed");
+        return SL_ECLOSED;
+    }
+    /* What the header still needs, or all that came (all of it is header). */
+    size_t take = hl > 0 ? (size_t)hl - pp->len : (size_t)n;
+    if (recv(c->fd, pp->buf + pp->len, take, 0) != (ssize_t)take)
+        return SL_ECLOSED;
+    pp->len += take;
+    if (hl == 0)
+        return 0;
+    if (!r.local) {
+        memcpy(&c->peer_addr, &r.src, r.srclen);
+        format_peer(c, (const struct sockaddr *)&r.src);
+    }
+    sl_free(pp);
+    c->pp = NULL;
+    return 1;
+}
+
+/* An event while the header is awaited. 0 to go on, SL_ECLOSED. */
+static int on_pp_event(sl_conn_t *c)
+{
+    int rc = pp_read(c);
+    if (rc <= 0)
+        return rc;
+    ev_timer_stop(c->table->loop, &c->timer);
+    if (begin(c) != 0)
+        return SL_ECLOSED;
+    /* The ClientHello or the first request may be here already. */
+    ev_feed_event(c->table->loop, &c->rio, EV_READ);
+    return 0;
+}
+
 sl_conn_t *sl_conn_new(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg, SSL_CTX *ssl_ctx,
                        const struct sockaddr *peer, socklen_t plen)
 {
@@ -121,9 +193,11 @@ sl_conn_t *sl_conn_new(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg
             return NULL;
         }
         SSL_set_accept_state(c->ssl);
-        c->handshaking = 1;
+    }
+    if (lcfg && lcfg->proxy_protocol) {
+        c->pp = sl_calloc(1, sizeof(*c->pp));
         sl_conn_timer_set(c, cfg->timeouts.tls_handshake_s);
-    } else if (start_h1(c, NULL, 0) != 0) {
+    } else if (begin(c) != 0) {
         do_close(c);
         return NULL;
     }
@@ -220,7 +294,7 @@ static void do_close(sl_conn_t *c)
     ev_timer_stop(t->loop, &c->timer);
     if (c->ssl) {
         /* Best effort close_notify; never wait for the peer's. */
-        if (!c->handshaking && !c->eof) {
+        if (!c->handshaking && !c->pp && !c->eof) {
             SSL_shutdown(c->ssl);
             tls_flush(c);
         }
@@ -229,6 +303,8 @@ static void do_close(sl_conn_t *c)
     }
     close(c->fd);
     c->fd = -1;
+    sl_free(c->pp);
+    c->pp = NULL;
     sl_buf_dispose(&c->out);
     sl_buf_dispose(&c->tls.out);
     if (c->prev)
@@ -593,6 +669,11 @@ static void on_io(struct ev_loop *loop, ev_io *iow, int revents)
         discard_input(c);
         return;
     }
+    if (c->pp) {
+        if (on_pp_event(c) != 0)
+            do_close(c);
+        return;
+    }
     if (c->handshaking) {
         if (do_handshake(c) != 0)
             do_close(c);
@@ -621,6 +702,11 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (c->closing)
         return;
+    if (c->pp) {
+        sl_log(SL_LOG_INFO, c, "no PROXY protocol header in time; closed");
+        do_close(c);
+        return;
+    }
     if (c->handshaking) {
         sl_log(SL_LOG_INFO, c, "client did not finish the TLS handshake in time");
         do_close(c);

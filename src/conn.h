@@ -77,6 +77,7 @@ struct sl_conn {
     const char *tls_version;
     char *sni;
     char *client_cert; /* sl_tls_client_identity: "fp\0subject\0", NULL = none */
+    struct conn_pp *pp; /* PROXY protocol header still being read, or NULL */
     unsigned handshaking : 1;
     unsigned read_paused : 1; /* protocol asked to stop reading */
     unsigned close_after_flush : 1;
