@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxyproto.h"
 #include "tls.h"
 #include "tls_bio.h"
@@ -165,6 +166,8 @@ sl_conn_t *sl_conn_new(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->tag.id = ++t->next_id;
+    if (lcfg)
+        sl_metrics_conn_accepted(lcfg->index);
     c->fd = fd;
     c->table = t;
     c->lcfg = lcfg;
@@ -266,8 +269,22 @@ void sl_conn_timer_set(sl_conn_t *c, double secs)
     ev_timer_again(c->table->loop, &c->timer);
 }
 
+static int listener_index(const sl_conn_t *c)
+{
+    return c->lcfg ? c->lcfg->index : -1;
+}
+
+static int proto_is_h2(const sl_proto_t *p)
+{
+    return p->name[0] == 'h' && p->name[1] == '2';
+}
+
 void sl_conn_set_proto(sl_conn_t *c, const sl_proto_t *p, void *pdata)
 {
+    if (c->proto) /* h1 -> h2 (Upgrade: h2c) */
+        sl_metrics_conn_proto(listener_index(c), proto_is_h2(c->proto), -1);
+    if (p)
+        sl_metrics_conn_proto(listener_index(c), proto_is_h2(p), +1);
     c->proto = p;
     c->pdata = pdata;
 }
@@ -288,6 +305,8 @@ static void do_close(sl_conn_t *c)
     if (c->closing)
         return;
     close_proto(c);
+    if (c->proto)
+        sl_metrics_conn_proto(listener_index(c), proto_is_h2(c->proto), -1);
     c->closing = 1;
     ev_io_stop(t->loop, &c->rio);
     ev_io_stop(t->loop, &c->wio);
@@ -367,6 +386,7 @@ static int finish_handshake(sl_conn_t *c)
     ev_timer_stop(c->table->loop, &c->timer);
     SSL_get0_alpn_selected(c->ssl, &alpn, &alen);
     c->tls_version = SSL_get_version(c->ssl);
+    sl_metrics_tls(c->tls_version, 1);
     if (sni)
         c->sni = sl_strdup(sni);
     if (c->lcfg && c->lcfg->tls && c->lcfg->tls->verify_client)
@@ -403,6 +423,7 @@ static int do_handshake(sl_conn_t *c)
         return 0;
     }
     log_ssl_error(c, "TLS handshake failed");
+    sl_metrics_tls(NULL, 0);
     return SL_ECLOSED;
 }
 
@@ -709,6 +730,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     }
     if (c->handshaking) {
         sl_log(SL_LOG_INFO, c, "client did not finish the TLS handshake in time");
+        sl_metrics_tls(NULL, 0);
         do_close(c);
         return;
     }

@@ -11,6 +11,6 @@
 
 #include "router.h"
 
-extern const sl_handler_def_t sl_health_handler, sl_return_handler;
+extern const sl_handler_def_t sl_health_handler, sl_return_handler, sl_metrics_handler;
 
 #endif

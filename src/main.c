@@ -53,6 +53,7 @@ static void register_handlers(void)
 {
     sl_router_register(&sl_health_handler);
     sl_router_register(&sl_return_handler);
+    sl_router_register(&sl_metrics_handler);
     sl_router_register(&sl_harness_handler);
     sl_router_register(&sl_ws_handler);
     /* upstreams before executors: the "upstream" executor looks its group up */

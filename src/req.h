@@ -152,6 +152,7 @@ void sl_req_dispose(sl_req_t *req);
  * their hop also owns (content-length, fields named in Connection, ...). */
 int sl_field_is_connection_specific(sl_str_t name);
 
+
 /* Header list helpers (copies go into req->pool). */
 void sl_headers_add(sl_pool_t *pool, sl_headers_t *h, const char *name, size_t nlen,
                     const char *value, size_t vlen);

@@ -9,6 +9,7 @@
  */
 #include "worker.h"
 #include "log.h"
+#include "router.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -218,6 +219,10 @@ int sl_worker_init(sl_worker_t *w, int id, const sl_config_t *cfg, const int *fd
     w->id = id;
     w->cfg = cfg;
     sl_access_init(&w->access, id);
+    size_t nroutes;
+    sl_router_routes(cfg, &nroutes);
+    sl_metrics_init(&w->metrics, nroutes, cfg->nlisteners);
+    sl_metrics_register(id, &w->metrics);
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     if (!w->loop)
         return SL_ERROR;
@@ -259,6 +264,7 @@ static void *worker_main(void *arg)
     current = w;
     sl_log_bind_worker(w->id);
     sl_access_bind(&w->access);
+    sl_metrics_bind(&w->metrics);
     ev_run(w->loop, 0);
     /* Leftovers after a STOP: abort, then free everything. */
     stop_listeners(w);
@@ -269,6 +275,7 @@ static void *worker_main(void *arg)
     sl_conn_reap(&w->conns);
     sl_access_flush(&w->access);
     sl_access_bind(NULL);
+    sl_metrics_bind(NULL);
     sl_log_bind_worker(-1);
     current = NULL;
     atomic_store(&w->done, 1);
@@ -306,4 +313,6 @@ void sl_worker_dispose(sl_worker_t *w)
     sl_buf_pool_dispose(&w->bufpool);
     sl_free(w->listeners);
     sl_access_dispose(&w->access);
+    sl_metrics_unregister(w->id);
+    sl_metrics_dispose(&w->metrics);
 }

@@ -10,6 +10,7 @@
 
 #include "sl.h"
 #include "access.h"
+#include "metrics.h"
 #include "buf.h"
 #include "config.h"
 #include "conn.h"
@@ -45,6 +46,7 @@ typedef struct sl_worker {
     atomic_int command;  /* SL_WORKER_CMD_* set by main before ev_async_send */
     atomic_int done;
     sl_access_log_t access; /* pending access-log lines (bounded) */
+    sl_metrics_t metrics;   /* its counters, summed by the metrics handler */
     struct {
         void (*fn)(struct sl_worker *w, void *arg);
         void *arg;

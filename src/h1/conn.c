@@ -17,7 +17,7 @@
  * on_writable. reset() is carried out after the handler returns too.
  */
 #include "server_int.h"
-#include "../access.h"
+#include "../finish.h"
 #include "../log.h"
 #include "../router.h"
 #include <stdio.h>
@@ -131,7 +131,7 @@ static int finish_exchange(h1_conn_t *hc)
 {
     h1_exch_t *x = &hc->x;
     sl_req_t *req = &x->req;
-    sl_access_log(req);
+    sl_req_finished(req);
     x->closed = 1;
     hc->live = 0;
     if (req->cbs && req->cbs->on_close)
@@ -524,7 +524,7 @@ static void on_close(sl_conn_t *c)
         sl_req_t *req = &hc->x.req;
         hc->live = 0;
         hc->x.closed = 1;
-        sl_access_log(req);
+        sl_req_finished(req);
         if (req->cbs && req->cbs->on_close)
             req->cbs->on_close(req, SL_ECANCELED);
         sl_req_dispose(req);

@@ -9,7 +9,7 @@
  * (NGHTTP2_DATA_FLAG_NO_COPY), trailers, 1xx, resets.
  */
 #include "h2_int.h"
-#include "../access.h"
+#include "../finish.h"
 #include "../router.h"
 #include "../slab.h"
 #include <stdio.h>
@@ -282,7 +282,7 @@ void sl_h2_stream_close(sl_h2_stream_t *st, uint32_t error_code)
     if (st->dispatched) {
         if (!req->head_sent)
             req->res.status = 0; /* no response: say so in the access log */
-        sl_access_log(req);
+        sl_req_finished(req);
         if (req->cbs && req->cbs->on_close)
             req->cbs->on_close(
                 req, error_code == NGHTTP2_NO_ERROR && req->final_sent ? 0 : SL_ECANCELED);

@@ -1,0 +1,109 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The per-worker counter blocks, their registry and the hooks the core
+ * calls (see metrics.h for the threading rule).
+ */
+#include "metrics.h"
+
+const double sl_metrics_bounds[SL_M_BUCKETS - 1] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                    0.25,  0.5,   1,    2.5,   10};
+
+static sl_metrics_t *registry[SL_M_MAX_WORKERS];
+static __thread sl_metrics_t *current;
+
+void sl_metrics_init(sl_metrics_t *m, size_t nroutes, size_t nlisteners)
+{
+    memset(m, 0, sizeof(*m));
+    m->nroutes = nroutes;
+    m->nlisteners = nlisteners;
+    m->requests = sl_calloc((m->nroutes + 1) * SL_M_PROTOS * SL_M_CLASSES, sizeof(sl_counter_t));
+    m->accepted = sl_calloc(m->nlisteners ? m->nlisteners : 1, sizeof(sl_counter_t));
+    m->opened = sl_calloc(m->nlisteners * SL_M_PROTOS + 1, sizeof(sl_counter_t));
+    m->closed = sl_calloc(m->nlisteners * SL_M_PROTOS + 1, sizeof(sl_counter_t));
+}
+
+void sl_metrics_dispose(sl_metrics_t *m)
+{
+    sl_free(m->requests);
+    sl_free(m->accepted);
+    sl_free(m->opened);
+    sl_free(m->closed);
+    memset(m, 0, sizeof(*m));
+}
+
+void sl_metrics_register(int worker_id, sl_metrics_t *m)
+{
+    SL_ASSERT(worker_id >= 0 && worker_id < SL_M_MAX_WORKERS);
+    registry[worker_id] = m;
+}
+
+void sl_metrics_unregister(int worker_id)
+{
+    registry[worker_id] = NULL;
+}
+
+void sl_metrics_bind(sl_metrics_t *m)
+{
+    current = m;
+}
+
+sl_metrics_t *sl_metrics_current(void)
+{
+    return current;
+}
+
+sl_metrics_t *sl_metrics_worker(int worker_id)
+{
+    return worker_id >= 0 && worker_id < SL_M_MAX_WORKERS ? registry[worker_id] : NULL;
+}
+
+void sl_metrics_request(int h2, size_t route, int status, uint64_t in, uint64_t out, uint64_t ns)
+{
+    sl_metrics_t *m = current;
+    if (!m)
+        return;
+    int p = h2 ? 1 : 0;
+    int cls = status >= 100 && status < 600 ? status / 100 : 0;
+    if (route > m->nroutes)
+        route = m->nroutes;
+    sl_counter_add(&m->requests[(route * SL_M_PROTOS + (size_t)p) * SL_M_CLASSES + (size_t)cls], 1);
+    sl_counter_add(&m->bytes_in[p], in);
+    sl_counter_add(&m->bytes_out[p], out);
+    double s = (double)ns / 1e9;
+    size_t b = 0;
+    while (b < SL_M_BUCKETS - 1 && s > sl_metrics_bounds[b])
+        b++;
+    sl_counter_add(&m->duration[p][b], 1);
+    sl_counter_add(&m->duration_ns[p], ns);
+}
+
+void sl_metrics_conn_accepted(int listener)
+{
+    sl_metrics_t *m = current;
+    if (m && listener >= 0 && (size_t)listener < m->nlisteners)
+        sl_counter_add(&m->accepted[listener], 1);
+}
+
+void sl_metrics_conn_proto(int listener, int h2, int delta)
+{
+    sl_metrics_t *m = current;
+    if (!m || listener < 0 || (size_t)listener >= m->nlisteners)
+        return;
+    size_t i = (size_t)listener * SL_M_PROTOS + (h2 ? 1 : 0);
+    sl_counter_add(delta > 0 ? &m->opened[i] : &m->closed[i], 1);
+}
+
+void sl_metrics_tls(const char *version, int ok)
+{
+    sl_metrics_t *m = current;
+    if (!m)
+        return;
+    if (!ok) {
+        sl_counter_add(&m->tls_failed, 1);
+        return;
+    }
+    int v = version && strcmp(version, "TLSv1.2") == 0   ? 0
+            : version && strcmp(version, "TLSv1.3") == 0 ? 1
+                                                         : 2;
+    sl_counter_add(&m->tls_ok[v], 1);
+}
