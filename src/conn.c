@@ -15,6 +15,7 @@
 #include "tls.h"
 #include "tls_bio.h"
 #include <errno.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -54,9 +55,20 @@ int sl_conn_worker_id(const sl_conn_t *c)
     return c->table->worker_id;
 }
 
+/* Set by the main thread before it tells the workers: a worker that has
+ * not run its drain command yet already answers as a draining one (a
+ * readiness probe must not see "ready" from one worker after another sent
+ * GOAWAY). */
+static atomic_int process_draining;
+
+void sl_conn_process_drain(void)
+{
+    atomic_store(&process_draining, 1);
+}
+
 int sl_conn_is_draining(const sl_conn_t *c)
 {
-    return c->table->draining;
+    return c->table->draining || atomic_load_explicit(&process_draining, memory_order_relaxed);
 }
 
 int sl_conn_is_tls(const sl_conn_t *c)

@@ -144,6 +144,8 @@ void sl_conn_set_proto(sl_conn_t *c, const sl_proto_t *p, void *pdata);
 const struct sl_config *sl_conn_config(const sl_conn_t *c);
 int sl_conn_worker_id(const sl_conn_t *c);
 int sl_conn_is_draining(const sl_conn_t *c);
+/* The process starts draining (main thread, before the workers hear it). */
+void sl_conn_process_drain(void);
 int sl_conn_is_tls(const sl_conn_t *c);
 
 #endif

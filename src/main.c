@@ -150,6 +150,7 @@ static void wait_for_signals(server_t *s, const sigset_t *set)
             if (!draining) {
                 fprintf(stderr, "sluice: %s: draining (up to %.0fs)\n",
                         sig == SIGTERM ? "SIGTERM" : "SIGINT", s->cfg->timeouts.drain_s);
+                sl_conn_process_drain();
                 command_all(s, SL_WORKER_CMD_DRAIN);
                 draining = 1;
             } else {
