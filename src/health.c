@@ -37,19 +37,9 @@ static void free_state(void *state)
     SL_UNUSED(state); /* points at a static constant */
 }
 
-static void discard_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
-{
-    SL_UNUSED(data);
-    SL_UNUSED(fin);
-    if (len)
-        sl_req_consume(req, len);
-}
-
-static const sl_handler_cbs_t health_cbs = {.on_body = discard_body};
-
 static void answer(sl_req_t *req, int status, const char *body, size_t len)
 {
-    req->cbs = &health_cbs;
+    req->cbs = &sl_req_discard_cbs;
     req->res.status = status;
     req->res.content_length = (int64_t)len;
     sl_resp_header_add(req, "content-type", "application/json");

@@ -192,16 +192,6 @@ static void process(text_t *t)
     out(t, "process_open_fds %zu\n", fds);
 }
 
-static void discard_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
-{
-    SL_UNUSED(data);
-    SL_UNUSED(fin);
-    if (len)
-        sl_req_consume(req, len);
-}
-
-static const sl_handler_cbs_t metrics_cbs = {.on_body = discard_body};
-
 static void on_req(sl_req_t *req)
 {
     const sl_config_t *cfg = sl_conn_config(req->conn);
@@ -214,7 +204,7 @@ static void on_req(sl_req_t *req)
     requests(&t, cfg, ws);
     tls(&t, ws);
     process(&t);
-    req->cbs = &metrics_cbs;
+    req->cbs = &sl_req_discard_cbs;
     req->res.status = 200;
     req->res.content_length = (int64_t)t.n;
     sl_resp_header_add(req, "content-type", "text/plain; version=0.0.4; charset=utf-8");

@@ -19,6 +19,16 @@ int sl_field_is_connection_specific(sl_str_t n)
     }
 }
 
+void sl_req_discard_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
+{
+    SL_UNUSED(data);
+    SL_UNUSED(fin);
+    if (len)
+        sl_req_consume(req, len);
+}
+
+const sl_handler_cbs_t sl_req_discard_cbs = {.on_body = sl_req_discard_body};
+
 void sl_req_set_client_cert(sl_req_t *req, const char *client_cert)
 {
     if (!client_cert)

@@ -219,6 +219,11 @@ static inline sl_str_t sl_req_conn_scheme(const sl_req_t *req)
 
 /* Give request-body credit back (see above). */
 void sl_req_consume(sl_req_t *req, size_t n);
+/* An on_body that reads and drops the request body (credit returned at
+ * once; the protocols' body bounds still apply), and a callback set with
+ * only that, for handlers that answer without reading it. */
+void sl_req_discard_body(sl_req_t *req, const uint8_t *data, size_t len, int fin);
+extern const sl_handler_cbs_t sl_req_discard_cbs;
 
 /* Reason phrase for a status code ("OK"); "" when not known. */
 const char *sl_status_reason(int status);

@@ -149,20 +149,10 @@ fail:
     return SL_EINVAL;
 }
 
-static void discard_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
-{
-    SL_UNUSED(data);
-    SL_UNUSED(fin);
-    if (len)
-        sl_req_consume(req, len);
-}
-
-static const sl_handler_cbs_t return_cbs = {.on_body = discard_body};
-
 static void on_req(sl_req_t *req)
 {
     const ret_state_t *s = req->route->state;
-    req->cbs = &return_cbs;
+    req->cbs = &sl_req_discard_cbs;
     req->res.status = s->status;
     /* 204 and 304 must not announce a length. */
     req->res.content_length = s->status == 204 || s->status == 304 ? -1 : (int64_t)s->body_len;

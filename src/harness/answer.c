@@ -8,21 +8,11 @@
 #include "harness_int.h"
 #include "../log.h"
 
-static void discard_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
-{
-    SL_UNUSED(data);
-    SL_UNUSED(fin);
-    if (len)
-        sl_req_consume(req, len);
-}
-
-const sl_handler_cbs_t sl_harness_discard_cbs = {.on_body = discard_body};
-
 void sl_harness_bad_request(sl_req_t *req, const char *msg)
 {
     sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id, "client sent a bad harness request: %s",
                   msg);
-    req->cbs = &sl_harness_discard_cbs;
+    req->cbs = &sl_req_discard_cbs;
     sl_resp_error(req, 400, msg);
 }
 

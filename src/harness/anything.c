@@ -146,7 +146,7 @@ static void start(sl_harness_ctx_t *cx, int sink)
     r->q = cx->q;
     r->sink = sink ? 1 : 0;
     if (sl_harness_sha_init(&r->sha, cx->opts->sha256) != 0) {
-        req->cbs = &sl_harness_discard_cbs;
+        req->cbs = &sl_req_discard_cbs;
         sl_resp_error(req, 503, "out of memory");
         return;
     }

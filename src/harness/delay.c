@@ -37,15 +37,7 @@ static void on_close(sl_req_t *req, int err)
     ev_timer_stop(d->loop, &d->timer); /* no-op once it has fired */
 }
 
-static void discard_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
-{
-    SL_UNUSED(data);
-    SL_UNUSED(fin);
-    if (len)
-        sl_req_consume(req, len);
-}
-
-static const sl_handler_cbs_t delay_cbs = {.on_body = discard_body, .on_close = on_close};
+static const sl_handler_cbs_t delay_cbs = {.on_body = sl_req_discard_body, .on_close = on_close};
 
 void sl_harness_delay(sl_harness_ctx_t *cx)
 {
@@ -57,7 +49,7 @@ void sl_harness_delay(sl_harness_ctx_t *cx)
         return;
     }
     if (ms == 0) {
-        req->cbs = &sl_harness_discard_cbs;
+        req->cbs = &sl_req_discard_cbs;
         answer(req, 0);
         return;
     }

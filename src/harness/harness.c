@@ -123,7 +123,7 @@ static void split_endpoint(const sl_req_t *req, sl_str_t *name, sl_str_t *arg)
 
 static void not_found(sl_req_t *req)
 {
-    req->cbs = &sl_harness_discard_cbs;
+    req->cbs = &sl_req_discard_cbs;
     sl_resp_error(req, 404, "unknown harness endpoint (see docs/harness.md)");
 }
 

@@ -71,10 +71,6 @@ typedef struct sl_harness_ctx {
     sl_query_t q;
 } sl_harness_ctx_t;
 
-/* Callbacks that take request body bytes and drop them (credit at once).
- * Endpoints that do not read the body install these before answering. */
-extern const sl_handler_cbs_t sl_harness_discard_cbs;
-
 /* 400 with a JSON error naming what was wrong, plus an INFO log line
  * "client sent ...". msg is copied. */
 void sl_harness_bad_request(sl_req_t *req, const char *msg);

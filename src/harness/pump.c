@@ -42,16 +42,8 @@ static void on_close(sl_req_t *req, int err)
     }
 }
 
-static void discard_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
-{
-    SL_UNUSED(data);
-    SL_UNUSED(fin);
-    if (len)
-        sl_req_consume(req, len);
-}
-
 static const sl_handler_cbs_t pump_cbs = {
-    .on_body = discard_body,
+    .on_body = sl_req_discard_body,
     .on_proceed = on_proceed,
     .on_close = on_close,
 };

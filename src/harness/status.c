@@ -20,7 +20,7 @@ void sl_harness_status(sl_harness_ctx_t *cx)
         sl_harness_bad_request(req, "CODE: 1xx is not a final status (use early-hints for 103)");
         return;
     }
-    req->cbs = &sl_harness_discard_cbs;
+    req->cbs = &sl_req_discard_cbs;
     if (code == 204 || code == 205 || code == 304) {
         req->res.status = (int)code;
         /* 205 may say it has no content; 204 and 304 must not send a length. */

@@ -60,7 +60,7 @@ void sl_harness_trailers(sl_harness_ctx_t *cx)
         sl_resp_trailer_add(req, name, cx->q.v[i].value.p);
         alen += (size_t)sprintf(announce + alen, "%s%s", i ? ", " : "", name);
     }
-    req->cbs = &sl_harness_discard_cbs;
+    req->cbs = &sl_req_discard_cbs;
     req->res.status = 200;
     /* No length: HTTP/1.1 can carry trailers only in a chunked body. */
     req->res.content_length = -1;

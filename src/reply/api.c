@@ -261,7 +261,7 @@ static void on_req(sl_req_t *req)
 {
     const api_state_t *s = req->route->state;
     size_t pl = strlen(s->prefix);
-    req->cbs = &sl_reply_discard_cbs;
+    req->cbs = &sl_req_discard_cbs;
     const char *jobs_path = sl_pool_printf(&req->pool, "%s/", s->prefix);
     sl_str_t rest = {req->path.p + pl, req->path.n - pl};
     if (req->path.n < pl || (rest.n && rest.p[0] != '/')) {

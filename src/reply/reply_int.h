@@ -155,7 +155,5 @@ struct sl_ws_opts;
 struct sl_reply_caller;
 void sl_reply_ws_start(sl_req_t *req, const struct sl_ws_opts *opts, size_t max_jobs,
                        const struct sl_reply_caller *caller);
-/* Callbacks for answers that do not read the body. */
-extern const sl_handler_cbs_t sl_reply_discard_cbs;
 
 #endif

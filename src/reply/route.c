@@ -188,7 +188,7 @@ static size_t recorded(sl_req_t *req, const job_route_t *s, sl_header_t *out)
 
 static void refuse(sl_req_t *req, int rv, const char *err)
 {
-    req->cbs = &sl_reply_discard_cbs;
+    req->cbs = &sl_req_discard_cbs;
     if (rv == SL_ECONFLICT) {
         sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id, "client sent %s", err);
         sl_resp_error(req, 422, err);
@@ -296,7 +296,7 @@ static void replay_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
         mine[0] = '\0'; /* no hash context: never a match */
     }
     req->hdata = NULL;
-    req->cbs = &sl_reply_discard_cbs;
+    req->cbs = &sl_req_discard_cbs;
     if (known && mine[0] && strcmp(mine, orig) == 0) {
         answer_job(req, job, 1, -1, 0, p->async, p->wait);
         return;
@@ -344,7 +344,7 @@ static void on_req(sl_req_t *req)
     }
     char owner[SL_JOBS_OWNER_LEN + 1];
     if (sl_reply_owner_of(req, &s->owner, owner) != 0) {
-        req->cbs = &sl_reply_discard_cbs;
+        req->cbs = &sl_req_discard_cbs;
         sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id,
                       "client sent a job request without its owner credential (%s)", s->owner.name);
         sl_resp_error(req, 401, "this job route needs an owner credential");

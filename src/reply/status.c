@@ -8,16 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static void discard_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
-{
-    SL_UNUSED(data);
-    SL_UNUSED(fin);
-    if (len)
-        sl_req_consume(req, len);
-}
-
-const sl_handler_cbs_t sl_reply_discard_cbs = {.on_body = discard_body};
-
 static json_t *ms_or_null(uint64_t ms)
 {
     return ms ? json_integer((json_int_t)ms) : json_null();
