@@ -211,11 +211,7 @@ static int queue_trailers(px_req_t *px)
         px_attempt_log(&px->at, "request trailers too large; dropped");
         return SL_ETOOBIG;
     }
-    sl_free(px->head);
-    px->head = sl_malloc((size_t)n);
-    memcpy(px->head, buf, (size_t)n);
-    px->head_len = (size_t)n;
-    px->head_off = 0;
+    px_head_set(&px->head, &px->head_len, &px->head_off, buf, (size_t)n);
     return 0;
 }
 
@@ -617,11 +613,7 @@ static int build_head(px_req_t *px)
     ssize_t n = px_build_request(&in, buf, PX_REQ_HEAD_MAX);
     if (n < 0)
         return SL_ETOOBIG;
-    sl_free(px->head);
-    px->head = sl_malloc((size_t)n);
-    memcpy(px->head, buf, (size_t)n);
-    px->head_len = (size_t)n;
-    px->head_off = 0;
+    px_head_set(&px->head, &px->head_len, &px->head_off, buf, (size_t)n);
     return 0;
 }
 

@@ -359,6 +359,15 @@ static void host_field(out_t *o, const sl_req_t *req, const px_route_t *rt, cons
     }
 }
 
+void px_head_set(char **head, size_t *len, size_t *off, const char *buf, size_t n)
+{
+    sl_free(*head);
+    *head = sl_malloc(n ? n : 1);
+    memcpy(*head, buf, n);
+    *len = n;
+    *off = 0;
+}
+
 char *px_head_scratch(void)
 {
     static __thread char scratch[PX_REQ_HEAD_MAX];

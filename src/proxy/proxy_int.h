@@ -344,6 +344,9 @@ int px_io_pending(SSL *ssl);
  * head in (valid until the thread's next build): callers copy what they
  * keep, instead of a 64 KiB allocation per request. */
 char *px_head_scratch(void);
+/* Replace *head with a copy of buf[0..n) (built in the scratch) to be
+ * written from offset 0. */
+void px_head_set(char **head, size_t *len, size_t *off, const char *buf, size_t n);
 /* What a request head is built from. body: 0 none, 1 content-length,
  * 2 chunked (HTTP/1.1) or DATA frames (HTTP/2). */
 typedef struct px_head_in {

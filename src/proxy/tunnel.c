@@ -118,11 +118,7 @@ static int build_head(px_tun_t *t)
     if (t->req->proto == SL_PROTO_H2)
         n += snprintf(buf + n, 64, "sec-websocket-key: %s\r\n", t->key);
     n += snprintf(buf + n, 64, "upgrade: websocket\r\nconnection: upgrade\r\n\r\n");
-    sl_free(t->head);
-    t->head = sl_malloc((size_t)n);
-    memcpy(t->head, buf, (size_t)n);
-    t->head_len = (size_t)n;
-    t->head_off = 0;
+    px_head_set(&t->head, &t->head_len, &t->head_off, buf, (size_t)n);
     return 0;
 }
 
