@@ -10,6 +10,7 @@ import time
 import h1raw
 from conftest import SLOW, SLUICE_BIN, free_port, run
 from test_60_proxy import proxy_server, raw_get, upstreams  # noqa: F401
+from testservers import H2Server
 
 HEALTH = {"path": "/status/200", "interval_s": 0.2, "timeout_s": 1, "expect": 200}
 # passive health off: what is seen here comes from the active checker
@@ -99,60 +100,25 @@ def test_bad_health_config_refused(sluice_factory):
 # --------------------------------------------------------------------------
 # HTTP/2 groups: the check is one HTTP/2 stream on a new connection
 
-class H2StatusServer:
+class H2StatusServer(H2Server):
     """HTTP/2 only (python3-h2, prior knowledge): answers every request
     with self.code and body "server PORT", counting the GETs of /hc. An
     HTTP/1.1 check would get nothing from it."""
 
     def __init__(self, code=200):
-        import socket
-        import threading
         self.code = code
         self.checks = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
+        super().__init__()
 
-    def serve(self):
-        import threading
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(c,), daemon=True).start()
-
-    def handle(self, c):
-        import h2.config
-        import h2.connection
+    def on_event(self, h, e, state, n):
         import h2.events
-        h = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False))
-        h.initiate_connection()
-        c.settimeout(10 * SLOW)
-        try:
-            c.sendall(h.data_to_send())
-            while True:
-                data = c.recv(65536)
-                if not data:
-                    return
-                for e in h.receive_data(data):
-                    if isinstance(e, h2.events.RequestReceived):
-                        if dict(e.headers).get(b":path") == b"/hc":
-                            self.checks += 1
-                        body = b"server %d" % self.port
-                        h.send_headers(e.stream_id, [(":status", str(self.code)),
-                                                     ("content-length", str(len(body)))])
-                        h.send_data(e.stream_id, body, end_stream=True)
-                c.sendall(h.data_to_send())
-        except OSError:
-            return
-        finally:
-            c.close()
-
-    def stop(self):
-        self.sock.close()
+        if isinstance(e, h2.events.RequestReceived):
+            if dict(e.headers).get(b":path") == b"/hc":
+                self.checks += 1
+            body = b"server %d" % self.port
+            h.send_headers(e.stream_id, [(":status", str(self.code)),
+                                         ("content-length", str(len(body)))])
+            h.send_data(e.stream_id, body, end_stream=True)
 
 
 H2_UP = {"protocol": "h2c", "fail_threshold": 0, "retries": 0,

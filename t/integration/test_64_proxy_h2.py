@@ -7,7 +7,6 @@ client in front. Also curl, h2load and raw sockets for flow control."""
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -18,6 +17,7 @@ import pytest
 from conftest import SLOW, SLUICE_BIN, curl, free_port, require, run
 from test_60_proxy import Upstream, pattern, proxy_server, slow_reader_growth
 from test_63_proxy_tls import Pki, TlsUpstream
+from testservers import H2Server
 
 grpc = pytest.importorskip("grpc")
 
@@ -251,64 +251,22 @@ def test_grpc_timeout_enforced_by_sluice(sluice_factory, hyper):
     assert curl(s, "h2c", "/whoami").status == 200
 
 
-class GoawayServer:
+class GoawayServer(H2Server):
     """A small HTTP/2 server (python3-h2) whose first connection answers a
     request with GOAWAY (last stream id 0: nothing was processed) and
     closes; later connections answer 200 "served by connection N"."""
 
-    def __init__(self):
-        import h2.config
-        import h2.connection
+    def on_event(self, h, e, state, n):
         import h2.events
-        self.h2 = (h2.config, h2.connection, h2.events)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.conns = 0
-        self.stopping = False
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns += 1
-            threading.Thread(target=self.handle, args=(c, self.conns), daemon=True).start()
-
-    def handle(self, c, n):
-        cfg_mod, conn_mod, ev_mod = self.h2
-        h = conn_mod.H2Connection(config=cfg_mod.H2Configuration(client_side=False))
-        h.initiate_connection()
-        c.settimeout(10)
-        try:
-            c.sendall(h.data_to_send())
-            while True:
-                data = c.recv(65536)
-                if not data:
-                    return
-                for e in h.receive_data(data):
-                    if isinstance(e, ev_mod.RequestReceived):
-                        if n == 1:
-                            h.close_connection(last_stream_id=0)
-                            c.sendall(h.data_to_send())
-                            return
-                        body = b"served by connection %d" % n
-                        h.send_headers(e.stream_id, [(":status", "200"),
-                                                     ("content-length", str(len(body)))])
-                        h.send_data(e.stream_id, body, end_stream=True)
-                c.sendall(h.data_to_send())
-        except OSError:
-            return
-        finally:
-            c.close()
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
+        if not isinstance(e, h2.events.RequestReceived):
+            return True
+        if n == 1:
+            h.close_connection(last_stream_id=0)
+            return False
+        body = b"served by connection %d" % n
+        h.send_headers(e.stream_id, [(":status", "200"), ("content-length", str(len(body)))])
+        h.send_data(e.stream_id, body, end_stream=True)
+        return True
 
 
 def test_goaway_requests_go_to_a_new_connection(sluice_factory):
@@ -326,6 +284,21 @@ def test_goaway_requests_go_to_a_new_connection(sluice_factory):
         app.stop()
 
 
+def open_ws_over_h2(port, path):
+    """An RFC 8441 WebSocket from an HTTP/2 client (python3-h2) through
+    sluice; returns the client and the stream once the 200 came."""
+    from test_45_ws_h2 import Client as H2Client
+    c = H2Client(port, False)
+    c.pump(2.0 * SLOW, lambda: 8 in c.remote_settings)
+    sid = c.connect_ws(path=path)
+    c.pump(10 * SLOW, lambda: c.st(sid)["headers"] is not None or c.st(sid)["reset"])
+    h = c.st(sid)["headers"]
+    if not (h and h[":status"] == "200"):
+        c.close()
+        pytest.fail("WebSocket over h2 refused: %r" % c.st(sid))
+    return c, sid
+
+
 def test_websocket_over_h2_both_hops(sluice_factory):
     """An HTTP/2 client's WebSocket (RFC 8441) goes to an h2c upstream as
     extended CONNECT, not over HTTP/1.1: the upstream here is a second
@@ -333,20 +306,14 @@ def test_websocket_over_h2_both_hops(sluice_factory):
     arriving over HTTP/2."""
     pytest.importorskip("h2.connection")
     import wsraw
-    from test_45_ws_h2 import Client as H2Client
     from test_61_proxy_ws import h2_read_message
     from wsraw import BINARY, CLOSE, TEXT, close_payload
     from conftest import ROUTES
     up = sluice_factory(routes=[{"path": "/ws/", "handler": "ws", "app": "echo"}] + ROUTES)
     s = proxy_server(sluice_factory, ["127.0.0.1:%d" % up.h2c_port],
                      up_extra={"protocol": "h2c"}, workers=1)
-    c = H2Client(s.h2c_port, False)
+    c, sid = open_ws_over_h2(s.h2c_port, "/ws/echo")
     try:
-        c.pump(2.0 * SLOW, lambda: 8 in c.remote_settings)
-        sid = c.connect_ws(path="/ws/echo")
-        c.pump(10 * SLOW, lambda: c.st(sid)["headers"] is not None or c.st(sid)["reset"])
-        h = c.st(sid)["headers"]
-        assert h and h[":status"] == "200", c.st(sid)
         c.send(sid, wsraw.frame(TEXT, b"hello over h2"))
         assert h2_read_message(c, sid, 10 * SLOW) == (TEXT, b"hello over h2")
         big = os.urandom(1 << 20)
@@ -374,17 +341,11 @@ def test_websocket_over_h2_to_hypercorn(sluice_factory, hyper):
     "2"), echoes, and closes with the app's code."""
     pytest.importorskip("h2.connection")
     import wsraw
-    from test_45_ws_h2 import Client as H2Client
     from test_61_proxy_ws import h2_read_message
     from wsraw import CLOSE, TEXT
     s = h2c_server(sluice_factory, hyper, workers=1)
-    c = H2Client(s.h2c_port, False)
+    c, sid = open_ws_over_h2(s.h2c_port, "/ws/echo")
     try:
-        c.pump(2.0 * SLOW, lambda: 8 in c.remote_settings)
-        sid = c.connect_ws(path="/ws/echo")
-        c.pump(10 * SLOW, lambda: c.st(sid)["headers"] is not None or c.st(sid)["reset"])
-        h = c.st(sid)["headers"]
-        assert h and h[":status"] == "200", c.st(sid)
         op, first = h2_read_message(c, sid, 10 * SLOW)
         hello = json.loads(first)
         assert op == TEXT and hello["path"] == "/ws/echo" and hello["http_version"] == "2", hello

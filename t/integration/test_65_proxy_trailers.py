@@ -8,12 +8,12 @@ trailers as response trailers "x-echo-NAME"."""
 
 import json
 import socket
-import threading
 
 import pytest
 
 from conftest import SLOW
 from test_60_proxy import proxy_server
+from testservers import H2Server, TcpServer
 
 h2conn = pytest.importorskip("h2.connection")
 import h2.config  # noqa: E402
@@ -26,121 +26,63 @@ def answer(got_body, got_trailers):
     return body, trailers
 
 
-class H1Upstream:
+class H1Upstream(TcpServer):
     """HTTP/1.1, one request per connection: reads a chunked (or
     Content-Length) body with its trailer section, answers chunked with
     trailers and closes."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.heads = []
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(c,), daemon=True).start()
-
-    def handle(self, c):
-        c.settimeout(10 * SLOW)
+    def handle(self, c, n):
         f = c.makefile("rb")
-        try:
-            head = []
+        head = []
+        while True:
+            line = f.readline()
+            if line in (b"\r\n", b""):
+                break
+            head.append(line.decode().rstrip("\r\n"))
+        fields = dict((h.split(":", 1)[0].lower(), h.split(":", 1)[1].strip())
+                      for h in head[1:])
+        body, trailers = b"", []
+        if fields.get("transfer-encoding") == "chunked":
             while True:
-                line = f.readline()
-                if line in (b"\r\n", b""):
+                size = int(f.readline().split(b";")[0], 16)
+                if size == 0:
                     break
-                head.append(line.decode().rstrip("\r\n"))
-            self.heads.append(head)
-            fields = dict((h.split(":", 1)[0].lower(), h.split(":", 1)[1].strip())
-                          for h in head[1:])
-            body, trailers = b"", []
-            if fields.get("transfer-encoding") == "chunked":
-                while True:
-                    size = int(f.readline().split(b";")[0], 16)
-                    if size == 0:
-                        break
-                    body += f.read(size)
-                    f.readline()
-                while True:
-                    line = f.readline().decode().rstrip("\r\n")
-                    if not line:
-                        break
-                    k, v = line.split(":", 1)
-                    trailers.append([k.lower(), v.strip()])
-            elif "content-length" in fields:
-                body = f.read(int(fields["content-length"]))
-            out, echo = answer(body, trailers)
-            resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-            resp += b"%x\r\n%s\r\n0\r\n" % (len(out), out)
-            resp += b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in echo) + b"\r\n"
-            c.sendall(resp)
-        except (OSError, ValueError):
-            pass
-        finally:
-            c.close()
-
-    def stop(self):
-        self.sock.close()
+                body += f.read(size)
+                f.readline()
+            while True:
+                line = f.readline().decode().rstrip("\r\n")
+                if not line:
+                    break
+                k, v = line.split(":", 1)
+                trailers.append([k.lower(), v.strip()])
+        elif "content-length" in fields:
+            body = f.read(int(fields["content-length"]))
+        out, echo = answer(body, trailers)
+        resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        resp += b"%x\r\n%s\r\n0\r\n" % (len(out), out)
+        resp += b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in echo) + b"\r\n"
+        c.sendall(resp)
 
 
-class H2Upstream:
+class H2Upstream(H2Server):
     """HTTP/2 prior knowledge (python3-h2): gathers each stream's body and
     trailers, answers at its end with the JSON and echoed trailers."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(c,), daemon=True).start()
-
-    def handle(self, c):
-        h = h2conn.H2Connection(config=h2.config.H2Configuration(client_side=False))
-        h.initiate_connection()
-        bodies, trailers = {}, {}
-        c.settimeout(10 * SLOW)
-        try:
-            c.sendall(h.data_to_send())
-            while True:
-                data = c.recv(65536)
-                if not data:
-                    return
-                for e in h.receive_data(data):
-                    if isinstance(e, h2.events.RequestReceived):
-                        bodies[e.stream_id] = b""
-                    elif isinstance(e, h2.events.DataReceived):
-                        bodies[e.stream_id] += e.data
-                        h.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
-                    elif isinstance(e, h2.events.TrailersReceived):
-                        trailers[e.stream_id] = [[k.decode(), v.decode()] for k, v in e.headers]
-                    elif isinstance(e, h2.events.StreamEnded):
-                        out, echo = answer(bodies[e.stream_id], trailers.get(e.stream_id, []))
-                        h.send_headers(e.stream_id, [(":status", "200")])
-                        h.send_data(e.stream_id, out)
-                        h.send_headers(e.stream_id, echo, end_stream=True)
-                c.sendall(h.data_to_send())
-        except OSError:
-            return
-        finally:
-            c.close()
-
-    def stop(self):
-        self.sock.close()
+    def on_event(self, h, e, state, n):
+        bodies = state.setdefault("bodies", {})
+        trailers = state.setdefault("trailers", {})
+        if isinstance(e, h2.events.RequestReceived):
+            bodies[e.stream_id] = b""
+        elif isinstance(e, h2.events.DataReceived):
+            bodies[e.stream_id] += e.data
+            h.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+        elif isinstance(e, h2.events.TrailersReceived):
+            trailers[e.stream_id] = [[k.decode(), v.decode()] for k, v in e.headers]
+        elif isinstance(e, h2.events.StreamEnded):
+            out, echo = answer(bodies[e.stream_id], trailers.get(e.stream_id, []))
+            h.send_headers(e.stream_id, [(":status", "200")])
+            h.send_data(e.stream_id, out)
+            h.send_headers(e.stream_id, echo, end_stream=True)
 
 
 def h2_client_call(port, body, trailers):
