@@ -24,6 +24,7 @@ struct px_probe {
     nghttp2_session *ng; /* NULL until connected; stays NULL for HTTP/1.1 */
     int status;
     int started; /* connected, request queued */
+    int ended;   /* the stream closed (a reset: no status came) */
     char *out; /* pending output (HTTP/1.1 request, or nghttp2's bytes) */
     size_t out_len, out_off;
     px_reader_t *reader; /* HTTP/1.1: the engine's response reader */
@@ -71,6 +72,15 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 }
 
 
+static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *user)
+{
+    SL_UNUSED(ng);
+    SL_UNUSED(id);
+    SL_UNUSED(code);
+    ((px_probe_t *)user)->ended = 1;
+    return 0;
+}
+
 static nghttp2_session_callbacks *cbs;
 static pthread_once_t cbs_once = PTHREAD_ONCE_INIT;
 
@@ -79,6 +89,7 @@ static void make_cbs(void)
     if (nghttp2_session_callbacks_new(&cbs) != 0)
         sl_assert_fail("nghttp2 callbacks", __FILE__, __LINE__);
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
 }
 
 static int start_h2(px_probe_t *p)
@@ -176,7 +187,7 @@ static int read_in(px_probe_t *p, const char **why)
         }
         if (p->status)
             return 1;
-        if (!nghttp2_session_want_read(p->ng)) {
+        if (p->ended || !nghttp2_session_want_read(p->ng)) {
             *why = "ended the stream without a status (reset or GOAWAY)";
             return -1;
         }

@@ -107,6 +107,7 @@ class H2StatusServer(H2Server):
 
     def __init__(self, code=200):
         self.code = code
+        self.reset = False  # answer with RST_STREAM instead
         self.checks = 0
         super().__init__()
 
@@ -115,6 +116,9 @@ class H2StatusServer(H2Server):
         if isinstance(e, h2.events.RequestReceived):
             if dict(e.headers).get(b":path") == b"/hc":
                 self.checks += 1
+            if self.reset:
+                h.reset_stream(e.stream_id)
+                return
             body = b"server %d" % self.port
             h.send_headers(e.stream_id, [(":status", str(self.code)),
                                          ("content-length", str(len(body)))])
@@ -148,6 +152,24 @@ def test_h2c_group_checked_over_http2(sluice_factory):
     finally:
         a.stop()
         b.stop()
+
+
+def test_h2c_check_reset_fails_at_once(sluice_factory):
+    """A server that resets the check's stream fails it then, not at the
+    check's timeout."""
+    import pytest
+    pytest.importorskip("h2.connection")
+    a = H2StatusServer()
+    a.reset = True
+    try:
+        up = dict(H2_UP, health={"path": "/hc", "interval_s": 0.2, "timeout_s": 30,
+                                 "expect": 200})
+        s = proxy_server(sluice_factory, ["127.0.0.1:%d" % a.port], up_extra=up, workers=1)
+        served_by(s, 1)
+        assert wait_for(lambda: "health check failed (ended the stream without a status"
+                        in s.stderr(), 5), s.stderr()
+    finally:
+        a.stop()
 
 
 def test_h2c_check_finds_dead_server(sluice_factory):
