@@ -45,6 +45,20 @@ def submit(srv, query):
     return json.loads(out)["id"]
 
 
+def wait_events(srv, jid, n, timeout=10.0):
+    """Until job jid has at least n events: resuming "from" a seq the job
+    has not reached yet is refused (docs/jobs.md, resume past the end)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = json.loads(subprocess.run(["curl", "-sS", "--max-time", "5",
+                                        "http://127.0.0.1:%d/jobs/%s" % (srv.h2c_port, jid)],
+                                       capture_output=True, timeout=10).stdout)
+        if st["last_seq"] >= n:
+            return
+        time.sleep(0.02)
+    pytest.fail("job %s did not reach %d events" % (jid, n))
+
+
 def result(srv, jid):
     out = subprocess.run(["curl", "-sS", "--max-time", "20", "-H", "Prefer: wait=15",
                           "http://127.0.0.1:%d/jobs/%s/result" % (srv.h2c_port, jid)],
@@ -226,6 +240,8 @@ def test_three_jobs_over_h2_extended_connect(srv, tls):
     from wsraw import TEXT, frame
     require("curl")
     ids = [submit(srv, "n=%d&size=32&interval_ms=5" % (10 + k)) for k in range(3)]
+    for i in ids:
+        wait_events(srv, i, 2)  # subscribed "from": 2 below
     c = Client(srv.tls_port if tls else srv.h2c_port, tls)
     try:
         c.pump(2.0, lambda: 8 in c.remote_settings)
@@ -243,7 +259,7 @@ def test_three_jobs_over_h2_extended_connect(srv, tls):
             assert f.op == TEXT
             m = json.loads(f.payload)
             if "op" in m:
-                assert m["op"] == "subscribed"
+                assert m["op"] == "subscribed", m
                 continue
             per[m["id"]].append(m)
             if m["type"] == "end":
