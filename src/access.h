@@ -1,6 +1,6 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
- * The access log: one JSON line per finished request on stdout, gathered
+ * The access log: one JSON line per finished request on stdout or a file, gathered
  * in a buffer each worker embeds (sl_access_log_t) and written once per
  * loop iteration, so a busy worker issues one write(2) per iteration
  * instead of one per request. Kept apart from log.c (error lines) so that
@@ -18,6 +18,13 @@ typedef struct sl_access_log {
     size_t len, cap;
     int worker_id;
 } sl_access_log_t;
+
+/* Before the workers start: lines go to the file at path (appended,
+ * created 0640) instead of stdout; NULL keeps stdout. */
+int sl_access_open(const char *path, char *err, size_t errlen);
+/* SIGUSR1: open path again (after logrotate moved it) in the same
+ * descriptor. No-op when logging to stdout. */
+int sl_access_reopen(const char *path, char *err, size_t errlen);
 
 void sl_access_init(sl_access_log_t *al, int worker_id);
 void sl_access_dispose(sl_access_log_t *al); /* flushes what is pending */

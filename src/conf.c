@@ -192,6 +192,23 @@ void sl_conf_table_defaults(const sl_conf_key_t *tab, size_t n, void *base)
     }
 }
 
+json_t *sl_conf_table_dump(const sl_conf_key_t *tab, size_t n, const void *base)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *f = (const uint8_t *)base + tab[i].off;
+        json_t *v = NULL;
+        switch (tab[i].type) {
+        case SL_CONF_U32: v = json_integer(*(const uint32_t *)f); break;
+        case SL_CONF_SIZE: v = json_integer((json_int_t) * (const size_t *)f); break;
+        case SL_CONF_I64: v = json_integer(*(const int64_t *)f); break;
+        case SL_CONF_DOUBLE: v = json_real(*(const double *)f); break;
+        }
+        json_object_set_new(o, tab[i].name, v);
+    }
+    return o;
+}
+
 int sl_conf_key_store(const sl_conf_key_t *k, json_t *v, const char *p, void *base, char *err,
                       size_t errlen)
 {

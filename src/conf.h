@@ -69,6 +69,8 @@ int sl_conf_key_store(const sl_conf_key_t *k, json_t *v, const char *path, void 
                       size_t errlen);
 /* Store every default of tab into the struct at base. */
 void sl_conf_table_defaults(const sl_conf_key_t *tab, size_t n, void *base);
+/* The struct at base as a JSON object, one member per key of tab. */
+json_t *sl_conf_table_dump(const sl_conf_key_t *tab, size_t n, const void *base);
 /* Defaults, then every key of obj (an object or NULL) checked and stored;
  * a key neither in tab nor in also[0..nalso) is refused (the caller reads
  * those itself). */

@@ -8,6 +8,8 @@
  * docs/config.md; keep the tables and that page in step.
  */
 #include "config.h"
+#include "config_env.h"
+#include "cpus.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -365,26 +367,12 @@ static int top_listen(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
 
 /* ---- other top-level keys ---- */
 
-static int parse_workers_str(const char *s, int *out)
-{
-    if (strcmp(s, "auto") == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        *out = n < 1 ? 1 : (int)SL_MIN(n, MAX_WORKERS);
-        return 0;
-    }
-    int64_t n = sl_str_to_u64((sl_str_t){s, strlen(s)});
-    if (n < 1 || n > MAX_WORKERS)
-        return SL_EINVAL;
-    *out = (int)n;
-    return 0;
-}
-
 static int top_workers(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
 {
-    if (!v)
-        return parse_workers_str("auto", &cfg->workers);
-    if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0)
-        return parse_workers_str("auto", &cfg->workers);
+    if (!v || (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0)) {
+        cfg->workers = SL_MIN(sl_cpus_available(), MAX_WORKERS);
+        return 0;
+    }
     if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MAX_WORKERS)
         return sl_conf_fail(err, errlen, "workers: must be \"auto\" or an integer 1..%d",
                             MAX_WORKERS);
@@ -425,11 +413,30 @@ static int top_drain(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
     return sl_conf_key_store(&k, v, "drain_timeout_s", &cfg->timeouts, err, errlen);
 }
 
+/* true/false, "stdout", or the path of a file to append to. */
 static int top_access_log(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
 {
-    cfg->access_log = v ? json_is_true(v) : 1;
-    if (v && !json_is_boolean(v))
-        return sl_conf_fail(err, errlen, "access_log: must be true or false");
+    cfg->access_log = v ? !json_is_false(v) : 1;
+    if (json_is_string(v) && strcmp(json_string_value(v), "stdout") != 0) {
+        const char *s = json_string_value(v);
+        if (s[0] != '/')
+            return sl_conf_fail(err, errlen,
+                                "access_log: a file must be an absolute path (got \"%s\")", s);
+        cfg->access_log_path = sl_strdup(s);
+    } else if (v && !json_is_boolean(v) && !json_is_string(v)) {
+        return sl_conf_fail(err, errlen,
+                            "access_log: must be true, false, \"stdout\" or an absolute path");
+    }
+    return 0;
+}
+
+static int top_pid_file(sl_config_t *cfg, json_t *v, char *err, size_t errlen)
+{
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v) || json_string_value(v)[0] != '/')
+        return sl_conf_fail(err, errlen, "pid_file: must be null or an absolute path");
+    cfg->pid_file = sl_strdup(json_string_value(v));
     return 0;
 }
 
@@ -533,6 +540,7 @@ static const struct top_key {
     {"workers", top_workers},
     {"log_level", top_log_level},
     {"access_log", top_access_log},
+    {"pid_file", top_pid_file},
     {"server_name", top_server_name},
     {"limits", top_limits},
     {"timeouts", top_timeouts},
@@ -541,14 +549,23 @@ static const struct top_key {
     {"allow_encoded_slash", top_allow_encoded_slash},
 };
 
-static int load_top(sl_config_t *cfg, char *err, size_t errlen)
+#define MAX_TOP_NAMES (SL_ARRAY_LEN(top_keys) + SL_CONFIG_MAX_SECTIONS)
+
+/* The core keys and the registered sections. */
+static size_t top_names(const char **names)
 {
-    const char *names[SL_ARRAY_LEN(top_keys) + SL_CONFIG_MAX_SECTIONS];
     size_t n = 0;
     for (size_t i = 0; i < SL_ARRAY_LEN(top_keys); i++)
         names[n++] = top_keys[i].name;
     for (size_t i = 0; i < nsections; i++)
         names[n++] = sections[i]->name;
+    return n;
+}
+
+static int load_top(sl_config_t *cfg, char *err, size_t errlen)
+{
+    const char *names[MAX_TOP_NAMES];
+    size_t n = top_names(names);
     if (sl_conf_check_keys(cfg->root, "", names, n, err, errlen))
         return SL_EINVAL;
     for (size_t i = 0; i < SL_ARRAY_LEN(top_keys); i++) {
@@ -559,7 +576,7 @@ static int load_top(sl_config_t *cfg, char *err, size_t errlen)
     return load_sections(cfg, err, errlen);
 }
 
-/* ---- environment overrides ---- */
+/* ---- environment: the older spellings with a syntax of their own ---- */
 
 /* Unset and empty both mean "not given" (containers often pass VAR=). */
 static const char *env(const char *name)
@@ -622,22 +639,11 @@ static int env_listen(sl_config_t *cfg, const char *val, char *err, size_t errle
 static int apply_env(sl_config_t *cfg, char *err, size_t errlen)
 {
     const char *v;
-    if ((v = env("SLUICE_WORKERS")) && parse_workers_str(v, &cfg->workers))
-        return sl_conf_fail(err, errlen, "SLUICE_WORKERS: must be \"auto\" or 1..%d (got \"%s\")",
-                            MAX_WORKERS, v);
-    if ((v = env("SLUICE_LOG_LEVEL"))) {
-        if (!valid_log_level(v))
-            return sl_conf_fail(err, errlen,
-                                "SLUICE_LOG_LEVEL: must be debug, info, warn or error");
-        sl_free(cfg->log_level);
-        cfg->log_level = sl_strdup(v);
-    }
-    if ((v = env("SLUICE_ACCESS_LOG"))) {
-        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
-            return sl_conf_fail(err, errlen, "SLUICE_ACCESS_LOG: must be 0 or 1");
+    /* "0"/"1"; any other value went through the general rule. */
+    if ((v = env("SLUICE_ACCESS_LOG")) && (strcmp(v, "0") == 0 || strcmp(v, "1") == 0))
         cfg->access_log = v[0] == '1';
-    }
-    if ((v = env("SLUICE_LISTEN")) && env_listen(cfg, v, err, errlen))
+    /* "addr,tls:addr"; a JSON array went through the general rule. */
+    if ((v = env("SLUICE_LISTEN")) && v[0] != '[' && env_listen(cfg, v, err, errlen))
         return SL_EINVAL;
     const char *cert = env("SLUICE_TLS_CERT"), *key = env("SLUICE_TLS_KEY");
     for (size_t i = 0; i < cfg->ntls; i++) {
@@ -652,6 +658,34 @@ static int apply_env(sl_config_t *cfg, char *err, size_t errlen)
         }
     }
     return 0;
+}
+
+/* ---- the effective configuration ---- */
+
+json_t *sl_config_effective(const sl_config_t *cfg)
+{
+    json_t *doc = json_object(), *given = json_deep_copy(cfg->root);
+    json_object_set_new(doc, "workers", json_integer(cfg->workers));
+    json_object_set_new(doc, "log_level", json_string(cfg->log_level));
+    json_object_set_new(doc, "access_log",
+                        !cfg->access_log       ? json_false()
+                        : cfg->access_log_path ? json_string(cfg->access_log_path)
+                                               : json_string("stdout"));
+    json_object_set_new(doc, "pid_file", cfg->pid_file ? json_string(cfg->pid_file) : json_null());
+    json_object_set_new(doc, "server_name",
+                        cfg->server_name ? json_string(cfg->server_name) : json_null());
+    json_object_set_new(doc, "allow_encoded_slash", json_boolean(cfg->allow_encoded_slash));
+    json_object_set_new(doc, "limits",
+                        sl_conf_table_dump(limit_keys, SL_ARRAY_LEN(limit_keys), &cfg->limits));
+    json_object_set_new(
+        doc, "timeouts",
+        sl_conf_table_dump(timeout_keys, SL_ARRAY_LEN(timeout_keys), &cfg->timeouts));
+    json_object_set_new(doc, "listen", sl_config_listeners_json(cfg));
+    json_object_del(given, "drain_timeout_s"); /* shown as timeouts.drain_s */
+    json_object_update_missing(doc, given); /* the sections, after the core keys */
+    json_decref(given);
+    sl_config_redact(doc);
+    return doc;
 }
 
 /* ---- load / free ---- */
@@ -677,9 +711,15 @@ sl_config_t *sl_config_load_string(const char *json, const char *name, char *err
     sl_config_t *cfg = sl_calloc(1, sizeof(*cfg));
     cfg->root = root;
     cfg->path = sl_strdup(name);
+    const char *names[MAX_TOP_NAMES];
+    sl_config_env_t *tr = sl_malloc(sizeof(*tr));
+    int bad = sl_config_env_merge(root, names, top_names(names), tr, err, errlen);
     loading = cfg;
-    int bad = load_top(cfg, err, errlen) || apply_env(cfg, err, errlen);
+    bad = bad || load_top(cfg, err, errlen) || apply_env(cfg, err, errlen);
     loading = NULL;
+    if (bad)
+        sl_config_env_blame(tr, err, errlen);
+    sl_free(tr);
     if (bad)
         goto fail_load;
     if (cfg->nlisteners == 0) {
@@ -758,6 +798,8 @@ void sl_config_free(sl_config_t *cfg)
         tls_cfg_dispose(&cfg->tls_cfgs[i]);
     sl_free(cfg->tls_cfgs);
     sl_free(cfg->log_level);
+    sl_free(cfg->access_log_path);
+    sl_free(cfg->pid_file);
     sl_free(cfg->server_name);
     sl_free(cfg->path);
     json_decref(cfg->root);

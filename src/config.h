@@ -95,7 +95,9 @@ typedef struct sl_config {
     size_t ntls;
     sl_limits_t limits;
     sl_timeouts_t timeouts;
-    int access_log;          /* JSON access lines on stdout (default 1) */
+    int access_log;          /* JSON access lines (default 1) */
+    char *access_log_path;   /* appended to; NULL = stdout */
+    char *pid_file;          /* written at start, removed at exit; NULL = none */
     int allow_encoded_slash; /* "%2F" in a path kept encoded, not a 400 (default 0) */
     char *log_level;         /* "debug","info","warn","error" (default "info") */
     char *server_name;       /* Server header value, NULL = none (default "sluice") */
@@ -109,6 +111,14 @@ typedef struct sl_config {
 sl_config_t *sl_config_load_file(const char *path, char *err, size_t errlen);
 sl_config_t *sl_config_load_string(const char *json, const char *name, char *err, size_t errlen);
 void sl_config_free(sl_config_t *cfg);
+
+/* The effective configuration for --print-config: the document with file
+ * and environment merged, the core keys with their defaults, secrets
+ * redacted (config_print.c). The caller owns the result. */
+json_t *sl_config_effective(const sl_config_t *cfg);
+json_t *sl_config_listeners_json(const sl_config_t *cfg);
+/* Replace secret values in v, in place. */
+void sl_config_redact(json_t *v);
 
 /* A top-level key owned by another module ("upstreams", "executors",
  * "routes", ...). Register before loading (main.c). parse gets the key's

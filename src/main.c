@@ -4,14 +4,17 @@
  * (a file, or the default embedded at build time from etc/sluice.json),
  * builds TLS contexts, opens one SO_REUSEPORT socket per listener per
  * worker, starts the workers and then handles signals on the main thread:
- * SIGTERM/SIGINT drain (a second one stops at once).
+ * SIGTERM/SIGINT drain (a second one stops at once), SIGUSR1 reopens the
+ * access log, SIGCHLD reaps orphans (PID 1 in a container).
  */
 #include "sl.h"
+#include "access.h"
 #include "config.h"
 #include "conn.h"
 #include "handlers.h"
 #include "log.h"
 #include "router.h"
+#include "service.h"
 #include "tls.h"
 #include "worker.h"
 #include "h1/h1.h"
@@ -23,6 +26,7 @@
 #include "proxy/proxy.h"
 #include "static/static.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,15 +42,20 @@ typedef struct server {
     int *fds;       /* nworkers x nlisteners */
     sl_worker_t *workers;
     int nworkers;
+    int pid_written;
 } server_t;
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: sluice [-c FILE] [-t] [-h] [--version]\n"
-               "  -c FILE    configuration file (default: the embedded etc/sluice.json)\n"
-               "  -t         check the configuration and exit (0 valid, 1 invalid)\n"
-               "  -h         this help\n"
-               "  --version  print the version\n");
+    fprintf(f, "usage: sluice [-c FILE] [-t | --print-config | -s SIGNAL] [-h] [--version]\n"
+               "  -c FILE         configuration file (default: the embedded etc/sluice.json)\n"
+               "  -t              check the configuration and exit (0 valid, 1 invalid)\n"
+               "  --print-config  print the effective configuration (file, environment,\n"
+               "                  defaults; secrets redacted) as JSON and exit\n"
+               "  -s SIGNAL       signal the running sluice named by pid_file:\n"
+               "                  reload (SIGHUP), reopen (SIGUSR1), stop (SIGTERM)\n"
+               "  -h              this help\n"
+               "  --version       print the version\n");
 }
 
 static void register_handlers(void)
@@ -86,6 +95,22 @@ static int build_tls(server_t *s, char *err, size_t errlen)
     return 0;
 }
 
+/* Every worker accepts from the one socket the service manager passed
+ * (it outlives a restart); SO_REUSEPORT needs sockets of our own. */
+static int share_inherited(server_t *s, size_t l, int fd, char *err, size_t errlen)
+{
+    size_t nl = s->cfg->nlisteners;
+    for (int w = 0; w < s->nworkers; w++) {
+        int d = w == 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (d < 0) {
+            snprintf(err, errlen, "listen %s: %s", s->cfg->listeners[l].addr, strerror(errno));
+            return SL_ERROR;
+        }
+        s->fds[(size_t)w * nl + l] = d;
+    }
+    return 0;
+}
+
 /* One socket per listener per worker; a ":0" port is fixed by the first
  * bind so every worker shares it. */
 static int open_sockets(server_t *s, char *err, size_t errlen)
@@ -95,19 +120,25 @@ static int open_sockets(server_t *s, char *err, size_t errlen)
     for (size_t i = 0; i < nl * (size_t)s->nworkers; i++)
         s->fds[i] = -1;
     for (size_t l = 0; l < nl; l++) {
-        int port = 0;
-        for (int w = 0; w < s->nworkers; w++) {
-            int fd = sl_listener_open(&s->cfg->listeners[l], port, err, errlen);
-            if (fd < 0)
+        int port = 0, fd = sl_service_socket_for(&s->cfg->listeners[l]);
+        if (fd >= 0 && share_inherited(s, l, fd, err, errlen))
+            return SL_ERROR;
+        for (int w = 0; w < s->nworkers && fd < 0; w++) {
+            int f = sl_listener_open(&s->cfg->listeners[l], port, err, errlen);
+            if (f < 0)
                 return SL_ERROR;
-            s->fds[(size_t)w * nl + l] = fd;
-            port = sl_listener_port(fd);
+            s->fds[(size_t)w * nl + l] = f;
+            port = sl_listener_port(f);
         }
-        fprintf(stderr, "sluice: listening on %s port %d (%s)\n", s->cfg->listeners[l].addr, port,
+        port = sl_listener_port(s->fds[l]);
+        fprintf(stderr, "sluice: listening on %s port %d (%s%s)\n", s->cfg->listeners[l].addr,
+                port,
                 s->cfg->listeners[l].tls   ? "tls, alpn h2,http/1.1"
                 : s->cfg->listeners[l].h2c ? "cleartext, http/1.1 + h2c"
-                                           : "cleartext, http/1.1");
+                                           : "cleartext, http/1.1",
+                fd >= 0 ? ", from the service manager" : "");
     }
+    sl_service_close_unused();
     return 0;
 }
 
@@ -140,6 +171,15 @@ static void command_all(server_t *s, int cmd)
         sl_worker_command(&s->workers[w], cmd);
 }
 
+static void reopen_logs(server_t *s)
+{
+    char err[512];
+    if (sl_access_reopen(s->cfg->access_log_path, err, sizeof(err)) != 0)
+        fprintf(stderr, "sluice: SIGUSR1: %s; still writing to the old file\n", err);
+    else if (s->cfg->access_log_path)
+        fprintf(stderr, "sluice: SIGUSR1: reopened %s\n", s->cfg->access_log_path);
+}
+
 static void wait_for_signals(server_t *s, const sigset_t *set)
 {
     struct timespec tick = {0, 200 * 1000 * 1000};
@@ -150,6 +190,7 @@ static void wait_for_signals(server_t *s, const sigset_t *set)
             if (!draining) {
                 fprintf(stderr, "sluice: %s: draining (up to %.0fs)\n",
                         sig == SIGTERM ? "SIGTERM" : "SIGINT", s->cfg->timeouts.drain_s);
+                sl_service_notify("STOPPING=1");
                 sl_conn_process_drain();
                 command_all(s, SL_WORKER_CMD_DRAIN);
                 draining = 1;
@@ -160,6 +201,10 @@ static void wait_for_signals(server_t *s, const sigset_t *set)
         } else if (sig == SIGHUP) {
             fprintf(stderr, "sluice: SIGHUP: configuration reload is not supported yet; "
                             "ignored\n");
+        } else if (sig == SIGUSR1) {
+            reopen_logs(s);
+        } else if (sig == SIGCHLD) {
+            sl_service_reap();
         }
     }
 }
@@ -182,7 +227,89 @@ static void server_free(server_t *s)
     sl_free(s->tls);
     sl_free(s->ctxs);
     sl_jobs_stop(); /* after the workers: no subscriber is left */
+    if (s->pid_written)
+        sl_service_remove_pid(s->cfg->pid_file);
     sl_config_free(s->cfg);
+}
+
+static int check_only(sl_config_t *cfg)
+{
+    char err[1024];
+    for (size_t i = 0; i < cfg->ntls; i++) {
+        if (sl_tls_check(&cfg->tls_cfgs[i], err, sizeof(err)) != 0) {
+            fprintf(stderr, "sluice: configuration error: listen tls: %s\n", err);
+            return 1;
+        }
+    }
+    printf("sluice: configuration %s is valid\n", cfg->path);
+    return 0;
+}
+
+static int print_config(const sl_config_t *cfg)
+{
+    json_t *doc = sl_config_effective(cfg);
+    char *text = json_dumps(doc, JSON_INDENT(2));
+    json_decref(doc);
+    if (!text)
+        return 1;
+    puts(text);
+    free(text);
+    return 0;
+}
+
+enum { MODE_RUN, MODE_TEST, MODE_PRINT, MODE_SIGNAL };
+
+/* Once the workers are up: the pid file and the service manager. */
+static int announce(server_t *s, char *err, size_t errlen)
+{
+    if (s->cfg->pid_file) {
+        if (sl_service_write_pid(s->cfg->pid_file, err, errlen) != 0)
+            return SL_ERROR;
+        s->pid_written = 1;
+    }
+    fprintf(stderr, "sluice %s: %d worker(s) running, config %s\n", SL_VERSION, s->nworkers,
+            s->cfg->path);
+    char state[64];
+    snprintf(state, sizeof(state), "READY=1\nMAINPID=%ld", (long)getpid());
+    sl_service_notify(state);
+    return 0;
+}
+
+static int run(server_t *s)
+{
+    char err[1024];
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGCHLD);
+    /* Block before the threads start so only sigtimedwait sees them. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* The jobs thread starts after the mask, so it blocks them too. */
+    if (sl_jobs_start(sl_config_section(s->cfg, "jobs")) != 0) {
+        fprintf(stderr, "sluice: cannot start the jobs thread\n");
+        return 1;
+    }
+    sl_service_take_sockets();
+    if (sl_access_open(s->cfg->access_log_path, err, sizeof(err)) != 0 ||
+        build_tls(s, err, sizeof(err)) != 0 || open_sockets(s, err, sizeof(err)) != 0) {
+        fprintf(stderr, "sluice: %s\n", err);
+        return 1;
+    }
+    if (start_workers(s) != 0) {
+        fprintf(stderr, "sluice: cannot start workers\n");
+        command_all(s, SL_WORKER_CMD_STOP);
+        return 1;
+    }
+    if (announce(s, err, sizeof(err)) != 0) {
+        fprintf(stderr, "sluice: %s\n", err);
+        command_all(s, SL_WORKER_CMD_STOP);
+        return 1;
+    }
+    wait_for_signals(s, &set);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -192,17 +319,21 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"config", required_argument, NULL, 'c'},
         {"test", no_argument, NULL, 't'},
+        {"print-config", no_argument, NULL, 'P'},
+        {"signal", required_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
-    int test_only = 0, opt;
+    const char *path = NULL, *sig = NULL;
+    int mode = MODE_RUN, opt;
     char err[1024];
     server_t s = {0};
 
-    while ((opt = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:ts:hV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
-        case 't': test_only = 1; break;
+        case 't': mode = MODE_TEST; break;
+        case 'P': mode = MODE_PRINT; break;
+        case 's': mode = MODE_SIGNAL, sig = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("sluice %s\n", SL_VERSION); return 0;
         default: usage(stderr); return 1;
@@ -220,52 +351,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "sluice: configuration error: %s\n", err);
         return 1;
     }
-    if (test_only) {
-        for (size_t i = 0; i < s.cfg->ntls; i++) {
-            if (sl_tls_check(&s.cfg->tls_cfgs[i], err, sizeof(err)) != 0) {
-                fprintf(stderr, "sluice: configuration error: listen tls: %s\n", err);
-                sl_config_free(s.cfg);
-                return 1;
-            }
-        }
-        printf("sluice: configuration %s is valid\n", s.cfg->path);
+    int rc;
+    if (mode != MODE_RUN) {
+        rc = mode == MODE_TEST    ? check_only(s.cfg)
+             : mode == MODE_PRINT ? print_config(s.cfg)
+                                  : sl_service_signal(s.cfg->pid_file, sig);
         sl_config_free(s.cfg);
-        return 0;
+        return rc;
     }
     sl_log_set_level(s.cfg->log_level);
     sl_conn_set_starters(sl_h1_conn_start, sl_h2_conn_start);
     signal(SIGPIPE, SIG_IGN);
     s.nworkers = s.cfg->workers;
-
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    /* Block before the threads start so only sigtimedwait sees them. */
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    /* The jobs thread starts after the mask, so it blocks them too. */
-    if (sl_jobs_start(sl_config_section(s.cfg, "jobs")) != 0) {
-        fprintf(stderr, "sluice: cannot start the jobs thread\n");
-        server_free(&s);
-        return 1;
-    }
-
-    if (build_tls(&s, err, sizeof(err)) != 0 || open_sockets(&s, err, sizeof(err)) != 0) {
-        fprintf(stderr, "sluice: %s\n", err);
-        server_free(&s);
-        return 1;
-    }
-    if (start_workers(&s) != 0) {
-        fprintf(stderr, "sluice: cannot start workers\n");
-        command_all(&s, SL_WORKER_CMD_STOP);
-        server_free(&s);
-        return 1;
-    }
-    fprintf(stderr, "sluice %s: %d worker(s) running, config %s\n", SL_VERSION, s.nworkers,
-            s.cfg->path);
-    wait_for_signals(&s, &set);
+    rc = run(&s);
     server_free(&s);
-    fprintf(stderr, "sluice: stopped\n");
-    return 0;
+    if (rc == 0)
+        fprintf(stderr, "sluice: stopped\n");
+    return rc;
 }

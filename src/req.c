@@ -29,6 +29,12 @@ void sl_req_discard_body(sl_req_t *req, const uint8_t *data, size_t len, int fin
 
 const sl_handler_cbs_t sl_req_discard_cbs = {.on_body = sl_req_discard_body};
 
+void sl_req_note(sl_req_t *req, sl_str_t *field, const char *s, size_t n)
+{
+    field->p = sl_pool_strndup(&req->pool, s, n);
+    field->n = n;
+}
+
 void sl_req_set_client_cert(sl_req_t *req, const char *client_cert)
 {
     if (!client_cert)

@@ -134,12 +134,18 @@ struct sl_req {
     sl_conn_t *conn;
     uint64_t start_ns;
     uint64_t bytes_in, bytes_out; /* body bytes, for the access log */
+    /* Identifiers the access log shows when a handler knows them
+     * (sl_req_note copies them into the pool). */
+    sl_str_t log_request_id, log_trace_id, log_job_id;
     unsigned head_sent : 1;
     unsigned final_sent : 1;
 };
 
 /* Fill req->tls.client_fp / client_subject from c (protocols call it). */
 void sl_req_set_client_cert(sl_req_t *req, const char *client_cert);
+
+/* Copy s into req's pool as *field (one of the log_* fields). */
+void sl_req_note(sl_req_t *req, sl_str_t *field, const char *s, size_t n);
 
 /* Called by protocols: set up / tear down the common parts of a req. */
 void sl_req_init(sl_req_t *req, sl_proto_kind_t proto, sl_conn_t *conn);

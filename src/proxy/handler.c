@@ -83,7 +83,7 @@ static int is_idempotent(sl_str_t m)
 }
 
 /* X-Request-Id passed on or made; traceparent passed on or started. */
-void px_make_ids(const sl_req_t *req, const px_route_t *rt, char request_id[33],
+void px_make_ids(sl_req_t *req, const px_route_t *rt, char request_id[33],
                  char traceparent[64])
 {
     uint8_t r[24];
@@ -96,6 +96,8 @@ void px_make_ids(const sl_req_t *req, const px_route_t *rt, char request_id[33],
         memcpy(request_id, id->value.p, id->value.n), request_id[id->value.n] = 0;
     else if (rt->request_id)
         memcpy(request_id, trace, sizeof(trace));
+    if (request_id[0])
+        sl_req_note(req, &req->log_request_id, request_id, strlen(request_id));
     if (!rt->traceparent)
         return;
     const sl_header_t *tp = sl_req_header(req, "traceparent");
@@ -109,6 +111,7 @@ void px_make_ids(const sl_req_t *req, const px_route_t *rt, char request_id[33],
         sl_hex_encode(r + 16, 8, traceparent + 36);
         memcpy(traceparent + 52, "-01", 4);
     }
+    sl_req_note(req, &req->log_trace_id, traceparent + 3, 32);
 }
 
 /* ---- watchers ---- */

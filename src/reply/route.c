@@ -373,10 +373,13 @@ static void on_req(sl_req_t *req)
     };
     sl_jobs_job_t *job;
     int rv = sl_jobs_submit(&spec, &job, &existing, &fd, err, sizeof(err));
+    sl_req_note(req, &req->log_trace_id, spec.traceparent.p + 3, 32);
     if (rv != 0) {
         refuse(req, rv, err);
         return;
     }
+    const char *jid = sl_jobs_job_id(job);
+    sl_req_note(req, &req->log_job_id, jid, strlen(jid));
     if (existing && spec.want_stdin) {
         check_replay(req, job, async, wait);
         return;

@@ -158,6 +158,8 @@ class Sluice:
         self.stdout_path = os.path.join(self.dir, "stdout.log")
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         self.log = self.stdout_path
+        self.env = {}  # extra environment for the daemon
+        self.wrap = []  # argv before sluice's (a launcher such as activate.py)
         self.proc = None
         self.pid = None
         self.returncode = None
@@ -169,9 +171,10 @@ class Sluice:
         env = dict(os.environ)
         env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
         env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+        env.update(self.env)
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([SLUICE_BIN, "-c", self.cfg_path], stdout=self._out,
+        self.proc = subprocess.Popen(self.wrap + [SLUICE_BIN, "-c", self.cfg_path], stdout=self._out,
                                      stderr=self._err, stdin=subprocess.DEVNULL, env=env,
                                      cwd=self.dir)
         self.pid = self.proc.pid

@@ -256,7 +256,7 @@ static const struct {
      "limits.h1_uri_bytes: must be an integer"},
     {"{" LISTEN ", \"timeouts\": {\"h1_header_s\": true}}",
      "timeouts.h1_header_s: must be a number (seconds)"},
-    {"{" LISTEN ", \"access_log\": 1}", "access_log: must be true or false"},
+    {"{" LISTEN ", \"access_log\": 1}", "access_log: must be true, false, \"stdout\" or an absolute path"},
     {"{" LISTEN ", \"log_level\": \"verbose\"}",
      "log_level: must be \"debug\", \"info\", \"warn\" or \"error\""},
     {"{" LISTEN ", \"server_name\": 5}", "server_name: must be null or a non-empty string"},
@@ -467,16 +467,42 @@ START_TEST(test_env_overrides)
     ck_assert_uint_eq(cfg->nlisteners, 2);
     ck_assert_str_eq(cfg->tls_cfgs[0].certs[0].key, "k.pem");
     sl_config_free(cfg);
+
+    /* The general rule: an object, then a key inside it (outer first,
+     * whatever the order in the environment), a string that is no JSON. */
+    setenv("SLUICE_LIMITS__H2_MAX_SETTINGS", "64", 1);
+    setenv("SLUICE_LIMITS", "{\"h2_reset_rate\": 40, \"h2_max_settings\": 5}", 1);
+    setenv("SLUICE_SERVER_NAME", "edge one", 1);
+    cfg = load(TLS_FILE);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert_uint_eq(cfg->limits.h2_max_settings, 64);
+    ck_assert_uint_eq(cfg->limits.h2_reset_rate, 40);
+    ck_assert_str_eq(cfg->server_name, "edge one");
+    sl_config_free(cfg);
+    unsetenv("SLUICE_LIMITS__H2_MAX_SETTINGS");
+    unsetenv("SLUICE_LIMITS");
+    unsetenv("SLUICE_SERVER_NAME");
 }
 END_TEST
 
 static const struct {
     const char *name, *value, *want;
 } bad_env[] = {
-    {"SLUICE_WORKERS", "0", "SLUICE_WORKERS: must be \"auto\" or 1..256 (got \"0\")"},
-    {"SLUICE_WORKERS", "4x", "SLUICE_WORKERS: must be \"auto\" or 1..256"},
-    {"SLUICE_LOG_LEVEL", "loud", "SLUICE_LOG_LEVEL: must be debug, info, warn or error"},
-    {"SLUICE_ACCESS_LOG", "yes", "SLUICE_ACCESS_LOG: must be 0 or 1"},
+    {"SLUICE_WORKERS", "0",
+     "workers: must be \"auto\" or an integer 1..256 (from the environment: SLUICE_WORKERS)"},
+    {"SLUICE_WORKERS", "4x", "workers: must be \"auto\" or an integer 1..256 (from the"},
+    {"SLUICE_LOG_LEVEL", "loud", "log_level: must be \"debug\", \"info\", \"warn\" or "
+                                 "\"error\" (from the environment: SLUICE_LOG_LEVEL)"},
+    {"SLUICE_ACCESS_LOG", "yes", "access_log: a file must be an absolute path (got \"yes\") (from "
+                                 "the environment: SLUICE_ACCESS_LOG)"},
+    {"SLUICE_LIMITS__H2_MAX_SETTINGS", "0",
+     "limits.h2_max_settings: must be between 1 and 4096 (got 0) (from the environment: "
+     "SLUICE_LIMITS__H2_MAX_SETTINGS)"},
+    {"SLUICE_LISTEN__0", "5", "listen[0]: must be an object (from the environment: "
+                              "SLUICE_LISTEN__0)"},
+    {"SLUICE_LISTEN__0__ADDR__X", "5", "SLUICE_LISTEN__0__ADDR__X: listen[0].addr.x is inside a "
+                                       "value that is not an object"},
+    {"SLUICE_BOGUS__X", "1", "SLUICE_BOGUS__X: \"bogus\" is not a configuration key"},
     {"SLUICE_LISTEN", "127.0.0.1:1,nowhere", "SLUICE_LISTEN[1]: expected \"IPv4:port\""},
     {"SLUICE_LISTEN", "127.0.0.1:1,", "SLUICE_LISTEN[1]: expected"},
     {"SLUICE_LISTEN", "127.0.0.1:1,127.0.0.1:1",
