@@ -107,3 +107,63 @@ void sl_metrics_tls(const char *version, int ok)
                                                          : 2;
     sl_counter_add(&m->tls_ok[v], 1);
 }
+
+void sl_metrics_h2_frame(int received, int goaway, uint32_t code)
+{
+    sl_metrics_t *m = current;
+    if (!m)
+        return;
+    size_t c = code < SL_M_H2_CODES - 1 ? code : SL_M_H2_CODES - 1;
+    int d = received ? 1 : 0;
+    sl_counter_add(goaway ? &m->h2_goaway[d][c] : &m->h2_rst[d][c], 1);
+}
+
+void sl_metrics_abuse(sl_metrics_abuse_t kind)
+{
+    sl_metrics_t *m = current;
+    if (m && kind < SL_M_ABUSE_KINDS)
+        sl_counter_add(&m->abuse[kind], 1);
+}
+
+void sl_metrics_ws_conn(int delta)
+{
+    sl_metrics_t *m = current;
+    if (m)
+        sl_counter_add(delta > 0 ? &m->ws_opened : &m->ws_closed, 1);
+}
+
+void sl_metrics_ws_message(int received)
+{
+    sl_metrics_t *m = current;
+    if (m)
+        sl_counter_add(&m->ws_messages[received ? 1 : 0], 1);
+}
+
+void sl_metrics_ws_close(int received, unsigned code)
+{
+    sl_metrics_t *m = current;
+    if (!m)
+        return;
+    size_t i = code == 0                       ? 0
+               : code >= 1000 && code <= 1015 ? code - 999
+                                               : SL_M_WS_CODES - 1;
+    sl_counter_add(&m->ws_close[received ? 1 : 0][i], 1);
+}
+
+static sl_metrics_source_fn sources[8];
+static size_t nsources;
+
+void sl_metrics_add_source(sl_metrics_source_fn fn)
+{
+    SL_ASSERT(nsources < SL_ARRAY_LEN(sources));
+    for (size_t i = 0; i < nsources; i++)
+        if (sources[i] == fn)
+            return;
+    sources[nsources++] = fn;
+}
+
+void sl_metrics_run_sources(sl_metrics_text_t *t, const struct sl_config *cfg)
+{
+    for (size_t i = 0; i < nsources; i++)
+        sources[i](t, cfg);
+}

@@ -24,6 +24,17 @@
 #define SL_M_BUCKETS 12    /* request duration: 11 bounds, then +Inf */
 #define SL_M_TLS_VERSIONS 3 /* TLSv1.2, TLSv1.3, other */
 #define SL_M_MAX_WORKERS 256
+#define SL_M_H2_CODES 15 /* RFC 9113 error codes 0x0..0xd, then any other */
+#define SL_M_WS_CODES 18 /* no code, 1000..1015, then any other */
+
+/* Limits a client tripped (docs/ops.md, sluice_abuse_limits_total). */
+typedef enum sl_metrics_abuse {
+    SL_M_ABUSE_RAPID_RESET, /* HTTP/2 RST_STREAM bucket empty */
+    SL_M_ABUSE_FLOOD,       /* HTTP/2 abusive frames (PING, SETTINGS, empty DATA, ...) */
+    SL_M_ABUSE_HEADERS,     /* request header section too large (431) */
+    SL_M_ABUSE_CONNS,       /* max_conns_per_worker: a connection refused */
+    SL_M_ABUSE_KINDS
+} sl_metrics_abuse_t;
 
 typedef _Atomic uint64_t sl_counter_t;
 
@@ -37,6 +48,12 @@ typedef struct sl_metrics {
     sl_counter_t duration[SL_M_PROTOS][SL_M_BUCKETS]; /* per bucket, not cumulative */
     sl_counter_t duration_ns[SL_M_PROTOS];
     sl_counter_t tls_ok[SL_M_TLS_VERSIONS], tls_failed;
+    sl_counter_t h2_goaway[2][SL_M_H2_CODES]; /* [0 sent, 1 received][code] */
+    sl_counter_t h2_rst[2][SL_M_H2_CODES];
+    sl_counter_t abuse[SL_M_ABUSE_KINDS];
+    sl_counter_t ws_opened, ws_closed;
+    sl_counter_t ws_messages[2];             /* [0 sent, 1 received] */
+    sl_counter_t ws_close[2][SL_M_WS_CODES]; /* [0 sent, 1 received][code] */
 } sl_metrics_t;
 
 /* The duration buckets' upper bounds in seconds (the last is +Inf). */
@@ -71,5 +88,38 @@ void sl_metrics_request(int h2, size_t route, int status, uint64_t in, uint64_t 
 void sl_metrics_conn_accepted(int listener);
 void sl_metrics_conn_proto(int listener, int h2, int delta); /* +1 started, -1 closed */
 void sl_metrics_tls(const char *version, int ok);
+/* An HTTP/2 GOAWAY (goaway=1) or RST_STREAM sent or received. */
+void sl_metrics_h2_frame(int received, int goaway, uint32_t code);
+void sl_metrics_abuse(sl_metrics_abuse_t kind);
+void sl_metrics_ws_conn(int delta); /* +1 accepted, -1 ended */
+void sl_metrics_ws_message(int received);
+void sl_metrics_ws_close(int received, unsigned code); /* code 0: none */
+
+/* ---- exposition: the handler (metrics_http.c) and other modules'
+ * sources, which add their own families to every scrape ---- */
+
+typedef struct sl_metrics_text {
+    char *p;
+    size_t n, cap;
+} sl_metrics_text_t;
+
+struct sl_config;
+void sl_metrics_printf(sl_metrics_text_t *t, const char *fmt, ...) SL_PRINTF(2, 3);
+/* "# HELP name help" and "# TYPE name type". */
+void sl_metrics_head(sl_metrics_text_t *t, const char *name, const char *type, const char *help);
+/* s as a label value (backslash, quote and newline escaped) in buf. */
+const char *sl_metrics_label(char *buf, size_t cap, const char *s);
+/* A histogram's bucket lines, _sum and _count from per-bucket (not
+ * cumulative) counts over sl_metrics_bounds; labels without braces. */
+void sl_metrics_histogram(sl_metrics_text_t *t, const char *name, const char *labels,
+                          const uint64_t counts[SL_M_BUCKETS], double sum_s);
+
+/* A source writes its families for cfg, on the scraping worker's thread:
+ * it may read other threads' counters only through sl_counter_get. */
+typedef void (*sl_metrics_source_fn)(sl_metrics_text_t *t, const struct sl_config *cfg);
+/* Register at start-up, before the workers run (at most 8). */
+void sl_metrics_add_source(sl_metrics_source_fn fn);
+/* Every registered source, in order (the handler). */
+void sl_metrics_run_sources(sl_metrics_text_t *t, const struct sl_config *cfg);
 
 #endif

@@ -15,12 +15,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-typedef struct text {
-    char *p;
-    size_t n, cap;
-} text_t;
-
-static void out(text_t *t, const char *fmt, ...)
+void sl_metrics_printf(sl_metrics_text_t *t, const char *fmt, ...)
 {
     for (;;) {
         va_list ap;
@@ -36,8 +31,7 @@ static void out(text_t *t, const char *fmt, ...)
     }
 }
 
-/* A label value: backslash, quote and newline escaped. */
-static const char *label(char *buf, size_t cap, const char *s)
+const char *sl_metrics_label(char *buf, size_t cap, const char *s)
 {
     size_t o = 0;
     for (; *s && o + 3 < cap; s++) {
@@ -52,14 +46,32 @@ static const char *label(char *buf, size_t cap, const char *s)
     return buf;
 }
 
-static void head(text_t *t, const char *name, const char *type, const char *help)
+void sl_metrics_head(sl_metrics_text_t *t, const char *name, const char *type, const char *help)
 {
-    out(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    sl_metrics_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void sl_metrics_histogram(sl_metrics_text_t *t, const char *name, const char *labels,
+                          const uint64_t counts[SL_M_BUCKETS], double sum_s)
+{
+    unsigned long long cum = 0;
+    const char *sep = *labels ? "," : "";
+    for (int b = 0; b < SL_M_BUCKETS; b++) {
+        cum += counts[b];
+        if (b < SL_M_BUCKETS - 1)
+            sl_metrics_printf(t, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+                              sl_metrics_bounds[b], cum);
+        else
+            sl_metrics_printf(t, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
+    }
+    sl_metrics_printf(t, *labels ? "%s_sum{%s} %.9f\n" : "%s_sum%s %.9f\n", name, labels, sum_s);
+    sl_metrics_printf(t, *labels ? "%s_count{%s} %llu\n" : "%s_count%s %llu\n", name, labels, cum);
 }
 
 /* Which counter of a worker's block: kind and index. */
 enum { K_ACCEPTED, K_OPENED, K_CLOSED, K_REQUESTS, K_BYTES_IN, K_BYTES_OUT, K_DUR, K_DUR_NS,
-       K_TLS_OK, K_TLS_FAILED };
+       K_TLS_OK, K_TLS_FAILED, K_GOAWAY, K_RST, K_ABUSE, K_WS_OPENED, K_WS_CLOSED, K_WS_MSGS,
+       K_WS_CLOSE };
 
 static const sl_counter_t *counter(const sl_metrics_t *m, int kind, size_t i)
 {
@@ -73,6 +85,13 @@ static const sl_counter_t *counter(const sl_metrics_t *m, int kind, size_t i)
     case K_DUR: return &m->duration[i / SL_M_BUCKETS][i % SL_M_BUCKETS];
     case K_DUR_NS: return &m->duration_ns[i];
     case K_TLS_OK: return &m->tls_ok[i];
+    case K_GOAWAY: return &m->h2_goaway[i / SL_M_H2_CODES][i % SL_M_H2_CODES];
+    case K_RST: return &m->h2_rst[i / SL_M_H2_CODES][i % SL_M_H2_CODES];
+    case K_ABUSE: return &m->abuse[i];
+    case K_WS_OPENED: return &m->ws_opened;
+    case K_WS_CLOSED: return &m->ws_closed;
+    case K_WS_MSGS: return &m->ws_messages[i];
+    case K_WS_CLOSE: return &m->ws_close[i / SL_M_WS_CODES][i % SL_M_WS_CODES];
     default: return &m->tls_failed;
     }
 }
@@ -95,80 +114,140 @@ static unsigned long long sum(const workers_t *ws, int kind, size_t i)
 static const char *const protos[SL_M_PROTOS] = {"http/1.1", "h2"};
 static const char *const classes[SL_M_CLASSES] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
 
-static void connections(text_t *t, const sl_config_t *cfg, const workers_t *ws)
+static void connections(sl_metrics_text_t *t, const sl_config_t *cfg, const workers_t *ws)
 {
     char l[256];
-    head(t, "sluice_connections_accepted_total", "counter", "Connections accepted.");
+    sl_metrics_head(t, "sluice_connections_accepted_total", "counter", "Connections accepted.");
     for (size_t i = 0; i < cfg->nlisteners; i++)
-        out(t, "sluice_connections_accepted_total{listener=\"%s\"} %llu\n",
-            label(l, sizeof(l), cfg->listeners[i].addr),
+        sl_metrics_printf(t, "sluice_connections_accepted_total{listener=\"%s\"} %llu\n",
+            sl_metrics_label(l, sizeof(l), cfg->listeners[i].addr),
             sum(ws, K_ACCEPTED, i));
-    head(t, "sluice_connections_open", "gauge", "Connections open, by protocol.");
+    sl_metrics_head(t, "sluice_connections_open", "gauge", "Connections open, by protocol.");
     for (size_t i = 0; i < cfg->nlisteners; i++)
         for (int p = 0; p < SL_M_PROTOS; p++) {
             size_t k = i * SL_M_PROTOS + (size_t)p;
             unsigned long long o = sum(ws, K_OPENED, k), c = sum(ws, K_CLOSED, k);
-            out(t, "sluice_connections_open{listener=\"%s\",protocol=\"%s\"} %llu\n",
-                label(l, sizeof(l), cfg->listeners[i].addr), protos[p],
+            sl_metrics_printf(t, "sluice_connections_open{listener=\"%s\",protocol=\"%s\"} %llu\n",
+                sl_metrics_label(l, sizeof(l), cfg->listeners[i].addr), protos[p],
                 o > c ? o - c : 0);
         }
 }
 
-static void requests(text_t *t, const sl_config_t *cfg, const workers_t *ws)
+static void requests(sl_metrics_text_t *t, const sl_config_t *cfg, const workers_t *ws)
 {
     char l[512];
     size_t nroutes;
     const sl_route_t *routes = sl_router_routes(cfg, &nroutes);
-    head(t, "sluice_requests_total", "counter", "Requests finished, by route and status class.");
+    sl_metrics_head(t, "sluice_requests_total", "counter", "Requests finished, by route and status class.");
     for (size_t r = 0; r <= nroutes; r++)
         for (int p = 0; p < SL_M_PROTOS; p++)
             for (int c = 0; c < SL_M_CLASSES; c++) {
                 size_t k = (r * SL_M_PROTOS + (size_t)p) * SL_M_CLASSES + (size_t)c;
                 unsigned long long v = sum(ws, K_REQUESTS, k);
                 if (v)
-                    out(t, "sluice_requests_total{protocol=\"%s\",route=\"%s\",code=\"%s\"} %llu\n",
-                        protos[p], r < nroutes ? label(l, sizeof(l), routes[r].path) : "",
+                    sl_metrics_printf(t, "sluice_requests_total{protocol=\"%s\",route=\"%s\",code=\"%s\"} %llu\n",
+                        protos[p], r < nroutes ? sl_metrics_label(l, sizeof(l), routes[r].path) : "",
                         classes[c], v);
             }
-    head(t, "sluice_request_bytes_total", "counter", "Request bytes received (bodies).");
+    sl_metrics_head(t, "sluice_request_bytes_total", "counter", "Request bytes received (bodies).");
     for (int p = 0; p < SL_M_PROTOS; p++)
-        out(t, "sluice_request_bytes_total{protocol=\"%s\"} %llu\n", protos[p],
+        sl_metrics_printf(t, "sluice_request_bytes_total{protocol=\"%s\"} %llu\n", protos[p],
             sum(ws, K_BYTES_IN, (size_t)p));
-    head(t, "sluice_response_bytes_total", "counter", "Response bytes sent (bodies).");
+    sl_metrics_head(t, "sluice_response_bytes_total", "counter", "Response bytes sent (bodies).");
     for (int p = 0; p < SL_M_PROTOS; p++)
-        out(t, "sluice_response_bytes_total{protocol=\"%s\"} %llu\n", protos[p],
+        sl_metrics_printf(t, "sluice_response_bytes_total{protocol=\"%s\"} %llu\n", protos[p],
             sum(ws, K_BYTES_OUT, (size_t)p));
-    head(t, "sluice_request_duration_seconds", "histogram",
+    sl_metrics_head(t, "sluice_request_duration_seconds", "histogram",
          "Time from the request head to the end of the exchange.");
     for (int p = 0; p < SL_M_PROTOS; p++) {
-        unsigned long long cum = 0;
-        for (int b = 0; b < SL_M_BUCKETS; b++) {
-            cum += sum(ws, K_DUR, (size_t)p * SL_M_BUCKETS + (size_t)b);
-            if (b < SL_M_BUCKETS - 1)
-                out(t, "sluice_request_duration_seconds_bucket{protocol=\"%s\",le=\"%g\"} %llu\n",
-                    protos[p], sl_metrics_bounds[b], cum);
-            else
-                out(t, "sluice_request_duration_seconds_bucket{protocol=\"%s\",le=\"+Inf\"} %llu\n",
-                    protos[p], cum);
-        }
-        out(t, "sluice_request_duration_seconds_sum{protocol=\"%s\"} %.9f\n", protos[p],
-            (double)sum(ws, K_DUR_NS, (size_t)p) / 1e9);
-        out(t, "sluice_request_duration_seconds_count{protocol=\"%s\"} %llu\n", protos[p], cum);
+        uint64_t counts[SL_M_BUCKETS];
+        char lb[32];
+        for (int b = 0; b < SL_M_BUCKETS; b++)
+            counts[b] = sum(ws, K_DUR, (size_t)p * SL_M_BUCKETS + (size_t)b);
+        snprintf(lb, sizeof(lb), "protocol=\"%s\"", protos[p]);
+        sl_metrics_histogram(t, "sluice_request_duration_seconds", lb, counts,
+                             (double)sum(ws, K_DUR_NS, (size_t)p) / 1e9);
     }
 }
 
-static void tls(text_t *t, const workers_t *ws)
+static void tls(sl_metrics_text_t *t, const workers_t *ws)
 {
     static const char *const versions[SL_M_TLS_VERSIONS] = {"TLSv1.2", "TLSv1.3", "other"};
-    head(t, "sluice_tls_handshakes_total", "counter", "TLS handshakes completed, by version.");
+    sl_metrics_head(t, "sluice_tls_handshakes_total", "counter", "TLS handshakes completed, by version.");
     for (int v = 0; v < SL_M_TLS_VERSIONS; v++)
-        out(t, "sluice_tls_handshakes_total{version=\"%s\"} %llu\n", versions[v],
+        sl_metrics_printf(t, "sluice_tls_handshakes_total{version=\"%s\"} %llu\n", versions[v],
             sum(ws, K_TLS_OK, (size_t)v));
-    head(t, "sluice_tls_handshake_failures_total", "counter", "TLS handshakes that failed.");
-    out(t, "sluice_tls_handshake_failures_total %llu\n", sum(ws, K_TLS_FAILED, 0));
+    sl_metrics_head(t, "sluice_tls_handshake_failures_total", "counter", "TLS handshakes that failed.");
+    sl_metrics_printf(t, "sluice_tls_handshake_failures_total %llu\n", sum(ws, K_TLS_FAILED, 0));
 }
 
-static void process(text_t *t)
+static const char *const dirs[2] = {"sent", "received"};
+
+static void h2_frames(sl_metrics_text_t *t, const workers_t *ws)
+{
+    static const char *const codes[SL_M_H2_CODES] = {
+        "NO_ERROR",        "PROTOCOL_ERROR", "INTERNAL_ERROR",     "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT", "STREAM_CLOSED", "FRAME_SIZE_ERROR",   "REFUSED_STREAM",
+        "CANCEL",          "COMPRESSION_ERROR", "CONNECT_ERROR",   "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED", "other"};
+    static const struct {
+        const char *name, *help;
+        int kind;
+    } fam[] = {{"sluice_h2_goaway_total", "HTTP/2 GOAWAY frames, by direction and error code.",
+                K_GOAWAY},
+               {"sluice_h2_rst_stream_total",
+                "HTTP/2 RST_STREAM frames, by direction and error code.", K_RST}};
+    for (size_t f = 0; f < SL_ARRAY_LEN(fam); f++) {
+        sl_metrics_head(t, fam[f].name, "counter", fam[f].help);
+        for (int d = 0; d < 2; d++)
+            for (int c = 0; c < SL_M_H2_CODES; c++) {
+                unsigned long long v = sum(ws, fam[f].kind, (size_t)d * SL_M_H2_CODES + (size_t)c);
+                /* every code at zero would be 60 lines of noise; NO_ERROR and
+                 * the abuse answer always show, so a dashboard finds them */
+                if (v || c == 0 || c == 11)
+                    sl_metrics_printf(t, "%s{direction=\"%s\",code=\"%s\"} %llu\n", fam[f].name, dirs[d],
+                        codes[c], v);
+            }
+    }
+}
+
+static void abuse(sl_metrics_text_t *t, const workers_t *ws)
+{
+    static const char *const kinds[SL_M_ABUSE_KINDS] = {"rapid_reset", "flood", "header_size",
+                                                        "conn_limit"};
+    sl_metrics_head(t, "sluice_abuse_limits_total", "counter",
+         "Client limits tripped: HTTP/2 rapid reset and frame floods (GOAWAY "
+         "ENHANCE_YOUR_CALM), oversized headers (431), connections refused.");
+    for (int k = 0; k < SL_M_ABUSE_KINDS; k++)
+        sl_metrics_printf(t, "sluice_abuse_limits_total{limit=\"%s\"} %llu\n", kinds[k],
+            sum(ws, K_ABUSE, (size_t)k));
+}
+
+static void websockets(sl_metrics_text_t *t, const workers_t *ws)
+{
+    unsigned long long o = sum(ws, K_WS_OPENED, 0), c = sum(ws, K_WS_CLOSED, 0);
+    sl_metrics_head(t, "sluice_websocket_connections_total", "counter", "WebSocket sessions accepted.");
+    sl_metrics_printf(t, "sluice_websocket_connections_total %llu\n", o);
+    sl_metrics_head(t, "sluice_websocket_connections_open", "gauge", "WebSocket sessions open.");
+    sl_metrics_printf(t, "sluice_websocket_connections_open %llu\n", o > c ? o - c : 0);
+    sl_metrics_head(t, "sluice_websocket_messages_total", "counter", "WebSocket messages, by direction.");
+    for (int d = 0; d < 2; d++)
+        sl_metrics_printf(t, "sluice_websocket_messages_total{direction=\"%s\"} %llu\n", dirs[d],
+            sum(ws, K_WS_MSGS, (size_t)d));
+    sl_metrics_head(t, "sluice_websocket_closes_total", "counter",
+         "WebSocket close frames, by direction and status code.");
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < SL_M_WS_CODES; i++) {
+            unsigned long long v = sum(ws, K_WS_CLOSE, (size_t)d * SL_M_WS_CODES + (size_t)i);
+            char code[8];
+            snprintf(code, sizeof(code), "%d", 999 + i);
+            if (v)
+                sl_metrics_printf(t, "sluice_websocket_closes_total{direction=\"%s\",code=\"%s\"} %llu\n",
+                    dirs[d], i == 0 ? "none" : i == SL_M_WS_CODES - 1 ? "other" : code, v);
+        }
+}
+
+static void process(sl_metrics_text_t *t)
 {
     long size = 0, pages = 0;
     FILE *f = fopen("/proc/self/statm", "r");
@@ -185,11 +264,11 @@ static void process(text_t *t)
         closedir(d);
         fds--; /* the one opendir holds */
     }
-    head(t, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-    out(t, "process_resident_memory_bytes %llu\n",
+    sl_metrics_head(t, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    sl_metrics_printf(t, "process_resident_memory_bytes %llu\n",
         (unsigned long long)pages * (unsigned long long)sysconf(_SC_PAGESIZE));
-    head(t, "process_open_fds", "gauge", "Number of open file descriptors.");
-    out(t, "process_open_fds %zu\n", fds);
+    sl_metrics_head(t, "process_open_fds", "gauge", "Number of open file descriptors.");
+    sl_metrics_printf(t, "process_open_fds %zu\n", fds);
 }
 
 static void on_req(sl_req_t *req)
@@ -199,10 +278,14 @@ static void on_req(sl_req_t *req)
     ws->n = cfg->workers < SL_M_MAX_WORKERS ? cfg->workers : SL_M_MAX_WORKERS;
     for (int i = 0; i < ws->n; i++)
         ws->v[i] = sl_metrics_worker(i);
-    text_t t = {sl_malloc(16384), 0, 16384};
+    sl_metrics_text_t t = {sl_malloc(16384), 0, 16384};
     connections(&t, cfg, ws);
     requests(&t, cfg, ws);
     tls(&t, ws);
+    h2_frames(&t, ws);
+    abuse(&t, ws);
+    websockets(&t, ws);
+    sl_metrics_run_sources(&t, cfg);
     process(&t);
     req->cbs = &sl_req_discard_cbs;
     req->res.status = 200;

@@ -90,6 +90,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         if (w->conns.nlive >= w->cfg->limits.max_conns_per_worker) {
             /* Over the bound: refuse at once rather than queue unbounded. */
             close(fd);
+            sl_metrics_abuse(SL_M_ABUSE_CONNS);
             continue;
         }
         sl_conn_new(&w->conns, fd, l->lcfg, l->ssl_ctx, (struct sockaddr *)&ss, len);

@@ -69,6 +69,13 @@ static size_t in_max(const h1_conn_t *hc)
     return hc->cfg->limits.h1_header_bytes + IN_SLACK;
 }
 
+/* A request head past h1_header_bytes: 431 while reading one, else close. */
+static int too_much_ahead(h1_conn_t *hc)
+{
+    sl_log(SL_LOG_INFO, hc->c, "client sent more than %zu bytes ahead", in_max(hc));
+    return hc->state == H1_HEAD ? sl_h1_send_error(hc, 431) : SL_ECLOSED;
+}
+
 /* Keep bytes for later. Bounded: while an exchange is live reads stop
  * once h1_header_bytes are waiting, so one read more always fits. */
 int sl_h1_in_append(h1_conn_t *hc, const uint8_t *p, size_t n)
@@ -403,8 +410,7 @@ static int on_read(sl_conn_t *c, const uint8_t *data, size_t len)
         size_t used;
         r = process(hc, data, len, 0, &used);
         if (r == 0 && used < len && sl_h1_in_append(hc, data + used, len - used) != 0) {
-            sl_log(SL_LOG_INFO, c, "client sent more than %zu bytes ahead", in_max(hc));
-            r = hc->state == H1_HEAD ? sl_h1_send_error(hc, 431) : SL_ECLOSED;
+            r = too_much_ahead(hc);
         }
         if (r == 0)
             sl_h1_update_read(hc);
@@ -416,8 +422,7 @@ static int on_read(sl_conn_t *c, const uint8_t *data, size_t len)
             return SL_ECLOSED;
         r = process_input(hc, old);
         if (r == 0 && len > room) {
-            sl_log(SL_LOG_INFO, c, "client sent more than %zu bytes ahead", in_max(hc));
-            r = hc->state == H1_HEAD ? sl_h1_send_error(hc, 431) : SL_ECLOSED;
+            r = too_much_ahead(hc);
         }
     }
     return conn_result(r);

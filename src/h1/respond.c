@@ -10,6 +10,7 @@
  */
 #include "server_int.h"
 #include "../log.h"
+#include "../metrics.h"
 #include <errno.h>
 #include <stdio.h>
 #include <sys/sendfile.h>
@@ -88,6 +89,8 @@ int sl_h1_send_error(h1_conn_t *hc, int status)
 {
     sl_conn_t *c = hc->c;
     const char *reason = sl_status_reason(status);
+    if (status == 431)
+        sl_metrics_abuse(SL_M_ABUSE_HEADERS);
     hbuf_t b = {head_buf, 0, sizeof(head_buf), 0};
     hb_status_line(&b, status);
     if (hc->cfg->server_name)

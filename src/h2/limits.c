@@ -8,6 +8,7 @@
  * GOAWAY(ENHANCE_YOUR_CALM) and one INFO line. See docs/h2.md.
  */
 #include "h2_int.h"
+#include "../metrics.h"
 
 static double mono_s(void)
 {
@@ -43,9 +44,10 @@ static int take(double *tokens, double burst, double rate, double *stamp)
 
 /* Past a limit: GOAWAY(ENHANCE_YOUR_CALM) and one log line. nghttp2 then
  * stops reading and reports want_read/want_write 0 once it is sent. */
-static void trip(sl_h2_session_t *s, const char *what)
+static void trip(sl_h2_session_t *s, const char *what, sl_metrics_abuse_t kind)
 {
     s->lim.tripped = 1;
+    sl_metrics_abuse(kind);
     sl_log(SL_LOG_INFO, s->conn, "client sent too many %s, closing the connection", what);
     nghttp2_session_terminate_session(s->ng, NGHTTP2_ENHANCE_YOUR_CALM);
     s->want_close = 1;
@@ -59,7 +61,7 @@ int sl_h2_glitch(sl_h2_session_t *s, const char *what)
     l->glitches++;
     if (take(&l->glitch_tokens, l->glitch_burst, l->glitch_rate, &l->glitch_stamp) == 0)
         return 0;
-    trip(s, what);
+    trip(s, what, SL_M_ABUSE_FLOOD);
     return 1;
 }
 
@@ -73,7 +75,7 @@ static void on_client_reset(sl_h2_session_t *s)
     if (l->tripped)
         return;
     if (take(&l->reset_tokens, l->reset_burst, l->reset_rate, &l->reset_stamp) != 0)
-        trip(s, "RST_STREAM frames (rapid reset)");
+        trip(s, "RST_STREAM frames (rapid reset)", SL_M_ABUSE_RAPID_RESET);
 }
 
 void sl_h2_limits_on_recv(sl_h2_session_t *s, const nghttp2_frame *f)

@@ -9,6 +9,7 @@
  * timers, graceful GOAWAY on drain, and the h2c upgrade.
  */
 #include "h2_int.h"
+#include "../metrics.h"
 #include "../slab.h"
 #include "../worker.h"
 #include <pthread.h>
@@ -243,6 +244,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     sl_h2_limits_on_recv(s, frame);
     switch (frame->hd.type) {
+    case NGHTTP2_GOAWAY: sl_metrics_h2_frame(1, 1, frame->goaway.error_code); break;
+    case NGHTTP2_RST_STREAM: sl_metrics_h2_frame(1, 0, frame->rst_stream.error_code); break;
     case NGHTTP2_HEADERS:
         if (!(st = stream_of(ng, frame->hd.stream_id)))
             break;
@@ -288,7 +291,9 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
     sl_h2_session_t *s = user_data;
     sl_h2_stream_t *st;
     switch (frame->hd.type) {
+    case NGHTTP2_GOAWAY: sl_metrics_h2_frame(0, 1, frame->goaway.error_code); break;
     case NGHTTP2_RST_STREAM:
+        sl_metrics_h2_frame(0, 0, frame->rst_stream.error_code);
         note_reset_sent(s, frame->hd.stream_id);
         sl_h2_limits_on_rst_sent(s, frame);
         break;

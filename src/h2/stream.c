@@ -10,6 +10,7 @@
  */
 #include "h2_int.h"
 #include "../finish.h"
+#include "../metrics.h"
 #include "../router.h"
 #include "../slab.h"
 #include <stdio.h>
@@ -197,6 +198,7 @@ void sl_h2_stream_on_request(sl_h2_stream_t *st, int end_stream)
             sl_log_stream(SL_LOG_INFO, s->conn, st->id, "client sent a header list over %u bytes",
                           lim->h2_header_list_bytes);
         }
+        sl_metrics_abuse(SL_M_ABUSE_HEADERS);
         sl_resp_error(req, 431, "request header fields too large");
         return;
     }

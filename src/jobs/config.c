@@ -171,6 +171,7 @@ static int parse_execs(json_t *v, const char *path, void **state, char *err, siz
     char p[256];
     sl_jobs_execs_t *xs = sl_calloc(1, sizeof(*xs));
     *state = xs;
+    sl_jobs_stats_register(); /* at load: before the workers run */
     if (!v)
         return 0;
     if (!json_is_object(v)) {

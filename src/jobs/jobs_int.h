@@ -129,6 +129,14 @@ void sl_jobs_store_sweep(uint64_t now_ms);
 size_t sl_jobs_store_all(sl_jobs_job_t ***out);
 void sl_jobs_job_free(sl_jobs_job_t *job);
 
+/* ---- counters for the metrics source (stats.c) ---- */
+void sl_jobs_stat_submitted(void);
+void sl_jobs_stat_event(void);
+void sl_jobs_stat_subscribers(int delta);
+void sl_jobs_stat_ended(sl_jobs_state_t s);
+/* Add the jobs families to every scrape (at configuration load). */
+void sl_jobs_stats_register(void);
+
 /* ---- the global retained-bytes budget (budget.c) ---- */
 void sl_jobs_budget_init(long long max_bytes);
 /* The store's retained bytes moved by delta (any lock). */

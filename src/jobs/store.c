@@ -283,6 +283,7 @@ static sl_jobs_job_t *job_new(const sl_jobs_spec_t *spec, void *params)
 
 static void insert(sl_jobs_job_t *job)
 {
+    sl_jobs_stat_submitted();
     size_t b;
     shard_t *s = shard_of(job->id, SL_JOBS_ID_LEN, &job->shard, &b);
     pthread_mutex_lock(&s->mu);
@@ -471,6 +472,7 @@ static void ring_push(sl_jobs_job_t *job, sl_jobs_event_t *ev)
 uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data, size_t len)
 {
     sl_jobs_event_t *ev = sl_malloc(sizeof(*ev) + len);
+    sl_jobs_stat_event();
     atomic_init(&ev->refs, 1);
     ev->type = type;
     ev->len = len;
@@ -509,6 +511,7 @@ void sl_jobs_store_end(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code)
     job->exit_code = exit_code;
     job->ended_ms = sl_wall_ms();
     pthread_mutex_unlock(&s->mu);
+    sl_jobs_stat_ended(state);
     sl_jobs_emit(job, SL_JOBS_EV_END, body, (size_t)n);
     pthread_mutex_lock(&s->mu);
     job->ended = 1;
@@ -568,6 +571,7 @@ sl_jobs_sub_t *sl_jobs_subscribe(sl_jobs_job_t *job, struct ev_loop *loop, int s
         job->subs->prev = sub;
     job->subs = sub;
     pthread_mutex_unlock(&s->mu);
+    sl_jobs_stat_subscribers(1);
     return sub;
 }
 
@@ -591,6 +595,7 @@ void sl_jobs_unsubscribe(sl_jobs_sub_t *sub)
     pthread_mutex_unlock(&s->mu);
     sl_jobs_inbox_unqueue(sub);
     sl_free(sub);
+    sl_jobs_stat_subscribers(-1);
     sl_jobs_job_unref(job);
 }
 

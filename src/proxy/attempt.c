@@ -71,6 +71,7 @@ void px_attempt_drop(px_attempt_t *a)
 
 static void server_failed(px_attempt_t *a, int idx, int health)
 {
+    sl_counter_add(&a->ws->srv[idx].m_failures, 1);
     if (health)
         px_health_fail(a->ws, idx, ev_now(a->ws->loop));
     a->tried[idx / 8] |= (uint8_t)(1u << (idx % 8));
@@ -174,6 +175,7 @@ int px_attempt_next(px_attempt_t *a, int use_idle, void (*io_cb)(struct ev_loop 
         if (idx < 0)
             return -idx;
         a->attempts++;
+        sl_counter_add(&a->ws->srv[idx].m_attempts, 1);
         a->u = connect_to(a, idx, use_idle);
         if (!a->u && a->attempts > a->up->retries)
             return 502; /* nothing was sent: any method may have gone on */

@@ -36,10 +36,21 @@ px_wstate_t *px_wstate_get(px_upstream_t *up)
     ws->loop = w ? w->loop : thread_loop;
     ws->bufpool = w ? &w->bufpool : NULL;
     ws->up = up;
-    up->ws[slot] = ws;
+    /* release: a scrape on another worker reads the slot (metrics.c) */
+    __atomic_store_n(&up->ws[slot], ws, __ATOMIC_RELEASE);
     if (w)
         px_hcheck_start(ws); /* active checks are the workers' */
     return ws;
+}
+
+void px_srv_publish(px_wstate_t *ws, int idx)
+{
+    px_srvstate_t *s = &ws->srv[idx];
+    atomic_store_explicit(&s->m_conns, s->nconns, memory_order_relaxed);
+    atomic_store_explicit(&s->m_idle, s->nidle, memory_order_relaxed);
+    /* until when (ms of ev_time) it is skipped; a failed check: for good */
+    uint64_t until = s->hc_down ? UINT64_MAX : (uint64_t)(s->down_until * 1000.0);
+    atomic_store_explicit(&s->m_down, until, memory_order_relaxed);
 }
 
 void px_wstate_free(px_wstate_t *ws)
@@ -172,6 +183,7 @@ void px_health_fail(px_wstate_t *ws, int idx, double now)
     if (ws->up->fail_threshold == 0 || s->fails < ws->up->fail_threshold || s->down_until > now)
         return;
     s->down_until = now + ws->up->down_s;
+    px_srv_publish(ws, idx);
     s->fails = 0;
     sl_log(SL_LOG_WARN, NULL, "proxy: upstream \"%s\" server %s marked down for %gs", ws->up->name,
            ws->up->servers[idx].name, ws->up->down_s);

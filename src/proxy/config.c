@@ -302,6 +302,7 @@ static void upstreams_free(void *state)
 
 static int upstreams_parse(json_t *value, const char *path, void **state, char *err, size_t errlen)
 {
+    sl_metrics_add_source(px_metrics_source); /* at load: before the workers run */
     *state = NULL;
     if (!value)
         return 0;

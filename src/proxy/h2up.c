@@ -835,6 +835,7 @@ static void stream_attempt(h2s_t *st)
             return;
         }
         st->at.attempts++;
+        sl_counter_add(&st->at.ws->srv[idx].m_attempts, 1);
         h2c_t *c = conn_for(st->at.ws, idx);
         if (!c) {
             px_attempt_connect_failed(&st->at, idx, errno);

@@ -72,6 +72,7 @@ static void hc_on_done(void *arg, const char *error)
                ws->up->name, name, error);
     }
     s->hc_down = !ok;
+    px_srv_publish(ws, h->idx);
     s->hc = NULL;
     sl_free(h); /* the client or probe frees itself after this call */
 }

@@ -21,6 +21,7 @@
 #include "../buf.h"
 #include "../req.h"
 #include "../h1/h1.h"
+#include "../metrics.h"
 #include <ev.h>
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
@@ -132,6 +133,9 @@ typedef struct px_srvstate {
     struct px_h2conn *h2;  /* HTTP/2 connections to the server (h2up.c) */
     int alpn_h1;           /* "auto": the server chose http/1.1 (learned once) */
     SSL_SESSION *tls_sess; /* offered by the next TLS connection (tls.c) */
+    /* Published for a scrape on another worker (metrics.c): written by
+     * this worker only, read with sl_counter_get. */
+    sl_counter_t m_attempts, m_failures, m_conns, m_idle, m_down;
 } px_srvstate_t;
 
 struct px_wstate {
@@ -151,6 +155,10 @@ struct px_wstate {
 /* The calling thread's state for up (created on first use): a worker's,
  * or the one bound with sl_proxy_client_bind. */
 px_wstate_t *px_wstate_get(px_upstream_t *up);
+/* The upstream families of a scrape (metrics.c). */
+void px_metrics_source(sl_metrics_text_t *t, const struct sl_config *cfg);
+/* Publish a server's pool size and health for the metrics source. */
+void px_srv_publish(px_wstate_t *ws, int idx);
 void px_wstate_free(px_wstate_t *ws);
 
 /* Pick a server: not in tried[] (bitmap of nservers bits), not down, below

@@ -49,6 +49,7 @@ static void unlink_idle(px_uconn_t *u)
             s->nidle--;
             u->ws->nidle--;
             u->next = NULL;
+            px_srv_publish(u->ws, u->idx);
             return;
         }
     }
@@ -63,6 +64,7 @@ void px_uconn_discard(px_uconn_t *u)
     else
         busy_add(u->ws, u->idx, -1);
     u->ws->srv[u->idx].nconns--;
+    px_srv_publish(u->ws, u->idx);
     SSL_free(u->ssl); /* no close_notify: the connection is given up */
     close(u->fd);
     sl_free(u);
@@ -153,6 +155,7 @@ px_uconn_t *px_uconn_connect(px_wstate_t *ws, int idx)
     ev_io_init(&u->io, on_idle_event, fd, EV_READ);
     ev_init(&u->timer, on_idle_timeout);
     ws->srv[idx].nconns++;
+    px_srv_publish(ws, idx);
     busy_add(ws, idx, 1);
     return u;
 }
@@ -224,6 +227,7 @@ void px_uconn_release(px_uconn_t *u, int reusable)
     s->idle = u;
     s->nidle++;
     ws->nidle++;
+    px_srv_publish(ws, u->idx);
     ev_set_cb(&u->io, on_idle_event); /* same fd: no re-registration */
     ev_io_modify(&u->io, EV_READ);
     u->io.data = u;

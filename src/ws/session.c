@@ -24,6 +24,7 @@
 #include "../config.h"
 #include "../conn.h"
 #include "../log.h"
+#include "../metrics.h"
 #include "../worker.h"
 #include <ev.h>
 #include <stdio.h>
@@ -138,6 +139,7 @@ static void queue_close(sl_ws_t *ws, uint16_t code, const char *reason)
     }
     ws->close_sent = 1;
     ws->read_done = 1;
+    sl_metrics_ws_close(0, code);
     ws->close_at = ws->loop ? ev_now(ws->loop) : 0;
     /* A full queue (a stalled reader) ends without the frame; the close
      * timer aborts the stream if even that cannot leave. */
@@ -192,8 +194,11 @@ static int on_close_frame(sl_ws_t *ws)
     if (ws->ctl_len == 1)
         return fail(ws, SL_WS_CLOSE_PROTOCOL, "a close frame with a 1-byte payload");
     uint16_t code = 0;
+    if (ws->ctl_len == 0)
+        sl_metrics_ws_close(1, 0);
     if (ws->ctl_len >= 2) {
         code = (uint16_t)(ws->ctl[0] << 8 | ws->ctl[1]);
+        sl_metrics_ws_close(1, code);
         if (!close_code_ok(code))
             return fail(ws, SL_WS_CLOSE_PROTOCOL, "a close frame with an invalid status code");
         if (!sl_ws_utf8_is_valid(ws->ctl + 2, ws->ctl_len - 2))
@@ -251,6 +256,7 @@ static int end_message(sl_ws_t *ws)
     } else if (!binary && !sl_ws_utf8_is_complete(&ws->utf8)) {
         return fail(ws, SL_WS_CLOSE_BAD_DATA, "a text message ending inside a UTF-8 sequence");
     }
+    sl_metrics_ws_message(1);
     if (ws->app->on_message && !ws->close_sent)
         ws->app->on_message(ws, binary, msg ? msg : (const uint8_t *)"", len);
     sl_free(inflated);
@@ -486,8 +492,11 @@ static void on_close(sl_req_t *req, int err)
     if (ws->loop)
         ev_timer_stop(ws->loop, &ws->timer);
     unlink_session(ws);
-    if (ws->opened && ws->app->on_close)
-        ws->app->on_close(ws);
+    if (ws->opened) {
+        sl_metrics_ws_conn(-1);
+        if (ws->app->on_close)
+            ws->app->on_close(ws);
+    }
     sl_buf_dispose(&ws->in);
     sl_buf_dispose(&ws->out);
     sl_free(ws->m_buf);
@@ -645,6 +654,7 @@ int sl_ws_accept(sl_req_t *req, const sl_ws_opts_t *opts, const sl_ws_app_t *app
     req->cbs = &ws_cbs;
     req->hdata = ws;
     ws->opened = 1; /* from here on app->on_close releases data */
+    sl_metrics_ws_conn(1);
     link_session(ws);
     ws->waiting = 1;
     ws->in_send = 1;
@@ -680,6 +690,7 @@ int sl_ws_send(sl_ws_t *ws, int binary, const void *data, size_t len)
     }
     if (r != 0)
         return r;
+    sl_metrics_ws_message(0);
     if (!ws->in_send)
         flush(ws);
     return 0;

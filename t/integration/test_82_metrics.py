@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROUTES, SLOW, require
+from conftest import ROUTES, SLOW, free_port, require
 
 parser = pytest.importorskip("prometheus_client.parser")
 
@@ -91,3 +91,126 @@ def test_metrics_route_refuses_unknown_keys(sluice_factory):
                                              "bogus": 1}])
     r = run([SLUICE_BIN, "-t", "-c", s.cfg_path])
     assert r.returncode == 1 and b"bogus: unknown key" in r.stderr, r.stderr
+
+
+def test_h2_frames_abuse_and_websocket_families(sluice_factory):
+    """RST_STREAM received by code, GOAWAY sent, the header-size limit,
+    WebSocket sessions, messages and close codes, each moved by a known
+    amount with real clients (python3-h2, curl, python3-websockets)."""
+    import asyncio
+    import socket
+
+    import h2.connection
+    import h2.errors
+    import websockets
+
+    routes = METRICS_ROUTES + [{"path": "/ws", "handler": "ws", "app": "echo"}]
+    s = sluice_factory(workers=1, routes=routes)
+    before = scrape(s)
+    # two streams the client cancels, then a graceful close from the client
+    sock = socket.create_connection(("127.0.0.1", s.h2c_port), timeout=10 * SLOW)
+    c = h2.connection.H2Connection()
+    c.initiate_connection()
+    for sid in (1, 3):
+        c.send_headers(sid, [(":method", "GET"), (":path", "/_h/delay/5000"),
+                             (":scheme", "http"), (":authority", "x")])
+        c.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+    c.close_connection()
+    sock.sendall(c.data_to_send())
+    sock.settimeout(10 * SLOW)
+    while sock.recv(65536):
+        pass  # sluice answers our GOAWAY with its own and closes
+    sock.close()
+    # a DATA frame on stream 0: a connection error, GOAWAY(PROTOCOL_ERROR) sent
+    sock = socket.create_connection(("127.0.0.1", s.h2c_port), timeout=10 * SLOW)
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" +
+                 b"\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+    while sock.recv(65536):
+        pass
+    sock.close()
+    # one request head over h1_header_bytes: 431
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--http1.1",
+                        "-H", "x-big: " + "a" * 70000,
+                        "http://127.0.0.1:%d/healthz" % s.h2c_port],
+                       capture_output=True, timeout=30 * SLOW)
+    assert r.stdout == b"431"
+
+    async def ws_session():
+        async with websockets.connect("ws://127.0.0.1:%d/ws" % s.h2c_port,
+                                      compression=None) as ws:
+            for m in ("one", "two", "three"):
+                await ws.send(m)
+                assert await ws.recv() == m
+            await ws.close(code=1000)
+
+    asyncio.run(asyncio.wait_for(ws_session(), 20 * SLOW))
+    after = scrape(s)
+    assert delta(before, after, "sluice_h2_rst_stream_total",
+                 direction="received", code="CANCEL") == 2
+    assert delta(before, after, "sluice_h2_goaway_total",
+                 direction="received", code="NO_ERROR") == 1
+    assert delta(before, after, "sluice_h2_goaway_total",
+                 direction="sent", code="PROTOCOL_ERROR") == 1
+    assert delta(before, after, "sluice_abuse_limits_total", limit="header_size") == 1
+    assert delta(before, after, "sluice_abuse_limits_total", limit="rapid_reset") == 0
+    assert delta(before, after, "sluice_websocket_connections_total") == 1
+    assert val(after, "sluice_websocket_connections_open") == 0
+    assert delta(before, after, "sluice_websocket_messages_total", direction="received") == 3
+    assert delta(before, after, "sluice_websocket_messages_total", direction="sent") == 3
+    assert delta(before, after, "sluice_websocket_closes_total",
+                 direction="received", code="1000") == 1
+    assert delta(before, after, "sluice_websocket_closes_total",
+                 direction="sent", code="1000") == 1
+
+
+def test_upstream_and_jobs_families(sluice_factory):
+    from testservers import TcpServer
+
+    class App(TcpServer):
+        def handle(self, c, n):
+            while c.recv(65536):  # one small request per read, kept alive
+                c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+    app = App()
+    dead_port = free_port()  # nothing listens there: connects are refused
+    try:
+        s = sluice_factory(
+            workers=1,
+            upstreams={"app": {"servers": [{"addr": "127.0.0.1:%d" % app.port}]},
+                       "gone": {"servers": [{"addr": "127.0.0.1:%d" % dead_port}],
+                                "retries": 0}},
+            executors={"tick": {"type": "builtin", "kind": "ticker"}},
+            routes=[{"path": "/app/", "handler": "proxy", "upstream": "app"},
+                    {"path": "/gone/", "handler": "proxy", "upstream": "gone"},
+                    {"path": "/v1/tick", "handler": "job", "executor": "tick"}] + METRICS_ROUTES)
+        before = scrape(s)
+        for _ in range(5):
+            r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                "http://127.0.0.1:%d/app/x" % s.h2c_port],
+                               capture_output=True, timeout=30 * SLOW)
+            assert r.stdout == b"200"
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                            "http://127.0.0.1:%d/gone/x" % s.h2c_port],
+                           capture_output=True, timeout=30 * SLOW)
+        assert r.stdout == b"502"
+        r = subprocess.run(["curl", "-s", "-X", "POST",
+                            "http://127.0.0.1:%d/v1/tick?n=3&interval_ms=1" % s.h2c_port],
+                           capture_output=True, timeout=30 * SLOW)
+        assert r.returncode == 0
+        after = scrape(s)
+        app_l = {"upstream": "app", "server": "127.0.0.1:%d" % app.port}
+        gone_l = {"upstream": "gone", "server": "127.0.0.1:%d" % dead_port}
+        assert delta(before, after, "sluice_upstream_requests_total", **app_l) == 5
+        assert delta(before, after, "sluice_upstream_failures_total", **app_l) == 0
+        assert delta(before, after, "sluice_upstream_requests_total", **gone_l) == 1
+        assert delta(before, after, "sluice_upstream_failures_total", **gone_l) == 1
+        assert val(after, "sluice_upstream_server_up", **app_l) == 1
+        assert val(after, "sluice_upstream_connections", **app_l) == 1  # kept alive
+        assert val(after, "sluice_upstream_idle_connections", **app_l) == 1
+        assert delta(before, after, "sluice_jobs_submitted_total") == 1
+        assert delta(before, after, "sluice_jobs_finished_total", state="succeeded") == 1
+        assert delta(before, after, "sluice_jobs_events_total") >= 3
+        assert val(after, "sluice_jobs_admitted", executor="tick") == 0
+        assert val(after, "sluice_jobs_subscribers") == 0
+    finally:
+        app.stop()
