@@ -287,12 +287,12 @@ static int run(server_t *s)
     sigaddset(&set, SIGCHLD);
     /* Block before the threads start so only sigtimedwait sees them. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    sl_service_take_sockets(); /* it edits the environment: before any thread */
     /* The jobs thread starts after the mask, so it blocks them too. */
     if (sl_jobs_start(sl_config_section(s->cfg, "jobs")) != 0) {
         fprintf(stderr, "sluice: cannot start the jobs thread\n");
         return 1;
     }
-    sl_service_take_sockets();
     if (sl_access_open(s->cfg->access_log_path, err, sizeof(err)) != 0 ||
         build_tls(s, err, sizeof(err)) != 0 || open_sockets(s, err, sizeof(err)) != 0) {
         fprintf(stderr, "sluice: %s\n", err);
