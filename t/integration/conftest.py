@@ -128,6 +128,8 @@ class Sluice:
         self.certs = certs
         self.tls_port = free_port()
         self.h2c_port = free_port()
+        while self.h2c_port == self.tls_port:  # the kernel may hand the same one out twice
+            self.h2c_port = free_port()
         overrides = dict(overrides or {})
         listen = overrides.pop("listen", None)
         if callable(listen):
