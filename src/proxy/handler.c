@@ -96,8 +96,9 @@ void px_make_ids(sl_req_t *req, const px_route_t *rt, char request_id[33],
         memcpy(request_id, id->value.p, id->value.n), request_id[id->value.n] = 0;
     else if (rt->request_id)
         memcpy(request_id, trace, sizeof(trace));
-    if (request_id[0])
-        sl_req_note(req, &req->log_request_id, request_id, strlen(request_id));
+    /* Both buffers live in req's pool (px_req_t, h2s_t, px_tun_t): the
+     * access log points at them instead of copying. */
+    req->log_request_id = (sl_str_t){request_id, strlen(request_id)};
     if (!rt->traceparent)
         return;
     const sl_header_t *tp = sl_req_header(req, "traceparent");
@@ -111,7 +112,7 @@ void px_make_ids(sl_req_t *req, const px_route_t *rt, char request_id[33],
         sl_hex_encode(r + 16, 8, traceparent + 36);
         memcpy(traceparent + 52, "-01", 4);
     }
-    sl_req_note(req, &req->log_trace_id, traceparent + 3, 32);
+    req->log_trace_id = (sl_str_t){traceparent + 3, 32};
 }
 
 /* ---- watchers ---- */

@@ -420,7 +420,8 @@ void px_h1_start(sl_req_t *req, const px_route_t *rt, sl_buf_t *pending, int fin
 
 /* X-Request-Id passed on or made; traceparent passed on or started; each
  * left empty when the route turns it off (the client's then passes as an
- * ordinary field). */
+ * ordinary field). Both buffers must live as long as req: the access log
+ * reads them (req->log_request_id, log_trace_id). */
 void px_make_ids(sl_req_t *req, const px_route_t *rt, char request_id[33],
                  char traceparent[64]);
 /* Request-body chunks to buffer: the protocol's body window plus slack. */

@@ -235,7 +235,7 @@ static void on_job(sl_req_t *req, const sl_reply_caller_t *c, sl_str_t id, sl_st
         sl_resp_error(req, expired ? 410 : 404, expired ? "job expired" : "no such job");
         return;
     }
-    sl_req_note(req, &req->log_job_id, id.p, id.n);
+    req->log_job_id = id; /* part of the request's path */
     int get = sl_str_eq(req->method, "GET") || sl_str_eq(req->method, "HEAD");
     if (sub.n == 0) {
         if (sl_str_eq(req->method, "DELETE")) {

@@ -373,7 +373,8 @@ static void on_req(sl_req_t *req)
     };
     sl_jobs_job_t *job;
     int rv = sl_jobs_submit(&spec, &job, &existing, &fd, err, sizeof(err));
-    sl_req_note(req, &req->log_trace_id, spec.traceparent.p + 3, 32);
+    /* a request header or a pool copy: lives as long as req */
+    req->log_trace_id = (sl_str_t){spec.traceparent.p + 3, 32};
     if (rv != 0) {
         refuse(req, rv, err);
         return;

@@ -139,11 +139,11 @@ static void queue_close(sl_ws_t *ws, uint16_t code, const char *reason)
     }
     ws->close_sent = 1;
     ws->read_done = 1;
-    sl_metrics_ws_close(0, code);
     ws->close_at = ws->loop ? ev_now(ws->loop) : 0;
     /* A full queue (a stalled reader) ends without the frame; the close
      * timer aborts the stream if even that cannot leave. */
-    (void)send_frame(ws, WSLAY_CONNECTION_CLOSE, 0, p, n);
+    if (send_frame(ws, WSLAY_CONNECTION_CLOSE, 0, p, n) == 0)
+        sl_metrics_ws_close(0, code);
     if (!ws->in_send)
         flush(ws);
 }
