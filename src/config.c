@@ -10,6 +10,7 @@
 #include "config.h"
 #include "config_env.h"
 #include "cpus.h"
+#include "metrics.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -66,6 +67,7 @@ static const sl_conf_key_t timeout_keys[] = {
     TMO(request_body_s, 60, 0.001, DAY_S),
     TMO(drain_s, 30, 0, DAY_S),
     TMO(linger_s, 2, 0, 3600),
+    TMO(reload_drain_s, 60, 0, DAY_S),
 };
 
 /* ---- listeners ---- */
@@ -507,6 +509,14 @@ const sl_config_t *sl_config_loading(void)
     return loading;
 }
 
+void sl_config_retire_worker(sl_config_t *cfg, int worker_id)
+{
+    for (size_t i = 0; i < nsections; i++)
+        if (sections[i]->retire_worker && cfg->sections[i])
+            sections[i]->retire_worker(cfg->sections[i], worker_id);
+    sl_config_ack(cfg);
+}
+
 /* In registration order, after the core keys: the router's "routes" is
  * registered last, so a route can name an upstream or an executor. */
 static int load_sections(sl_config_t *cfg, char *err, size_t errlen)
@@ -726,6 +736,10 @@ sl_config_t *sl_config_load_string(const char *json, const char *name, char *err
         sl_conf_fail(err, errlen, "listen: required (or set SLUICE_LISTEN)");
         goto fail_load;
     }
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        cfg->listeners[i].slot = sl_metrics_intern(SL_M_NAME_LISTENER, cfg->listeners[i].addr);
+    atomic_init(&cfg->live, 1);
+    atomic_init(&cfg->refs, 1);
     return cfg;
 
 fail_load:
@@ -790,6 +804,8 @@ void sl_config_free(sl_config_t *cfg)
 {
     if (!cfg)
         return;
+    if (cfg->runtime_free)
+        cfg->runtime_free(cfg->runtime);
     free_sections(cfg); /* before root: their state may point into it */
     for (size_t i = 0; i < cfg->nlisteners; i++)
         sl_free(cfg->listeners[i].addr);

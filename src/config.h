@@ -13,6 +13,7 @@
 #include "sl.h"
 #include "conf.h"
 #include <jansson.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 
 typedef struct sl_tls_cert_cfg {
@@ -45,6 +46,7 @@ typedef struct sl_listener_cfg {
     int proxy_protocol; /* a PROXY protocol v1/v2 header comes first (default 0) */
     int backlog;
     int index;
+    int slot; /* its metrics label (sl_metrics_intern), -1 when none */
 } sl_listener_cfg_t;
 
 typedef struct sl_limits {
@@ -83,6 +85,7 @@ typedef struct sl_timeouts {
     double request_body_s;  /* no body bytes while expecting more (60) */
     double drain_s;         /* drain_timeout_s: in-flight grace on shutdown (30) */
     double linger_s;        /* flush-before-close limit (2) */
+    double reload_drain_s;  /* after a reload, HTTP/2 conns on the old config go on (60) */
 } sl_timeouts_t;
 
 #define SL_CONFIG_MAX_SECTIONS 16
@@ -104,6 +107,17 @@ typedef struct sl_config {
     char *path;              /* file it was loaded from, or "(embedded)" */
     json_t *root;            /* the parsed document (for handlers) */
     void *sections[SL_CONFIG_MAX_SECTIONS]; /* registered sections' parsed state */
+    /* What the process built for this snapshot (main.c: TLS contexts),
+     * freed with it. */
+    void *runtime;
+    void (*runtime_free)(void *runtime);
+    /* Lifetime across reloads (config_life.c). */
+    atomic_int live;  /* the main thread's current, workers, connections */
+    atomic_int refs;  /* one for all of `live`, plus jobs and deliveries */
+    atomic_int acks;  /* workers yet to drop their per-worker state */
+    int stage;        /* what the main thread does next (SL_CONFIG_RETIRE/_FREE) */
+    double replaced_at; /* ev_time() when a reload replaced it; 0 while current */
+    struct sl_config *next_retired;
 } sl_config_t;
 
 /* Load and validate. On failure returns NULL and writes a one-line message
@@ -131,6 +145,10 @@ typedef struct sl_config_section_def {
     const char *name;
     int (*parse)(json_t *value, const char *path, void **state, char *err, size_t errlen);
     void (*free_state)(void *state);
+    /* Optional: drop what worker worker_id keeps for this snapshot (timers,
+     * idle connections) on that worker's thread, its loop still running,
+     * once no connection uses the snapshot any more (after a reload). */
+    void (*retire_worker)(void *state, int worker_id);
 } sl_config_section_def_t;
 
 /* Returns the section's slot, for sl_config_section_at. */
@@ -144,5 +162,35 @@ static inline void *sl_config_section_at(const sl_config_t *cfg, int slot)
 }
 /* The config being loaded, valid only during sl_config_load_*. */
 const sl_config_t *sl_config_loading(void);
+
+/* ---- lifetime across reloads (config_life.c) ----
+ *
+ * A loaded snapshot starts with one `live` hold, the loader's. Workers
+ * hold their current snapshot and every connection the one it was
+ * accepted on, so a reload never changes the config under an open
+ * connection. When the last hold goes, the snapshot is queued for the
+ * main thread, which asks every worker to drop its per-worker state
+ * (sections' retire_worker); the last worker to do so drops the
+ * snapshot's reference. Jobs (and result deliveries) take references:
+ * they need the executors and upstreams, not the workers' state. At zero
+ * references it is queued again and the main thread frees it. Any thread
+ * may hold, release, ref and unref. */
+#define SL_CONFIG_RETIRE 1
+#define SL_CONFIG_FREE 2
+void sl_config_hold(const sl_config_t *cfg);
+void sl_config_release(const sl_config_t *cfg);
+void sl_config_ref(const sl_config_t *cfg);
+void sl_config_unref(const sl_config_t *cfg);
+/* Main thread: the next queued snapshot and its stage, or NULL. */
+sl_config_t *sl_config_next_retired(void);
+/* SL_CONFIG_RETIRE: the main thread expects n acknowledgements plus its
+ * own (sl_config_ack once it has asked the workers); the last one drops
+ * the reference. A worker that was not asked (its loop is over) keeps its
+ * state until sl_config_free, which frees it without the loop. */
+void sl_config_expect_acks(sl_config_t *cfg, int n);
+void sl_config_ack(sl_config_t *cfg);
+/* Worker worker_id's part, on its thread: sections' retire_worker, then
+ * its acknowledgement. */
+void sl_config_retire_worker(sl_config_t *cfg, int worker_id);
 
 #endif

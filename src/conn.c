@@ -47,7 +47,12 @@ void sl_conn_set_starters(sl_conn_start_fn h1, sl_conn_start_fn h2)
 
 const sl_config_t *sl_conn_config(const sl_conn_t *c)
 {
-    return c->table->cfg;
+    return c->cfg;
+}
+
+int sl_conn_is_retiring(const sl_conn_t *c)
+{
+    return c->cfg != c->table->cfg;
 }
 
 int sl_conn_worker_id(const sl_conn_t *c)
@@ -105,7 +110,7 @@ static int begin(sl_conn_t *c)
 {
     if (c->ssl) {
         c->handshaking = 1;
-        sl_conn_timer_set(c, c->table->cfg->timeouts.tls_handshake_s);
+        sl_conn_timer_set(c, c->cfg->timeouts.tls_handshake_s);
         return 0;
     }
     return start_h1(c, NULL, 0) == 0 ? 0 : SL_ECLOSED;
@@ -179,9 +184,11 @@ sl_conn_t *sl_conn_new(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->tag.id = ++t->next_id;
     if (lcfg)
-        sl_metrics_conn_accepted(lcfg->index);
+        sl_metrics_conn_accepted(lcfg->slot);
     c->fd = fd;
     c->table = t;
+    c->cfg = cfg;
+    sl_config_hold(cfg);
     c->lcfg = lcfg;
     memcpy(&c->peer_addr, peer, SL_MIN((size_t)plen, sizeof(c->peer_addr)));
     format_peer(c, peer);
@@ -283,7 +290,7 @@ void sl_conn_timer_set(sl_conn_t *c, double secs)
 
 static int listener_index(const sl_conn_t *c)
 {
-    return c->lcfg ? c->lcfg->index : -1;
+    return c->lcfg ? c->lcfg->slot : -1;
 }
 
 static int proto_is_h2(const sl_proto_t *p)
@@ -362,7 +369,7 @@ void sl_conn_close(sl_conn_t *c, int flush)
     close_proto(c);
     c->lingering = 1;
     ev_io_stop(c->table->loop, &c->rio);
-    sl_conn_timer_set(c, c->table->cfg->timeouts.linger_s);
+    sl_conn_timer_set(c, c->cfg->timeouts.linger_s);
     sl_conn_flush_soon(c);
 }
 
@@ -375,6 +382,15 @@ void sl_conn_drain(sl_conn_t *c)
         return;
     }
     if (c->proto->on_drain(c) == SL_ECLOSED)
+        sl_conn_close(c, 1);
+}
+
+void sl_conn_retire(sl_conn_t *c)
+{
+    if (c->closing || c->lingering || c->retired || !c->proto)
+        return; /* a handshake in progress: asked again once it is over */
+    c->retired = 1;
+    if (c->proto->on_retire && c->proto->on_retire(c) == SL_ECLOSED)
         sl_conn_close(c, 1);
 }
 
@@ -688,6 +704,7 @@ void sl_conn_reap(sl_conn_table_t *t)
         }
         sl_free(c->sni);
         sl_free(c->client_cert);
+        sl_config_release(c->cfg);
         sl_free(c);
     }
 }

@@ -30,7 +30,7 @@ struct sl_config;
  * needs nothing else of the worker, so conn stays below it. */
 typedef struct sl_conn_table {
     struct ev_loop *loop;
-    const struct sl_config *cfg;
+    const struct sl_config *cfg; /* current: new connections take it */
     sl_buf_pool_t *bufpool;
     int worker_id;
     int draining; /* set by the worker: finish gracefully, accept nothing */
@@ -56,6 +56,12 @@ typedef struct sl_proto {
     int (*on_timeout)(sl_conn_t *c);
     /* The worker is draining: finish gracefully (GOAWAY, Connection: close). */
     int (*on_drain)(sl_conn_t *c);
+    /* Optional: timeouts.reload_drain_s after a reload made the conn's
+     * config old. Stop taking new requests without ending those open
+     * (HTTP/2: GOAWAY). HTTP/1.1 needs none: it asks sl_conn_is_retiring
+     * before keeping a connection open, so it closes after its next
+     * response (race-free for keep-alive clients). */
+    int (*on_retire)(sl_conn_t *c);
     /* The conn is going away; free protocol state (abort open requests). */
     void (*on_close)(sl_conn_t *c);
 } sl_proto_t;
@@ -65,6 +71,7 @@ struct sl_conn {
     int fd;
     SSL *ssl;
     sl_conn_table_t *table; /* its worker's */
+    const struct sl_config *cfg; /* the snapshot it was accepted on (held) */
     const sl_listener_cfg_t *lcfg;
     ev_io rio, wio;
     ev_timer timer;
@@ -89,6 +96,7 @@ struct sl_conn {
     unsigned proto_closed : 1; /* proto->on_close has run */
     unsigned want_write : 1;   /* TLS wants the socket writable */
     unsigned discarding : 1;   /* lingering close: output done, reading to EOF */
+    unsigned retired : 1;      /* sl_conn_retire has run */
     double timer_secs;
     struct sl_conn *next_closing;
     struct sl_conn *next_flush;
@@ -135,13 +143,20 @@ void sl_conn_flush_pending(sl_conn_table_t *t);
 void sl_conn_reap(sl_conn_table_t *t);
 /* Begin a graceful close for the worker's drain (proto->on_drain). */
 void sl_conn_drain(sl_conn_t *c);
+/* A reload made the conn's snapshot old and its grace is over
+ * (proto->on_retire, once). A conn still in its handshake is skipped. */
+void sl_conn_retire(sl_conn_t *c);
 
 /* Switch the protocol (h1 -> h2 on "Upgrade: h2c" or a preface). The old
  * protocol's state must already be released by the caller. */
 void sl_conn_set_proto(sl_conn_t *c, const sl_proto_t *p, void *pdata);
 
-/* The worker's configuration snapshot (limits, timeouts, routes). */
+/* The conn's configuration snapshot (limits, timeouts, routes): the one
+ * current when it was accepted, for its whole life. */
 const struct sl_config *sl_conn_config(const sl_conn_t *c);
+/* True once a reload made that snapshot old: keep no connection open
+ * past the exchange in progress. */
+int sl_conn_is_retiring(const sl_conn_t *c);
 int sl_conn_worker_id(const sl_conn_t *c);
 int sl_conn_is_draining(const sl_conn_t *c);
 /* The process starts draining (main thread, before the workers hear it). */

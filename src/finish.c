@@ -9,7 +9,7 @@
 
 void sl_req_finished(const sl_req_t *req)
 {
-    size_t route = req->route ? (size_t)req->route->index : SIZE_MAX;
+    size_t route = req->route ? (size_t)req->route->slot : SL_M_ROUTE_NONE;
     sl_metrics_request(req->proto == SL_PROTO_H2, route, req->res.status, req->bytes_in,
                        req->bytes_out, sl_now_ns() - req->start_ns);
     sl_access_log(req);

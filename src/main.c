@@ -14,6 +14,7 @@
 #include "handlers.h"
 #include "log.h"
 #include "router.h"
+#include "reload.h"
 #include "service.h"
 #include "tls.h"
 #include "worker.h"
@@ -36,13 +37,13 @@
 extern const char sl_default_config[];
 
 typedef struct server {
-    sl_config_t *cfg;
-    sl_tls_t **tls; /* per cfg->tls_cfgs */
-    SSL_CTX **ctxs; /* per listener */
-    int *fds;       /* nworkers x nlisteners */
+    sl_config_t *cfg; /* current: the main thread holds it (config.h) */
+    const char *path; /* -c FILE, NULL for the embedded default */
+    int *fds;         /* nworkers x nlisteners, until the workers own them */
+    size_t nfds;
     sl_worker_t *workers;
     int nworkers;
-    int pid_written;
+    char *pid_written; /* the pid file written at start, removed at exit */
 } server_t;
 
 static void usage(FILE *f)
@@ -77,24 +78,6 @@ static void register_handlers(void)
     sl_router_init(); /* "routes" last: a route names upstreams and executors */
 }
 
-static int build_tls(server_t *s, char *err, size_t errlen)
-{
-    const sl_config_t *cfg = s->cfg;
-    s->tls = sl_calloc(cfg->ntls ? cfg->ntls : 1, sizeof(*s->tls));
-    s->ctxs = sl_calloc(cfg->nlisteners, sizeof(*s->ctxs));
-    for (size_t i = 0; i < cfg->ntls; i++) {
-        s->tls[i] = sl_tls_new(&cfg->tls_cfgs[i], err, errlen);
-        if (!s->tls[i])
-            return SL_ERROR;
-    }
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        const sl_tls_cfg_t *t = cfg->listeners[i].tls;
-        if (t)
-            s->ctxs[i] = sl_tls_default_ctx(s->tls[t - cfg->tls_cfgs]);
-    }
-    return 0;
-}
-
 /* Every worker accepts from the one socket the service manager passed
  * (it outlives a restart); SO_REUSEPORT needs sockets of our own. */
 static int share_inherited(server_t *s, size_t l, int fd, char *err, size_t errlen)
@@ -116,8 +99,9 @@ static int share_inherited(server_t *s, size_t l, int fd, char *err, size_t errl
 static int open_sockets(server_t *s, char *err, size_t errlen)
 {
     size_t nl = s->cfg->nlisteners;
-    s->fds = sl_malloc(sizeof(int) * nl * (size_t)s->nworkers);
-    for (size_t i = 0; i < nl * (size_t)s->nworkers; i++)
+    s->nfds = nl * (size_t)s->nworkers;
+    s->fds = sl_malloc(sizeof(int) * s->nfds);
+    for (size_t i = 0; i < s->nfds; i++)
         s->fds[i] = -1;
     for (size_t l = 0; l < nl; l++) {
         int port = 0, fd = sl_service_socket_for(&s->cfg->listeners[l]);
@@ -147,7 +131,8 @@ static int start_workers(server_t *s)
     size_t nl = s->cfg->nlisteners;
     s->workers = sl_calloc((size_t)s->nworkers, sizeof(*s->workers));
     for (int w = 0; w < s->nworkers; w++) {
-        if (sl_worker_init(&s->workers[w], w, s->cfg, &s->fds[(size_t)w * nl], s->ctxs) != 0)
+        if (sl_worker_init(&s->workers[w], w, s->cfg, &s->fds[(size_t)w * nl],
+                           sl_reload_ctxs(s->cfg)) != 0)
             return SL_ERROR;
         for (size_t l = 0; l < nl; l++)
             s->fds[(size_t)w * nl + l] = -1; /* owned by the worker now */
@@ -180,6 +165,74 @@ static void reopen_logs(server_t *s)
         fprintf(stderr, "sluice: SIGUSR1: reopened %s\n", s->cfg->access_log_path);
 }
 
+static sl_config_t *load_config(const char *path, char *err, size_t errlen)
+{
+    return path ? sl_config_load_file(path, err, errlen)
+                : sl_config_load_string(sl_default_config, "(embedded etc/sluice.json)", err,
+                                        errlen);
+}
+
+/* What a reload cannot change in a running process: said once, kept. */
+static void warn_restart_only(const sl_config_t *old, const sl_config_t *cfg)
+{
+    json_t *oj = json_object_get(old->root, "jobs"), *nj = json_object_get(cfg->root, "jobs");
+    const char *what[4];
+    size_t n = 0;
+    if (old->workers != cfg->workers)
+        what[n++] = "workers";
+    if (!sl_cstr_same(old->pid_file, cfg->pid_file))
+        what[n++] = "pid_file";
+    if (!json_equal(oj, nj) && (oj || nj))
+        what[n++] = "jobs";
+    if (!old->access_log_path != !cfg->access_log_path)
+        what[n++] = "access_log (stdout <-> file)";
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "sluice: reload: %s changed; it takes effect at the next restart\n",
+                what[i]);
+}
+
+static void notify_reloading(void)
+{
+    struct timespec ts;
+    char state[96];
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+    sl_service_notify(state);
+}
+
+/* SIGHUP: the new snapshot, or the old one kept and one error line. */
+static void reload(server_t *s)
+{
+    char err[1024];
+    notify_reloading();
+    sl_config_t *cfg = load_config(s->path, err, sizeof(err));
+    s->cfg->replaced_at = ev_time(); /* read by the workers once they have cfg */
+    if (cfg && (sl_reload_build(cfg, err, sizeof(err)) != 0 ||
+                sl_reload_apply(s->workers, s->nworkers, s->cfg, cfg, err, sizeof(err)) != 0)) {
+        sl_config_release(cfg); /* frees it at the next retire step */
+        cfg = NULL;
+    }
+    if (!cfg)
+        s->cfg->replaced_at = 0;
+    if (!cfg) {
+        fprintf(stderr, "sluice: reload failed: %s; keeping the running configuration\n", err);
+        sl_metrics_reload(0);
+        sl_service_notify("READY=1");
+        return;
+    }
+    warn_restart_only(s->cfg, cfg);
+    if (cfg->access_log_path && !sl_cstr_same(cfg->access_log_path, s->cfg->access_log_path) &&
+        sl_access_reopen(cfg->access_log_path, err, sizeof(err)) != 0)
+        fprintf(stderr, "sluice: reload: %s; still writing to the old file\n", err);
+    sl_log_set_level(cfg->log_level);
+    sl_config_release(s->cfg);
+    s->cfg = cfg;
+    sl_metrics_reload(1);
+    fprintf(stderr, "sluice: reloaded %s\n", cfg->path);
+    sl_service_notify("READY=1");
+}
+
 static void wait_for_signals(server_t *s, const sigset_t *set)
 {
     struct timespec tick = {0, 200 * 1000 * 1000};
@@ -198,14 +251,14 @@ static void wait_for_signals(server_t *s, const sigset_t *set)
                 fprintf(stderr, "sluice: second signal: stopping now\n");
                 command_all(s, SL_WORKER_CMD_STOP);
             }
-        } else if (sig == SIGHUP) {
-            fprintf(stderr, "sluice: SIGHUP: configuration reload is not supported yet; "
-                            "ignored\n");
+        } else if (sig == SIGHUP && !draining) {
+            reload(s);
         } else if (sig == SIGUSR1) {
             reopen_logs(s);
         } else if (sig == SIGCHLD) {
             sl_service_reap();
         }
+        sl_reload_retire(s->workers, s->nworkers, 1);
     }
 }
 
@@ -216,20 +269,17 @@ static void server_free(server_t *s)
             sl_worker_join(&s->workers[w]);
         sl_worker_dispose(&s->workers[w]);
     }
-    sl_free(s->workers);
-    if (s->fds)
-        for (size_t i = 0; i < s->cfg->nlisteners * (size_t)s->nworkers; i++)
-            if (s->fds[i] >= 0)
-                close(s->fds[i]);
+    for (size_t i = 0; i < s->nfds; i++)
+        if (s->fds[i] >= 0)
+            close(s->fds[i]);
     sl_free(s->fds);
-    for (size_t i = 0; s->tls && i < s->cfg->ntls; i++)
-        sl_tls_free(s->tls[i]);
-    sl_free(s->tls);
-    sl_free(s->ctxs);
     sl_jobs_stop(); /* after the workers: no subscriber is left */
     if (s->pid_written)
-        sl_service_remove_pid(s->cfg->pid_file);
-    sl_config_free(s->cfg);
+        sl_service_remove_pid(s->pid_written);
+    sl_free(s->pid_written);
+    sl_config_release(s->cfg);
+    sl_reload_retire(s->workers, s->nworkers, 0); /* every snapshot is unused now */
+    sl_free(s->workers);
 }
 
 static int check_only(sl_config_t *cfg)
@@ -265,7 +315,7 @@ static int announce(server_t *s, char *err, size_t errlen)
     if (s->cfg->pid_file) {
         if (sl_service_write_pid(s->cfg->pid_file, err, errlen) != 0)
             return SL_ERROR;
-        s->pid_written = 1;
+        s->pid_written = sl_strdup(s->cfg->pid_file);
     }
     fprintf(stderr, "sluice %s: %d worker(s) running, config %s\n", SL_VERSION, s->nworkers,
             s->cfg->path);
@@ -294,7 +344,7 @@ static int run(server_t *s)
         return 1;
     }
     if (sl_access_open(s->cfg->access_log_path, err, sizeof(err)) != 0 ||
-        build_tls(s, err, sizeof(err)) != 0 || open_sockets(s, err, sizeof(err)) != 0) {
+        sl_reload_build(s->cfg, err, sizeof(err)) != 0 || open_sockets(s, err, sizeof(err)) != 0) {
         fprintf(stderr, "sluice: %s\n", err);
         return 1;
     }
@@ -344,9 +394,8 @@ int main(int argc, char **argv)
         return 1;
     }
     register_handlers();
-    s.cfg = path ? sl_config_load_file(path, err, sizeof(err))
-                 : sl_config_load_string(sl_default_config, "(embedded etc/sluice.json)", err,
-                                         sizeof(err));
+    s.path = path;
+    s.cfg = load_config(path, err, sizeof(err));
     if (!s.cfg) {
         fprintf(stderr, "sluice: configuration error: %s\n", err);
         return 1;
@@ -363,6 +412,7 @@ int main(int argc, char **argv)
     sl_conn_set_starters(sl_h1_conn_start, sl_h2_conn_start);
     signal(SIGPIPE, SIG_IGN);
     s.nworkers = s.cfg->workers;
+    sl_metrics_reload(-1);
     rc = run(&s);
     server_free(&s);
     if (rc == 0)

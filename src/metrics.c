@@ -11,24 +11,49 @@ const double sl_metrics_bounds[SL_M_BUCKETS - 1] = {0.001, 0.005, 0.01, 0.025, 0
 static sl_metrics_t *registry[SL_M_MAX_WORKERS];
 static __thread sl_metrics_t *current;
 
-void sl_metrics_init(sl_metrics_t *m, size_t nroutes, size_t nlisteners)
+void sl_metrics_init(sl_metrics_t *m)
 {
     memset(m, 0, sizeof(*m));
-    m->nroutes = nroutes;
-    m->nlisteners = nlisteners;
-    m->requests = sl_calloc((m->nroutes + 1) * SL_M_PROTOS * SL_M_CLASSES, sizeof(sl_counter_t));
-    m->accepted = sl_calloc(m->nlisteners ? m->nlisteners : 1, sizeof(sl_counter_t));
-    m->opened = sl_calloc(m->nlisteners * SL_M_PROTOS + 1, sizeof(sl_counter_t));
-    m->closed = sl_calloc(m->nlisteners * SL_M_PROTOS + 1, sizeof(sl_counter_t));
+    m->requests =
+        sl_calloc((SL_M_MAX_ROUTES + 2) * SL_M_PROTOS * SL_M_CLASSES, sizeof(sl_counter_t));
 }
 
 void sl_metrics_dispose(sl_metrics_t *m)
 {
     sl_free(m->requests);
-    sl_free(m->accepted);
-    sl_free(m->opened);
-    sl_free(m->closed);
     memset(m, 0, sizeof(*m));
+}
+
+/* Written by the main thread only (config loads); a scrape on a worker
+ * reads the count with acquire, so the names below it are complete. */
+static struct {
+    const char *v[SL_M_MAX_ROUTES];
+    atomic_size_t n;
+    size_t cap;
+} names[SL_M_NAME_KINDS] = {{.cap = SL_M_MAX_ROUTES}, {.cap = SL_M_MAX_LISTENERS}};
+
+int sl_metrics_intern(int kind, const char *label)
+{
+    size_t n = atomic_load_explicit(&names[kind].n, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[kind].v[i], label) == 0)
+            return (int)i;
+    if (n == names[kind].cap)
+        return kind == SL_M_NAME_ROUTE ? SL_M_ROUTE_OTHER : -1;
+    /* libc, not sl_malloc: kept for the process's life, outside the
+     * allocation count that tests check for leaks */
+    char *copy = strdup(label);
+    if (!copy)
+        return kind == SL_M_NAME_ROUTE ? SL_M_ROUTE_OTHER : -1;
+    names[kind].v[n] = copy;
+    atomic_store_explicit(&names[kind].n, n + 1, memory_order_release);
+    return (int)n;
+}
+
+const char *const *sl_metrics_names(int kind, size_t *n)
+{
+    *n = atomic_load_explicit(&names[kind].n, memory_order_acquire);
+    return names[kind].v;
 }
 
 void sl_metrics_register(int worker_id, sl_metrics_t *m)
@@ -64,8 +89,8 @@ void sl_metrics_request(int h2, size_t route, int status, uint64_t in, uint64_t 
         return;
     int p = h2 ? 1 : 0;
     int cls = status >= 100 && status < 600 ? status / 100 : 0;
-    if (route > m->nroutes)
-        route = m->nroutes;
+    if (route > SL_M_ROUTE_OTHER)
+        route = SL_M_ROUTE_NONE;
     sl_counter_add(&m->requests[(route * SL_M_PROTOS + (size_t)p) * SL_M_CLASSES + (size_t)cls], 1);
     sl_counter_add(&m->bytes_in[p], in);
     sl_counter_add(&m->bytes_out[p], out);
@@ -80,17 +105,17 @@ void sl_metrics_request(int h2, size_t route, int status, uint64_t in, uint64_t 
 void sl_metrics_conn_accepted(int listener)
 {
     sl_metrics_t *m = current;
-    if (m && listener >= 0 && (size_t)listener < m->nlisteners)
+    if (m && listener >= 0 && listener < SL_M_MAX_LISTENERS)
         sl_counter_add(&m->accepted[listener], 1);
 }
 
 void sl_metrics_conn_proto(int listener, int h2, int delta)
 {
     sl_metrics_t *m = current;
-    if (!m || listener < 0 || (size_t)listener >= m->nlisteners)
+    if (!m || listener < 0 || listener >= SL_M_MAX_LISTENERS)
         return;
-    size_t i = (size_t)listener * SL_M_PROTOS + (h2 ? 1 : 0);
-    sl_counter_add(delta > 0 ? &m->opened[i] : &m->closed[i], 1);
+    int p = h2 ? 1 : 0;
+    sl_counter_add(delta > 0 ? &m->opened[listener][p] : &m->closed[listener][p], 1);
 }
 
 void sl_metrics_tls(const char *version, int ok)
@@ -150,8 +175,40 @@ void sl_metrics_ws_close(int received, unsigned code)
     sl_counter_add(&m->ws_close[received ? 1 : 0][i], 1);
 }
 
-static sl_metrics_source_fn sources[8];
-static size_t nsources;
+/* Process-wide: only the main thread reloads. */
+static atomic_ullong reloads[2]; /* [failed, ok] */
+static atomic_int last_reload_ok = 1;
+static _Atomic double last_ok_at;
+
+void sl_metrics_reload(int ok)
+{
+    if (ok >= 0)
+        atomic_fetch_add(&reloads[ok ? 1 : 0], 1);
+    atomic_store(&last_reload_ok, ok != 0);
+    if (ok)
+        atomic_store(&last_ok_at, (double)sl_wall_ms() / 1000.0);
+}
+
+static void reload_source(sl_metrics_text_t *t, const struct sl_config *cfg)
+{
+    SL_UNUSED(cfg);
+    sl_metrics_head(t, "sluice_config_reloads_total", "counter",
+                    "Configuration reloads (SIGHUP), by result.");
+    sl_metrics_printf(t, "sluice_config_reloads_total{result=\"ok\"} %llu\n",
+                      (unsigned long long)atomic_load(&reloads[1]));
+    sl_metrics_printf(t, "sluice_config_reloads_total{result=\"failed\"} %llu\n",
+                      (unsigned long long)atomic_load(&reloads[0]));
+    sl_metrics_head(t, "sluice_config_last_reload_successful", "gauge",
+                    "1 when the last reload (or the start) loaded its configuration.");
+    sl_metrics_printf(t, "sluice_config_last_reload_successful %d\n", atomic_load(&last_reload_ok));
+    sl_metrics_head(t, "sluice_config_last_reload_success_timestamp_seconds", "gauge",
+                    "When the running configuration was loaded (Unix time).");
+    sl_metrics_printf(t, "sluice_config_last_reload_success_timestamp_seconds %.3f\n",
+                      atomic_load(&last_ok_at));
+}
+
+static sl_metrics_source_fn sources[8] = {reload_source};
+static size_t nsources = 1;
 
 void sl_metrics_add_source(sl_metrics_source_fn fn)
 {

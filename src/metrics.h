@@ -26,6 +26,15 @@
 #define SL_M_MAX_WORKERS 256
 #define SL_M_H2_CODES 15 /* RFC 9113 error codes 0x0..0xd, then any other */
 #define SL_M_WS_CODES 18 /* no code, 1000..1015, then any other */
+/* Route and listener series are keyed by a label interned for the
+ * process's life (sl_metrics_intern), not by a config's index, so that a
+ * reload keeps them counting. Distinct route paths past SL_M_MAX_ROUTES
+ * share the route label "(other)"; listeners past SL_M_MAX_LISTENERS are
+ * not counted. */
+#define SL_M_MAX_ROUTES 512
+#define SL_M_ROUTE_NONE SL_M_MAX_ROUTES        /* no route matched */
+#define SL_M_ROUTE_OTHER (SL_M_MAX_ROUTES + 1) /* past the bound */
+#define SL_M_MAX_LISTENERS 64
 
 /* Limits a client tripped (docs/ops.md, sluice_abuse_limits_total). */
 typedef enum sl_metrics_abuse {
@@ -39,11 +48,10 @@ typedef enum sl_metrics_abuse {
 typedef _Atomic uint64_t sl_counter_t;
 
 typedef struct sl_metrics {
-    size_t nroutes, nlisteners;
-    sl_counter_t *requests; /* [(nroutes + 1) * SL_M_PROTOS * SL_M_CLASSES]; route nroutes: none */
-    sl_counter_t *accepted; /* [nlisteners] */
-    sl_counter_t *opened;   /* [nlisteners * SL_M_PROTOS]: a protocol started */
-    sl_counter_t *closed;   /* [nlisteners * SL_M_PROTOS] */
+    sl_counter_t *requests; /* [(SL_M_MAX_ROUTES + 2) * SL_M_PROTOS * SL_M_CLASSES] by route slot */
+    sl_counter_t accepted[SL_M_MAX_LISTENERS];            /* by listener slot */
+    sl_counter_t opened[SL_M_MAX_LISTENERS][SL_M_PROTOS]; /* a protocol started */
+    sl_counter_t closed[SL_M_MAX_LISTENERS][SL_M_PROTOS];
     sl_counter_t bytes_in[SL_M_PROTOS], bytes_out[SL_M_PROTOS];
     sl_counter_t duration[SL_M_PROTOS][SL_M_BUCKETS]; /* per bucket, not cumulative */
     sl_counter_t duration_ns[SL_M_PROTOS];
@@ -59,7 +67,7 @@ typedef struct sl_metrics {
 /* The duration buckets' upper bounds in seconds (the last is +Inf). */
 extern const double sl_metrics_bounds[SL_M_BUCKETS - 1];
 
-void sl_metrics_init(sl_metrics_t *m, size_t nroutes, size_t nlisteners);
+void sl_metrics_init(sl_metrics_t *m);
 void sl_metrics_dispose(sl_metrics_t *m);
 /* Main thread, around the workers' lives. */
 void sl_metrics_register(int worker_id, sl_metrics_t *m);
@@ -81,11 +89,20 @@ static inline uint64_t sl_counter_get(const sl_counter_t *c)
     return atomic_load_explicit((sl_counter_t *)c, memory_order_relaxed);
 }
 
+/* Label interning, on the main thread while a config loads: the slot of a
+ * route path (kind SL_M_NAME_ROUTE: SL_M_ROUTE_OTHER past the bound) or a
+ * listener address (SL_M_NAME_LISTENER: -1 past the bound). The same label
+ * always gets the same slot. */
+enum { SL_M_NAME_ROUTE, SL_M_NAME_LISTENER, SL_M_NAME_KINDS };
+int sl_metrics_intern(int kind, const char *label);
+/* The labels interned so far (any thread): *n of them, by slot. */
+const char *const *sl_metrics_names(int kind, size_t *n);
+
 /* Hooks, on the worker thread. */
-/* A request finished: protocol, route index (>= nroutes: none), status (0:
- * no response), body bytes both ways, time since its head. */
+/* A request finished: protocol, route slot (SL_M_ROUTE_NONE: none), status
+ * (0: no response), body bytes both ways, time since its head. */
 void sl_metrics_request(int h2, size_t route, int status, uint64_t in, uint64_t out, uint64_t ns);
-void sl_metrics_conn_accepted(int listener);
+void sl_metrics_conn_accepted(int listener); /* listener slot, -1: none */
 void sl_metrics_conn_proto(int listener, int h2, int delta); /* +1 started, -1 closed */
 void sl_metrics_tls(const char *version, int ok);
 /* An HTTP/2 GOAWAY (goaway=1) or RST_STREAM sent or received. */
@@ -94,6 +111,9 @@ void sl_metrics_abuse(sl_metrics_abuse_t kind);
 void sl_metrics_ws_conn(int delta); /* +1 accepted, -1 ended */
 void sl_metrics_ws_message(int received);
 void sl_metrics_ws_close(int received, unsigned code); /* code 0: none */
+/* A configuration reload (main thread): ok 1 or failed 0; -1 for the
+ * load at start (not counted as a reload). */
+void sl_metrics_reload(int ok);
 
 /* ---- exposition: the handler (metrics_http.c) and other modules'
  * sources, which add their own families to every scrape ---- */

@@ -77,8 +77,8 @@ static const sl_counter_t *counter(const sl_metrics_t *m, int kind, size_t i)
 {
     switch (kind) {
     case K_ACCEPTED: return &m->accepted[i];
-    case K_OPENED: return &m->opened[i];
-    case K_CLOSED: return &m->closed[i];
+    case K_OPENED: return &m->opened[i / SL_M_PROTOS][i % SL_M_PROTOS];
+    case K_CLOSED: return &m->closed[i / SL_M_PROTOS][i % SL_M_PROTOS];
     case K_REQUESTS: return &m->requests[i];
     case K_BYTES_IN: return &m->bytes_in[i];
     case K_BYTES_OUT: return &m->bytes_out[i];
@@ -114,39 +114,47 @@ static unsigned long long sum(const workers_t *ws, int kind, size_t i)
 static const char *const protos[SL_M_PROTOS] = {"http/1.1", "h2"};
 static const char *const classes[SL_M_CLASSES] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
 
-static void connections(sl_metrics_text_t *t, const sl_config_t *cfg, const workers_t *ws)
+/* Listener and route series by interned label: a listener or route a
+ * reload removed keeps its series (counters never go back). */
+static void connections(sl_metrics_text_t *t, const workers_t *ws)
 {
     char l[256];
+    size_t n;
+    const char *const *names = sl_metrics_names(SL_M_NAME_LISTENER, &n);
     sl_metrics_head(t, "sluice_connections_accepted_total", "counter", "Connections accepted.");
-    for (size_t i = 0; i < cfg->nlisteners; i++)
+    for (size_t i = 0; i < n; i++)
         sl_metrics_printf(t, "sluice_connections_accepted_total{listener=\"%s\"} %llu\n",
-            sl_metrics_label(l, sizeof(l), cfg->listeners[i].addr),
-            sum(ws, K_ACCEPTED, i));
+            sl_metrics_label(l, sizeof(l), names[i]), sum(ws, K_ACCEPTED, i));
     sl_metrics_head(t, "sluice_connections_open", "gauge", "Connections open, by protocol.");
-    for (size_t i = 0; i < cfg->nlisteners; i++)
+    for (size_t i = 0; i < n; i++)
         for (int p = 0; p < SL_M_PROTOS; p++) {
             size_t k = i * SL_M_PROTOS + (size_t)p;
             unsigned long long o = sum(ws, K_OPENED, k), c = sum(ws, K_CLOSED, k);
             sl_metrics_printf(t, "sluice_connections_open{listener=\"%s\",protocol=\"%s\"} %llu\n",
-                sl_metrics_label(l, sizeof(l), cfg->listeners[i].addr), protos[p],
-                o > c ? o - c : 0);
+                sl_metrics_label(l, sizeof(l), names[i]), protos[p], o > c ? o - c : 0);
         }
 }
 
-static void requests(sl_metrics_text_t *t, const sl_config_t *cfg, const workers_t *ws)
+static const char *route_label(const char *const *names, size_t n, size_t r)
+{
+    return r < n ? names[r] : r == SL_M_ROUTE_OTHER ? "(other)" : "";
+}
+
+static void requests(sl_metrics_text_t *t, const workers_t *ws)
 {
     char l[512];
-    size_t nroutes;
-    const sl_route_t *routes = sl_router_routes(cfg, &nroutes);
+    size_t n;
+    const char *const *names = sl_metrics_names(SL_M_NAME_ROUTE, &n);
     sl_metrics_head(t, "sluice_requests_total", "counter", "Requests finished, by route and status class.");
-    for (size_t r = 0; r <= nroutes; r++)
+    for (size_t i = 0; i < n + 2; i++) /* the labels, then "none" and "(other)" */
         for (int p = 0; p < SL_M_PROTOS; p++)
             for (int c = 0; c < SL_M_CLASSES; c++) {
+                size_t r = i < n ? i : SL_M_ROUTE_NONE + (i - n);
                 size_t k = (r * SL_M_PROTOS + (size_t)p) * SL_M_CLASSES + (size_t)c;
                 unsigned long long v = sum(ws, K_REQUESTS, k);
                 if (v)
                     sl_metrics_printf(t, "sluice_requests_total{protocol=\"%s\",route=\"%s\",code=\"%s\"} %llu\n",
-                        protos[p], r < nroutes ? sl_metrics_label(l, sizeof(l), routes[r].path) : "",
+                        protos[p], sl_metrics_label(l, sizeof(l), route_label(names, n, r)),
                         classes[c], v);
             }
     sl_metrics_head(t, "sluice_request_bytes_total", "counter", "Request bytes received (bodies).");
@@ -279,8 +287,8 @@ static void on_req(sl_req_t *req)
     for (int i = 0; i < ws->n; i++)
         ws->v[i] = sl_metrics_worker(i);
     sl_metrics_text_t t = {sl_malloc(16384), 0, 16384};
-    connections(&t, cfg, ws);
-    requests(&t, cfg, ws);
+    connections(&t, ws);
+    requests(&t, ws);
     tls(&t, ws);
     h2_frames(&t, ws);
     abuse(&t, ws);

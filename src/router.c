@@ -6,6 +6,7 @@
  * no lock.
  */
 #include "router.h"
+#include "metrics.h"
 #include "config.h"
 #include "log.h"
 #include "uri.h"
@@ -118,12 +119,14 @@ static int parse_routes(json_t *v, const char *path, void **state, char *err, si
             return SL_EINVAL;
         /* Counted only once parsed: a failed route cleaned up after itself. */
         t->v[i].index = (int)i;
+        t->v[i].slot = sl_metrics_intern(SL_M_NAME_ROUTE, t->v[i].path);
         t->n++;
     }
     return 0;
 }
 
-static const sl_config_section_def_t routes_section = {"routes", parse_routes, free_routes};
+static const sl_config_section_def_t routes_section = {
+    .name = "routes", .parse = parse_routes, .free_state = free_routes};
 
 void sl_router_init(void)
 {

@@ -39,6 +39,7 @@ struct sl_route {
     const sl_handler_def_t *handler;
     void *state; /* handler's parsed options */
     int index;
+    int slot; /* its path's label, the same in every snapshot (sl_metrics_intern) */
 };
 
 /* Register the "routes" config section after every other section (a route

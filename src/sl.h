@@ -47,6 +47,11 @@ void *sl_calloc(size_t n, size_t sz);
 void *sl_realloc(void *p, size_t n);
 char *sl_strndup(const char *s, size_t n);
 char *sl_strdup(const char *s);
+/* Both NULL, or the same C string. */
+static inline int sl_cstr_same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
 /* A formatted string from sl_malloc; *len (when not NULL) gets its length. */
 char *sl_strdup_printf(size_t *len, const char *fmt, ...) SL_PRINTF(2, 3);
 void sl_free(void *p);

@@ -97,16 +97,34 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
-static void stop_listeners(sl_worker_t *w)
+static void close_listeners(sl_worker_t *w, sl_listener_t *v, size_t n)
 {
-    for (size_t i = 0; i < w->nlisteners; i++) {
-        sl_listener_t *l = &w->listeners[i];
+    for (size_t i = 0; i < n; i++) {
+        sl_listener_t *l = &v[i];
         if (l->fd < 0)
             continue;
         ev_io_stop(w->loop, &l->io);
         close(l->fd);
         l->fd = -1;
     }
+}
+
+static void stop_listeners(sl_worker_t *w)
+{
+    close_listeners(w, w->listeners, w->nlisteners);
+}
+
+static void listener_setup(sl_worker_t *w, sl_listener_t *l, int fd, const sl_listener_cfg_t *lcfg,
+                           SSL_CTX *ctx)
+{
+    l->fd = fd;
+    l->lcfg = lcfg;
+    l->ssl_ctx = ctx;
+    l->worker = w;
+    ev_io_init(&l->io, on_accept, fd, EV_READ);
+    l->io.data = l;
+    if (fd >= 0 && !w->conns.draining)
+        ev_io_start(w->loop, &l->io);
 }
 
 static void close_all(sl_worker_t *w, int flush)
@@ -160,10 +178,113 @@ int sl_worker_on_drain(sl_worker_t *w, void (*fn)(sl_worker_t *w, void *arg), vo
     return 0;
 }
 
+/* Conns on a config a reload replaced get timeouts.reload_drain_s from
+ * that reload (so that load generators and long-lived clients that never
+ * reconnect by themselves see no error during routine reloads), then
+ * sl_conn_retire. One timer, at the earliest grace still running. */
+static void retire_due(sl_worker_t *w)
+{
+    double now = ev_time(), next = 0;
+    double grace = w->cfg->timeouts.reload_drain_s;
+    for (sl_conn_t *c = w->conns.live, *after; c; c = after) {
+        after = c->next;
+        if (c->cfg == w->cfg || c->retired)
+            continue;
+        double due = c->cfg->replaced_at + grace;
+        if (due <= now && c->proto)
+            sl_conn_retire(c);
+        else if (next == 0 || SL_MAX(due, now + 1) < next)
+            next = SL_MAX(due, now + 1); /* a handshake: look again in a second */
+    }
+    ev_timer_stop(w->loop, &w->retire_timer);
+    if (next > 0) {
+        ev_timer_set(&w->retire_timer, next - now, 0.);
+        ev_timer_start(w->loop, &w->retire_timer);
+    }
+}
+
+static void on_retire_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    SL_UNUSED(loop);
+    SL_UNUSED(revents);
+    retire_due(t->data);
+}
+
+struct sl_worker_msg {
+    void (*fn)(sl_worker_t *w, void *arg);
+    void *arg;
+    sl_worker_msg_t *next;
+};
+
+int sl_worker_post(sl_worker_t *w, void (*fn)(sl_worker_t *w, void *arg), void *arg)
+{
+    sl_worker_msg_t *m = sl_malloc(sizeof(*m));
+    *m = (sl_worker_msg_t){fn, arg, NULL};
+    pthread_mutex_lock(&w->mail_mu);
+    int closed = w->mail_closed;
+    if (!closed) {
+        if (w->mail_tail)
+            w->mail_tail->next = m;
+        else
+            w->mail_head = m;
+        w->mail_tail = m;
+    }
+    pthread_mutex_unlock(&w->mail_mu);
+    if (closed) {
+        sl_free(m);
+        return SL_ERROR;
+    }
+    ev_async_send(w->loop, &w->wake);
+    return 0;
+}
+
+/* Run what was posted; close the mailbox first when the loop is over. */
+static void run_mail(sl_worker_t *w, int close_it)
+{
+    pthread_mutex_lock(&w->mail_mu);
+    sl_worker_msg_t *m = w->mail_head;
+    w->mail_head = w->mail_tail = NULL;
+    w->mail_closed |= close_it;
+    pthread_mutex_unlock(&w->mail_mu);
+    while (m) {
+        sl_worker_msg_t *next = m->next;
+        m->fn(w, m->arg);
+        sl_free(m);
+        m = next;
+    }
+}
+
+void sl_worker_reload(sl_worker_t *w, const sl_config_t *cfg, const int *keep, const int *fds,
+                      SSL_CTX *const *ctxs)
+{
+    sl_listener_t *old = w->listeners, *v = sl_calloc(cfg->nlisteners, sizeof(*v));
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        int fd = fds[i];
+        const sl_listener_cfg_t *lc = &cfg->listeners[i];
+        if (keep[i] >= 0 && (size_t)keep[i] < w->nlisteners && old[keep[i]].fd >= 0) {
+            /* The same socket, never closed: no gap for clients. */
+            ev_io_stop(w->loop, &old[keep[i]].io);
+            fd = old[keep[i]].fd;
+            old[keep[i]].fd = -1;
+            listen(fd, lc->backlog > 0 ? lc->backlog : 511); /* a new backlog applies */
+        }
+        listener_setup(w, &v[i], fd, lc, ctxs[i]);
+    }
+    close_listeners(w, old, w->nlisteners); /* the ones the new config dropped */
+    sl_free(old);
+    w->listeners = v;
+    w->nlisteners = cfg->nlisteners;
+    const sl_config_t *prev = w->cfg;
+    w->cfg = w->conns.cfg = cfg;
+    retire_due(w);
+    sl_config_release(prev);
+}
+
 static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
 {
     sl_worker_t *w = a->data;
     (void)revents;
+    run_mail(w, 0);
     int cmd = atomic_exchange(&w->command, SL_WORKER_CMD_NONE);
     if (cmd == SL_WORKER_CMD_DRAIN) {
         start_drain(w);
@@ -219,10 +340,10 @@ int sl_worker_init(sl_worker_t *w, int id, const sl_config_t *cfg, const int *fd
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->cfg = cfg;
+    sl_config_hold(cfg);
+    pthread_mutex_init(&w->mail_mu, NULL);
     sl_access_init(&w->access, id);
-    size_t nroutes;
-    sl_router_routes(cfg, &nroutes);
-    sl_metrics_init(&w->metrics, nroutes, cfg->nlisteners);
+    sl_metrics_init(&w->metrics);
     sl_metrics_register(id, &w->metrics);
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     if (!w->loop)
@@ -234,20 +355,14 @@ int sl_worker_init(sl_worker_t *w, int id, const sl_config_t *cfg, const int *fd
     w->conns.worker_id = id;
     w->nlisteners = cfg->nlisteners;
     w->listeners = sl_calloc(cfg->nlisteners, sizeof(*w->listeners));
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        sl_listener_t *l = &w->listeners[i];
-        l->fd = fds[i];
-        l->lcfg = &cfg->listeners[i];
-        l->ssl_ctx = ctxs[i];
-        l->worker = w;
-        ev_io_init(&l->io, on_accept, l->fd, EV_READ);
-        l->io.data = l;
-        ev_io_start(w->loop, &l->io);
-    }
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        listener_setup(w, &w->listeners[i], fds[i], &cfg->listeners[i], ctxs[i]);
     ev_prepare_init(&w->prepare, on_prepare);
     w->prepare.data = w;
     ev_prepare_start(w->loop, &w->prepare);
     ev_idle_init(&w->idle, on_idle);
+    ev_init(&w->retire_timer, on_retire_timer);
+    w->retire_timer.data = w;
     ev_async_init(&w->wake, on_wake);
     w->wake.data = w;
     ev_async_start(w->loop, &w->wake);
@@ -274,6 +389,8 @@ static void *worker_main(void *arg)
         sl_conn_close(c, 0);
     }
     sl_conn_reap(&w->conns);
+    run_mail(w, 1); /* after this nothing more is posted */
+    stop_listeners(w); /* a reload that came late opened some */
     sl_access_flush(&w->access);
     sl_access_bind(NULL);
     sl_metrics_bind(NULL);
@@ -306,8 +423,15 @@ void sl_worker_join(sl_worker_t *w)
 
 void sl_worker_dispose(sl_worker_t *w)
 {
+    if (w->loop)
+        run_mail(w, 1); /* only when the thread never ran: it empties its own */
+    if (w->cfg) {
+        sl_config_release(w->cfg);
+        w->cfg = NULL;
+    }
     if (!w->loop)
         return;
+    pthread_mutex_destroy(&w->mail_mu);
     stop_listeners(w);
     ev_loop_destroy(w->loop);
     w->loop = NULL;

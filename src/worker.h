@@ -29,6 +29,8 @@ typedef struct sl_listener {
     struct sl_worker *worker;
 } sl_listener_t;
 
+typedef struct sl_worker_msg sl_worker_msg_t;
+
 typedef struct sl_worker {
     int id;
     struct ev_loop *loop;
@@ -43,8 +45,12 @@ typedef struct sl_worker {
     ev_async wake; /* main -> worker: check `command` */
     ev_timer drain_timer;
     ev_timer trim_timer; /* worker 0: malloc_trim after load drops */
+    ev_timer retire_timer; /* conns on an old config past reload_drain_s */
     atomic_int command;  /* SL_WORKER_CMD_* set by main before ev_async_send */
     atomic_int done;
+    pthread_mutex_t mail_mu; /* main -> worker messages (sl_worker_post) */
+    sl_worker_msg_t *mail_head, *mail_tail;
+    int mail_closed; /* the loop is over: sl_worker_post refuses */
     sl_access_log_t access; /* pending access-log lines (bounded) */
     sl_metrics_t metrics;   /* its counters, summed by the metrics handler */
     struct {
@@ -76,6 +82,19 @@ void sl_worker_dispose(sl_worker_t *w);
  * own protocol, e.g. WebSocket close 1001). Call on w's thread. Returns 0,
  * or SL_ENOMEM when the 8 slots are taken. */
 int sl_worker_on_drain(sl_worker_t *w, void (*fn)(sl_worker_t *w, void *arg), void *arg);
+
+/* Run fn(w, arg) on w's thread, in order of posting. Any thread. Returns
+ * 0, or SL_ERROR when w's loop is over (fn will never run: the caller
+ * keeps arg). */
+int sl_worker_post(sl_worker_t *w, void (*fn)(sl_worker_t *w, void *arg), void *arg);
+
+/* A reload, on w's thread: cfg (held for w by the caller) becomes current.
+ * For each of cfg's listeners, keep[i] is the index of w's listener whose
+ * socket it keeps (-1: none) and fds[i] the new socket otherwise (owned
+ * by w from now on); ctxs[i] its TLS context or NULL. Listeners not kept
+ * are closed; open connections finish on their own snapshot. */
+void sl_worker_reload(sl_worker_t *w, const sl_config_t *cfg, const int *keep, const int *fds,
+                      SSL_CTX *const *ctxs);
 
 /* True once the worker's loop has returned. */
 int sl_worker_is_done(const sl_worker_t *w);

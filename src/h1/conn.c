@@ -145,7 +145,8 @@ static int finish_exchange(h1_conn_t *hc)
         req->cbs->on_close(req, 0);
     int expect_unsent = req->expect_continue && !x->continue_sent && !x->got_body;
     sl_req_dispose(req);
-    if (hc->close_after || hc->draining || hc->eof || sl_conn_is_draining(hc->c))
+    if (hc->close_after || hc->draining || hc->eof || sl_conn_is_draining(hc->c) ||
+        sl_conn_is_retiring(hc->c))
         return SL_ECLOSED;
     if (hc->body != BODY_NONE) {
         uint64_t budget = 4 * (uint64_t)hc->cfg->limits.body_window_bytes;

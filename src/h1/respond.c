@@ -204,8 +204,8 @@ static int write_head(h1_conn_t *hc)
      * cannot be told apart from the next request: close after this one. */
     if (hc->body != BODY_NONE && req->expect_continue && !x->continue_sent && !cont && !x->got_body)
         hc->close_after = 1;
-    int keep =
-        hc->keep_alive && !hc->close_after && !hc->draining && !hc->eof && !sl_conn_is_draining(c);
+    int keep = hc->keep_alive && !hc->close_after && !hc->draining && !hc->eof &&
+               !sl_conn_is_draining(c) && !sl_conn_is_retiring(c);
     if (!keep)
         hc->close_after = 1;
     hb_status_line(&b, status);

@@ -839,6 +839,7 @@ const sl_proto_t sl_h2_proto = {
     .on_eof = h2_on_eof,
     .on_timeout = h2_on_timeout,
     .on_drain = h2_on_drain,
+    .on_retire = h2_on_drain, /* the same GOAWAY, without the worker's deadline */
     .on_close = h2_on_close,
 };
 

@@ -107,19 +107,24 @@ static int parse_jobs(json_t *v, const char *path, void **state, char *err, size
     return parse_secrets(v, path, c, err, errlen);
 }
 
-static void free_jobs(void *state)
+void sl_jobs_config_dispose(sl_jobs_cfg_t *c)
 {
-    sl_jobs_cfg_t *c = state;
-    if (c && c->admin_token) {
+    if (c->admin_token) {
         OPENSSL_cleanse(c->admin_token, strlen(c->admin_token));
         sl_free(c->admin_token);
+        c->admin_token = NULL;
     }
-    if (c)
-        OPENSSL_cleanse(c->owner_key, sizeof(c->owner_key));
-    sl_free(c);
+    OPENSSL_cleanse(c->owner_key, sizeof(c->owner_key));
 }
 
-const sl_config_section_def_t sl_jobs_section = {"jobs", parse_jobs, free_jobs};
+static void free_jobs(void *state)
+{
+    if (state)
+        sl_jobs_config_dispose(state);
+    sl_free(state);
+}
+
+const sl_config_section_def_t sl_jobs_section = {.name = "jobs", .parse = parse_jobs, .free_state = free_jobs};
 
 static const sl_jobs_executor_t *const types[] = {&sl_jobs_exec_builtin, &sl_jobs_exec_process,
                                                   &sl_jobs_exec_upstream};
@@ -197,7 +202,8 @@ static int parse_execs(json_t *v, const char *path, void **state, char *err, siz
     return 0;
 }
 
-const sl_config_section_def_t sl_jobs_executors_section = {"executors", parse_execs, free_execs};
+const sl_config_section_def_t sl_jobs_executors_section = {
+    .name = "executors", .parse = parse_execs, .free_state = free_execs};
 
 const sl_jobs_exec_def_t *sl_jobs_exec_find(const char *name)
 {

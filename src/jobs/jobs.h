@@ -91,8 +91,12 @@ typedef struct sl_jobs_cfg {
 
 /* What a job route asks for. Strings are copied. */
 struct sl_header;
+struct sl_config;
 typedef struct sl_jobs_spec {
     const sl_jobs_exec_def_t *exec;
+    /* The snapshot exec belongs to: the job holds a reference for its
+     * life, so that a reload does not free its executor under it. */
+    const struct sl_config *cfg;
     const char *route; /* route path, for listing and idempotency */
     const char *owner; /* SL_JOBS_OWNER_LEN hex chars, or "" / NULL: no owner */
     sl_str_t method, path, query, traceparent, idem_key;

@@ -78,6 +78,7 @@ struct sl_jobs_job {
     sl_jobs_job_t *hnext; /* shard hash chain */
     /* immutable after submit */
     const sl_jobs_exec_def_t *exec;
+    const struct sl_config *cfg; /* a reference: exec lives there (NULL in unit tests) */
     char *route, *method, *path, *traceparent, *idem;
     char *headers;              /* "name: value\r\n"... (keeps_headers executors), else NULL */
     struct sl_header *recorded; /* one block: the array, then the strings */
@@ -204,5 +205,7 @@ void sl_jobs_lifecycle_enqueue(sl_jobs_job_t *job);
 void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, const char *error);
 /* True during sl_jobs_stop: cancel must then end the work synchronously. */
 int sl_jobs_is_stopping(void);
+/* Wipe and free what a jobs section owns (the struct itself stays). */
+void sl_jobs_config_dispose(sl_jobs_cfg_t *c);
 
 #endif

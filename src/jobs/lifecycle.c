@@ -288,9 +288,11 @@ int sl_jobs_start(const sl_jobs_cfg_t *cfg)
 {
     SL_ASSERT(!lc.started);
     memset(&lc, 0, sizeof(lc));
-    if (cfg)
+    if (cfg) {
         lc.cfg = *cfg;
-    else
+        /* the section is freed with its snapshot after a reload */
+        lc.cfg.admin_token = cfg->admin_token ? sl_strdup(cfg->admin_token) : NULL;
+    } else
         sl_jobs_config_defaults(&lc.cfg);
     if (sl_jobs_store_init(&lc.cfg) != 0)
         return SL_ERROR;
@@ -345,6 +347,7 @@ void sl_jobs_stop(void)
     sl_jobs_store_dispose();
     sl_jobs_inboxes_free();
     pthread_mutex_destroy(&lc.mu);
+    sl_jobs_config_dispose(&lc.cfg);
     lc.started = 0;
 }
 

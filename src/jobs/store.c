@@ -8,6 +8,7 @@
  * references under the shard lock and formats outside it.
  */
 #include "jobs_int.h"
+#include "../config.h"
 #include "../log.h"
 #include "../req.h"
 #include <stdio.h>
@@ -147,6 +148,8 @@ void sl_jobs_job_free(sl_jobs_job_t *job)
     sl_free(job->idem);
     sl_free(job->headers);
     sl_free(job->recorded);
+    if (job->cfg)
+        sl_config_unref(job->cfg);
     sl_free(job);
 }
 
@@ -265,6 +268,9 @@ static sl_jobs_job_t *job_new(const sl_jobs_spec_t *spec, void *params)
     if (spec->owner)
         snprintf(job->owner, sizeof(job->owner), "%s", spec->owner);
     job->exec = spec->exec;
+    job->cfg = spec->cfg;
+    if (job->cfg)
+        sl_config_ref(job->cfg);
     job->route = sl_strdup(spec->route ? spec->route : "");
     job->method = dup_str(spec->method);
     job->path = dup_str(spec->path);

@@ -53,16 +53,18 @@ void px_srv_publish(px_wstate_t *ws, int idx)
     atomic_store_explicit(&s->m_down, until, memory_order_relaxed);
 }
 
-void px_wstate_free(px_wstate_t *ws)
+void px_wstate_free(px_wstate_t *ws, int live)
 {
     if (!ws)
         return;
-    /* The worker loop is gone by now: close idle sockets, free memory. */
-    px_hcheck_free(ws);
-    px_h2_discard(ws);
+    /* live: the loop runs on (a reload retired the config), so every
+     * watcher is stopped; else the loop is gone and only memory and
+     * sockets are let go. */
+    px_hcheck_free(ws, live);
+    px_h2_discard(ws, live);
     for (size_t i = 0; i < ws->up->nservers; i++) {
         while (ws->srv[i].idle)
-            px_uconn_discard(ws->srv[i].idle);
+            (live ? px_uconn_close : px_uconn_discard)(ws->srv[i].idle);
         SSL_SESSION_free(ws->srv[i].tls_sess);
     }
     while (ws->in_spare)

@@ -146,7 +146,7 @@ static void upstream_dispose(px_upstream_t *u)
         sl_free(u->servers[i].host);
     }
     for (size_t w = 0; w <= PX_SLOT_THREAD; w++)
-        px_wstate_free(u->ws[w]);
+        px_wstate_free(u->ws[w], 0);
     px_tls_dispose(u); /* after the connections that used it */
     sl_free(u->servers);
     sl_free(u->hash_header);
@@ -327,10 +327,24 @@ static int upstreams_parse(json_t *value, const char *path, void **state, char *
     return 0;
 }
 
+/* After a reload: the worker's pools and health checks of the old
+ * snapshot's groups go (the new snapshot's groups start their own). */
+static void upstreams_retire_worker(void *state, int worker_id)
+{
+    px_upstreams_t *ups = state;
+    for (size_t i = 0; i < ups->n; i++) {
+        px_upstream_t *u = &ups->v[i];
+        px_wstate_t *ws = u->ws[worker_id];
+        __atomic_store_n(&u->ws[worker_id], NULL, __ATOMIC_RELEASE);
+        px_wstate_free(ws, 1);
+    }
+}
+
 const sl_config_section_def_t sl_proxy_upstreams_section = {
     .name = "upstreams",
     .parse = upstreams_parse,
     .free_state = upstreams_free,
+    .retire_worker = upstreams_retire_worker,
 };
 
 int sl_proxy_upstream_exists(const sl_config_t *cfg, const char *name)

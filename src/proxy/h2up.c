@@ -959,13 +959,13 @@ void px_h2_start(sl_req_t *req, const px_route_t *rt)
     stream_attempt(st);
 }
 
-void px_h2_discard(px_wstate_t *ws)
+void px_h2_discard(px_wstate_t *ws, int live)
 {
     for (size_t i = 0; i < ws->up->nservers; i++) {
         while (ws->srv[i].h2) {
             h2c_t *c = ws->srv[i].h2;
             ws->srv[i].h2 = c->next;
-            px_uconn_discard(c->u);
+            (live ? px_uconn_close : px_uconn_discard)(c->u);
             nghttp2_session_del(c->ng);
             sl_free(c->wbuf);
             sl_free(c);

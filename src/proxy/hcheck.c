@@ -125,14 +125,19 @@ void px_hcheck_start(px_wstate_t *ws)
     ev_timer_start(ws->loop, &ws->hc_timer);
 }
 
-void px_hcheck_free(px_wstate_t *ws)
+void px_hcheck_free(px_wstate_t *ws, int live)
 {
-    /* The worker's loop is gone (px_wstate_free): no watcher calls. */
+    /* live: see px_wstate_free */
+    if (live && ws->up->health.path)
+        ev_timer_stop(ws->loop, &ws->hc_timer);
     for (size_t i = 0; i < ws->up->nservers; i++) {
         px_hcheck_t *h = ws->srv[i].hc;
         if (h) {
-            px_client_discard(h->cl);
-            px_probe_discard(h->probe);
+            if (live)
+                sl_proxy_client_cancel(h->cl);
+            else if (h->cl)
+                px_client_discard(h->cl);
+            px_probe_discard(h->probe, live);
             sl_free(h);
             ws->srv[i].hc = NULL;
         }

@@ -297,8 +297,8 @@ px_probe_t *px_probe_start(px_wstate_t *ws, int idx, px_probe_done_fn done, void
     return p;
 }
 
-void px_probe_discard(px_probe_t *p)
+void px_probe_discard(px_probe_t *p, int live)
 {
     if (p)
-        probe_free(p, 0); /* the worker's loop is gone (px_hcheck_free) */
+        probe_free(p, live);
 }

@@ -159,7 +159,7 @@ px_wstate_t *px_wstate_get(px_upstream_t *up);
 void px_metrics_source(sl_metrics_text_t *t, const struct sl_config *cfg);
 /* Publish a server's pool size and health for the metrics source. */
 void px_srv_publish(px_wstate_t *ws, int idx);
-void px_wstate_free(px_wstate_t *ws);
+void px_wstate_free(px_wstate_t *ws, int live);
 
 /* Pick a server: not in tried[] (bitmap of nservers bits), not down, below
  * max_conns. key/keylen feed the hash policy. Returns the index or -1;
@@ -180,7 +180,7 @@ double px_health_retry_after(px_wstate_t *ws, double now);
  * round at once, then every interval_s. Stopped when the worker drains. */
 void px_hcheck_start(px_wstate_t *ws);
 /* Release checks in flight; the loop may be gone already. */
-void px_hcheck_free(px_wstate_t *ws);
+void px_hcheck_free(px_wstate_t *ws, int live);
 
 /* ---- one HTTP/2 health check (probe.c) ---- */
 
@@ -192,7 +192,7 @@ typedef void (*px_probe_done_fn)(void *arg, int status, const char *error);
  * the connect cannot start). */
 px_probe_t *px_probe_start(px_wstate_t *ws, int idx, px_probe_done_fn done, void *arg);
 /* Free without calling done, from px_wstate_free (no loop any more). */
-void px_probe_discard(px_probe_t *p);
+void px_probe_discard(px_probe_t *p, int live);
 
 /* ---- upstream connections (upconn.c) ---- */
 
@@ -408,7 +408,7 @@ int px_ip_trusted(const px_route_t *rt, const char *ip);
 void px_h2_start(sl_req_t *req, const px_route_t *rt);
 /* Close the worker's HTTP/2 connections to every server of ws (the loop is
  * gone: no watcher is touched). */
-void px_h2_discard(px_wstate_t *ws);
+void px_h2_discard(px_wstate_t *ws, int live);
 
 /* ---- the request handler (handler.c) and WebSocket tunnels (tunnel.c) ---- */
 

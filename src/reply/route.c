@@ -10,6 +10,7 @@
 #include "reply_int.h"
 #include "reply.h"
 #include "../config.h"
+#include "../conn.h"
 #include "../log.h"
 #include <stdio.h>
 #include <strings.h>
@@ -357,6 +358,7 @@ static void on_req(sl_req_t *req)
     sl_reply_prefer(req, &async, &wait);
     sl_jobs_spec_t spec = {
         .exec = s->exec,
+        .cfg = sl_conn_config(req->conn),
         .route = s->route,
         .owner = owner,
         .method = req->method,

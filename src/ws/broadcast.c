@@ -437,7 +437,7 @@ void sl_ws_broadcast_start(sl_req_t *req, const sl_ws_route_t *r)
         return;
     }
     char key[16 + SL_WS_MAX_CHANNEL];
-    int kl = snprintf(key, sizeof(key), "%d/", req->route->index);
+    int kl = snprintf(key, sizeof(key), "%d/", req->route->slot); /* stable across reloads */
     memcpy(key + kl, name.p, name.n);
     channel_t *ch = subscribe(r, key, (size_t)kl + name.n, w->id);
     if (!ch) {

@@ -64,6 +64,7 @@ static inline sl_conn_t *sl_fake_conn_open(sl_fake_conn_t *f, const sl_handler_d
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, f->sp), 0);
     sl_conn_t *c = f->c = sl_calloc(1, sizeof(*c));
     c->table = &f->tab;
+    c->cfg = f->cfg;
     c->fd = f->sp[0];
     c->lcfg = &f->cfg->listeners[0];
     snprintf(c->tag.peer, sizeof(c->tag.peer), "127.0.0.1:1234");

@@ -55,7 +55,7 @@ START_TEST(rr_weights)
         prev = k;
         ck_assert_int_lt(run, 3);
     }
-    px_wstate_free(ws);
+    px_wstate_free(ws, 0);
 }
 END_TEST
 
@@ -81,7 +81,7 @@ START_TEST(health_and_tried)
     ws->srv[0].nconns = 100;
     ck_assert_int_eq(px_balance_pick(ws, tried, NULL, 0, 200.0, &down), -1);
     ck_assert_int_eq(down, 0);
-    px_wstate_free(ws);
+    px_wstate_free(ws, 0);
 }
 END_TEST
 
@@ -105,7 +105,7 @@ START_TEST(active_check_down)
     ws->srv[0].hc_down = ws->srv[1].hc_down = 0;
     ck_assert_int_ne(px_balance_pick(ws, NULL, "k", 1, 1.0, &down), -1);
     up.health.interval_s = 0;
-    px_wstate_free(ws);
+    px_wstate_free(ws, 0);
 }
 END_TEST
 
@@ -117,7 +117,7 @@ START_TEST(least_and_hash)
     ws->srv[1].active = 1;
     ws->srv[2].active = 2;
     ck_assert_int_eq(px_balance_pick(ws, NULL, NULL, 0, 0, &down), 1);
-    px_wstate_free(ws);
+    px_wstate_free(ws, 0);
     ws = ws_new(3, PX_HASH, NULL);
     int a = px_balance_pick(ws, NULL, "alice", 5, 0, &down);
     for (int i = 0; i < 10; i++)
@@ -132,7 +132,7 @@ START_TEST(least_and_hash)
     /* the key's server down: the next one takes over */
     ws->srv[a].down_until = 10;
     ck_assert_int_ne(px_balance_pick(ws, NULL, "alice", 5, 1, &down), a);
-    px_wstate_free(ws);
+    px_wstate_free(ws, 0);
 }
 END_TEST
 
