@@ -118,6 +118,13 @@ void sl_metrics_conn_proto(int listener, int h2, int delta)
     sl_counter_add(delta > 0 ? &m->opened[listener][p] : &m->closed[listener][p], 1);
 }
 
+void sl_metrics_h2_stall(int conn)
+{
+    sl_metrics_t *m = current;
+    if (m)
+        sl_counter_add(&m->h2_stalls[conn ? 1 : 0], 1);
+}
+
 void sl_metrics_tls(const char *version, int ok)
 {
     sl_metrics_t *m = current;

@@ -59,6 +59,7 @@ typedef struct sl_metrics {
     sl_counter_t h2_goaway[2][SL_M_H2_CODES]; /* [0 sent, 1 received][code] */
     sl_counter_t h2_rst[2][SL_M_H2_CODES];
     sl_counter_t abuse[SL_M_ABUSE_KINDS];
+    sl_counter_t h2_stalls[2]; /* [0 stream, 1 connection] window */
     sl_counter_t ws_opened, ws_closed;
     sl_counter_t ws_messages[2];             /* [0 sent, 1 received] */
     sl_counter_t ws_close[2][SL_M_WS_CODES]; /* [0 sent, 1 received][code] */
@@ -108,6 +109,9 @@ void sl_metrics_tls(const char *version, int ok);
 /* An HTTP/2 GOAWAY (goaway=1) or RST_STREAM sent or received. */
 void sl_metrics_h2_frame(int received, int goaway, uint32_t code);
 void sl_metrics_abuse(sl_metrics_abuse_t kind);
+/* An HTTP/2 DATA frame used up the client's stream (conn=0) or connection
+ * (conn=1) window with more of the body to send. */
+void sl_metrics_h2_stall(int conn);
 void sl_metrics_ws_conn(int delta); /* +1 accepted, -1 ended */
 void sl_metrics_ws_message(int received);
 void sl_metrics_ws_close(int received, unsigned code); /* code 0: none */

@@ -70,7 +70,7 @@ void sl_metrics_histogram(sl_metrics_text_t *t, const char *name, const char *la
 
 /* Which counter of a worker's block: kind and index. */
 enum { K_ACCEPTED, K_OPENED, K_CLOSED, K_REQUESTS, K_BYTES_IN, K_BYTES_OUT, K_DUR, K_DUR_NS,
-       K_TLS_OK, K_TLS_FAILED, K_GOAWAY, K_RST, K_ABUSE, K_WS_OPENED, K_WS_CLOSED, K_WS_MSGS,
+       K_TLS_OK, K_TLS_FAILED, K_GOAWAY, K_RST, K_ABUSE, K_STALLS, K_WS_OPENED, K_WS_CLOSED, K_WS_MSGS,
        K_WS_CLOSE };
 
 static const sl_counter_t *counter(const sl_metrics_t *m, int kind, size_t i)
@@ -88,6 +88,7 @@ static const sl_counter_t *counter(const sl_metrics_t *m, int kind, size_t i)
     case K_GOAWAY: return &m->h2_goaway[i / SL_M_H2_CODES][i % SL_M_H2_CODES];
     case K_RST: return &m->h2_rst[i / SL_M_H2_CODES][i % SL_M_H2_CODES];
     case K_ABUSE: return &m->abuse[i];
+    case K_STALLS: return &m->h2_stalls[i];
     case K_WS_OPENED: return &m->ws_opened;
     case K_WS_CLOSED: return &m->ws_closed;
     case K_WS_MSGS: return &m->ws_messages[i];
@@ -229,6 +230,12 @@ static void abuse(sl_metrics_text_t *t, const workers_t *ws)
     for (int k = 0; k < SL_M_ABUSE_KINDS; k++)
         sl_metrics_printf(t, "sluice_abuse_limits_total{limit=\"%s\"} %llu\n", kinds[k],
             sum(ws, K_ABUSE, (size_t)k));
+    sl_metrics_head(t, "sluice_h2_flow_control_stalls_total", "counter",
+         "HTTP/2 DATA frames that used up the client's window with more body to send.");
+    sl_metrics_printf(t, "sluice_h2_flow_control_stalls_total{window=\"stream\"} %llu\n",
+        sum(ws, K_STALLS, 0));
+    sl_metrics_printf(t, "sluice_h2_flow_control_stalls_total{window=\"connection\"} %llu\n",
+        sum(ws, K_STALLS, 1));
 }
 
 static void websockets(sl_metrics_text_t *t, const workers_t *ws)

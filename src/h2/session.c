@@ -297,8 +297,17 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
         note_reset_sent(s, frame->hd.stream_id);
         sl_h2_limits_on_rst_sent(s, frame);
         break;
-    case NGHTTP2_HEADERS:
     case NGHTTP2_DATA:
+        /* The client's window ran out before the body did: the response
+         * now waits for its WINDOW_UPDATE (a slow or stingy reader). */
+        if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+            if (nghttp2_session_get_remote_window_size(ng) <= 0)
+                sl_metrics_h2_stall(1);
+            else if (nghttp2_session_get_stream_remote_window_size(ng, frame->hd.stream_id) <= 0)
+                sl_metrics_h2_stall(0);
+        }
+        /* fall through */
+    case NGHTTP2_HEADERS:
         /* Response complete while the client is still sending: read and
          * drop the rest, as nginx does. RFC 9113 8.1 also allows
          * RST_STREAM(NO_ERROR), but clients mishandle it mid-upload (curl

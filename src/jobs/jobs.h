@@ -152,6 +152,8 @@ int sl_jobs_start(const sl_jobs_cfg_t *cfg);
 /* Stop the jobs thread, kill and reap every child, free every job. */
 void sl_jobs_stop(void);
 const sl_jobs_cfg_t *sl_jobs_config(void);
+/* A reader resumed after an event (metrics: sluice_jobs_resumes_total). */
+void sl_jobs_note_resume(void);
 
 /* ---- extensions: what other modules hang on executors and job ends ----
  * Registered on the main thread before the config is loaded and the jobs

@@ -14,7 +14,17 @@
 
 #define NSTATES (SL_JOBS_EXPIRED + 1)
 
-static atomic_ullong submitted, events, subscribers, ended[NSTATES];
+static atomic_ullong submitted, events, subscribers, ended[NSTATES], dropped, resumes;
+
+void sl_jobs_stat_dropped(void)
+{
+    atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
+}
+
+void sl_jobs_note_resume(void)
+{
+    atomic_fetch_add_explicit(&resumes, 1, memory_order_relaxed);
+}
 
 void sl_jobs_stat_submitted(void)
 {
@@ -62,6 +72,12 @@ static void source(sl_metrics_text_t *t, const struct sl_config *cfg)
                           atomic_load_explicit(&xs->v[i].admitted, memory_order_relaxed));
     sl_metrics_head(t, "sluice_jobs_events_total", "counter", "Job events recorded.");
     sl_metrics_printf(t, "sluice_jobs_events_total %llu\n", get(&events));
+    sl_metrics_head(t, "sluice_jobs_events_dropped_total", "counter",
+                    "Events dropped from a job's retention (retain_bytes, max_retained_bytes).");
+    sl_metrics_printf(t, "sluice_jobs_events_dropped_total %llu\n", get(&dropped));
+    sl_metrics_head(t, "sluice_jobs_resumes_total", "counter",
+                    "Event streams started after an event (Last-Event-ID, from=).");
+    sl_metrics_printf(t, "sluice_jobs_resumes_total %llu\n", get(&resumes));
     sl_metrics_head(t, "sluice_jobs_subscribers", "gauge", "Streams following a job now.");
     sl_metrics_printf(t, "sluice_jobs_subscribers %llu\n", get(&subscribers));
     sl_metrics_head(t, "sluice_jobs_retained_bytes", "gauge",

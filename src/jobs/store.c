@@ -115,6 +115,7 @@ static void drop_oldest(sl_jobs_job_t *job)
     sl_jobs_budget_add(-(long long)(ev->len + SL_JOBS_EVENT_OVERHEAD));
     job->dropped_upto = ev->seq;
     sl_jobs_event_unref(ev);
+    sl_jobs_stat_dropped();
 }
 
 /* All but the newest event (for a finished job: its END, so a reader is

@@ -175,6 +175,7 @@ int px_attempt_next(px_attempt_t *a, int use_idle, void (*io_cb)(struct ev_loop 
         if (idx < 0)
             return -idx;
         a->attempts++;
+        a->sent_at = ev_now(a->ws->loop);
         sl_counter_add(&a->ws->srv[idx].m_attempts, 1);
         a->u = connect_to(a, idx, use_idle);
         if (!a->u && a->attempts > a->up->retries)

@@ -429,7 +429,7 @@ static void take_head(h2s_t *st)
                             rt->set_resp_headers[i].value.p, rt->set_resp_headers[i].value.n);
     req->res.status = st->status;
     st->got_head = 1;
-    px_health_ok(st->at.ws, st->c->idx);
+    px_health_ok(st->at.ws, st->c->idx, st->at.sent_at);
 }
 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user)
@@ -835,6 +835,7 @@ static void stream_attempt(h2s_t *st)
             return;
         }
         st->at.attempts++;
+        st->at.sent_at = ev_now(st->at.ws->loop);
         sl_counter_add(&st->at.ws->srv[idx].m_attempts, 1);
         h2c_t *c = conn_for(st->at.ws, idx);
         if (!c) {

@@ -12,7 +12,8 @@
 #include <stdio.h>
 
 typedef struct srv_sum {
-    unsigned long long attempts, failures, conns, idle;
+    unsigned long long attempts, failures, conns, idle, lat_ns;
+    uint64_t lat[SL_M_BUCKETS];
     int workers, up;
 } srv_sum_t;
 
@@ -28,6 +29,9 @@ static void sum_server(px_upstream_t *up, size_t i, uint64_t now_ms, srv_sum_t *
         out->failures += sl_counter_get(&s->m_failures);
         out->conns += sl_counter_get(&s->m_conns);
         out->idle += sl_counter_get(&s->m_idle);
+        out->lat_ns += sl_counter_get(&s->m_lat_ns);
+        for (int b = 0; b < SL_M_BUCKETS; b++)
+            out->lat[b] += sl_counter_get(&s->m_lat[b]);
         out->workers++;
         out->up += sl_counter_get(&s->m_down) <= now_ms;
     }
@@ -56,6 +60,25 @@ static void family(sl_metrics_text_t *t, const px_upstreams_t *ups, const char *
     }
 }
 
+static void latency(sl_metrics_text_t *t, const px_upstreams_t *ups)
+{
+    char u[256], sv[256], labels[600];
+    sl_metrics_head(t, "sluice_upstream_response_seconds", "histogram",
+                    "From sending a request to the server to its response head.");
+    for (size_t g = 0; ups && g < ups->n; g++) {
+        px_upstream_t *up = &ups->v[g];
+        for (size_t i = 0; i < up->nservers; i++) {
+            srv_sum_t s;
+            sum_server(up, i, 0, &s);
+            snprintf(labels, sizeof(labels), "upstream=\"%s\",server=\"%s\"",
+                     sl_metrics_label(u, sizeof(u), up->name),
+                     sl_metrics_label(sv, sizeof(sv), up->servers[i].name));
+            sl_metrics_histogram(t, "sluice_upstream_response_seconds", labels, s.lat,
+                                 (double)s.lat_ns / 1e9);
+        }
+    }
+}
+
 void px_metrics_source(sl_metrics_text_t *t, const struct sl_config *cfg)
 {
     const px_upstreams_t *ups = sl_config_section(cfg, "upstreams");
@@ -64,9 +87,10 @@ void px_metrics_source(sl_metrics_text_t *t, const struct sl_config *cfg)
     family(t, ups, "sluice_upstream_failures_total", "counter",
            "Attempts that failed: connect error, reset, timeout, bad response.", 1);
     family(t, ups, "sluice_upstream_connections", "gauge",
-           "HTTP/1.1 connections open to the server (busy and idle).", 2);
+           "Connections open to the server (HTTP/1.1 busy and idle, HTTP/2).", 2);
     family(t, ups, "sluice_upstream_idle_connections", "gauge",
            "Idle keep-alive connections kept to the server.", 3);
     family(t, ups, "sluice_upstream_server_up", "gauge",
            "1 when no worker has the server marked down (passive or active checks).", 4);
+    latency(t, ups);
 }

@@ -136,6 +136,8 @@ typedef struct px_srvstate {
     /* Published for a scrape on another worker (metrics.c): written by
      * this worker only, read with sl_counter_get. */
     sl_counter_t m_attempts, m_failures, m_conns, m_idle, m_down;
+    sl_counter_t m_lat[SL_M_BUCKETS]; /* response head latency, per bucket */
+    sl_counter_t m_lat_ns;
 } px_srvstate_t;
 
 struct px_wstate {
@@ -170,7 +172,9 @@ int px_balance_pick(px_wstate_t *ws, const uint8_t *tried, const char *key, size
  * or a success (a response head arrived). A failure that marks the server
  * down says so in the log. */
 void px_health_fail(px_wstate_t *ws, int idx, double now);
-void px_health_ok(px_wstate_t *ws, int idx);
+/* A response head came from server idx: passive health is reset and the
+ * time since sent_at (ev_now) goes to its latency histogram. */
+void px_health_ok(px_wstate_t *ws, int idx, double sent_at);
 /* Seconds until the first down server comes back (for Retry-After). */
 double px_health_retry_after(px_wstate_t *ws, double now);
 
@@ -251,6 +255,7 @@ typedef struct px_attempt {
     const char *what; /* said after the server in log lines: "" or "websocket: " */
     int attempts;
     int io_events;
+    double sent_at; /* ev_now() when the current attempt began */
     uint8_t tried[PX_MAX_SERVERS / 8];
     char cause[128]; /* the last failure, for an answer that has to say why */
 } px_attempt_t;

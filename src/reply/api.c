@@ -192,6 +192,8 @@ static void events(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path)
                            (unsigned long long)info.last_seq));
         return;
     }
+    if (from > 0)
+        sl_jobs_note_resume();
     sl_reply_t *r = sl_reply_new(req, job, SL_REPLY_SSE);
     r->jobs_path = jobs_path;
     r->next = from;

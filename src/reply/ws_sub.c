@@ -250,6 +250,8 @@ static void op_subscribe(ws_state_t *s, const char *id, const sl_reply_ws_msg_t 
     w->s = s;
     w->job = job;
     w->next = m->has_from ? m->from : 0;
+    if (w->next > 0)
+        sl_jobs_note_resume();
     w->sub = sl_jobs_subscribe(job, wk->loop, wk->id, on_wake, w);
     s->v[s->n++] = w;
     sl_jobs_info_t info;

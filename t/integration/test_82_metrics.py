@@ -5,6 +5,7 @@ bytes, the duration histogram, connections by listener and protocol, TLS
 handshakes - summed over both workers."""
 
 import subprocess
+import time
 import urllib.request
 
 import pytest
@@ -163,12 +164,59 @@ def test_h2_frames_abuse_and_websocket_families(sluice_factory):
                  direction="sent", code="1000") == 1
 
 
+def test_h2_flow_control_stall(sluice_factory):
+    """A python3-h2 client with a 1000-byte stream window asks for 4000
+    bytes: the first DATA frame uses the window up (one stream stall), the
+    WINDOW_UPDATE lets the rest go in one frame (none more)."""
+    import socket
+
+    import h2.connection
+    import h2.events
+    import h2.settings
+
+    s = sluice_factory(workers=1, routes=METRICS_ROUTES)
+    before = scrape(s)
+    sock = socket.create_connection(("127.0.0.1", s.h2c_port), timeout=10 * SLOW)
+    c = h2.connection.H2Connection()
+    c.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "GET"), (":path", "/_h/bytes/4000"), (":scheme", "http"),
+                       (":authority", "x")], end_stream=True)
+    sock.sendall(c.data_to_send())
+    got, updated, done = 0, False, False
+    while not done:
+        data = sock.recv(65536)
+        assert data, "connection closed after %d bytes" % got
+        for ev in c.receive_data(data):
+            if isinstance(ev, h2.events.DataReceived):
+                got += len(ev.data)
+                c.acknowledge_received_data(0, ev.stream_id)  # credit later, by hand
+            elif isinstance(ev, h2.events.StreamEnded):
+                done = True
+        if got == 1000 and not updated:
+            time.sleep(0.2)  # the server is waiting on the window now
+            c.increment_flow_control_window(3000, stream_id=1)
+            updated = True
+        sock.sendall(c.data_to_send())
+    sock.close()
+    assert got == 4000
+    after = scrape(s)
+    assert delta(before, after, "sluice_h2_flow_control_stalls_total", window="stream") == 1
+    assert delta(before, after, "sluice_h2_flow_control_stalls_total", window="connection") == 0
+
+
 def test_upstream_and_jobs_families(sluice_factory):
     from testservers import TcpServer
 
     class App(TcpServer):
         def handle(self, c, n):
-            while c.recv(65536):  # one small request per read, kept alive
+            while True:  # one small request per read, kept alive
+                data = c.recv(65536)
+                if not data:
+                    return
+                if b"/app/slow" in data:
+                    time.sleep(0.3)
                 c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
 
     app = App()
@@ -180,9 +228,11 @@ def test_upstream_and_jobs_families(sluice_factory):
                        "gone": {"servers": [{"addr": "127.0.0.1:%d" % dead_port}],
                                 "retries": 0}},
             executors={"tick": {"type": "builtin", "kind": "ticker"}},
+            jobs={"retain_bytes": 2048},
             routes=[{"path": "/app/", "handler": "proxy", "upstream": "app"},
                     {"path": "/gone/", "handler": "proxy", "upstream": "gone"},
-                    {"path": "/v1/tick", "handler": "job", "executor": "tick"}] + METRICS_ROUTES)
+                    {"path": "/v1/tick", "handler": "job", "executor": "tick"},
+                    {"path": "/jobs", "handler": "jobs_api"}] + METRICS_ROUTES)
         before = scrape(s)
         for _ in range(5):
             r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
@@ -190,27 +240,57 @@ def test_upstream_and_jobs_families(sluice_factory):
                                capture_output=True, timeout=30 * SLOW)
             assert r.stdout == b"200"
         r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                            "http://127.0.0.1:%d/app/slow" % s.h2c_port],
+                           capture_output=True, timeout=30 * SLOW)
+        assert r.stdout == b"200"
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                             "http://127.0.0.1:%d/gone/x" % s.h2c_port],
                            capture_output=True, timeout=30 * SLOW)
         assert r.stdout == b"502"
+        pool = scrape(s)  # now: the pool shrinks back after a while without load
         r = subprocess.run(["curl", "-s", "-X", "POST",
                             "http://127.0.0.1:%d/v1/tick?n=3&interval_ms=1" % s.h2c_port],
                            capture_output=True, timeout=30 * SLOW)
         assert r.returncode == 0
+        # 100 events of 100 bytes in 2 KiB of retention: most are dropped;
+        # then one resumed read of its events
+        import json
+        r = subprocess.run(["curl", "-s", "-X", "POST", "-H", "Prefer: respond-async",
+                            "http://127.0.0.1:%d/v1/tick?n=100&size=100" % s.h2c_port],
+                           capture_output=True, timeout=30 * SLOW, text=True)
+        loc = [json.loads(r.stdout)["location"]]
+        deadline = time.monotonic() + 10 * SLOW
+        while json.loads(subprocess.run(
+                ["curl", "-s", "http://127.0.0.1:%d%s" % (s.h2c_port, loc[0])],
+                capture_output=True, timeout=30 * SLOW, text=True).stdout)["state"] != "succeeded":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        r = subprocess.run(["curl", "-s", "-H", "Last-Event-ID: 99", "-w", "\n%{http_code}",
+                            "http://127.0.0.1:%d%s/events" % (s.h2c_port, loc[0])],
+                           capture_output=True, timeout=30 * SLOW, text=True)
+        assert r.stdout.endswith("200"), r.stdout[-300:]
         after = scrape(s)
         app_l = {"upstream": "app", "server": "127.0.0.1:%d" % app.port}
         gone_l = {"upstream": "gone", "server": "127.0.0.1:%d" % dead_port}
-        assert delta(before, after, "sluice_upstream_requests_total", **app_l) == 5
+        assert delta(before, after, "sluice_upstream_requests_total", **app_l) == 6
         assert delta(before, after, "sluice_upstream_failures_total", **app_l) == 0
         assert delta(before, after, "sluice_upstream_requests_total", **gone_l) == 1
         assert delta(before, after, "sluice_upstream_failures_total", **gone_l) == 1
         assert val(after, "sluice_upstream_server_up", **app_l) == 1
-        assert val(after, "sluice_upstream_connections", **app_l) == 1  # kept alive
-        assert val(after, "sluice_upstream_idle_connections", **app_l) == 1
-        assert delta(before, after, "sluice_jobs_submitted_total") == 1
-        assert delta(before, after, "sluice_jobs_finished_total", state="succeeded") == 1
+        assert val(pool, "sluice_upstream_connections", **app_l) == 1  # kept alive
+        assert val(pool, "sluice_upstream_idle_connections", **app_l) == 1
+        assert delta(before, after, "sluice_jobs_submitted_total") == 2
+        assert delta(before, after, "sluice_jobs_finished_total", state="succeeded") == 2
         assert delta(before, after, "sluice_jobs_events_total") >= 3
         assert val(after, "sluice_jobs_admitted", executor="tick") == 0
         assert val(after, "sluice_jobs_subscribers") == 0
+        assert delta(before, after, "sluice_jobs_resumes_total") == 1
+        assert delta(before, after, "sluice_jobs_events_dropped_total") >= 80
+        # the latency of the 6 answered requests: 5 fast, one of 0.3 s
+        lat = "sluice_upstream_response_seconds"
+        assert delta(before, after, lat + "_count", **app_l) == 6
+        assert delta(before, after, lat + "_bucket", le="0.25", **app_l) == 5
+        assert delta(before, after, lat + "_bucket", le="0.5", **app_l) == 6
+        assert 0.3 <= delta(before, after, lat + "_sum", **app_l) < 0.3 + 5 * SLOW
     finally:
         app.stop()
