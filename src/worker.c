@@ -9,6 +9,7 @@
  */
 #include "worker.h"
 #include "log.h"
+#include "handlers.h"
 #include "router.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -210,6 +211,18 @@ static void on_retire_timer(struct ev_loop *loop, ev_timer *t, int revents)
     retire_due(t->data);
 }
 
+/* Counting costs a little on every request (docs/ops.md): only a config
+ * that can show the counters (a "metrics" route) turns it on. */
+static void bind_metrics(sl_worker_t *w)
+{
+    size_t n;
+    const sl_route_t *r = sl_router_routes(w->cfg, &n);
+    int on = 0;
+    for (size_t i = 0; i < n && !on; i++)
+        on = r[i].handler == &sl_metrics_handler;
+    sl_metrics_bind(on ? &w->metrics : NULL);
+}
+
 struct sl_worker_msg {
     void (*fn)(sl_worker_t *w, void *arg);
     void *arg;
@@ -276,6 +289,7 @@ void sl_worker_reload(sl_worker_t *w, const sl_config_t *cfg, const int *keep, c
     w->nlisteners = cfg->nlisteners;
     const sl_config_t *prev = w->cfg;
     w->cfg = w->conns.cfg = cfg;
+    bind_metrics(w);
     retire_due(w);
     sl_config_release(prev);
 }
@@ -380,7 +394,7 @@ static void *worker_main(void *arg)
     current = w;
     sl_log_bind_worker(w->id);
     sl_access_bind(&w->access);
-    sl_metrics_bind(&w->metrics);
+    bind_metrics(w);
     ev_run(w->loop, 0);
     /* Leftovers after a STOP: abort, then free everything. */
     stop_listeners(w);

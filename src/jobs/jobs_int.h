@@ -42,6 +42,7 @@ struct sl_jobs_exec_def {
     double grace_s;                    /* SIGTERM -> SIGKILL */
     void *ext[SL_JOBS_MAX_EXEC_KEYS]; /* other modules' keys (ext.c) */
     atomic_long admitted;              /* queued + running, checked on submit */
+    atomic_long m_running;             /* `running`, published for a scrape */
     /* jobs thread only */
     long running;
     sl_jobs_job_t *qhead, *qtail;

@@ -127,6 +127,7 @@ static void start_job(sl_jobs_job_t *job)
     sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
     job->started = 1;
     x->running++;
+    atomic_store_explicit(&x->m_running, x->running, memory_order_relaxed);
     sl_jobs_set_running(job);
     char body[64];
     int n = snprintf(body, sizeof(body), "{\"id\":\"%s\"}", job->id);
@@ -185,6 +186,7 @@ void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, co
     if (!atomic_load(&lc.stopping))
         sl_jobs_ext_on_end(job);
     x->running--;
+    atomic_store_explicit(&x->m_running, x->running, memory_order_relaxed);
     atomic_fetch_sub(&x->admitted, 1);
     sl_jobs_job_unref(job); /* the executor's reference */
     if (!atomic_load(&lc.stopping))

@@ -70,6 +70,19 @@ static void source(sl_metrics_text_t *t, const struct sl_config *cfg)
         sl_metrics_printf(t, "sluice_jobs_admitted{executor=\"%s\"} %ld\n",
                           sl_metrics_label(l, sizeof(l), xs->v[i].name),
                           atomic_load_explicit(&xs->v[i].admitted, memory_order_relaxed));
+    sl_metrics_head(t, "sluice_jobs_running", "gauge", "Jobs running, by executor.");
+    for (size_t i = 0; xs && i < xs->n; i++)
+        sl_metrics_printf(t, "sluice_jobs_running{executor=\"%s\"} %ld\n",
+                          sl_metrics_label(l, sizeof(l), xs->v[i].name),
+                          atomic_load_explicit(&xs->v[i].m_running, memory_order_relaxed));
+    sl_metrics_head(t, "sluice_jobs_queued", "gauge",
+                    "Jobs waiting for a free slot of their executor (queue depth).");
+    for (size_t i = 0; xs && i < xs->n; i++) {
+        long a = atomic_load_explicit(&xs->v[i].admitted, memory_order_relaxed);
+        long r = atomic_load_explicit(&xs->v[i].m_running, memory_order_relaxed);
+        sl_metrics_printf(t, "sluice_jobs_queued{executor=\"%s\"} %ld\n",
+                          sl_metrics_label(l, sizeof(l), xs->v[i].name), a > r ? a - r : 0);
+    }
     sl_metrics_head(t, "sluice_jobs_events_total", "counter", "Job events recorded.");
     sl_metrics_printf(t, "sluice_jobs_events_total %llu\n", get(&events));
     sl_metrics_head(t, "sluice_jobs_events_dropped_total", "counter",

@@ -294,3 +294,22 @@ def test_upstream_and_jobs_families(sluice_factory):
         assert 0.3 <= delta(before, after, lat + "_sum", **app_l) < 0.3 + 5 * SLOW
     finally:
         app.stop()
+
+
+def test_jobs_queue_depth(sluice_factory):
+    """Three jobs on an executor that runs one at a time: one running, two
+    queued, by executor."""
+    s = sluice_factory(
+        workers=1,
+        executors={"one": {"type": "builtin", "kind": "ticker", "concurrency": 1, "queue": 5}},
+        routes=[{"path": "/v1/slow", "handler": "job", "executor": "one"}] + METRICS_ROUTES)
+    for _ in range(3):
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                            "-H", "Prefer: respond-async",
+                            "http://127.0.0.1:%d/v1/slow?n=2&interval_ms=5000" % s.h2c_port],
+                           capture_output=True, timeout=30 * SLOW)
+        assert r.stdout == b"202"
+    m = scrape(s)
+    assert val(m, "sluice_jobs_running", executor="one") == 1
+    assert val(m, "sluice_jobs_queued", executor="one") == 2
+    assert val(m, "sluice_jobs_admitted", executor="one") == 3

@@ -1,7 +1,7 @@
 """Container and service-manager duties, each with the real binary: the
 access log in a file reopened on SIGUSR1 (logrotate), with job and trace
 ids and without cutting long lines; pid_file and `sluice -s`; the
-sd_notify protocol (READY=1, STOPPING=1) to a NOTIFY_SOCKET this test
+sd_notify protocol (READY=1, RELOADING=1, STOPPING=1) to a NOTIFY_SOCKET this test
 listens on; socket activation (LISTEN_FDS) through a launcher that binds
 the ports itself; and PID 1 in a new PID namespace (unshare), where
 orphans must be reaped and SIGTERM must end the daemon with 0."""
@@ -146,6 +146,14 @@ def test_systemd_notify(sluice_factory, tmp_path):
         s.start()
         ready = sock.recv(4096).decode()
         assert ready.split("\n") == ["READY=1", "MAINPID=%d" % s.pid]
+        # a reload: RELOADING=1 with the monotonic clock (Type=notify-reload), then READY=1
+        t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        s.signal(signal.SIGHUP)
+        reloading = sock.recv(4096).decode().split("\n")
+        assert reloading[0] == "RELOADING=1" and reloading[1].startswith("MONOTONIC_USEC=")
+        t1 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        assert t0 <= int(reloading[1].split("=")[1]) <= t1
+        assert sock.recv(4096).decode() == "READY=1"
         s.signal(signal.SIGTERM)
         assert sock.recv(4096).decode() == "STOPPING=1"
         assert s.wait_exit(20 * SLOW) == 0
