@@ -60,6 +60,18 @@ void px_attempt_set_timer(px_attempt_t *a, double secs)
     }
 }
 
+void px_attempt_ok(px_attempt_t *a, int idx)
+{
+    px_srvstate_t *s = &a->ws->srv[idx];
+    px_health_ok(a->ws, idx);
+    double secs = SL_MAX(0.0, ev_now(a->ws->loop) - a->sent_at);
+    size_t b = 0;
+    while (b < SL_M_BUCKETS - 1 && secs > sl_metrics_bounds[b])
+        b++;
+    sl_counter_add(&s->m_lat[b], 1);
+    sl_counter_add(&s->m_lat_ns, (uint64_t)(secs * 1e9));
+}
+
 void px_attempt_drop(px_attempt_t *a)
 {
     if (!a->u)

@@ -191,16 +191,9 @@ void px_health_fail(px_wstate_t *ws, int idx, double now)
            ws->up->servers[idx].name, ws->up->down_s);
 }
 
-void px_health_ok(px_wstate_t *ws, int idx, double sent_at)
+void px_health_ok(px_wstate_t *ws, int idx)
 {
-    px_srvstate_t *s = &ws->srv[idx];
-    s->fails = 0;
-    double secs = SL_MAX(0.0, ev_now(ws->loop) - sent_at);
-    size_t b = 0;
-    while (b < SL_M_BUCKETS - 1 && secs > sl_metrics_bounds[b])
-        b++;
-    sl_counter_add(&s->m_lat[b], 1);
-    sl_counter_add(&s->m_lat_ns, (uint64_t)(secs * 1e9));
+    ws->srv[idx].fails = 0;
 }
 
 double px_health_retry_after(px_wstate_t *ws, double now)

@@ -176,7 +176,7 @@ static void on_head(void *arg, int status, const sl_header_t *f, size_t n)
     sl_proxy_client_t *c = arg;
     c->got_head = 1;
     if (c->server < 0)
-        px_health_ok(c->at.ws, c->at.u->idx, c->at.sent_at);
+        px_attempt_ok(&c->at, c->at.u->idx);
     c->head_enough = c->cbs->on_head(c->arg, status, f, n) == 1;
 }
 

@@ -429,7 +429,7 @@ static void take_head(h2s_t *st)
                             rt->set_resp_headers[i].value.p, rt->set_resp_headers[i].value.n);
     req->res.status = st->status;
     st->got_head = 1;
-    px_health_ok(st->at.ws, st->c->idx, st->at.sent_at);
+    px_attempt_ok(&st->at, st->c->idx);
 }
 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user)

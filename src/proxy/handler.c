@@ -353,7 +353,7 @@ static void take_head(px_req_t *px, const sl_h1_head_t *h)
         req->res.content_length = -1;
     }
     px->head_done = 1;
-    px_health_ok(px->at.ws, px->at.u->idx, px->at.sent_at);
+    px_attempt_ok(&px->at, px->at.u->idx);
 }
 
 /* Parse response heads (1xx first). Returns 1 when the final head is in,

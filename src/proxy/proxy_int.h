@@ -172,9 +172,7 @@ int px_balance_pick(px_wstate_t *ws, const uint8_t *tried, const char *key, size
  * or a success (a response head arrived). A failure that marks the server
  * down says so in the log. */
 void px_health_fail(px_wstate_t *ws, int idx, double now);
-/* A response head came from server idx: passive health is reset and the
- * time since sent_at (ev_now) goes to its latency histogram. */
-void px_health_ok(px_wstate_t *ws, int idx, double sent_at);
+void px_health_ok(px_wstate_t *ws, int idx);
 /* Seconds until the first down server comes back (for Retry-After). */
 double px_health_retry_after(px_wstate_t *ws, double now);
 
@@ -269,6 +267,9 @@ void px_attempt_set_io(px_attempt_t *a, int events);
 void px_attempt_set_timer(px_attempt_t *a, double secs);
 /* Close the current connection (not pooled). */
 void px_attempt_drop(px_attempt_t *a);
+/* A response head came from server idx: its passive health is reset and
+ * the time since the attempt began goes to its latency histogram. */
+void px_attempt_ok(px_attempt_t *a, int idx);
 /* The current server failed this attempt: cause logged, the server
  * marked tried and, when health is set and the connection was not a
  * reused keep-alive one (a stale connection says nothing of the server),

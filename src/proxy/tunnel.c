@@ -227,7 +227,7 @@ static int take_answer(px_tun_t *t)
             tun_fail(t, 502, "bad gateway");
             return SL_ECLOSED;
         }
-        px_health_ok(t->at.ws, t->at.u->idx, t->at.sent_at);
+        px_attempt_ok(&t->at, t->at.u->idx);
         answer_client(t, &h);
         t->open = 1;
         return 1;
