@@ -852,11 +852,19 @@ const sl_proto_t sl_h2_proto = {
     .on_close = h2_on_close,
 };
 
+/* A connection whose reload grace ended while it spoke HTTP/1.1 (h2c
+ * prior knowledge or Upgrade after a reload with reload_drain_s 0) was
+ * retired already: it gets its GOAWAY as soon as it is HTTP/2. */
+static int started(sl_conn_t *c, int rv)
+{
+    return rv == 0 && c->retired ? h2_on_drain(c) : rv;
+}
+
 int sl_h2_conn_start(sl_conn_t *c, const uint8_t *data, size_t len)
 {
     if (!sl_h2_session_new(c))
         return SL_ECLOSED;
-    return h2_on_read(c, data, len);
+    return started(c, h2_on_read(c, data, len));
 }
 
 int sl_h2_conn_upgrade(sl_conn_t *c, const uint8_t *settings, size_t slen, const sl_req_t *h1req,
@@ -887,5 +895,5 @@ int sl_h2_conn_upgrade(sl_conn_t *c, const uint8_t *settings, size_t slen, const
         sl_h2_stream_on_request(st, 1);
     }
     s->depth--;
-    return h2_on_read(c, rest, restlen);
+    return started(c, h2_on_read(c, rest, restlen));
 }

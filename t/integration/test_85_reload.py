@@ -378,3 +378,41 @@ def test_upstream_state_of_old_config_dropped(sluice_factory, tmp_path):
     assert len(hits) == n, "health checks of the old config still run"
     srv.close()
     s.assert_up()
+
+
+def test_h2c_preface_after_the_grace_gets_goaway(sluice_factory):
+    """With reload_drain_s 0, a cleartext connection accepted before a
+    reload that sends its HTTP/2 preface only after it is served on its own
+    snapshot and told to go (GOAWAY NO_ERROR) at once."""
+    h2 = pytest.importorskip("h2.connection")
+    import h2.config
+    import h2.events
+
+    s = sluice_factory(routes=[gen_route("A")] + ROUTES, timeouts={"reload_drain_s": 0},
+                       workers=1)
+    sock = socket.create_connection(("127.0.0.1", s.h2c_port), timeout=5 * SLOW)
+    assert get(s.h2c_port, "/gen") == (200, b"A")  # the worker has accepted it by now
+    write(s, dict(s.config, routes=[gen_route("B")] + ROUTES))
+    s.signal(signal.SIGHUP)
+    assert wait_for(lambda: get(s.h2c_port, "/gen") == (200, b"B"))
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":path", "/gen"), (":scheme", "http"),
+                          (":authority", "x")], end_stream=True)
+    sock.sendall(conn.data_to_send())
+    body, goaway, ended = b"", None, False
+    while not (ended and goaway):
+        data = sock.recv(65536)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.DataReceived):
+                body += ev.data
+            elif isinstance(ev, h2.events.StreamEnded):
+                ended = True
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                goaway = ev
+        sock.sendall(conn.data_to_send())
+    sock.close()
+    assert body == b"A" and ended
+    assert goaway is not None and goaway.error_code == 0
