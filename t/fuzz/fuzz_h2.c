@@ -133,6 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     sl_conn_t *c = sl_calloc(1, sizeof(*c));
     c->table = &tab;
+    c->cfg = cfg;
     c->fd = -1;
     snprintf(c->tag.peer, sizeof(c->tag.peer), "fuzz");
     sl_buf_init(&c->out, &pool, cfg->limits.conn_out_bytes / SL_BUF_CHUNK_SIZE + 2);
