@@ -213,9 +213,8 @@ static void reload(server_t *s)
         sl_config_release(cfg); /* frees it at the next retire step */
         cfg = NULL;
     }
-    if (!cfg)
-        s->cfg->replaced_at = 0;
     if (!cfg) {
+        s->cfg->replaced_at = 0; /* it stays current */
         fprintf(stderr, "sluice: reload failed: %s; keeping the running configuration\n", err);
         sl_metrics_reload(0);
         sl_service_notify("READY=1");

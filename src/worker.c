@@ -192,10 +192,12 @@ static void retire_due(sl_worker_t *w)
         if (c->cfg == w->cfg || c->retired)
             continue;
         double due = c->cfg->replaced_at + grace;
-        if (due <= now && c->proto)
+        if (!c->proto) /* a handshake: look again in a second */
+            due = SL_MAX(due, now + 1);
+        if (due <= now)
             sl_conn_retire(c);
-        else if (next == 0 || SL_MAX(due, now + 1) < next)
-            next = SL_MAX(due, now + 1); /* a handshake: look again in a second */
+        else if (next == 0 || due < next)
+            next = due;
     }
     ev_timer_stop(w->loop, &w->retire_timer);
     if (next > 0) {

@@ -66,6 +66,18 @@ def free_port():
     return port
 
 
+def wait_for(pred, timeout=5.0, step=0.05):
+    """Poll pred until it is true or timeout (scaled by SLOW) passes;
+    returns its last value."""
+    deadline = time.monotonic() + timeout * SLOW
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
 def run(argv, timeout=30, check=False, **kw):
     """subprocess.run bounded in time, text output captured."""
     return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -8,7 +8,7 @@ makes it answer 503 to everything until /fail?on=0)."""
 import time
 
 import h1raw
-from conftest import SLOW, SLUICE_BIN, free_port, run
+from conftest import SLOW, SLUICE_BIN, free_port, run, wait_for
 from test_60_proxy import proxy_server, raw_get, upstreams  # noqa: F401
 from testservers import H2Server
 
@@ -29,15 +29,6 @@ def set_failing(app, on):
     with h1raw.H1Conn(app.port) as c:
         c.send(h1raw.request("GET", "/fail?on=%d" % on, [("Connection", "close")]))
         assert c.read_response().status == 200
-
-
-def wait_for(pred, timeout):
-    deadline = time.monotonic() + timeout * SLOW
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return pred()
 
 
 def test_failing_server_leaves_and_returns(sluice_factory, upstreams):  # noqa: F811

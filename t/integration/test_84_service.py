@@ -10,13 +10,12 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 
 import pytest
 
-from conftest import ROUTES, SLOW, SLUICE_BIN, run
+from conftest import ROUTES, SLOW, SLUICE_BIN, run, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -25,16 +24,6 @@ def curl(url, *extra):
     r = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}"] + list(extra) + [url],
             timeout=20, text=True)
     return r.stdout
-
-
-def wait_for(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout * SLOW
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    return pred()
 
 
 def lines(path):
