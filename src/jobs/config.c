@@ -72,6 +72,104 @@ static int parse_secrets(json_t *v, const char *path, sl_jobs_cfg_t *c, char *er
     return 0;
 }
 
+static int num_in(const char *s, uint64_t lo, uint64_t hi, int64_t *out)
+{
+    uint64_t v;
+    if (sl_str_parse_u64((sl_str_t){s, strlen(s)}, lo, hi, &v) != 0)
+        return SL_EINVAL;
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* "redis://[:password@]host[:port][/db]" or "unix:/path.sock[?db=N]". */
+static int parse_url(const char *url, const char *p, sl_jobs_store_cfg_t *c, char *err,
+                     size_t errlen)
+{
+    char buf[512];
+    int64_t n;
+    if (strlen(url) >= sizeof(buf))
+        return sl_conf_fail(err, errlen, "%s: too long", p);
+    snprintf(buf, sizeof(buf), "%s", url);
+    if (strncmp(buf, "unix:", 5) == 0) {
+        char *q = strchr(buf, '?');
+        if (q) {
+            *q++ = '\0';
+            if (strncmp(q, "db=", 3) != 0 || num_in(q + 3, 0, 1000, &n) != 0)
+                return sl_conf_fail(err, errlen, "%s: \"?db=N\" expected after the path", p);
+            c->db = (int)n;
+        }
+        if (buf[5] != '/' || strlen(buf + 5) >= sizeof(c->unix_path))
+            return sl_conf_fail(err, errlen, "%s: unix: needs an absolute socket path", p);
+        snprintf(c->unix_path, sizeof(c->unix_path), "%s", buf + 5);
+        return 0;
+    }
+    if (strncmp(buf, "redis://", 8) != 0)
+        return sl_conf_fail(err, errlen, "%s: must start with redis:// or unix:", p);
+    char *h = buf + 8, *at = strrchr(h, '@'), *slash, *colon;
+    if (at) {
+        *at = '\0';
+        char *pw = strchr(h, ':'); /* "user:password" or ":password" */
+        if (!pw || strlen(pw + 1) >= sizeof(c->password))
+            return sl_conf_fail(err, errlen, "%s: credentials must be \":password@\"", p);
+        snprintf(c->password, sizeof(c->password), "%s", pw + 1);
+        h = at + 1;
+    }
+    if ((slash = strchr(h, '/'))) {
+        *slash = '\0';
+        if (slash[1] && num_in(slash + 1, 0, 1000, &n) != 0)
+            return sl_conf_fail(err, errlen, "%s: the database must be a number", p);
+        c->db = slash[1] ? (int)n : 0;
+    }
+    c->port = 6379;
+    if ((colon = strrchr(h, ':'))) {
+        *colon = '\0';
+        if (num_in(colon + 1, 1, 65535, &n) != 0)
+            return sl_conf_fail(err, errlen, "%s: bad port", p);
+        c->port = (int)n;
+    }
+    if (!*h || strlen(h) >= sizeof(c->host))
+        return sl_conf_fail(err, errlen, "%s: a host is needed", p);
+    snprintf(c->host, sizeof(c->host), "%s", h);
+    return 0;
+}
+
+#define S(n, d, lo, hi) SL_CONF_INT(SL_CONF_I64, sl_jobs_store_cfg_t, n, d, lo, hi)
+static const sl_conf_key_t store_keys[] = {
+    S(max_events, 10000, 16, 100000000),
+    S(max_age_s, 86400, 60, 365 * 86400),
+    S(timeout_ms, 2000, 50, 600000),
+    S(max_pending, 10000, 16, 10000000),
+};
+
+static int parse_store(json_t *v, const char *path, sl_jobs_store_cfg_t *c, char *err,
+                       size_t errlen)
+{
+    static const char *const also[] = {"type", "url", "prefix"};
+    char p[SL_CONF_PATH_LEN], up[SL_CONF_PATH_LEN];
+    const char *type, *url, *prefix;
+    sl_conf_path(p, path, "store");
+    sl_conf_table_defaults(store_keys, SL_ARRAY_LEN(store_keys), c);
+    snprintf(c->prefix, sizeof(c->prefix), "sluice:");
+    if (!v)
+        return 0;
+    if (!json_is_object(v))
+        return sl_conf_fail(err, errlen, "%s: must be an object", p);
+    if (sl_conf_table_load(store_keys, SL_ARRAY_LEN(store_keys), v, p, c, also,
+                           SL_ARRAY_LEN(also), err, errlen) ||
+        sl_conf_get_str(v, p, "type", "memory", &type, err, errlen) ||
+        sl_conf_get_str(v, p, "url", "redis://127.0.0.1:6379/0", &url, err, errlen) ||
+        sl_conf_get_str(v, p, "prefix", "sluice:", &prefix, err, errlen))
+        return SL_EINVAL;
+    if (!type || (strcmp(type, "memory") != 0 && strcmp(type, "redis") != 0))
+        return sl_conf_fail(err, errlen, "%s.type: must be \"memory\" or \"redis\"", p);
+    c->redis = strcmp(type, "redis") == 0;
+    if (!prefix || strlen(prefix) >= sizeof(c->prefix))
+        return sl_conf_fail(err, errlen, "%s.prefix: at most %zu bytes", p, sizeof(c->prefix) - 1);
+    snprintf(c->prefix, sizeof(c->prefix), "%s", prefix);
+    sl_conf_path(up, p, "url");
+    return url ? parse_url(url, up, c, err, errlen) : sl_conf_fail(err, errlen, "%s: needed", up);
+}
+
 static const char *const common_keys[] = {"type",      "concurrency", "queue",
                                           "timeout_s", "grace_s",     "content_type"};
 
@@ -94,15 +192,18 @@ void sl_jobs_config_defaults(sl_jobs_cfg_t *c)
 {
     memset(c, 0, sizeof(*c));
     sl_conf_table_defaults(jobs_keys, SL_ARRAY_LEN(jobs_keys), c);
+    parse_store(NULL, "jobs", &c->store, NULL, 0);
 }
 
 static int parse_jobs(json_t *v, const char *path, void **state, char *err, size_t errlen)
 {
-    static const char *const file_keys[] = {"owner_key_file", "admin_token_file"};
+    static const char *const file_keys[] = {"owner_key_file", "admin_token_file", "store"};
     sl_jobs_cfg_t *c = sl_calloc(1, sizeof(*c));
     *state = c;
     if (sl_conf_table_load(jobs_keys, SL_ARRAY_LEN(jobs_keys), v, path, c, file_keys,
                            SL_ARRAY_LEN(file_keys), err, errlen))
+        return SL_EINVAL;
+    if (parse_store(json_object_get(v, "store"), path, &c->store, err, errlen))
         return SL_EINVAL;
     return parse_secrets(v, path, c, err, errlen);
 }

@@ -71,6 +71,21 @@ typedef struct sl_jobs_event {
 
 #define SL_JOBS_DELIVERY_ERROR_MAX 128 /* a delivery's last error, cut there */
 
+/* "jobs.store": where jobs live besides this process's memory. */
+typedef struct sl_jobs_store_cfg {
+    int redis;           /* 0: memory only; 1: shared through Redis (docs/redis.md) */
+    char host[256];      /* redis://[:password@]host[:port][/db] */
+    int port;            /* 6379 */
+    char unix_path[108]; /* unix:/path.sock[?db=N]; "" for TCP */
+    int db;
+    char password[128];   /* "" when none */
+    char prefix[64];      /* of every key ("sluice:") */
+    int64_t max_events;   /* per job stream, XADD MAXLEN ~ (10000) */
+    int64_t max_age_s;    /* keys of a job that has not ended (86400) */
+    int64_t timeout_ms;   /* connect and reply timeout (2000) */
+    int64_t max_pending;  /* commands awaiting replies, per connection (10000) */
+} sl_jobs_store_cfg_t;
+
 /* "jobs" config section. */
 typedef struct sl_jobs_cfg {
     int64_t max_jobs;           /* live (not expired) jobs; 503 past it (10000) */
@@ -87,6 +102,7 @@ typedef struct sl_jobs_cfg {
     uint8_t owner_key[64];
     size_t owner_key_len; /* 0: none configured */
     char *admin_token;    /* admin_token_file's token, NULL when none */
+    sl_jobs_store_cfg_t store;
 } sl_jobs_cfg_t;
 
 /* What a job route asks for. Strings are copied. */
@@ -198,6 +214,24 @@ int sl_jobs_submit(const sl_jobs_spec_t *spec, sl_jobs_job_t **out, int *existin
 /* Look a job up. Returns a reference, or NULL with *expired 1 when the id
  * is a remembered expired one (410) and 0 when unknown (404). */
 sl_jobs_job_t *sl_jobs_find(sl_str_t id, int *expired);
+/* Find id wherever it is (sl_jobs_find, then with the Redis store the
+ * shared store). Answered at once when possible: returns NULL with *job
+ * (a reference, or NULL) and *status set. Otherwise returns a handle and
+ * later calls cb(arg, job, status) on loop (slot = the worker's id), the
+ * job referenced for the callee, unless sl_jobs_lookup_cancel came
+ * first. status: SL_JOBS_FOUND, SL_JOBS_UNKNOWN (404), SL_JOBS_GONE
+ * (expired, 410) or SL_JOBS_UNAVAILABLE (the store cannot answer, 503). */
+enum { SL_JOBS_FOUND = 0, SL_JOBS_UNKNOWN, SL_JOBS_GONE, SL_JOBS_UNAVAILABLE };
+typedef struct sl_jobs_lookup sl_jobs_lookup_t;
+typedef void (*sl_jobs_found_fn)(void *arg, sl_jobs_job_t *job, int status);
+sl_jobs_lookup_t *sl_jobs_lookup(sl_str_t id, struct ev_loop *loop, int slot, sl_jobs_found_fn cb,
+                                 void *arg, sl_jobs_job_t **job, int *status);
+/* From the loop that started it: cb will not run. */
+void sl_jobs_lookup_cancel(sl_jobs_lookup_t *l);
+/* Whether a new job is stored where every instance sees it: 1 yes (or
+ * the memory store), 0 not yet (answer after the next wake-up), -1 the
+ * store failed (the job is being failed; answer 503). */
+int sl_jobs_persisted(const sl_jobs_job_t *job);
 void sl_jobs_job_ref(sl_jobs_job_t *job);
 void sl_jobs_job_unref(sl_jobs_job_t *job);
 void sl_jobs_job_info(sl_jobs_job_t *job, sl_jobs_info_t *out);

@@ -108,6 +108,12 @@ struct sl_jobs_job {
     /* finished jobs holding events, oldest-ended first (budget.c's lock) */
     sl_jobs_job_t *eprev, *enext;
     int in_ended;
+    /* The Redis store (rstore.c): a mirror is another instance's job,
+     * its events read from Redis; it has no executor here. persist: 1
+     * stored (or memory store), 0 being written, -1 the write failed. */
+    int mirror, adopted; /* adopted: the mirror is in the table */
+    atomic_int persist;
+    char *xname, *ctype; /* a mirror's executor name and content type */
     /* result delivery outcome (shard lock): attempts 0 = none yet */
     int delivery_status, delivery_attempts;
     char delivery_error[SL_JOBS_DELIVERY_ERROR_MAX]; /* "" when none */
@@ -130,6 +136,49 @@ void sl_jobs_store_sweep(uint64_t now_ms);
 /* Every live job, referenced, for shutdown (caller frees the array). */
 size_t sl_jobs_store_all(sl_jobs_job_t ***out);
 void sl_jobs_job_free(sl_jobs_job_t *job);
+
+/* ---- mirrors of jobs held in Redis (store.c, for rstore.c) ---- */
+typedef struct sl_jobs_mirror_meta {
+    const char *id, *owner, *route, *executor, *content_type, *method, *path, *traceparent;
+    json_t *recorded; /* object name -> value, or NULL */
+    sl_jobs_state_t state;
+    uint64_t created_ms, started_ms, ended_ms;
+    int exit_code;
+} sl_jobs_mirror_meta_t;
+/* A new mirror (one reference, not in the table yet). */
+sl_jobs_job_t *sl_jobs_store_mirror_new(const sl_jobs_mirror_meta_t *m);
+/* Put the mirror into the table. Returns the job the table holds for its
+ * id (a reference: this one, or one that got there first), or NULL when
+ * max_jobs is reached. */
+sl_jobs_job_t *sl_jobs_store_adopt(sl_jobs_job_t *job);
+/* Add an event read from Redis at its own seq (a gap is recorded as
+ * dropped); STARTED and END move the mirror's state. Returns 1 once END
+ * is in. */
+int sl_jobs_store_put(sl_jobs_job_t *job, uint64_t seq, sl_jobs_ev_type_t type, const void *data,
+                      size_t len);
+/* The write of a new job to Redis finished: ok 1 or 0; wakes readers. */
+void sl_jobs_store_persisted(sl_jobs_job_t *job, int ok);
+/* Parse "started".."end"; 0 when unknown. */
+sl_jobs_ev_type_t sl_jobs_ev_type_parse(const char *s, size_t n);
+
+/* ---- the Redis store (rstore.c, jobs thread unless said) ---- */
+int sl_jobs_rstore_start(struct ev_loop *loop, const sl_jobs_cfg_t *cfg);
+void sl_jobs_rstore_stop(void);
+/* Any thread: whether new jobs can be stored now. */
+int sl_jobs_rstore_available(void);
+void sl_jobs_rstore_create(sl_jobs_job_t *job);
+void sl_jobs_rstore_event(sl_jobs_job_t *job, const sl_jobs_event_t *ev);
+void sl_jobs_rstore_end(sl_jobs_job_t *job);
+void sl_jobs_rstore_expired(sl_jobs_job_t *job);
+/* Ask the instance running a mirrored job to cancel it. */
+void sl_jobs_rstore_cancel(sl_jobs_job_t *job);
+/* Look id up in Redis (sl_jobs_lookup's far half). */
+void sl_jobs_rstore_lookup(struct sl_jobs_lookup *l);
+/* A lookup's outcome goes back to its worker (lookup.c). */
+void sl_jobs_lookup_done(struct sl_jobs_lookup *l, sl_jobs_job_t *job, int status);
+const char *sl_jobs_lookup_id(const struct sl_jobs_lookup *l);
+/* Hand a lookup to the jobs thread (lifecycle.c). */
+void sl_jobs_lifecycle_lookup(struct sl_jobs_lookup *l);
 
 /* ---- counters for the metrics source (stats.c) ---- */
 void sl_jobs_stat_submitted(void);

@@ -14,11 +14,12 @@
 #include <stdio.h>
 #include <unistd.h>
 
-typedef enum cmd_kind { CMD_START, CMD_CANCEL } cmd_kind_t;
+typedef enum cmd_kind { CMD_START, CMD_CANCEL, CMD_LOOKUP } cmd_kind_t;
 
 typedef struct cmd {
     cmd_kind_t kind;
-    sl_jobs_job_t *job; /* referenced */
+    sl_jobs_job_t *job; /* referenced; NULL for a lookup */
+    struct sl_jobs_lookup *lookup;
     struct cmd *next;
 } cmd_t;
 
@@ -47,6 +48,16 @@ const char *sl_jobs_ev_type_name(sl_jobs_ev_type_t t)
     case SL_JOBS_EV_END: return "end";
     }
     return "unknown";
+}
+
+sl_jobs_ev_type_t sl_jobs_ev_type_parse(const char *s, size_t n)
+{
+    for (int t = SL_JOBS_EV_STARTED; t <= SL_JOBS_EV_END; t++) {
+        const char *name = sl_jobs_ev_type_name((sl_jobs_ev_type_t)t);
+        if (strlen(name) == n && memcmp(name, s, n) == 0)
+            return (sl_jobs_ev_type_t)t;
+    }
+    return 0;
 }
 
 const char *sl_jobs_state_name(sl_jobs_state_t s)
@@ -82,13 +93,15 @@ struct ev_loop *sl_jobs_loop(void)
     return lc.loop;
 }
 
-static void post(cmd_kind_t kind, sl_jobs_job_t *job)
+static void post(cmd_kind_t kind, sl_jobs_job_t *job, struct sl_jobs_lookup *l)
 {
     cmd_t *c = sl_malloc(sizeof(*c));
     c->kind = kind;
     c->job = job;
+    c->lookup = l;
     c->next = NULL;
-    sl_jobs_job_ref(job);
+    if (job)
+        sl_jobs_job_ref(job);
     pthread_mutex_lock(&lc.mu);
     if (lc.tail)
         lc.tail->next = c;
@@ -225,8 +238,18 @@ static void cancel_queued(sl_jobs_exec_def_t *x, sl_jobs_job_t *job)
 static void do_cmd(cmd_t *c)
 {
     sl_jobs_job_t *job = c->job;
-    sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
-    if (c->kind == CMD_START && job->cancel_early) {
+    sl_jobs_exec_def_t *x = job ? (sl_jobs_exec_def_t *)job->exec : NULL;
+    if (c->kind == CMD_LOOKUP) {
+        sl_jobs_rstore_lookup(c->lookup);
+        sl_free(c);
+        return;
+    }
+    if (c->kind == CMD_START && lc.cfg.store.redis)
+        sl_jobs_rstore_create(job); /* before its first event */
+    if (job->mirror) {
+        if (c->kind == CMD_CANCEL && !job->ended)
+            sl_jobs_rstore_cancel(job); /* its own instance stops it */
+    } else if (c->kind == CMD_START && job->cancel_early) {
         end_unstarted(x, job); /* cancelled while it was being created */
     } else if (c->kind == CMD_START) {
         sl_jobs_job_ref(job);
@@ -251,6 +274,11 @@ static void do_cmd(cmd_t *c)
     }
     sl_jobs_job_unref(job);
     sl_free(c);
+}
+
+void sl_jobs_lifecycle_lookup(struct sl_jobs_lookup *l)
+{
+    post(CMD_LOOKUP, NULL, l);
 }
 
 static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
@@ -307,6 +335,8 @@ int sl_jobs_start(const sl_jobs_cfg_t *cfg)
     double every = lc.cfg.ttl_s < 2 ? 0.2 : 1.0; /* expiry is at most this late */
     ev_timer_init(&lc.sweep, on_sweep, every, every);
     ev_timer_start(lc.loop, &lc.sweep);
+    if (lc.cfg.store.redis && sl_jobs_rstore_start(lc.loop, &lc.cfg) != 0)
+        return SL_ERROR;
     if (pthread_create(&lc.thread, NULL, thread_main, NULL) != 0) {
         ev_loop_destroy(lc.loop);
         return SL_ERROR;
@@ -324,9 +354,11 @@ static void stop_all(void)
     for (size_t i = 0; i < n; i++) {
         sl_jobs_job_t *job = all[i];
         sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
-        if (!job->finished && job->queued_on_exec)
+        if (job->mirror || job->finished)
+            ; /* another instance's, or done */
+        else if (job->queued_on_exec)
             cancel_queued(x, job);
-        else if (!job->finished && job->state == SL_JOBS_RUNNING)
+        else if (job->state == SL_JOBS_RUNNING)
             x->ops->cancel(job, SL_JOBS_CANCELLED);
         sl_jobs_job_unref(job);
     }
@@ -343,6 +375,7 @@ void sl_jobs_stop(void)
     on_wake(lc.loop, &lc.wake, 0); /* commands posted late */
     sl_jobs_ext_on_stop();
     stop_all();
+    sl_jobs_rstore_stop();
     ev_timer_stop(lc.loop, &lc.sweep);
     ev_async_stop(lc.loop, &lc.wake);
     ev_loop_destroy(lc.loop);
@@ -362,6 +395,11 @@ int sl_jobs_submit(const sl_jobs_spec_t *spec, sl_jobs_job_t **out, int *existin
     *existing = 0;
     if (x->ops->prepare && x->ops->prepare(x, spec->query, &params, err, errlen) != 0)
         return SL_EINVAL;
+    if (!sl_jobs_rstore_available()) {
+        sl_free(params);
+        snprintf(err, errlen, "job store unavailable (Redis)");
+        return SL_EAGAIN;
+    }
     /* Admission first: a full queue answers 503 without creating a job. */
     if (atomic_fetch_add(&x->admitted, 1) >= x->concurrency + x->queue) {
         atomic_fetch_sub(&x->admitted, 1);
@@ -400,13 +438,13 @@ int sl_jobs_submit(const sl_jobs_spec_t *spec, sl_jobs_job_t **out, int *existin
 
 void sl_jobs_lifecycle_enqueue(sl_jobs_job_t *job)
 {
-    post(CMD_START, job);
+    post(CMD_START, job, NULL);
 }
 
 void sl_jobs_cancel(sl_jobs_job_t *job)
 {
     if (lc.started && !atomic_load(&lc.stopping))
-        post(CMD_CANCEL, job);
+        post(CMD_CANCEL, job, NULL);
 }
 
 void sl_jobs_abort(sl_jobs_job_t *job, const char *reason)

@@ -149,6 +149,8 @@ void sl_jobs_job_free(sl_jobs_job_t *job)
     sl_free(job->idem);
     sl_free(job->headers);
     sl_free(job->recorded);
+    sl_free(job->xname);
+    sl_free(job->ctype);
     if (job->cfg)
         sl_config_unref(job->cfg);
     sl_free(job);
@@ -285,6 +287,7 @@ static sl_jobs_job_t *job_new(const sl_jobs_spec_t *spec, void *params)
     job->created_ms = sl_wall_ms();
     job->exit_code = -1;
     job->next_seq = 1;
+    atomic_init(&job->persist, 1);
     return job;
 }
 
@@ -342,6 +345,8 @@ int sl_jobs_store_create(const sl_jobs_spec_t *spec, void *params, sl_jobs_job_t
         return rv;
     }
     sl_jobs_job_t *job = job_new(spec, params);
+    if (st.cfg.store.redis)
+        atomic_store(&job->persist, 0); /* written by the jobs thread (CMD_START) */
     if (key) {
         sl_jobs_idem_insert(key, spec->idem_fp, job);
         job->idem = key;
@@ -412,11 +417,13 @@ void sl_jobs_job_info(sl_jobs_job_t *job, sl_jobs_info_t *o)
     shard_t *s = &st.shards[job->shard];
     o->id = job->id;
     o->route = job->route;
-    o->executor = job->exec ? job->exec->name : "";
+    o->executor = job->exec ? job->exec->name : job->xname ? job->xname : "";
     o->method = job->method;
     o->path = job->path;
     o->traceparent = job->traceparent;
-    o->content_type = job->exec ? job->exec->content_type : "application/octet-stream";
+    o->content_type = job->exec    ? job->exec->content_type
+                      : job->ctype ? job->ctype
+                                   : "application/octet-stream";
     o->recorded = job->recorded;
     o->nrecorded = job->nrecorded;
     pthread_mutex_lock(&s->mu);
@@ -476,7 +483,7 @@ static void ring_push(sl_jobs_job_t *job, sl_jobs_event_t *ev)
     sl_jobs_budget_add((long long)(ev->len + SL_JOBS_EVENT_OVERHEAD));
 }
 
-uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data, size_t len)
+static sl_jobs_event_t *event_new(sl_jobs_ev_type_t type, const void *data, size_t len)
 {
     sl_jobs_event_t *ev = sl_malloc(sizeof(*ev) + len);
     sl_jobs_stat_event();
@@ -485,6 +492,24 @@ uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *da
     ev->len = len;
     if (len)
         memcpy(ev->data, data, len);
+    return ev;
+}
+
+/* Shard lock held: ev (with its seq) joins the ring, readers are woken. */
+static void append_locked(sl_jobs_job_t *job, sl_jobs_event_t *ev)
+{
+    job->next_seq = ev->seq + 1;
+    if (ev->type == SL_JOBS_EV_DATA)
+        job->data_bytes += ev->len;
+    ring_push(job, ev);
+    trim(job);
+    for (sl_jobs_sub_t *sub = job->subs; sub; sub = sub->next)
+        sl_jobs_notify(sub);
+}
+
+uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data, size_t len)
+{
+    sl_jobs_event_t *ev = event_new(type, data, len);
     shard_t *s = &st.shards[job->shard];
     pthread_mutex_lock(&s->mu);
     if (job->ended) {
@@ -492,15 +517,14 @@ uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *da
         sl_free(ev);
         return 0;
     }
-    ev->seq = job->next_seq++;
-    if (type == SL_JOBS_EV_DATA)
-        job->data_bytes += len;
-    ring_push(job, ev);
-    trim(job);
-    for (sl_jobs_sub_t *sub = job->subs; sub; sub = sub->next)
-        sl_jobs_notify(sub);
+    ev->seq = job->next_seq;
+    append_locked(job, ev);
     uint64_t seq = ev->seq;
+    atomic_fetch_add(&ev->refs, 1); /* for the copy to Redis */
     pthread_mutex_unlock(&s->mu);
+    if (st.cfg.store.redis && !job->mirror)
+        sl_jobs_rstore_event(job, ev);
+    sl_jobs_event_unref(ev);
     sl_jobs_budget_enforce(job);
     return seq;
 }
@@ -523,6 +547,8 @@ void sl_jobs_store_end(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code)
     pthread_mutex_lock(&s->mu);
     job->ended = 1;
     pthread_mutex_unlock(&s->mu);
+    if (st.cfg.store.redis && !job->mirror)
+        sl_jobs_rstore_end(job);
     sl_jobs_budget_ended(job);
     sl_jobs_budget_enforce(NULL);
 }
@@ -666,7 +692,10 @@ void sl_jobs_store_sweep(uint64_t now_ms)
         for (size_t k = 0; k < n; k++) {
             sl_jobs_budget_forget(batch[k]);
             atomic_fetch_sub(&st.live, 1);
-            sl_jobs_owners_release(batch[k]->owner);
+            if (st.cfg.store.redis && !batch[k]->mirror)
+                sl_jobs_rstore_expired(batch[k]);
+            if (!batch[k]->mirror) /* a mirror's owner counts where it runs */
+                sl_jobs_owners_release(batch[k]->owner);
             if (batch[k]->idem)
                 sl_jobs_idem_remove(batch[k]->idem, batch[k]);
             tomb_push(batch[k]);
@@ -736,4 +765,146 @@ size_t sl_jobs_list(int state, const char *route, const char *owner, sl_str_t af
         pthread_mutex_unlock(&s->mu);
     }
     return n;
+}
+
+/* ---- mirrors of jobs held in Redis ---- */
+
+int sl_jobs_persisted(const sl_jobs_job_t *job)
+{
+    int p = atomic_load(&((sl_jobs_job_t *)job)->persist);
+    return p == 0 ? 0 : p > 0 ? 1 : -1;
+}
+
+void sl_jobs_store_persisted(sl_jobs_job_t *job, int ok)
+{
+    shard_t *s = &st.shards[job->shard];
+    pthread_mutex_lock(&s->mu);
+    atomic_store(&job->persist, ok ? 1 : -1);
+    for (sl_jobs_sub_t *sub = job->subs; sub; sub = sub->next)
+        sl_jobs_notify(sub);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static const char *nz(const char *v)
+{
+    return v ? v : "";
+}
+
+/* The recorded fields from their JSON object, through copy_recorded. */
+static void mirror_recorded(sl_jobs_job_t *job, json_t *o)
+{
+    sl_header_t v[SL_JOBS_REC_MAX];
+    sl_jobs_spec_t spec = {.recorded = v};
+    const char *k;
+    json_t *val;
+    json_object_foreach(o, k, val)
+    {
+        if (spec.nrecorded == SL_JOBS_REC_MAX || !json_is_string(val))
+            continue;
+        v[spec.nrecorded].name = (sl_str_t){k, strlen(k)};
+        v[spec.nrecorded++].value = (sl_str_t){json_string_value(val), json_string_length(val)};
+    }
+    copy_recorded(job, &spec);
+}
+
+sl_jobs_job_t *sl_jobs_store_mirror_new(const sl_jobs_mirror_meta_t *m)
+{
+    sl_jobs_spec_t spec = {
+        .route = m->route,
+        .owner = m->owner,
+        .method = {nz(m->method), strlen(nz(m->method))},
+        .path = {nz(m->path), strlen(nz(m->path))},
+        .traceparent = {nz(m->traceparent), strlen(nz(m->traceparent))},
+    };
+    sl_jobs_job_t *job = job_new(&spec, NULL);
+    atomic_init(&job->refs, 1); /* the caller's; the table's comes with adopt */
+    snprintf(job->id, sizeof(job->id), "%s", m->id);
+    job->mirror = 1;
+    job->xname = sl_strdup(nz(m->executor));
+    job->ctype = sl_strdup(m->content_type && *m->content_type ? m->content_type
+                                                                : "application/octet-stream");
+    if (m->recorded)
+        mirror_recorded(job, m->recorded);
+    /* The state moves with the events read (put); the times are the
+     * creator's. */
+    job->created_ms = m->created_ms;
+    job->started_ms = m->started_ms;
+    return job;
+}
+
+sl_jobs_job_t *sl_jobs_store_adopt(sl_jobs_job_t *job)
+{
+    size_t b;
+    shard_t *s = shard_of(job->id, SL_JOBS_ID_LEN, &job->shard, &b);
+    pthread_mutex_lock(&s->mu);
+    sl_jobs_job_t *have = lookup(s, b, (sl_str_t){job->id, SL_JOBS_ID_LEN});
+    if (have) {
+        sl_jobs_job_ref(have);
+        pthread_mutex_unlock(&s->mu);
+        return have;
+    }
+    if (atomic_fetch_add(&st.live, 1) >= st.cfg.max_jobs) {
+        atomic_fetch_sub(&st.live, 1);
+        pthread_mutex_unlock(&s->mu);
+        return NULL;
+    }
+    sl_jobs_job_ref(job); /* the table's */
+    job->hnext = s->buckets[b];
+    s->buckets[b] = job;
+    job->adopted = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (job->ended)
+        sl_jobs_budget_ended(job);
+    sl_jobs_job_ref(job);
+    return job;
+}
+
+/* The END event's {"state":...,"exit_code":...}. */
+static void mirror_end(sl_jobs_job_t *job, const void *data, size_t len)
+{
+    json_t *o = json_loadb(data, len, 0, NULL);
+    json_t *st_ = json_object_get(o, "state"), *code = json_object_get(o, "exit_code");
+    int state = json_is_string(st_) ? sl_jobs_state_parse((sl_str_t){json_string_value(st_),
+                                                                      json_string_length(st_)})
+                                    : -1;
+    job->state = state >= (int)SL_JOBS_SUCCEEDED && state < (int)SL_JOBS_EXPIRED
+                     ? (sl_jobs_state_t)state
+                     : SL_JOBS_FAILED;
+    job->exit_code = json_is_integer(code) ? (int)json_integer_value(code) : -1;
+    job->ended_ms = sl_wall_ms();
+    json_decref(o);
+}
+
+int sl_jobs_store_put(sl_jobs_job_t *job, uint64_t seq, sl_jobs_ev_type_t type, const void *data,
+                      size_t len)
+{
+    shard_t *s = &st.shards[job->shard];
+    pthread_mutex_lock(&s->mu);
+    if (job->ended || seq < job->next_seq) { /* read twice (a reconnect) */
+        int ended = job->ended;
+        pthread_mutex_unlock(&s->mu);
+        return ended;
+    }
+    sl_jobs_event_t *ev = event_new(type, data, len);
+    ev->seq = seq;
+    if (seq > job->next_seq) { /* trimmed in Redis before we read it */
+        while (job->ring_n)
+            drop_oldest(job);
+        job->dropped_upto = seq - 1;
+    }
+    if (type == SL_JOBS_EV_STARTED && job->state == SL_JOBS_QUEUED) {
+        job->state = SL_JOBS_RUNNING;
+        if (!job->started_ms)
+            job->started_ms = sl_wall_ms();
+    } else if (type == SL_JOBS_EV_END) {
+        mirror_end(job, data, len);
+        job->ended = 1;
+    }
+    append_locked(job, ev);
+    int ended = job->ended;
+    pthread_mutex_unlock(&s->mu);
+    if (ended && job->adopted) /* else adopt puts it in line */
+        sl_jobs_budget_ended(job);
+    sl_jobs_budget_enforce(NULL);
+    return ended;
 }

@@ -228,13 +228,18 @@ static void method_not_allowed(sl_req_t *req, const char *allow)
     sl_resp_error(req, 405, "method not allowed");
 }
 
-static void on_job(sl_req_t *req, const sl_reply_caller_t *c, sl_str_t id, sl_str_t sub,
-                   const char *jobs_path)
+static void serve_job(sl_req_t *req, sl_jobs_job_t *job, int status, sl_str_t sub,
+                      const char *jobs_path, sl_str_t id)
 {
-    int expired;
-    sl_jobs_job_t *job = sl_reply_find_job(c, id, &expired);
+    const char *msg;
     if (!job) {
-        sl_resp_error(req, expired ? 410 : 404, expired ? "job expired" : "no such job");
+        if (status == SL_JOBS_UNAVAILABLE) {
+            sl_log_stream(SL_LOG_WARN, req->conn, req->stream_id,
+                          "job %.*s: the job store cannot answer", (int)id.n, id.p);
+            sl_resp_header_add(req, "retry-after", "1");
+        }
+        int code = sl_reply_lookup_error(status, &msg);
+        sl_resp_error(req, code, msg);
         return;
     }
     req->log_job_id = id; /* part of the request's path */
@@ -258,6 +263,52 @@ static void on_job(sl_req_t *req, const sl_reply_caller_t *c, sl_str_t id, sl_st
         sl_resp_error(req, 404, "no such job resource (status, /events, /result)");
     }
     sl_jobs_job_unref(job);
+}
+
+/* A job being looked up in the shared store (the Redis store). */
+typedef struct pending {
+    sl_req_t *req;
+    sl_jobs_lookup_t *l;
+    sl_reply_caller_t caller;
+    sl_str_t id, sub; /* in req's path */
+    const char *jobs_path;
+} pending_t;
+
+static void pending_close(sl_req_t *req, int err)
+{
+    SL_UNUSED(err);
+    pending_t *p = req->hdata;
+    sl_jobs_lookup_cancel(p->l);
+    req->hdata = NULL;
+}
+
+static const sl_handler_cbs_t pending_cbs = {.on_body = sl_req_discard_body,
+                                             .on_close = pending_close};
+
+static void on_found(void *arg, sl_jobs_job_t *job, int status)
+{
+    pending_t *p = arg;
+    sl_req_t *req = p->req;
+    req->cbs = &sl_req_discard_cbs;
+    req->hdata = NULL;
+    sl_reply_may_see(&p->caller, &job, &status);
+    serve_job(req, job, status, p->sub, p->jobs_path, p->id);
+}
+
+static void on_job(sl_req_t *req, const sl_reply_caller_t *c, sl_str_t id, sl_str_t sub,
+                   const char *jobs_path)
+{
+    int status;
+    sl_jobs_job_t *job;
+    pending_t *p = sl_pool_alloc(&req->pool, sizeof(*p));
+    *p = (pending_t){req, NULL, *c, id, sub, jobs_path};
+    p->l = sl_reply_find_job(c, id, on_found, p, &job, &status);
+    if (p->l) {
+        req->hdata = p;
+        req->cbs = &pending_cbs;
+        return;
+    }
+    serve_job(req, job, status, sub, jobs_path, id);
 }
 
 static void on_req(sl_req_t *req)

@@ -295,6 +295,11 @@ static void pump(sl_reply_t *r)
 static void on_wake(void *arg)
 {
     sl_reply_t *r = arg;
+    if (r->persist_wait) {
+        if (sl_jobs_persisted(r->job) != 0)
+            answer(r);
+        return;
+    }
     if (r->mode == SL_REPLY_WAIT) {
         sl_jobs_info_t info;
         sl_jobs_job_info(r->job, &info);
@@ -326,7 +331,9 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     r->deadline_on = 0;
     if (r->mode != SL_REPLY_WAIT)
         return;
-    sl_reply_accepted(r->req, r->job, r->jobs_path, 0);
+    r->mode = SL_REPLY_ACCEPTED;
+    r->async_pref = 0;
+    answer(r);
 }
 
 sl_reply_t *sl_reply_new(sl_req_t *req, sl_jobs_job_t *job, sl_reply_mode_t mode)
@@ -385,6 +392,17 @@ static void answer(sl_reply_t *r)
 {
     if (r->answer_after_body)
         return; /* stdin_done calls again */
+    /* With the Redis store, a job id goes out only once every instance
+     * can find it; on_wake calls again. */
+    int stored = sl_jobs_persisted(r->job);
+    r->persist_wait = stored == 0;
+    if (stored == 0)
+        return;
+    if (stored < 0) {
+        sl_resp_header_add(r->req, "retry-after", "1");
+        sl_resp_error(r->req, 503, "job store unavailable");
+        return;
+    }
     switch (r->mode) {
     case SL_REPLY_WAIT: return; /* on_wake or on_deadline */
     case SL_REPLY_RESULT: answer_result(r); return;

@@ -9,6 +9,7 @@
  * sharing it agree) or a random per-process key, cut to 128 bits, hex.
  */
 #include "reply_int.h"
+#include "../worker.h"
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
@@ -177,15 +178,32 @@ static int owner_may(const sl_reply_caller_t *c, sl_jobs_job_t *job)
     return c->owner[0] && CRYPTO_memcmp(c->owner, owner, SL_JOBS_OWNER_LEN) == 0;
 }
 
-sl_jobs_job_t *sl_reply_find_job(const sl_reply_caller_t *c, sl_str_t id, int *expired)
+void sl_reply_may_see(const sl_reply_caller_t *c, sl_jobs_job_t **job, int *status)
 {
-    sl_jobs_job_t *job = sl_jobs_find(id, expired);
-    if (job && !owner_may(c, job)) {
-        sl_jobs_job_unref(job); /* 404, like an unknown id: existence does not leak */
-        job = NULL;
-        *expired = 0;
+    if (*job && !owner_may(c, *job)) {
+        sl_jobs_job_unref(*job); /* 404, like an unknown id: existence does not leak */
+        *job = NULL;
+        *status = SL_JOBS_UNKNOWN;
     }
-    return job;
+}
+
+sl_jobs_lookup_t *sl_reply_find_job(const sl_reply_caller_t *c, sl_str_t id, sl_jobs_found_fn cb,
+                                    void *arg, sl_jobs_job_t **job, int *status)
+{
+    sl_worker_t *w = sl_worker_current();
+    sl_jobs_lookup_t *l = sl_jobs_lookup(id, w->loop, w->id, cb, arg, job, status);
+    if (!l)
+        sl_reply_may_see(c, job, status);
+    return l;
+}
+
+int sl_reply_lookup_error(int status, const char **msg)
+{
+    switch (status) {
+    case SL_JOBS_GONE: *msg = "job expired"; return 410;
+    case SL_JOBS_UNAVAILABLE: *msg = "job store unavailable"; return 503;
+    default: *msg = "no such job"; return 404;
+    }
 }
 
 void sl_reply_caller_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, sl_reply_caller_t *c)

@@ -40,6 +40,7 @@ typedef struct sl_reply {
     int async_pref;        /* the client asked for respond-async */
     unsigned waiting : 1, in_send : 1, done : 1, cancel_on_disconnect : 1;
     unsigned hb_on : 1, deadline_on : 1, answer_after_body : 1, started : 1;
+    unsigned persist_wait : 1; /* the answer waits until the job is in the shared store */
     /* Idempotency-Key: the body is hashed on its way to the job */
     struct evp_md_ctx_st *body_md;
     /* request body -> the job's stdin */
@@ -122,10 +123,15 @@ int sl_reply_owner_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, char 
 /* Authorization: Bearer <jobs.admin_token_file's token> (constant time). */
 int sl_reply_is_admin(const sl_req_t *req);
 void sl_reply_caller_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, sl_reply_caller_t *c);
-/* sl_jobs_find for caller c: a job c may not see (not its owner, not the
- * admin, and the job has an owner) is NULL with *expired 0, exactly as an
- * unknown id, so everyone else gets 404. */
-sl_jobs_job_t *sl_reply_find_job(const sl_reply_caller_t *c, sl_str_t id, int *expired);
+/* sl_jobs_lookup on the calling worker, for caller c: a job c may not
+ * see (not its owner, not the admin, and the job has an owner) is
+ * SL_JOBS_UNKNOWN, exactly as an unknown id, so everyone else gets 404.
+ * When it returns a handle, cb must apply sl_reply_may_see itself. */
+sl_jobs_lookup_t *sl_reply_find_job(const sl_reply_caller_t *c, sl_str_t id, sl_jobs_found_fn cb,
+                                    void *arg, sl_jobs_job_t **job, int *status);
+void sl_reply_may_see(const sl_reply_caller_t *c, sl_jobs_job_t **job, int *status);
+/* The HTTP status and message for a lookup that found nothing. */
+int sl_reply_lookup_error(int status, const char **msg);
 
 /* A client message on /jobs/ws (ws_msg.c). */
 typedef enum sl_reply_ws_op {

@@ -41,11 +41,20 @@ typedef struct wsub {
     int done;      /* end sent: remove */
 } wsub_t;
 
+/* A subscribe or cancel waiting for its job from the shared store. */
+typedef struct wpend {
+    ws_state_t *s;
+    sl_jobs_lookup_t *l;
+    sl_reply_ws_msg_t m;
+    struct wpend *next;
+} wpend_t;
+
 struct ws_state {
     sl_ws_t *ws;
     sl_reply_caller_t caller; /* who opened the socket: owner rules as HTTP */
     wsub_t **v;
-    size_t n, max, rr;
+    wpend_t *pend; /* count against max with v */
+    size_t n, npend, max, rr;
     size_t low_water;
     int pumping, again;
 };
@@ -212,29 +221,17 @@ static wsub_t *find_sub(ws_state_t *s, const char *id, size_t *at)
     return NULL;
 }
 
-static sl_jobs_job_t *lookup(ws_state_t *s, const char *id)
+static wpend_t *find_pend(ws_state_t *s, const char *id)
 {
-    int expired = 0;
-    sl_jobs_job_t *job = sl_reply_find_job(&s->caller, (sl_str_t){id, strlen(id)}, &expired);
-    if (!job)
-        send_error(s, id, expired ? 410 : 404, expired ? "job expired" : "no such job");
-    return job;
+    for (wpend_t *p = s->pend; p; p = p->next)
+        if (strcmp(p->m.id, id) == 0)
+            return p;
+    return NULL;
 }
 
-static void op_subscribe(ws_state_t *s, const char *id, const sl_reply_ws_msg_t *m)
+static void subscribe_job(ws_state_t *s, const char *id, sl_jobs_job_t *job,
+                          const sl_reply_ws_msg_t *m)
 {
-    size_t at;
-    if (find_sub(s, id, &at)) {
-        send_error(s, id, 409, "already subscribed to this job");
-        return;
-    }
-    if (s->n == s->max) {
-        send_error(s, id, 429, "too many jobs on this socket (ws_max_jobs)");
-        return;
-    }
-    sl_jobs_job_t *job = lookup(s, id);
-    if (!job)
-        return;
     sl_jobs_info_t now;
     sl_jobs_job_info(job, &now);
     if (m->has_from && m->from > now.last_seq) {
@@ -254,10 +251,79 @@ static void op_subscribe(ws_state_t *s, const char *id, const sl_reply_ws_msg_t 
         sl_jobs_note_resume();
     w->sub = sl_jobs_subscribe(job, wk->loop, wk->id, on_wake, w);
     s->v[s->n++] = w;
-    sl_jobs_info_t info;
-    sl_jobs_job_info(job, &info);
-    send_reply(s, json_pack("{s:s,s:s,s:I,s:s}", "op", "subscribed", "id", info.id, "from",
-                            (json_int_t)w->next, "state", sl_jobs_state_name(info.state)));
+    send_reply(s, json_pack("{s:s,s:s,s:I,s:s}", "op", "subscribed", "id", now.id, "from",
+                            (json_int_t)w->next, "state", sl_jobs_state_name(now.state)));
+}
+
+/* The op with its job found (a reference) or not (status). */
+static void run_op(ws_state_t *s, const sl_reply_ws_msg_t *m, sl_jobs_job_t *job, int status)
+{
+    const char *msg;
+    if (!job) {
+        int code = sl_reply_lookup_error(status, &msg);
+        send_error(s, m->id, code, msg);
+    } else if (m->op == SL_REPLY_WS_SUBSCRIBE) {
+        subscribe_job(s, m->id, job, m);
+    } else {
+        sl_jobs_cancel(job);
+        sl_jobs_job_unref(job);
+        send_reply(s, json_pack("{s:s,s:s}", "op", "cancelled", "id", m->id));
+    }
+}
+
+static void unlink_pend(ws_state_t *s, wpend_t *p)
+{
+    for (wpend_t **pp = &s->pend; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            s->npend--;
+            return;
+        }
+    }
+}
+
+static void on_found(void *arg, sl_jobs_job_t *job, int status)
+{
+    wpend_t *p = arg;
+    ws_state_t *s = p->s;
+    unlink_pend(s, p);
+    sl_reply_may_see(&s->caller, &job, &status);
+    run_op(s, &p->m, job, status);
+    sl_free(p);
+    pump(s);
+}
+
+static void with_job(ws_state_t *s, const sl_reply_ws_msg_t *m)
+{
+    int status;
+    sl_jobs_job_t *job;
+    wpend_t *p = sl_calloc(1, sizeof(*p));
+    p->s = s;
+    p->m = *m;
+    p->l = sl_reply_find_job(&s->caller, (sl_str_t){m->id, strlen(m->id)}, on_found, p, &job,
+                             &status);
+    if (p->l) {
+        p->next = s->pend;
+        s->pend = p;
+        s->npend++;
+        return;
+    }
+    sl_free(p);
+    run_op(s, m, job, status);
+}
+
+static void op_subscribe(ws_state_t *s, const char *id, const sl_reply_ws_msg_t *m)
+{
+    size_t at;
+    if (find_sub(s, id, &at) || find_pend(s, id)) {
+        send_error(s, id, 409, "already subscribed to this job");
+        return;
+    }
+    if (s->n + s->npend >= s->max) {
+        send_error(s, id, 429, "too many jobs on this socket (ws_max_jobs)");
+        return;
+    }
+    with_job(s, m);
 }
 
 static void op_unsubscribe(ws_state_t *s, const char *id)
@@ -271,16 +337,6 @@ static void op_unsubscribe(ws_state_t *s, const char *id)
     send_reply(s, json_pack("{s:s,s:s}", "op", "unsubscribed", "id", id));
 }
 
-static void op_cancel(ws_state_t *s, const char *id)
-{
-    sl_jobs_job_t *job = lookup(s, id);
-    if (!job)
-        return;
-    sl_jobs_cancel(job);
-    sl_jobs_job_unref(job);
-    send_reply(s, json_pack("{s:s,s:s}", "op", "cancelled", "id", id));
-}
-
 static void on_message(sl_ws_t *ws, int binary, const uint8_t *data, size_t len)
 {
     ws_state_t *s = sl_ws_data(ws);
@@ -292,8 +348,10 @@ static void on_message(sl_ws_t *ws, int binary, const uint8_t *data, size_t len)
         op_subscribe(s, m.id, &m);
     else if (m.op == SL_REPLY_WS_UNSUBSCRIBE)
         op_unsubscribe(s, m.id);
+    else if (s->npend >= s->max)
+        send_error(s, m.id, 429, "too many jobs on this socket (ws_max_jobs)");
     else
-        op_cancel(s, m.id);
+        with_job(s, &m);
     pump(s);
 }
 
@@ -304,6 +362,12 @@ static void on_drain(sl_ws_t *ws)
 
 static void state_free(ws_state_t *s)
 {
+    while (s->pend) {
+        wpend_t *p = s->pend;
+        s->pend = p->next;
+        sl_jobs_lookup_cancel(p->l);
+        sl_free(p);
+    }
     while (s->n)
         remove_at(s, s->n - 1);
     sl_free(s->v);

@@ -1,0 +1,452 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * The Redis store (docs/redis.md): every job made here is written to
+ * Redis as it goes (a hash for its metadata, a stream for its events with
+ * entry id 0-<seq>, so Last-Event-ID means the same on every instance),
+ * and a job made by another instance is found there and mirrored into
+ * the local table: its retained events are paged in with XRANGE, then
+ * rfollow.c follows the stream. Local readers always read the local
+ * table, so a thousand subscribers of one job cost one stream read.
+ *
+ * Everything here runs on the jobs thread, over one pipelined connection
+ * (rconn.c); workers never touch Redis. Writes are in event order (one
+ * connection, one thread). A new job is answered only once its hash is
+ * stored (sl_jobs_persisted), so an id a client was given can be found
+ * on any instance.
+ */
+#include "rstore.h"
+#include "../log.h"
+#include "../req.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static struct rs {
+    struct ev_loop *loop;
+    const sl_jobs_cfg_t *cfg;
+    sl_jobs_rconn_t *cmd;
+    char instance[96];
+    ev_tstamp last_error_log;
+} rs;
+
+/* ---- helpers shared with rfollow.c ---- */
+
+void sl_rs_arg_bin(sl_rs_args_t *a, const void *p, size_t n)
+{
+    SL_ASSERT(a->n < SL_RS_MAX_ARGS);
+    a->v[a->n] = p;
+    a->l[a->n++] = n;
+}
+
+void sl_rs_arg(sl_rs_args_t *a, const char *s)
+{
+    sl_rs_arg_bin(a, s, strlen(s));
+}
+
+void sl_rs_arg_u64(sl_rs_args_t *a, uint64_t v)
+{
+    SL_ASSERT(a->nn < (int)SL_ARRAY_LEN(a->nums));
+    snprintf(a->nums[a->nn], sizeof(a->nums[0]), "%llu", (unsigned long long)v);
+    sl_rs_arg(a, a->nums[a->nn++]);
+}
+
+int sl_rs_send(sl_jobs_rconn_t *rc, sl_rs_args_t *a, sl_jobs_rconn_cb cb, void *priv)
+{
+    return sl_jobs_rconn_argv(rc, cb, priv, a->n, a->v, a->l);
+}
+
+void sl_rs_key(char *out, size_t cap, const char *kind, const char *id)
+{
+    if (id)
+        snprintf(out, cap, "%s%s:%s", rs.cfg->store.prefix, kind, id);
+    else
+        snprintf(out, cap, "%s%s", rs.cfg->store.prefix, kind);
+}
+
+const sl_jobs_store_cfg_t *sl_rs_cfg(void)
+{
+    return &rs.cfg->store;
+}
+
+sl_jobs_rconn_t *sl_rs_cmd(void)
+{
+    return rs.cmd;
+}
+
+const redisReply *sl_rs_field(const redisReply *arr, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; arr && arr->type == REDIS_REPLY_ARRAY && i + 1 < arr->elements; i += 2) {
+        const redisReply *k = arr->element[i];
+        if (k->type == REDIS_REPLY_STRING && k->len == n && memcmp(k->str, name, n) == 0)
+            return arr->element[i + 1];
+    }
+    return NULL;
+}
+
+/* "0-<seq>": sluice's entry ids; anything else is not an event of ours. */
+static int entry_seq(const redisReply *id, uint64_t *seq)
+{
+    if (id->type != REDIS_REPLY_STRING || id->len < 3 || memcmp(id->str, "0-", 2) != 0)
+        return SL_EINVAL;
+    return sl_str_parse_u64((sl_str_t){id->str + 2, id->len - 2}, 1, UINT64_MAX, seq);
+}
+
+int sl_rs_put_entry(sl_jobs_job_t *job, const redisReply *e, uint64_t *seq)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || entry_seq(e->element[0], seq) != 0)
+        return -1;
+    const redisReply *t = sl_rs_field(e->element[1], "type");
+    const redisReply *d = sl_rs_field(e->element[1], "data");
+    sl_jobs_ev_type_t type = t && t->type == REDIS_REPLY_STRING
+                                 ? sl_jobs_ev_type_parse(t->str, t->len)
+                                 : 0;
+    if (!type)
+        return -1;
+    int string = d && d->type == REDIS_REPLY_STRING;
+    return sl_jobs_store_put(job, *seq, type, string ? d->str : "", string ? d->len : 0);
+}
+
+/* ---- writes ---- */
+
+/* A failed write is logged (at most once a second: an outage must not
+ * flood the log); the job goes on here either way. */
+static void on_write(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
+{
+    SL_UNUSED(rc);
+    SL_UNUSED(priv);
+    if (r && r->type != REDIS_REPLY_ERROR)
+        return;
+    ev_tstamp now = ev_now(rs.loop);
+    if (now - rs.last_error_log < 1.0)
+        return;
+    rs.last_error_log = now;
+    sl_log(SL_LOG_WARN, NULL, "redis: a job write failed: %.*s", r ? (int)r->len : 24,
+           r ? r->str : "the connection went away");
+}
+
+static void write_cmd(sl_rs_args_t *a)
+{
+    if (sl_rs_send(rs.cmd, a, on_write, NULL) != 0)
+        on_write(rs.cmd, NULL, NULL);
+}
+
+static void expire(const char *kind, const char *id, uint64_t secs)
+{
+    char k[160];
+    sl_rs_args_t a = {0};
+    sl_rs_key(k, sizeof(k), kind, id);
+    sl_rs_arg(&a, "EXPIRE");
+    sl_rs_arg(&a, k);
+    sl_rs_arg_u64(&a, secs);
+    write_cmd(&a);
+}
+
+static char *recorded_json(const sl_jobs_job_t *job)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < job->nrecorded; i++)
+        json_object_set_new(o, job->recorded[i].name.p, json_string(job->recorded[i].value.p));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+static void on_created(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
+{
+    sl_jobs_job_t *job = priv;
+    int ok = r && r->type != REDIS_REPLY_ERROR;
+    if (!ok) {
+        on_write(rc, r, NULL);
+        sl_log(SL_LOG_WARN, NULL, "job %s: could not be stored in Redis; it fails", job->id);
+        sl_jobs_abort(job, "store_unavailable");
+    }
+    sl_jobs_store_persisted(job, ok);
+    sl_jobs_job_unref(job);
+}
+
+void sl_jobs_rstore_create(sl_jobs_job_t *job)
+{
+    char k[160], *hdrs = recorded_json(job);
+    sl_jobs_info_t info;
+    sl_rs_args_t a = {0};
+    sl_jobs_job_info(job, &info);
+    sl_rs_key(k, sizeof(k), "job", job->id);
+    sl_rs_arg(&a, "HSET");
+    sl_rs_arg(&a, k);
+    const char *f[][2] = {{"id", job->id},         {"owner", job->owner},
+                          {"route", job->route},   {"executor", info.executor},
+                          {"method", job->method}, {"path", job->path},
+                          {"traceparent", job->traceparent},
+                          {"content_type", info.content_type},
+                          {"state", "queued"},     {"headers", hdrs},
+                          {"instance", rs.instance}};
+    for (size_t i = 0; i < SL_ARRAY_LEN(f); i++) {
+        sl_rs_arg(&a, f[i][0]);
+        sl_rs_arg(&a, f[i][1]);
+    }
+    sl_rs_arg(&a, "created_ms");
+    sl_rs_arg_u64(&a, info.created_ms);
+    sl_jobs_job_ref(job);
+    if (sl_rs_send(rs.cmd, &a, on_created, job) != 0)
+        on_created(rs.cmd, NULL, job);
+    else
+        expire("job", job->id, (uint64_t)rs.cfg->store.max_age_s);
+    free(hdrs);
+}
+
+static void hset_state(sl_jobs_job_t *job, const char *state, const char *tfield, uint64_t t,
+                       const int *exit_code)
+{
+    char k[160], code[16];
+    sl_rs_args_t a = {0};
+    sl_rs_key(k, sizeof(k), "job", job->id);
+    sl_rs_arg(&a, "HSET");
+    sl_rs_arg(&a, k);
+    sl_rs_arg(&a, "state");
+    sl_rs_arg(&a, state);
+    if (tfield) {
+        sl_rs_arg(&a, tfield);
+        sl_rs_arg_u64(&a, t);
+    }
+    if (exit_code) {
+        snprintf(code, sizeof(code), "%d", *exit_code);
+        sl_rs_arg(&a, "exit_code");
+        sl_rs_arg(&a, code);
+    }
+    write_cmd(&a);
+}
+
+void sl_jobs_rstore_event(sl_jobs_job_t *job, const sl_jobs_event_t *ev)
+{
+    char k[160], id[32];
+    sl_rs_args_t a = {0};
+    sl_rs_key(k, sizeof(k), "ev", job->id);
+    snprintf(id, sizeof(id), "0-%llu", (unsigned long long)ev->seq);
+    sl_rs_arg(&a, "XADD");
+    sl_rs_arg(&a, k);
+    sl_rs_arg(&a, "MAXLEN");
+    sl_rs_arg(&a, "~");
+    sl_rs_arg_u64(&a, (uint64_t)rs.cfg->store.max_events);
+    sl_rs_arg(&a, id);
+    sl_rs_arg(&a, "type");
+    sl_rs_arg(&a, sl_jobs_ev_type_name(ev->type));
+    sl_rs_arg(&a, "data");
+    sl_rs_arg_bin(&a, ev->data, ev->len);
+    write_cmd(&a);
+    if (ev->seq == 1)
+        expire("ev", job->id, (uint64_t)rs.cfg->store.max_age_s);
+    if (ev->type == SL_JOBS_EV_STARTED)
+        hset_state(job, "running", "started_ms", sl_wall_ms(), NULL);
+}
+
+void sl_jobs_rstore_end(sl_jobs_job_t *job)
+{
+    sl_jobs_info_t info;
+    sl_jobs_job_info(job, &info);
+    hset_state(job, sl_jobs_state_name(info.state), "ended_ms", info.ended_ms, &info.exit_code);
+    /* The local sweep turns it into a tombstone at ttl_s; these bound the
+     * keys when this instance is gone by then. */
+    expire("job", job->id, (uint64_t)rs.cfg->ttl_s * 2);
+    expire("ev", job->id, (uint64_t)rs.cfg->ttl_s + 1);
+}
+
+void sl_jobs_rstore_expired(sl_jobs_job_t *job)
+{
+    char k[160];
+    sl_rs_args_t a = {0};
+    hset_state(job, "expired", NULL, 0, NULL);
+    sl_rs_key(k, sizeof(k), "ev", job->id);
+    sl_rs_arg(&a, "DEL");
+    sl_rs_arg(&a, k);
+    write_cmd(&a);
+    expire("job", job->id, (uint64_t)rs.cfg->ttl_s); /* answers 410 that long */
+}
+
+void sl_jobs_rstore_cancel(sl_jobs_job_t *job)
+{
+    char k[160];
+    sl_rs_args_t a = {0};
+    sl_rs_key(k, sizeof(k), "ctl", NULL);
+    sl_rs_arg(&a, "XADD");
+    sl_rs_arg(&a, k);
+    sl_rs_arg(&a, "MAXLEN");
+    sl_rs_arg(&a, "~");
+    sl_rs_arg_u64(&a, SL_RS_CTL_LEN);
+    sl_rs_arg(&a, "*");
+    sl_rs_arg(&a, "op");
+    sl_rs_arg(&a, "cancel");
+    sl_rs_arg(&a, "id");
+    sl_rs_arg(&a, job->id);
+    write_cmd(&a);
+}
+
+/* ---- lookups ---- */
+
+typedef struct find {
+    struct sl_jobs_lookup *l;
+    sl_jobs_job_t *job; /* the mirror being filled */
+    int final;          /* the hash says it has ended */
+    uint64_t last;      /* last seq paged in */
+} find_t;
+
+static void find_done(find_t *f, sl_jobs_job_t *job, int status)
+{
+    sl_jobs_lookup_done(f->l, job, status);
+    sl_jobs_job_unref(f->job);
+    sl_free(f);
+}
+
+static const char *str_field(const redisReply *arr, const char *name)
+{
+    const redisReply *v = sl_rs_field(arr, name);
+    return v && v->type == REDIS_REPLY_STRING ? v->str : NULL;
+}
+
+static uint64_t num_field(const redisReply *arr, const char *name)
+{
+    const char *s = str_field(arr, name);
+    return s ? strtoull(s, NULL, 10) : 0;
+}
+
+static void page(find_t *f);
+
+/* Retained events are in: the mirror joins the table and is followed. */
+static void adopt(find_t *f)
+{
+    if (f->job->next_seq == 1 && f->final) {
+        find_done(f, NULL, SL_JOBS_GONE); /* ended, and its events expired */
+        return;
+    }
+    sl_jobs_job_t *job = sl_jobs_store_adopt(f->job);
+    if (!job) {
+        sl_log(SL_LOG_WARN, NULL, "job %s: cannot mirror it (jobs.max_jobs reached)", f->job->id);
+        find_done(f, NULL, SL_JOBS_UNAVAILABLE);
+        return;
+    }
+    if (job == f->job && !job->ended)
+        sl_rs_follow(job);
+    find_done(f, job, SL_JOBS_FOUND);
+}
+
+static void on_page(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
+{
+    SL_UNUSED(rc);
+    find_t *f = priv;
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        find_done(f, NULL, SL_JOBS_UNAVAILABLE);
+        return;
+    }
+    for (size_t i = 0; i < r->elements; i++)
+        if (sl_rs_put_entry(f->job, r->element[i], &f->last) < 0)
+            sl_log(SL_LOG_WARN, NULL, "job %s: a stream entry that is not an event; skipped", f->job->id);
+    if (r->elements == SL_RS_PAGE)
+        page(f);
+    else
+        adopt(f);
+}
+
+static void page(find_t *f)
+{
+    char k[160], from[32];
+    sl_rs_args_t a = {0};
+    sl_rs_key(k, sizeof(k), "ev", f->job->id);
+    if (f->last)
+        snprintf(from, sizeof(from), "(0-%llu", (unsigned long long)f->last);
+    else
+        snprintf(from, sizeof(from), "-");
+    sl_rs_arg(&a, "XRANGE");
+    sl_rs_arg(&a, k);
+    sl_rs_arg(&a, from);
+    sl_rs_arg(&a, "+");
+    sl_rs_arg(&a, "COUNT");
+    sl_rs_arg_u64(&a, SL_RS_PAGE);
+    if (sl_rs_send(rs.cmd, &a, on_page, f) != 0)
+        find_done(f, NULL, SL_JOBS_UNAVAILABLE);
+}
+
+static void on_meta(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
+{
+    SL_UNUSED(rc);
+    find_t *f = priv;
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        find_done(f, NULL, SL_JOBS_UNAVAILABLE);
+        return;
+    }
+    const char *state = str_field(r, "state");
+    if (r->elements == 0 || !state || !str_field(r, "id")) {
+        find_done(f, NULL, SL_JOBS_UNKNOWN);
+        return;
+    }
+    int st = sl_jobs_state_parse((sl_str_t){state, strlen(state)});
+    if (st == SL_JOBS_EXPIRED) {
+        find_done(f, NULL, SL_JOBS_GONE);
+        return;
+    }
+    const char *hdrs = str_field(r, "headers");
+    sl_jobs_mirror_meta_t m = {
+        .id = sl_jobs_lookup_id(f->l),
+        .owner = str_field(r, "owner"),
+        .route = str_field(r, "route"),
+        .executor = str_field(r, "executor"),
+        .content_type = str_field(r, "content_type"),
+        .method = str_field(r, "method"),
+        .path = str_field(r, "path"),
+        .traceparent = str_field(r, "traceparent"),
+        .recorded = hdrs ? json_loads(hdrs, 0, NULL) : NULL,
+        .created_ms = num_field(r, "created_ms"),
+        .started_ms = num_field(r, "started_ms"),
+    };
+    f->final = st >= 0 && sl_jobs_state_is_final((sl_jobs_state_t)st);
+    f->job = sl_jobs_store_mirror_new(&m);
+    json_decref(m.recorded);
+    page(f);
+}
+
+void sl_jobs_rstore_lookup(struct sl_jobs_lookup *l)
+{
+    int expired = 0;
+    const char *id = sl_jobs_lookup_id(l);
+    sl_jobs_job_t *job = sl_jobs_find((sl_str_t){id, SL_JOBS_ID_LEN}, &expired);
+    if (job || expired) { /* mirrored meanwhile */
+        sl_jobs_lookup_done(l, job, job ? SL_JOBS_FOUND : SL_JOBS_GONE);
+        return;
+    }
+    find_t *f = sl_calloc(1, sizeof(*f));
+    char k[160];
+    sl_rs_args_t a = {0};
+    f->l = l;
+    sl_rs_key(k, sizeof(k), "job", id);
+    sl_rs_arg(&a, "HGETALL");
+    sl_rs_arg(&a, k);
+    if (sl_rs_send(rs.cmd, &a, on_meta, f) != 0)
+        find_done(f, NULL, SL_JOBS_UNAVAILABLE);
+}
+
+/* ---- life ---- */
+
+int sl_jobs_rstore_available(void)
+{
+    return !rs.cfg || !rs.cfg->store.redis || sl_jobs_rconn_up(rs.cmd);
+}
+
+int sl_jobs_rstore_start(struct ev_loop *loop, const sl_jobs_cfg_t *cfg)
+{
+    char host[64] = "";
+    memset(&rs, 0, sizeof(rs));
+    rs.loop = loop;
+    rs.cfg = cfg;
+    gethostname(host, sizeof(host) - 1);
+    snprintf(rs.instance, sizeof(rs.instance), "%s:%d", host, (int)getpid());
+    rs.cmd = sl_jobs_rconn_new(loop, &cfg->store, "commands", 1, NULL, NULL);
+    return sl_rs_follow_start(loop);
+}
+
+void sl_jobs_rstore_stop(void)
+{
+    if (!rs.cmd)
+        return;
+    sl_rs_follow_stop();
+    sl_jobs_rconn_free(rs.cmd); /* pending lookups answer "unavailable" */
+    memset(&rs, 0, sizeof(rs));
+}

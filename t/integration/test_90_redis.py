@@ -1,0 +1,193 @@
+"""Jobs shared through Redis (issue 12): two sluice instances on one real
+redis-server (started here on a free port in a temp dir). A job made on
+A is found, read, resumed with Last-Event-ID, subscribed over /jobs/ws
+and cancelled on B; owners hold on B as on A; with Redis gone job routes
+answer 503 + Retry-After while everything else is served, and sluice
+reconnects by itself when Redis is back. Clients: python http.client,
+python3-websockets, redis-py (to look at what sluice wrote)."""
+
+import asyncio
+import hashlib
+import http.client
+import json
+
+import pytest
+
+from conftest import ROUTES, SLOW, wait_for
+from redisserver import RedisServer
+
+websockets = pytest.importorskip("websockets")
+
+
+def config(redis_url, **jobs):
+    return {
+        "executors": {"tick": {"type": "builtin", "kind": "ticker", "max_events": 10000}},
+        "jobs": dict({"heartbeat_s": 1, "store": {"type": "redis", "url": redis_url,
+                                                  "prefix": "t90:", "timeout_ms": 1000}},
+                     **jobs),
+        "routes": [
+            {"path": "/v1/tick", "handler": "job", "executor": "tick", "reply": "async"},
+            {"path": "/v1/mine", "handler": "job", "executor": "tick", "reply": "async",
+             "owner": "header:x-user"},
+            {"path": "/mine", "handler": "jobs_api", "owner": "header:x-user"},
+            {"path": "/jobs", "handler": "jobs_api"},
+        ] + ROUTES,
+    }
+
+
+@pytest.fixture
+def pair(tmp_path, sluice_factory):
+    r = RedisServer(str(tmp_path)).start()
+    key = tmp_path / "owner.key"
+    key.write_text("k" * 32)
+    cfg = config(r.url, owner_key_file=str(key))
+    a, b = sluice_factory(**cfg), sluice_factory(**cfg)
+    yield r, a, b
+    a.stop()
+    b.stop()
+    r.stop()
+
+
+def h1(srv, method, path, headers=None, timeout=20):
+    c = http.client.HTTPConnection("127.0.0.1", srv.h2c_port, timeout=timeout * SLOW)
+    c.request(method, path, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+
+
+def submit(srv, query, path="/v1/tick", headers=None):
+    st, hdrs, body = h1(srv, "POST", path + "?" + query, headers)
+    assert st == 202, (st, body)
+    return json.loads(body)["id"]
+
+
+def sse(srv, jid, last=None, stop_at=None, prefix="/jobs"):
+    """The event blocks of /events (heartbeat comments left out), up to
+    and including id stop_at, or to the end of the stream."""
+    c = http.client.HTTPConnection("127.0.0.1", srv.h2c_port, timeout=20 * SLOW)
+    headers = {"accept": "text/event-stream"}
+    if last is not None:
+        headers["last-event-id"] = str(last)
+    c.request("GET", "%s/%s/events" % (prefix, jid), headers=headers)
+    r = c.getresponse()
+    assert r.status == 200, r.read()
+    blocks, cur = [], []
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        if line.startswith(b":"):
+            continue
+        if line == b"\n":
+            if cur:
+                blocks.append(b"".join(cur))
+                if stop_at is not None and cur[0] == b"id: %d\n" % stop_at:
+                    break
+            cur = []
+            continue
+        cur.append(line)
+    c.close()
+    return blocks
+
+
+def wait_state(srv, jid, states, timeout=20):
+    got = {}
+
+    def done():
+        st, _, body = h1(srv, "GET", "/jobs/" + jid)
+        got["st"], got["body"] = st, body
+        return st == 200 and json.loads(body)["state"] in states
+    assert wait_for(done, timeout * SLOW), got
+    return json.loads(got["body"])
+
+
+def test_resume_on_the_other_instance_is_exact(pair):
+    r, a, b = pair
+    jid = submit(a, "n=60&interval_ms=20&size=48")
+    first = sse(a, jid, stop_at=20)  # A, then the client moves
+    rest = sse(b, jid, last=20)      # B, live from Redis
+    wait_state(a, jid, ("succeeded",))
+    whole = sse(a, jid)              # one uninterrupted read
+    assert len(whole) == 62  # started + 60 data + end
+    joined = hashlib.sha256(b"".join(first + rest)).hexdigest()
+    assert joined == hashlib.sha256(b"".join(whole)).hexdigest()
+    # what sluice wrote: a hash and a stream whose ids are the sequence numbers
+    rc = r.client()
+    assert rc.hget("t90:job:" + jid, "state") == b"succeeded"
+    ids = [e[0] for e in rc.xrange("t90:ev:" + jid)]
+    assert ids[:3] == [b"0-1", b"0-2", b"0-3"] and ids[-1] == b"0-62"
+
+
+def test_status_and_result_on_the_other_instance(pair):
+    _, a, b = pair
+    jid = submit(a, "n=5&interval_ms=0&size=100")
+    sa = wait_state(a, jid, ("succeeded",))
+    sb = wait_state(b, jid, ("succeeded",))
+    for k in ("id", "route", "executor", "method", "path", "data_bytes", "last_seq", "exit_code"):
+        assert sa[k] == sb[k], k
+    ra, rb = h1(a, "GET", "/jobs/%s/result" % jid), h1(b, "GET", "/jobs/%s/result" % jid)
+    assert ra[0] == rb[0] == 200 and ra[2] == rb[2] and len(rb[2]) == 500
+
+
+def test_unknown_ids_and_owners_on_the_other_instance(pair):
+    _, a, b = pair
+    st, _, _ = h1(b, "GET", "/jobs/01HZZZZZZZZZZZZZZZZZZZZZZZ")
+    assert st == 404
+    jid = submit(a, "n=3&interval_ms=0", path="/v1/mine", headers={"x-user": "alice"})
+    assert h1(b, "GET", "/mine/" + jid, {"x-user": "bob"})[0] == 404
+    assert h1(b, "GET", "/mine/" + jid)[0] == 404
+    st, _, body = h1(b, "GET", "/mine/" + jid, {"x-user": "alice"})
+    assert st == 200 and json.loads(body)["id"] == jid
+
+
+def test_cancel_from_the_other_instance(pair):
+    _, a, b = pair
+    jid = submit(a, "n=2000&interval_ms=20")
+    wait_state(a, jid, ("running",))
+    wait_state(b, jid, ("running",))
+    st, _, _ = h1(b, "DELETE", "/jobs/" + jid)
+    assert st == 202
+    assert wait_state(a, jid, ("cancelled",), timeout=10)["state"] == "cancelled"
+    tail = sse(b, jid)  # B's mirror saw the end too
+    assert tail[-1].startswith(b"id: ") and b"event: end" in tail[-1] and b"cancelled" in tail[-1]
+    assert b"cancelled from another instance" in open(a.stderr_path, "rb").read()
+
+
+def test_websocket_subscription_on_the_other_instance(pair):
+    _, a, b = pair
+    jid = submit(a, "n=30&interval_ms=10&size=20")
+
+    async def follow():
+        url = "ws://127.0.0.1:%d/jobs/ws" % b.h2c_port
+        async with websockets.connect(url, open_timeout=10 * SLOW) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "id": jid, "from": 0}))
+            seen = []
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 20 * SLOW))
+                seen.append(m)
+                if m.get("type") == "end" or m.get("op") == "error":
+                    return seen
+    seen = asyncio.run(follow())
+    assert seen[0]["op"] == "subscribed", seen[0]
+    seqs = [m["seq"] for m in seen[1:]]
+    assert seqs == list(range(1, 33)), seqs
+    assert seen[-1]["data"]["state"] == "succeeded"
+
+
+def test_redis_down_answers_503_and_comes_back(pair):
+    r, a, b = pair
+    r.stop()
+    # the command connection notices at once (its socket closes)
+    assert wait_for(lambda: h1(a, "POST", "/v1/tick?n=1")[0] == 503, 10 * SLOW)
+    st, hdrs, body = h1(a, "POST", "/v1/tick?n=1")
+    assert st == 503 and hdrs.get("retry-after") and b"job store unavailable" in body
+    st, hdrs, _ = h1(b, "GET", "/jobs/01HZZZZZZZZZZZZZZZZZZZZZZZ")
+    assert st == 503 and hdrs.get("retry-after")
+    assert h1(a, "GET", "/")[0] == 200  # everything else goes on
+    assert b"redis (commands)" in open(a.stderr_path, "rb").read()
+    r.start()  # same port: sluice redials with back-off, no restart
+    assert wait_for(lambda: h1(a, "POST", "/v1/tick?n=1")[0] == 202, 15 * SLOW)
+    jid = submit(a, "n=3&interval_ms=0")
+    assert wait_state(b, jid, ("succeeded",))["data_bytes"] > 0
