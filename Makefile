@@ -41,7 +41,7 @@ endif
 DEB_PKGS := build-essential autoconf automake pkg-config \
 	libnghttp2-dev libev-dev libssl-dev libjansson-dev check libwslay-dev libhiredis-dev zlib1g-dev \
 	openssl ca-certificates curl nghttp2-client nghttp2-proxy nghttp2-server wrk redis-server haproxy \
-	python3 python3-pytest python3-h2 python3-websockets python3-uvicorn gunicorn python3-hypercorn python3-grpcio python3-prometheus-client \
+	python3 python3-pytest python3-h2 python3-websockets python3-uvicorn gunicorn python3-hypercorn python3-grpcio python3-prometheus-client python3-redis \
 	h2o nginx valgrind procps util-linux clang libclang-rt-14-dev
 
 .PHONY: all run check check-unit check-integration check-includes bench deps clean distclean fuzz
