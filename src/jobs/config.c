@@ -228,7 +228,7 @@ static void free_jobs(void *state)
 const sl_config_section_def_t sl_jobs_section = {.name = "jobs", .parse = parse_jobs, .free_state = free_jobs};
 
 static const sl_jobs_executor_t *const types[] = {&sl_jobs_exec_builtin, &sl_jobs_exec_process,
-                                                  &sl_jobs_exec_upstream};
+                                                  &sl_jobs_exec_upstream, &sl_jobs_exec_redis};
 
 static void free_execs(void *state)
 {
@@ -261,7 +261,8 @@ static int parse_common(json_t *o, const char *p, sl_jobs_exec_def_t *x, char *e
         if (strcmp(types[i]->type, type) == 0)
             x->ops = types[i];
     if (!x->ops) {
-        snprintf(err, errlen, "%s.type: must be \"builtin\", \"exec\" or \"upstream\"", p);
+        snprintf(err, errlen, "%s.type: must be \"builtin\", \"exec\", \"upstream\" or \"redis\"",
+                 p);
         return SL_EINVAL;
     }
     x->concurrency = conc;

@@ -27,13 +27,11 @@
 #include <unistd.h>
 
 #define BODY_CHUNK 16384 /* request body bytes per chunk sent */
-#define MAX_FIELDS 100
 
 typedef struct up_opts {
     const sl_config_t *cfg; /* the config the executor belongs to */
     char *upstream, *path;
-    char **fields; /* request header names sent on (lower-case) */
-    size_t nfields;
+    sl_jobs_fields_t fields; /* request header fields sent on */
 } up_opts_t;
 
 typedef struct up {
@@ -48,41 +46,10 @@ static void free_opts(void *opts)
     up_opts_t *o = opts;
     if (!o)
         return;
-    for (size_t i = 0; i < o->nfields; i++)
-        sl_free(o->fields[i]);
-    sl_free(o->fields);
+    sl_jobs_fields_free(&o->fields);
     sl_free(o->upstream);
     sl_free(o->path);
     sl_free(o);
-}
-
-static int parse_fields(json_t *a, const char *p, up_opts_t *o, char *err, size_t errlen)
-{
-    static const char *const dflt[] = {"content-type", "accept", "user-agent"};
-    size_t n = a ? json_array_size(a) : SL_ARRAY_LEN(dflt);
-    if ((a && !json_is_array(a)) || n > MAX_FIELDS) {
-        snprintf(err, errlen, "%s.headers: must be an array of up to %d names", p, MAX_FIELDS);
-        return SL_EINVAL;
-    }
-    o->fields = sl_calloc(n ? n : 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++) {
-        const char *s = a ? json_string_value(json_array_get(a, i)) : dflt[i];
-        if (!s || !*s) {
-            snprintf(err, errlen, "%s.headers[%zu]: must be a header name", p, i);
-            return SL_EINVAL;
-        }
-        char *l = sl_strdup(s);
-        for (char *c = l; *c; c++)
-            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-        o->fields[o->nfields++] = l;
-        /* What the request writer sets, or what belongs to one hop. */
-        if (sl_field_is_connection_specific((sl_str_t){l, strlen(l)}) || strcmp(l, "host") == 0 ||
-            strcmp(l, "content-length") == 0) {
-            snprintf(err, errlen, "%s.headers: %s is set by sluice", p, l);
-            return SL_EINVAL;
-        }
-    }
-    return 0;
 }
 
 static int parse(json_t *obj, const char *p, void **opts, char *err, size_t errlen)
@@ -95,7 +62,7 @@ static int parse(json_t *obj, const char *p, void **opts, char *err, size_t errl
     if (sl_jobs_check_keys(obj, p, keys, SL_ARRAY_LEN(keys), err, errlen) ||
         sl_conf_get_str(obj, p, "upstream", NULL, &ups, err, errlen) ||
         sl_conf_get_str(obj, p, "path", NULL, &path, err, errlen) ||
-        parse_fields(json_object_get(obj, "headers"), p, o, err, errlen))
+        sl_jobs_fields_parse(json_object_get(obj, "headers"), p, &o->fields, err, errlen))
         return SL_EINVAL;
     if (!sl_proxy_upstream_exists(o->cfg, ups)) {
         snprintf(err, errlen, "%s.upstream: must name a group in \"upstreams\"", p);
@@ -168,25 +135,11 @@ static void text_str(text_t *t, const char *s)
     text_add(t, s, strlen(s));
 }
 
-static int field_wanted(const up_opts_t *o, const char *name, size_t n)
+static void add_field(void *arg, const char *line, size_t name_len, size_t line_len)
 {
-    for (size_t i = 0; i < o->nfields; i++)
-        if (strlen(o->fields[i]) == n && memcmp(o->fields[i], name, n) == 0)
-            return 1;
-    return 0;
-}
-
-static void add_fields(const sl_jobs_job_t *job, text_t *t)
-{
-    const up_opts_t *o = opts_of(job);
-    for (const char *l = job->headers; l && *l;) {
-        const char *e = strstr(l, "\r\n"), *c = strchr(l, ':');
-        if (!e)
-            break;
-        if (c && c < e && field_wanted(o, l, (size_t)(c - l)))
-            text_add(t, l, (size_t)(e - l) + 2);
-        l = e + 2;
-    }
+    SL_UNUSED(name_len);
+    text_add(arg, line, line_len);
+    text_add(arg, "\r\n", 2);
 }
 
 static char *build_head(void *arg, const char *host, size_t *len)
@@ -211,7 +164,7 @@ static char *build_head(void *arg, const char *host, size_t *len)
         text_str(&t, job->traceparent);
     }
     text_str(&t, "\r\n");
-    add_fields(job, &t);
+    sl_jobs_fields_each(&o->fields, job->headers, add_field, &t);
     int has_body = job->stdin_fd >= 0;
     int wants_length = !strcmp(job->method, "POST") || !strcmp(job->method, "PUT") ||
                        !strcmp(job->method, "PATCH");

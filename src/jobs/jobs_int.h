@@ -28,7 +28,12 @@ typedef struct sl_jobs_executor {
     int (*start)(sl_jobs_job_t *job);
     void (*cancel)(sl_jobs_job_t *job, sl_jobs_state_t why);
     int keeps_headers; /* the job keeps the request's header fields */
+    /* The work runs elsewhere (redis): the job's events are written to
+     * Redis and come back through the follower, like a mirror's. */
+    int remote;
 } sl_jobs_executor_t;
+
+extern const sl_jobs_executor_t sl_jobs_exec_redis;
 
 extern const sl_jobs_executor_t sl_jobs_exec_builtin, sl_jobs_exec_process, sl_jobs_exec_upstream;
 
@@ -112,12 +117,28 @@ struct sl_jobs_job {
      * its events read from Redis; it has no executor here. persist: 1
      * stored (or memory store), 0 being written, -1 the write failed. */
     int mirror, adopted; /* adopted: the mirror is in the table */
+    int remote;          /* events authored in Redis (a remote executor's) */
     atomic_int persist;
     char *xname, *ctype; /* a mirror's executor name and content type */
     /* result delivery outcome (shard lock): attempts 0 = none yet */
     int delivery_status, delivery_attempts;
     char delivery_error[SL_JOBS_DELIVERY_ERROR_MAX]; /* "" when none */
 };
+
+/* ---- request header fields an executor sends on (fields.c) ---- */
+typedef struct sl_jobs_fields {
+    char **v; /* lower-case names */
+    size_t n;
+} sl_jobs_fields_t;
+/* An executor's "headers" array (absent: content-type, accept,
+ * user-agent); hop-by-hop names and host are refused. */
+int sl_jobs_fields_parse(json_t *a, const char *p, sl_jobs_fields_t *f, char *err, size_t errlen);
+void sl_jobs_fields_free(sl_jobs_fields_t *f);
+/* fn(arg, line, name_len, line_len) for each "name: value" line of a
+ * job's headers whose name is in f (line_len without the CRLF). */
+typedef void (*sl_jobs_field_fn)(void *arg, const char *line, size_t name_len, size_t line_len);
+void sl_jobs_fields_each(const sl_jobs_fields_t *f, const char *headers, sl_jobs_field_fn fn,
+                         void *arg);
 
 /* ---- store (store.c) ---- */
 int sl_jobs_store_init(const sl_jobs_cfg_t *cfg);
@@ -170,6 +191,12 @@ void sl_jobs_rstore_create(sl_jobs_job_t *job);
 void sl_jobs_rstore_event(sl_jobs_job_t *job, const sl_jobs_event_t *ev);
 void sl_jobs_rstore_end(sl_jobs_job_t *job);
 void sl_jobs_rstore_expired(sl_jobs_job_t *job);
+/* A remote job's event: appended to its stream (entry id 0-*); it
+ * reaches the local table through the follower. */
+void sl_jobs_rstore_append(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data,
+                           size_t len);
+/* Start following a remote job's stream (at its CMD_START). */
+void sl_jobs_rstore_follow(sl_jobs_job_t *job);
 /* Ask the instance running a mirrored job to cancel it. */
 void sl_jobs_rstore_cancel(sl_jobs_job_t *job);
 /* Look id up in Redis (sl_jobs_lookup's far half). */
@@ -254,6 +281,12 @@ void sl_jobs_lifecycle_enqueue(sl_jobs_job_t *job);
 /* Executors report the end of the work: emits END with state/exit code,
  * frees the executor slot and starts the next queued job. */
 void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, const char *error);
+/* A remote job's END came back (jobs thread): its slot is freed and
+ * observers run, as sl_jobs_finish does for local work. */
+void sl_jobs_remote_ended(sl_jobs_job_t *job);
+/* Stopping: let go of a remote job without ending it (it goes on
+ * elsewhere); frees its slot and the executor's reference. */
+void sl_jobs_detach(sl_jobs_job_t *job);
 /* True during sl_jobs_stop: cancel must then end the work synchronously. */
 int sl_jobs_is_stopping(void);
 /* Wipe and free what a jobs section owns (the struct itself stays). */

@@ -186,9 +186,20 @@ static sl_jobs_state_t outcome(sl_jobs_job_t *job, sl_jobs_state_t state, const 
     return SL_JOBS_FAILED;
 }
 
-void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, const char *error)
+/* The executor's slot and reference go; the next queued job may start. */
+static void release_slot(sl_jobs_job_t *job)
 {
     sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
+    x->running--;
+    atomic_store_explicit(&x->m_running, x->running, memory_order_relaxed);
+    atomic_fetch_sub(&x->admitted, 1);
+    sl_jobs_job_unref(job); /* the executor's reference */
+    if (!atomic_load(&lc.stopping))
+        run_queue(x);
+}
+
+void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, const char *error)
+{
     SL_ASSERT(!job->finished);
     job->finished = 1;
     state = outcome(job, state, &error);
@@ -198,12 +209,27 @@ void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, co
     sl_jobs_store_end(job, state, exit_code);
     if (!atomic_load(&lc.stopping))
         sl_jobs_ext_on_end(job);
-    x->running--;
-    atomic_store_explicit(&x->m_running, x->running, memory_order_relaxed);
-    atomic_fetch_sub(&x->admitted, 1);
-    sl_jobs_job_unref(job); /* the executor's reference */
+    release_slot(job);
+}
+
+void sl_jobs_remote_ended(sl_jobs_job_t *job)
+{
+    sl_jobs_rstore_end(job);
+    if (job->finished)
+        return; /* never started here: end_unstarted did the rest */
+    job->finished = 1;
+    ev_timer_stop(lc.loop, &job->deadline);
+    sl_jobs_stat_ended(job->state);
     if (!atomic_load(&lc.stopping))
-        run_queue(x);
+        sl_jobs_ext_on_end(job);
+    release_slot(job);
+}
+
+void sl_jobs_detach(sl_jobs_job_t *job)
+{
+    job->finished = 1;
+    ev_timer_stop(lc.loop, &job->deadline);
+    release_slot(job);
 }
 
 /* End a job that never started: cancelled (or failed, when aborted). */
@@ -246,6 +272,8 @@ static void do_cmd(cmd_t *c)
     }
     if (c->kind == CMD_START && lc.cfg.store.redis)
         sl_jobs_rstore_create(job); /* before its first event */
+    if (c->kind == CMD_START && job->remote)
+        sl_jobs_rstore_follow(job); /* every event comes back this way */
     if (job->mirror) {
         if (c->kind == CMD_CANCEL && !job->ended)
             sl_jobs_rstore_cancel(job); /* its own instance stops it */

@@ -104,9 +104,15 @@ static void on_stream(const redisReply *s)
         return;
     }
     sl_jobs_job_t *job = followed(s->element[0]->str, s->element[0]->len);
-    for (size_t i = 0; job && i < s->element[1]->elements; i++)
-        if (sl_rs_put_entry(job, s->element[1]->element[i], &seq) < 0)
+    for (size_t i = 0; job && i < s->element[1]->elements; i++) {
+        int r = sl_rs_put_entry(job, s->element[1]->element[i], &seq);
+        if (r < 0)
             sl_log(SL_LOG_WARN, NULL, "job %s: a stream entry that is not an event; skipped", job->id);
+        else if (r == 1 && !job->mirror)
+            sl_jobs_remote_ended(job); /* a remote executor's job, made here */
+        if (r == 1)
+            break; /* nothing after the end counts */
+    }
 }
 
 /* Ended mirrors have nothing more to read. */

@@ -217,12 +217,14 @@ static void hset_state(sl_jobs_job_t *job, const char *state, const char *tfield
     write_cmd(&a);
 }
 
-void sl_jobs_rstore_event(sl_jobs_job_t *job, const sl_jobs_event_t *ev)
+/* id: "0-<seq>" for a job whose events are made here, "0-*" for one
+ * whose events are authored in Redis (Redis then numbers it). */
+static void xadd(sl_jobs_job_t *job, const char *id, sl_jobs_ev_type_t type, const void *data,
+                 size_t len)
 {
-    char k[160], id[32];
+    char k[160];
     sl_rs_args_t a = {0};
     sl_rs_key(k, sizeof(k), "ev", job->id);
-    snprintf(id, sizeof(id), "0-%llu", (unsigned long long)ev->seq);
     sl_rs_arg(&a, "XADD");
     sl_rs_arg(&a, k);
     sl_rs_arg(&a, "MAXLEN");
@@ -230,14 +232,32 @@ void sl_jobs_rstore_event(sl_jobs_job_t *job, const sl_jobs_event_t *ev)
     sl_rs_arg_u64(&a, (uint64_t)rs.cfg->store.max_events);
     sl_rs_arg(&a, id);
     sl_rs_arg(&a, "type");
-    sl_rs_arg(&a, sl_jobs_ev_type_name(ev->type));
+    sl_rs_arg(&a, sl_jobs_ev_type_name(type));
     sl_rs_arg(&a, "data");
-    sl_rs_arg_bin(&a, ev->data, ev->len);
+    sl_rs_arg_bin(&a, data, len);
     write_cmd(&a);
-    if (ev->seq == 1)
+    if (type == SL_JOBS_EV_STARTED) {
         expire("ev", job->id, (uint64_t)rs.cfg->store.max_age_s);
-    if (ev->type == SL_JOBS_EV_STARTED)
         hset_state(job, "running", "started_ms", sl_wall_ms(), NULL);
+    }
+}
+
+void sl_jobs_rstore_event(sl_jobs_job_t *job, const sl_jobs_event_t *ev)
+{
+    char id[32];
+    snprintf(id, sizeof(id), "0-%llu", (unsigned long long)ev->seq);
+    xadd(job, id, ev->type, ev->data, ev->len);
+}
+
+void sl_jobs_rstore_append(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data,
+                           size_t len)
+{
+    xadd(job, "0-*", type, data, len);
+}
+
+void sl_jobs_rstore_follow(sl_jobs_job_t *job)
+{
+    sl_rs_follow(job);
 }
 
 void sl_jobs_rstore_end(sl_jobs_job_t *job)

@@ -281,6 +281,7 @@ static sl_jobs_job_t *job_new(const sl_jobs_spec_t *spec, void *params)
     job->params = params;
     if (spec->exec && spec->exec->ops && spec->exec->ops->keeps_headers)
         job->headers = copy_headers(spec);
+    job->remote = spec->exec && spec->exec->ops && spec->exec->ops->remote;
     copy_recorded(job, spec);
     job->stdin_fd = -1;
     job->state = SL_JOBS_QUEUED;
@@ -509,6 +510,10 @@ static void append_locked(sl_jobs_job_t *job, sl_jobs_event_t *ev)
 
 uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data, size_t len)
 {
+    if (job->remote) { /* Redis orders it; the follower brings it back */
+        sl_jobs_rstore_append(job, type, data, len);
+        return 0;
+    }
     sl_jobs_event_t *ev = event_new(type, data, len);
     shard_t *s = &st.shards[job->shard];
     pthread_mutex_lock(&s->mu);
@@ -544,6 +549,8 @@ void sl_jobs_store_end(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code)
     pthread_mutex_unlock(&s->mu);
     sl_jobs_stat_ended(state);
     sl_jobs_emit(job, SL_JOBS_EV_END, body, (size_t)n);
+    if (job->remote)
+        return; /* ended once the follower reads it back */
     pthread_mutex_lock(&s->mu);
     job->ended = 1;
     pthread_mutex_unlock(&s->mu);
@@ -903,7 +910,7 @@ int sl_jobs_store_put(sl_jobs_job_t *job, uint64_t seq, sl_jobs_ev_type_t type, 
     append_locked(job, ev);
     int ended = job->ended;
     pthread_mutex_unlock(&s->mu);
-    if (ended && job->adopted) /* else adopt puts it in line */
+    if (ended && (job->adopted || !job->mirror)) /* else adopt puts it in line */
         sl_jobs_budget_ended(job);
     sl_jobs_budget_enforce(NULL);
     return ended;
