@@ -191,3 +191,34 @@ def test_redis_down_answers_503_and_comes_back(pair):
     assert wait_for(lambda: h1(a, "POST", "/v1/tick?n=1")[0] == 202, 15 * SLOW)
     jid = submit(a, "n=3&interval_ms=0")
     assert wait_state(b, jid, ("succeeded",))["data_bytes"] > 0
+
+
+def test_acknowledged_jobs_survive_a_redis_restart_with_aof(tmp_path, sluice_factory):
+    r = RedisServer(str(tmp_path), aof=True).start()
+    try:
+        a = sluice_factory(**config(r.url))
+        jid = submit(a, "n=20&interval_ms=0&size=32")
+        wait_state(a, jid, ("succeeded",))
+        whole = sse(a, jid)
+        r.stop()
+        r.start()  # same port and directory: the AOF is replayed
+        b = sluice_factory(**config(r.url))  # never saw the job
+        assert wait_for(lambda: h1(b, "GET", "/jobs/" + jid)[0] == 200, 15 * SLOW)
+        assert sse(b, jid, last=5) == whole[5:]
+    finally:
+        r.stop()
+
+
+def test_a_full_redis_is_a_clear_503(pair):
+    r, a, _ = pair
+    rc = r.client()
+    rc.config_set("maxmemory-policy", "noeviction")
+    rc.config_set("maxmemory", "1")  # every write is refused with OOM
+    try:
+        st, hdrs, body = h1(a, "POST", "/v1/tick?n=3")
+        assert st == 503 and hdrs.get("retry-after") and b"job store unavailable" in body
+        assert b"OOM" in open(a.stderr_path, "rb").read()
+        assert h1(a, "GET", "/")[0] == 200
+    finally:
+        rc.config_set("maxmemory", "0")
+    assert h1(a, "POST", "/v1/tick?n=3")[0] == 202
