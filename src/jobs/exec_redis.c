@@ -68,45 +68,9 @@ static int parse(json_t *obj, const char *p, void **opts, char *err, size_t errl
     return 0;
 }
 
-static int prepare(const sl_jobs_exec_def_t *x, sl_str_t query, void **params, char *err,
-                   size_t errlen)
-{
-    SL_UNUSED(x);
-    SL_UNUSED(err);
-    SL_UNUSED(errlen);
-    *params = sl_strndup(query.p ? query.p : "", query.n);
-    return 0;
-}
-
 static const rx_opts_t *opts_of(const sl_jobs_job_t *job)
 {
     return job->exec->opts;
-}
-
-/* End the job from here (cancel, timeout, a failure before a worker got
- * it): the end goes into its stream, a worker that holds it sees the
- * hash's cancel flag and stops. */
-static void end_here(sl_jobs_job_t *job, sl_jobs_state_t state, const char *error)
-{
-    char k[160];
-    sl_rs_args_t a = {0};
-    sl_rs_key(k, sizeof(k), "job", job->id);
-    sl_rs_arg(&a, "HSET");
-    sl_rs_arg(&a, k);
-    sl_rs_arg(&a, "cancel");
-    sl_rs_arg(&a, "1");
-    sl_rs_send(sl_rs_cmd(), &a, NULL, NULL);
-    if (error) {
-        json_t *o = json_pack("{ss}", "error", error);
-        char *s = json_dumps(o, JSON_COMPACT);
-        sl_jobs_rstore_append(job, SL_JOBS_EV_ERROR, s, strlen(s));
-        free(s);
-        json_decref(o);
-    }
-    char body[96];
-    int n = snprintf(body, sizeof(body), "{\"state\":\"%s\",\"exit_code\":-1}",
-                     sl_jobs_state_name(state));
-    sl_jobs_rstore_append(job, SL_JOBS_EV_END, body, (size_t)n);
 }
 
 static void add_field(void *arg, const char *line, size_t name_len, size_t line_len)
@@ -162,7 +126,7 @@ static void on_enqueued(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
                r ? (int)r->len : 15, r ? r->str : "connection lost");
         if (!job->finished && !job->cancel_pending) {
             job->cancel_pending = 1;
-            end_here(job, SL_JOBS_FAILED, "work queue unavailable");
+            sl_jobs_rstore_end_remote(job, SL_JOBS_FAILED, "work queue unavailable");
         }
     }
     sl_jobs_job_unref(job);
@@ -234,7 +198,7 @@ static void on_body(struct ev_loop *loop, ev_io *w, int revents)
     if (r > 0 && x->n + (size_t)r > max) {
         rx_free(job);
         job->cancel_pending = 1;
-        end_here(job, SL_JOBS_FAILED, "request body over max_body_bytes");
+        sl_jobs_rstore_end_remote(job, SL_JOBS_FAILED, "request body over max_body_bytes");
         return;
     }
     if (r > 0) {
@@ -273,7 +237,7 @@ static void cancel(sl_jobs_job_t *job, sl_jobs_state_t why)
         sl_jobs_detach(job); /* it goes on with the workers */
         return;
     }
-    end_here(job, why,
+    sl_jobs_rstore_end_remote(job, why,
              why == SL_JOBS_FAILED && sl_jobs_is_aborted(job) ? "client_aborted" : NULL);
 }
 
@@ -281,7 +245,7 @@ const sl_jobs_executor_t sl_jobs_exec_redis = {
     .type = "redis",
     .parse = parse,
     .free_opts = free_opts,
-    .prepare = prepare,
+    .prepare = sl_jobs_prepare_query,
     .start = start,
     .cancel = cancel,
     .keeps_headers = 1,

@@ -77,17 +77,6 @@ static int parse(json_t *obj, const char *p, void **opts, char *err, size_t errl
     return 0;
 }
 
-/* The query goes with the job (params), so the target can be rebuilt. */
-static int prepare(const sl_jobs_exec_def_t *x, sl_str_t query, void **params, char *err,
-                   size_t errlen)
-{
-    SL_UNUSED(x);
-    SL_UNUSED(err);
-    SL_UNUSED(errlen);
-    *params = sl_strndup(query.p ? query.p : "", query.n);
-    return 0;
-}
-
 static const up_opts_t *opts_of(const sl_jobs_job_t *job)
 {
     return job->exec->opts;
@@ -293,7 +282,7 @@ const sl_jobs_executor_t sl_jobs_exec_upstream = {
     .type = "upstream",
     .parse = parse,
     .free_opts = free_opts,
-    .prepare = prepare,
+    .prepare = sl_jobs_prepare_query,
     .start = start,
     .cancel = cancel,
     .keeps_headers = 1,

@@ -1,8 +1,8 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
- * The request header fields an executor sends on with the work (an
- * executor's "headers" key: upstream, redis): parsed once, then picked
- * from the job's copy of the request head.
+ * What an executor that sends the request on (upstream, redis) keeps of
+ * it: the query, and the header fields its "headers" key names (parsed
+ * once, then picked from the job's copy of the request head).
  */
 #include "jobs_int.h"
 #include "../req.h"
@@ -45,6 +45,18 @@ int sl_jobs_fields_parse(json_t *a, const char *p, sl_jobs_fields_t *f, char *er
             return SL_EINVAL;
         }
     }
+    return 0;
+}
+
+/* The query goes with the job (params), so the request can be rebuilt
+ * where the work runs. */
+int sl_jobs_prepare_query(const sl_jobs_exec_def_t *x, sl_str_t query, void **params, char *err,
+                          size_t errlen)
+{
+    SL_UNUSED(x);
+    SL_UNUSED(err);
+    SL_UNUSED(errlen);
+    *params = sl_strndup(query.p ? query.p : "", query.n);
     return 0;
 }
 

@@ -139,6 +139,9 @@ void sl_jobs_fields_free(sl_jobs_fields_t *f);
 typedef void (*sl_jobs_field_fn)(void *arg, const char *line, size_t name_len, size_t line_len);
 void sl_jobs_fields_each(const sl_jobs_fields_t *f, const char *headers, sl_jobs_field_fn fn,
                          void *arg);
+/* An executor's prepare that keeps the query as the job's params. */
+int sl_jobs_prepare_query(const sl_jobs_exec_def_t *x, sl_str_t query, void **params, char *err,
+                          size_t errlen);
 
 /* ---- store (store.c) ---- */
 int sl_jobs_store_init(const sl_jobs_cfg_t *cfg);
@@ -165,6 +168,7 @@ typedef struct sl_jobs_mirror_meta {
     sl_jobs_state_t state;
     uint64_t created_ms, started_ms, ended_ms;
     int exit_code;
+    int remote; /* its work runs at external workers (the redis executor) */
 } sl_jobs_mirror_meta_t;
 /* A new mirror (one reference, not in the table yet). */
 sl_jobs_job_t *sl_jobs_store_mirror_new(const sl_jobs_mirror_meta_t *m);
@@ -195,6 +199,10 @@ void sl_jobs_rstore_expired(sl_jobs_job_t *job);
  * reaches the local table through the follower. */
 void sl_jobs_rstore_append(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data,
                            size_t len);
+/* End a remote job from here (cancel, timeout, a failure before a
+ * worker got it): the end goes into its stream, and the hash's cancel
+ * flag stops a worker that holds it. */
+void sl_jobs_rstore_end_remote(sl_jobs_job_t *job, sl_jobs_state_t state, const char *error);
 /* Start following a remote job's stream (at its CMD_START). */
 void sl_jobs_rstore_follow(sl_jobs_job_t *job);
 /* Ask the instance running a mirrored job to cancel it. */
@@ -281,6 +289,8 @@ void sl_jobs_lifecycle_enqueue(sl_jobs_job_t *job);
 /* Executors report the end of the work: emits END with state/exit code,
  * frees the executor slot and starts the next queued job. */
 void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, const char *error);
+/* An ERROR event {"error": error}. */
+void sl_jobs_emit_error(sl_jobs_job_t *job, const char *error);
 /* A remote job's END came back (jobs thread): its slot is freed and
  * observers run, as sl_jobs_finish does for local work. */
 void sl_jobs_remote_ended(sl_jobs_job_t *job);

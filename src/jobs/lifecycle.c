@@ -167,7 +167,7 @@ static void run_queue(sl_jobs_exec_def_t *x)
     }
 }
 
-static void emit_error(sl_jobs_job_t *job, const char *error)
+void sl_jobs_emit_error(sl_jobs_job_t *job, const char *error)
 {
     json_t *o = json_pack("{ss}", "error", error);
     char *s = json_dumps(o, JSON_COMPACT);
@@ -205,7 +205,7 @@ void sl_jobs_finish(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code, co
     state = outcome(job, state, &error);
     ev_timer_stop(lc.loop, &job->deadline);
     if (error)
-        emit_error(job, error);
+        sl_jobs_emit_error(job, error);
     sl_jobs_store_end(job, state, exit_code);
     if (!atomic_load(&lc.stopping))
         sl_jobs_ext_on_end(job);
@@ -239,7 +239,7 @@ static void end_unstarted(sl_jobs_exec_def_t *x, sl_jobs_job_t *job)
     sl_jobs_state_t state = outcome(job, SL_JOBS_CANCELLED, &error);
     job->finished = 1;
     if (error)
-        emit_error(job, error);
+        sl_jobs_emit_error(job, error);
     sl_jobs_store_end(job, state, -1);
     if (!atomic_load(&lc.stopping))
         sl_jobs_ext_on_end(job);
@@ -274,7 +274,12 @@ static void do_cmd(cmd_t *c)
         sl_jobs_rstore_create(job); /* before its first event */
     if (c->kind == CMD_START && job->remote)
         sl_jobs_rstore_follow(job); /* every event comes back this way */
-    if (job->mirror) {
+    if (job->mirror && job->remote) {
+        /* Its work is at the workers: ended here, whether or not the
+         * instance that made it is still there. */
+        if (c->kind == CMD_CANCEL && !job->ended)
+            sl_jobs_rstore_end_remote(job, SL_JOBS_CANCELLED, NULL);
+    } else if (job->mirror) {
         if (c->kind == CMD_CANCEL && !job->ended)
             sl_jobs_rstore_cancel(job); /* its own instance stops it */
     } else if (c->kind == CMD_START && job->cancel_early) {

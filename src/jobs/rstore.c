@@ -180,7 +180,7 @@ void sl_jobs_rstore_create(sl_jobs_job_t *job)
                           {"traceparent", job->traceparent},
                           {"content_type", info.content_type},
                           {"state", "queued"},     {"headers", hdrs},
-                          {"instance", rs.instance}};
+                          {"instance", rs.instance}, {"remote", job->remote ? "1" : "0"}};
     for (size_t i = 0; i < SL_ARRAY_LEN(f); i++) {
         sl_rs_arg(&a, f[i][0]);
         sl_rs_arg(&a, f[i][1]);
@@ -281,6 +281,27 @@ void sl_jobs_rstore_expired(sl_jobs_job_t *job)
     sl_rs_arg(&a, k);
     write_cmd(&a);
     expire("job", job->id, (uint64_t)rs.cfg->ttl_s); /* answers 410 that long */
+}
+
+/* End the job from here (cancel, timeout, a failure before a worker got
+ * it): the end goes into its stream, a worker that holds it sees the
+ * hash's cancel flag and stops. */
+void sl_jobs_rstore_end_remote(sl_jobs_job_t *job, sl_jobs_state_t state, const char *error)
+{
+    char k[160];
+    sl_rs_args_t a = {0};
+    sl_rs_key(k, sizeof(k), "job", job->id);
+    sl_rs_arg(&a, "HSET");
+    sl_rs_arg(&a, k);
+    sl_rs_arg(&a, "cancel");
+    sl_rs_arg(&a, "1");
+    sl_rs_send(sl_rs_cmd(), &a, NULL, NULL);
+    if (error)
+        sl_jobs_emit_error(job, error); /* a remote job's events go to its stream */
+    char body[96];
+    int n = snprintf(body, sizeof(body), "{\"state\":\"%s\",\"exit_code\":-1}",
+                     sl_jobs_state_name(state));
+    sl_jobs_emit(job, SL_JOBS_EV_END, body, (size_t)n);
 }
 
 void sl_jobs_rstore_cancel(sl_jobs_job_t *job)
@@ -416,6 +437,7 @@ static void on_meta(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
         .recorded = hdrs ? json_loads(hdrs, 0, NULL) : NULL,
         .created_ms = num_field(r, "created_ms"),
         .started_ms = num_field(r, "started_ms"),
+        .remote = num_field(r, "remote") == 1,
     };
     f->final = st >= 0 && sl_jobs_state_is_final((sl_jobs_state_t)st);
     f->job = sl_jobs_store_mirror_new(&m);

@@ -827,6 +827,7 @@ sl_jobs_job_t *sl_jobs_store_mirror_new(const sl_jobs_mirror_meta_t *m)
     atomic_init(&job->refs, 1); /* the caller's; the table's comes with adopt */
     snprintf(job->id, sizeof(job->id), "%s", m->id);
     job->mirror = 1;
+    job->remote = m->remote;
     job->xname = sl_strdup(nz(m->executor));
     job->ctype = sl_strdup(m->content_type && *m->content_type ? m->content_type
                                                                 : "application/octet-stream");

@@ -1,17 +1,23 @@
 #!/usr/bin/python3
-"""Jobs benchmark (issue 5), standalone:
+"""Jobs benchmark (issues 5 and 12), standalone:
 
-    t/bench/jobs_bench.py [--quick] SLUICE_BIN
+    t/bench/jobs_bench.py [--quick] [--store memory|redis|both] SLUICE_BIN
 
 starts sluice on a free loopback port with a builtin ticker executor and
-prints three numbers:
+prints three numbers per store (memory: one instance; redis: a
+redis-server on a free port and two instances sharing it, plus the
+"redis" executor with --redis-workers reference workers,
+examples/redis_worker.py):
   1. job throughput: jobs created and finished per second (h2load, each
      request is one ticker job of one event, streamed back);
   2. submit-to-first-byte latency p50/p99 (one keep-alive HTTP/1.1
      connection, sequential jobs, time from sending the request to the
      first body byte);
   3. fan-out: 1 job, N SSE subscribers (default 1000) on
-     /jobs/{id}/events; events per second delivered in total.
+     /jobs/{id}/events; events per second delivered in total (redis:
+     half the subscribers on each instance, the job made on the first).
+The redis executor's numbers are bound by the Python workers, not by
+sluice: they say what a job costs end to end through a queue.
 """
 import argparse
 import asyncio
@@ -36,7 +42,27 @@ def free_port():
     return p
 
 
-def start(binary, port, workers):
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "..", "..", "examples", "redis_worker.py")
+
+
+def start_redis():
+    d = tempfile.mkdtemp(prefix="jobs-bench-redis-")
+    port = free_port()
+    p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
+                          "--save", "", "--daemonize", "no"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return p, port, d
+        except OSError:
+            time.sleep(0.05)
+    p.kill()
+    sys.exit("redis-server did not start")
+
+
+def start(binary, port, workers, redis_port=None):
     d = tempfile.mkdtemp(prefix="jobs-bench-")
     cfg = {
         "workers": workers, "access_log": False, "log_level": "warn",
@@ -48,6 +74,11 @@ def start(binary, port, workers):
                    {"path": "/jobs", "handler": "jobs_api"},
                    {"path": "/healthz", "handler": "health", "check": "live"}],
     }
+    if redis_port:
+        cfg["jobs"]["store"] = {"type": "redis", "url": "redis://127.0.0.1:%d/0" % redis_port}
+        cfg["executors"]["work"] = {"type": "redis", "stream": "sluice:work:bench",
+                                    "concurrency": 10000, "queue": 100000}
+        cfg["routes"].append({"path": "/v1/work", "handler": "job", "executor": "work"})
     path = os.path.join(d, "sluice.json")
     with open(path, "w") as f:
         json.dump(cfg, f)
@@ -65,12 +96,12 @@ def start(binary, port, workers):
     sys.exit("sluice did not start; see %s/stderr" % d)
 
 
-def throughput(port, n):
+def throughput(port, n, path="/v1/tick?n=1&interval_ms=0"):
     h2load = shutil.which("h2load")
     if not h2load:
         return "h2load not installed"
     r = subprocess.run([h2load, "-n", str(n), "-c", "4", "-m", "32",
-                        "http://127.0.0.1:%d/v1/tick?n=1&interval_ms=0" % port],
+                        "http://127.0.0.1:%d%s" % (port, path)],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     out = r.stdout.decode()
     m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
@@ -79,12 +110,12 @@ def throughput(port, n):
                                                    ok.group(1) if ok else "?", n)
 
 
-def first_byte(port, n):
+def first_byte(port, n, path="/v1/tick?n=1&interval_ms=0"):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     lat = []
     for _ in range(n):
         t0 = time.perf_counter()
-        c.request("GET", "/v1/tick?n=1&interval_ms=0")
+        c.request("GET", path)
         r = c.getresponse()
         r.read(1)
         lat.append(time.perf_counter() - t0)
@@ -112,13 +143,14 @@ async def subscriber(port, jid, counts, i):
     w.close()
 
 
-async def fan_out_run(port, jid, subs):
+async def fan_out_run(ports, jid, subs):
     counts = [0] * subs
-    await asyncio.gather(*[subscriber(port, jid, counts, i) for i in range(subs)])
+    await asyncio.gather(*[subscriber(ports[i % len(ports)], jid, counts, i)
+                           for i in range(subs)])
     return counts
 
 
-def fan_out(port, subs, events):
+def fan_out(port, subs, events, ports=None):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request("POST", "/v1/tick?n=%d&size=64&interval_ms=1" % events,
               headers={"Prefer": "respond-async"})
@@ -126,7 +158,7 @@ def fan_out(port, subs, events):
     jid = r.getheader("job-id")
     r.read()
     t0 = time.perf_counter()
-    counts = asyncio.run(fan_out_run(port, jid, subs))
+    counts = asyncio.run(fan_out_run(ports or [port], jid, subs))
     dt = time.perf_counter() - t0
     total = sum(counts)
     bad = sorted(set(x for x in counts if x != events))
@@ -136,29 +168,79 @@ def fan_out(port, subs, events):
         subs, events, total / dt, dt, sum(1 for x in counts if x == events), subs)
 
 
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def run_memory(a):
+    port = free_port()
+    p, d = start(os.path.abspath(a.binary), port, a.workers)
+    try:
+        print("memory store:")
+        print("  jobs throughput (builtin ticker):", throughput(port, 2000 if a.quick else 20000))
+        print("  submit-to-first-byte:", first_byte(port, 200 if a.quick else 2000))
+        print("  fan-out:", fan_out(port, 100 if a.quick else a.subscribers,
+                                    200 if a.quick else 1000))
+    finally:
+        stop(p)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def run_redis(a):
+    if not shutil.which("redis-server"):
+        print("redis store: redis-server not installed")
+        return
+    rp, rport, rd = start_redis()
+    ports = [free_port(), free_port()]
+    procs = [start(os.path.abspath(a.binary), pt, a.workers, rport) for pt in ports]
+    workers = []
+    try:
+        print("redis store (two instances, one redis-server):")
+        print("  jobs throughput (builtin ticker):", throughput(ports[0], 2000 if a.quick else 20000))
+        print("  submit-to-first-byte:", first_byte(ports[0], 200 if a.quick else 2000))
+        print("  fan-out over both instances:", fan_out(ports[0], 100 if a.quick else a.subscribers,
+                                                        200 if a.quick else 1000, ports))
+        url = "redis://127.0.0.1:%d/0" % rport
+        workers = [subprocess.Popen([sys.executable, WORKER, "--url", url, "--stream",
+                                     "sluice:work:bench", "--name", "w%d" % i],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for i in range(a.redis_workers)]
+        print("  redis executor, %d Python workers: throughput:" % a.redis_workers,
+              throughput(ports[0], 500 if a.quick else 3000, "/v1/work?n=1&size=16"))
+        print("  redis executor: submit-to-first-byte:",
+              first_byte(ports[0], 100 if a.quick else 500, "/v1/work?n=1&size=16"))
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait()
+        for p, d in procs:
+            stop(p)
+            shutil.rmtree(d, ignore_errors=True)
+        stop(rp)
+        shutil.rmtree(rd, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--subscribers", type=int, default=1000)
+    ap.add_argument("--store", choices=("memory", "redis", "both"), default="both")
+    ap.add_argument("--redis-workers", type=int, default=2)
     a = ap.parse_args()
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-    port = free_port()
-    p, d = start(os.path.abspath(a.binary), port, a.workers)
-    try:
-        print("jobs throughput (builtin ticker):", throughput(port, 2000 if a.quick else 20000))
-        print("submit-to-first-byte:", first_byte(port, 200 if a.quick else 2000))
-        print("fan-out:", fan_out(port, 100 if a.quick else a.subscribers, 200 if a.quick else 1000))
-    finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-        shutil.rmtree(d, ignore_errors=True)
+    if a.store in ("memory", "both"):
+        run_memory(a)
+    if a.store in ("redis", "both"):
+        run_redis(a)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ case $extra in *,ws,*)
     /usr/bin/python3 "$here/ws_bench.py" "$SLUICE_BIN" --seconds 5 || echo "ws bench failed" >&2;;
 esac
 case $extra in *,jobs,*)
-    echo; echo "== jobs: jobs/s (builtin ticker), submit-to-first-byte p50/p99, fan-out to 1000 SSE subscribers"
+    echo; echo "== jobs: jobs/s, submit-to-first-byte p50/p99, fan-out to 1000 SSE subscribers; memory store, then the Redis store (two instances) and the redis executor"
     /usr/bin/python3 "$here/jobs_bench.py" "$SLUICE_BIN" || echo "jobs bench failed" >&2;;
 esac
 case $extra in *,static,*)

@@ -187,3 +187,15 @@ def test_job_goes_on_while_the_instance_restarts(env):
     assert len(whole) == 83  # started, progress, 80 data, end
     assert b"".join(first + rest) == b"".join(whole)
     assert result(a, jid)[2] == chunks(80, 20)
+
+
+def test_cancel_after_the_maker_is_gone(env):
+    _, ws, make = env
+    a, b = make()
+    ws.start("w1")
+    jid = submit(a, "n=1000&size=20&delay_ms=20")
+    assert wait_for(lambda: len(sse_so_far(b, jid)) > 3, 20 * SLOW)
+    a.stop()  # nobody is left to hear a cancel on the control stream
+    assert h1(b, "DELETE", "/jobs/" + jid)[0] == 202
+    assert wait_state(b, jid, ("cancelled",), timeout=10)["state"] == "cancelled"
+    assert wait_for(lambda: "stopped (cancelled)" in ws.log("w1"), 10 * SLOW)
