@@ -229,8 +229,11 @@ sl_jobs_lookup_t *sl_jobs_lookup(sl_str_t id, struct ev_loop *loop, int slot, sl
 /* From the loop that started it: cb will not run. */
 void sl_jobs_lookup_cancel(sl_jobs_lookup_t *l);
 /* Whether a new job is stored where every instance sees it: 1 yes (or
- * the memory store), 0 not yet (answer after the next wake-up), -1 the
- * store failed (the job is being failed; answer 503). */
+ * the memory store), 0 not yet (answer after the next wake-up), else the
+ * job is being failed: SL_JOBS_PERSIST_FAILED (the store failed: 503) or
+ * SL_JOBS_PERSIST_SHARE (its owner has max_jobs_per_owner live jobs
+ * across instances: 429). */
+enum { SL_JOBS_PERSIST_FAILED = -1, SL_JOBS_PERSIST_SHARE = -2 };
 int sl_jobs_persisted(const sl_jobs_job_t *job);
 void sl_jobs_job_ref(sl_jobs_job_t *job);
 void sl_jobs_job_unref(sl_jobs_job_t *job);

@@ -181,8 +181,9 @@ sl_jobs_job_t *sl_jobs_store_adopt(sl_jobs_job_t *job);
  * is in. */
 int sl_jobs_store_put(sl_jobs_job_t *job, uint64_t seq, sl_jobs_ev_type_t type, const void *data,
                       size_t len);
-/* The write of a new job to Redis finished: ok 1 or 0; wakes readers. */
-void sl_jobs_store_persisted(sl_jobs_job_t *job, int ok);
+/* The write of a new job to Redis finished: 1, or SL_JOBS_PERSIST_*
+ * (sl_jobs_persisted); wakes readers. */
+void sl_jobs_store_persisted(sl_jobs_job_t *job, int result);
 /* Parse "started".."end"; 0 when unknown. */
 sl_jobs_ev_type_t sl_jobs_ev_type_parse(const char *s, size_t n);
 

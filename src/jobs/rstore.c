@@ -152,28 +152,65 @@ static char *recorded_json(const sl_jobs_job_t *job)
     return s;
 }
 
+/* One script makes a job, so that an owner's share holds across
+ * instances: the owner's set (id -> the time its job stops counting) is
+ * pruned, counted and added to in the same step as the hash is written.
+ * KEYS: the job's hash [, the owner's set]. ARGV: max_age_s, now_ms,
+ * max_jobs_per_owner, deadline_ms, id, then the hash's fields. */
+static const char create_lua[] =
+    "if KEYS[2] then\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])\n"
+    "  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end\n"
+    "  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])\n"
+    "  redis.call('EXPIRE', KEYS[2], ARGV[1])\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 6))\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+    "return 1\n";
+
 static void on_created(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
 {
     sl_jobs_job_t *job = priv;
-    int ok = r && r->type != REDIS_REPLY_ERROR;
-    if (!ok) {
+    int ok = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    int share = r && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+    if (share) {
+        sl_log(SL_LOG_INFO, NULL, "job %s: its owner has max_jobs_per_owner live jobs", job->id);
+        sl_jobs_abort(job, "owner_share_full");
+    } else if (!ok) {
         on_write(rc, r, NULL);
         sl_log(SL_LOG_WARN, NULL, "job %s: could not be stored in Redis; it fails", job->id);
         sl_jobs_abort(job, "store_unavailable");
     }
-    sl_jobs_store_persisted(job, ok);
+    sl_jobs_store_persisted(job, ok ? 1 : share ? SL_JOBS_PERSIST_SHARE : SL_JOBS_PERSIST_FAILED);
     sl_jobs_job_unref(job);
+}
+
+/* The owner's set of live jobs, scored by when each stops counting. */
+static void owner_key(char *out, size_t cap, const sl_jobs_job_t *job)
+{
+    sl_rs_key(out, cap, "owner", job->owner);
 }
 
 void sl_jobs_rstore_create(sl_jobs_job_t *job)
 {
-    char k[160], *hdrs = recorded_json(job);
+    char k[160], ok[160], *hdrs = recorded_json(job);
     sl_jobs_info_t info;
     sl_rs_args_t a = {0};
+    uint64_t now = sl_wall_ms(), age = (uint64_t)rs.cfg->store.max_age_s;
     sl_jobs_job_info(job, &info);
     sl_rs_key(k, sizeof(k), "job", job->id);
-    sl_rs_arg(&a, "HSET");
+    owner_key(ok, sizeof(ok), job);
+    sl_rs_arg(&a, "EVAL");
+    sl_rs_arg(&a, create_lua);
+    sl_rs_arg(&a, job->owner[0] ? "2" : "1");
     sl_rs_arg(&a, k);
+    if (job->owner[0])
+        sl_rs_arg(&a, ok);
+    sl_rs_arg_u64(&a, age);
+    sl_rs_arg_u64(&a, now);
+    sl_rs_arg_u64(&a, (uint64_t)rs.cfg->max_jobs_per_owner);
+    sl_rs_arg_u64(&a, now + age * 1000);
+    sl_rs_arg(&a, job->id);
     const char *f[][2] = {{"id", job->id},         {"owner", job->owner},
                           {"route", job->route},   {"executor", info.executor},
                           {"method", job->method}, {"path", job->path},
@@ -190,9 +227,25 @@ void sl_jobs_rstore_create(sl_jobs_job_t *job)
     sl_jobs_job_ref(job);
     if (sl_rs_send(rs.cmd, &a, on_created, job) != 0)
         on_created(rs.cmd, NULL, job);
-    else
-        expire("job", job->id, (uint64_t)rs.cfg->store.max_age_s);
     free(hdrs);
+}
+
+/* An ended job counts against its owner until it expires (ttl_s). */
+static void owner_until(sl_jobs_job_t *job, uint64_t until_ms)
+{
+    char ok[160];
+    sl_rs_args_t a = {0};
+    if (!job->owner[0])
+        return;
+    owner_key(ok, sizeof(ok), job);
+    sl_rs_arg(&a, until_ms ? "ZADD" : "ZREM");
+    sl_rs_arg(&a, ok);
+    if (until_ms) {
+        sl_rs_arg(&a, "XX");
+        sl_rs_arg_u64(&a, until_ms);
+    }
+    sl_rs_arg(&a, job->id);
+    write_cmd(&a);
 }
 
 static void hset_state(sl_jobs_job_t *job, const char *state, const char *tfield, uint64_t t,
@@ -269,6 +322,7 @@ void sl_jobs_rstore_end(sl_jobs_job_t *job)
      * keys when this instance is gone by then. */
     expire("job", job->id, (uint64_t)rs.cfg->ttl_s * 2);
     expire("ev", job->id, (uint64_t)rs.cfg->ttl_s + 1);
+    owner_until(job, info.ended_ms + (uint64_t)rs.cfg->ttl_s * 1000);
 }
 
 void sl_jobs_rstore_expired(sl_jobs_job_t *job)
@@ -281,6 +335,7 @@ void sl_jobs_rstore_expired(sl_jobs_job_t *job)
     sl_rs_arg(&a, k);
     write_cmd(&a);
     expire("job", job->id, (uint64_t)rs.cfg->ttl_s); /* answers 410 that long */
+    owner_until(job, 0);
 }
 
 /* End the job from here (cancel, timeout, a failure before a worker got

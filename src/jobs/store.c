@@ -778,15 +778,14 @@ size_t sl_jobs_list(int state, const char *route, const char *owner, sl_str_t af
 
 int sl_jobs_persisted(const sl_jobs_job_t *job)
 {
-    int p = atomic_load(&((sl_jobs_job_t *)job)->persist);
-    return p == 0 ? 0 : p > 0 ? 1 : -1;
+    return atomic_load(&((sl_jobs_job_t *)job)->persist);
 }
 
-void sl_jobs_store_persisted(sl_jobs_job_t *job, int ok)
+void sl_jobs_store_persisted(sl_jobs_job_t *job, int result)
 {
     shard_t *s = &st.shards[job->shard];
     pthread_mutex_lock(&s->mu);
-    atomic_store(&job->persist, ok ? 1 : -1);
+    atomic_store(&job->persist, result);
     for (sl_jobs_sub_t *sub = job->subs; sub; sub = sub->next)
         sl_jobs_notify(sub);
     pthread_mutex_unlock(&s->mu);

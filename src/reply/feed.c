@@ -398,6 +398,11 @@ static void answer(sl_reply_t *r)
     r->persist_wait = stored == 0;
     if (stored == 0)
         return;
+    if (stored == SL_JOBS_PERSIST_SHARE) {
+        sl_resp_header_add(r->req, "retry-after", "10");
+        sl_resp_error(r->req, 429, "too many live jobs for this owner");
+        return;
+    }
     if (stored < 0) {
         sl_resp_header_add(r->req, "retry-after", "1");
         sl_resp_error(r->req, 503, "job store unavailable");

@@ -222,3 +222,24 @@ def test_a_full_redis_is_a_clear_503(pair):
     finally:
         rc.config_set("maxmemory", "0")
     assert h1(a, "POST", "/v1/tick?n=3")[0] == 202
+
+
+def test_owner_share_holds_across_instances(tmp_path, sluice_factory):
+    r = RedisServer(str(tmp_path)).start()
+    try:
+        key = tmp_path / "owner.key"
+        key.write_text("k" * 32)
+        cfg = config(r.url, owner_key_file=str(key), max_jobs_per_owner=2, ttl_s=1)
+        a, b = sluice_factory(**cfg), sluice_factory(**cfg)
+        alice, bob = {"x-user": "alice"}, {"x-user": "bob"}
+        j1 = submit(a, "n=1000&interval_ms=50", path="/v1/mine", headers=alice)
+        submit(b, "n=1000&interval_ms=50", path="/v1/mine", headers=alice)
+        # A holds one of alice's jobs: only the shared count says no
+        st, hdrs, body = h1(a, "POST", "/v1/mine?n=1", alice)
+        assert st == 429 and hdrs.get("retry-after") and b"too many live jobs" in body, (st, body)
+        submit(a, "n=1", path="/v1/mine", headers=bob)  # another owner is not held back
+        assert h1(a, "DELETE", "/mine/" + j1, alice)[0] == 202
+        # the cancelled job counts until it expires (ttl_s), then frees the share
+        assert wait_for(lambda: h1(a, "POST", "/v1/mine?n=1", alice)[0] == 202, 10 * SLOW)
+    finally:
+        r.stop()
