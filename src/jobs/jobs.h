@@ -228,6 +228,16 @@ sl_jobs_lookup_t *sl_jobs_lookup(sl_str_t id, struct ev_loop *loop, int slot, sl
                                  void *arg, sl_jobs_job_t **job, int *status);
 /* From the loop that started it: cb will not run. */
 void sl_jobs_lookup_cancel(sl_jobs_lookup_t *l);
+/* sl_jobs_list for one owner, across instances (the Redis store): the
+ * owner's live jobs in Redis and the ones held here. Returns NULL when
+ * sl_jobs_list answers (memory store, or no owner: *status FOUND) or the
+ * store cannot (*status SL_JOBS_UNAVAILABLE); else a handle, and later
+ * cb(arg, jobs, n, status) on loop: n references the callee releases
+ * (the array is freed after cb returns). */
+typedef void (*sl_jobs_listed_fn)(void *arg, sl_jobs_job_t **jobs, size_t n, int status);
+sl_jobs_lookup_t *sl_jobs_list_async(int state, const char *route, const char *owner,
+                                     sl_str_t after, size_t max, struct ev_loop *loop, int slot,
+                                     sl_jobs_listed_fn cb, void *arg, int *status);
 /* Whether a new job is stored where every instance sees it: 1 yes (or
  * the memory store), 0 not yet (answer after the next wake-up), else the
  * job is being failed: SL_JOBS_PERSIST_FAILED (the store failed: 503) or

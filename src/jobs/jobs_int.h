@@ -210,6 +210,18 @@ void sl_jobs_rstore_follow(sl_jobs_job_t *job);
 void sl_jobs_rstore_cancel(sl_jobs_job_t *job);
 /* Look id up in Redis (sl_jobs_lookup's far half). */
 void sl_jobs_rstore_lookup(struct sl_jobs_lookup *l);
+/* What a listing asks (sl_jobs_list_async), copied into its lookup. */
+typedef struct sl_jobs_list_q {
+    int state;
+    const char *route; /* NULL: any */
+    char owner[SL_JOBS_OWNER_LEN + 1];
+    char after[SL_JOBS_ID_LEN + 1];
+    size_t max;
+} sl_jobs_list_q_t;
+/* The listing's query, or NULL for a lookup of one id. */
+const sl_jobs_list_q_t *sl_jobs_lookup_query(const struct sl_jobs_lookup *l);
+/* A listing's outcome (jobs: references, an array the lookup frees). */
+void sl_jobs_lookup_listed(struct sl_jobs_lookup *l, sl_jobs_job_t **jobs, size_t n, int status);
 /* A lookup's outcome goes back to its worker (lookup.c). */
 void sl_jobs_lookup_done(struct sl_jobs_lookup *l, sl_jobs_job_t *job, int status);
 const char *sl_jobs_lookup_id(const struct sl_jobs_lookup *l);

@@ -10,6 +10,7 @@
  * lookup is never queued again, and it has left the inbox.
  */
 #include "jobs_int.h"
+#include <stdio.h>
 
 struct sl_jobs_lookup {
     atomic_int refs;
@@ -21,6 +22,13 @@ struct sl_jobs_lookup {
     int status;
     sl_jobs_found_fn cb;
     void *arg;
+    /* a listing: its query and result */
+    int is_list;
+    sl_jobs_list_q_t q;
+    char *route;
+    sl_jobs_listed_fn lcb;
+    sl_jobs_job_t **jobs;
+    size_t n;
 };
 
 static void release(sl_jobs_lookup_t *l)
@@ -28,6 +36,10 @@ static void release(sl_jobs_lookup_t *l)
     if (atomic_fetch_sub(&l->refs, 1) != 1)
         return;
     sl_jobs_job_unref(l->job);
+    for (size_t i = 0; i < l->n; i++) /* a listing nobody took */
+        sl_jobs_job_unref(l->jobs[i]);
+    sl_free(l->jobs);
+    sl_free(l->route);
     pthread_mutex_destroy(&l->mu);
     sl_free(l);
 }
@@ -36,10 +48,29 @@ static void release(sl_jobs_lookup_t *l)
 static void deliver(void *arg)
 {
     sl_jobs_lookup_t *l = arg;
+    if (l->is_list) {
+        size_t n = l->n;
+        l->n = 0; /* the callee's references now */
+        l->lcb(l->arg, l->jobs, n, l->status);
+        release(l);
+        return;
+    }
     sl_jobs_job_t *job = l->job;
     l->job = NULL; /* the callee's reference now */
     l->cb(l->arg, job, l->status);
     release(l);
+}
+
+static sl_jobs_lookup_t *lookup_new(struct ev_loop *loop, int slot, void *arg)
+{
+    sl_jobs_lookup_t *l = sl_calloc(1, sizeof(*l));
+    atomic_init(&l->refs, 2);
+    pthread_mutex_init(&l->mu, NULL);
+    l->arg = arg;
+    l->sub.cb = deliver;
+    l->sub.arg = l;
+    l->sub.inbox = sl_jobs_inbox_get(loop, slot);
+    return l;
 }
 
 sl_jobs_lookup_t *sl_jobs_lookup(sl_str_t id, struct ev_loop *loop, int slot, sl_jobs_found_fn cb,
@@ -56,17 +87,41 @@ sl_jobs_lookup_t *sl_jobs_lookup(sl_str_t id, struct ev_loop *loop, int slot, sl
         *status = SL_JOBS_UNAVAILABLE;
         return NULL;
     }
-    sl_jobs_lookup_t *l = sl_calloc(1, sizeof(*l));
-    atomic_init(&l->refs, 2);
-    pthread_mutex_init(&l->mu, NULL);
+    sl_jobs_lookup_t *l = lookup_new(loop, slot, arg);
     memcpy(l->id, id.p, SL_JOBS_ID_LEN);
     l->cb = cb;
-    l->arg = arg;
-    l->sub.cb = deliver;
-    l->sub.arg = l;
-    l->sub.inbox = sl_jobs_inbox_get(loop, slot);
     sl_jobs_lifecycle_lookup(l);
     return l;
+}
+
+sl_jobs_lookup_t *sl_jobs_list_async(int state, const char *route, const char *owner,
+                                     sl_str_t after, size_t max, struct ev_loop *loop, int slot,
+                                     sl_jobs_listed_fn cb, void *arg, int *status)
+{
+    *status = SL_JOBS_FOUND;
+    if (!owner || !owner[0] || !sl_jobs_config()->store.redis)
+        return NULL;
+    if (!sl_jobs_rstore_available()) {
+        *status = SL_JOBS_UNAVAILABLE;
+        return NULL;
+    }
+    sl_jobs_lookup_t *l = lookup_new(loop, slot, arg);
+    l->is_list = 1;
+    l->lcb = cb;
+    l->q.state = state;
+    l->route = route ? sl_strdup(route) : NULL;
+    l->q.route = l->route;
+    snprintf(l->q.owner, sizeof(l->q.owner), "%s", owner);
+    snprintf(l->q.after, sizeof(l->q.after), "%.*s", (int)SL_MIN(after.n, (size_t)SL_JOBS_ID_LEN),
+             after.p ? after.p : "");
+    l->q.max = max;
+    sl_jobs_lifecycle_lookup(l);
+    return l;
+}
+
+const sl_jobs_list_q_t *sl_jobs_lookup_query(const sl_jobs_lookup_t *l)
+{
+    return l->is_list ? &l->q : NULL;
 }
 
 const char *sl_jobs_lookup_id(const sl_jobs_lookup_t *l)
@@ -91,6 +146,13 @@ void sl_jobs_lookup_done(sl_jobs_lookup_t *l, sl_jobs_job_t *job, int status)
         pthread_mutex_unlock(&l->mu);
     }
     release(l);
+}
+
+void sl_jobs_lookup_listed(sl_jobs_lookup_t *l, sl_jobs_job_t **jobs, size_t n, int status)
+{
+    l->jobs = jobs;
+    l->n = n; /* released with l if nobody takes them */
+    sl_jobs_lookup_done(l, NULL, status);
 }
 
 void sl_jobs_lookup_cancel(sl_jobs_lookup_t *l)

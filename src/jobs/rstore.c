@@ -379,8 +379,12 @@ void sl_jobs_rstore_cancel(sl_jobs_job_t *job)
 
 /* ---- lookups ---- */
 
+/* One id being found; done gets the job (a reference) or NULL. */
+typedef void (*found_fn)(void *arg, sl_jobs_job_t *job, int status);
 typedef struct find {
-    struct sl_jobs_lookup *l;
+    char id[SL_JOBS_ID_LEN + 1];
+    found_fn done;
+    void *arg;
     sl_jobs_job_t *job; /* the mirror being filled */
     int final;          /* the hash says it has ended */
     uint64_t last;      /* last seq paged in */
@@ -388,7 +392,7 @@ typedef struct find {
 
 static void find_done(find_t *f, sl_jobs_job_t *job, int status)
 {
-    sl_jobs_lookup_done(f->l, job, status);
+    f->done(f->arg, job, status);
     sl_jobs_job_unref(f->job);
     sl_free(f);
 }
@@ -481,7 +485,7 @@ static void on_meta(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
     }
     const char *hdrs = str_field(r, "headers");
     sl_jobs_mirror_meta_t m = {
-        .id = sl_jobs_lookup_id(f->l),
+        .id = f->id,
         .owner = str_field(r, "owner"),
         .route = str_field(r, "route"),
         .executor = str_field(r, "executor"),
@@ -500,24 +504,150 @@ static void on_meta(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
     page(f);
 }
 
-void sl_jobs_rstore_lookup(struct sl_jobs_lookup *l)
+/* Find id: the local table (a mirror made meanwhile), else Redis. */
+static void find(const char *id, found_fn done, void *arg)
 {
     int expired = 0;
-    const char *id = sl_jobs_lookup_id(l);
     sl_jobs_job_t *job = sl_jobs_find((sl_str_t){id, SL_JOBS_ID_LEN}, &expired);
-    if (job || expired) { /* mirrored meanwhile */
-        sl_jobs_lookup_done(l, job, job ? SL_JOBS_FOUND : SL_JOBS_GONE);
+    if (job || expired) {
+        done(arg, job, job ? SL_JOBS_FOUND : SL_JOBS_GONE);
         return;
     }
     find_t *f = sl_calloc(1, sizeof(*f));
     char k[160];
     sl_rs_args_t a = {0};
-    f->l = l;
+    snprintf(f->id, sizeof(f->id), "%s", id);
+    f->done = done;
+    f->arg = arg;
     sl_rs_key(k, sizeof(k), "job", id);
     sl_rs_arg(&a, "HGETALL");
     sl_rs_arg(&a, k);
     if (sl_rs_send(rs.cmd, &a, on_meta, f) != 0)
         find_done(f, NULL, SL_JOBS_UNAVAILABLE);
+}
+
+static void lookup_found(void *arg, sl_jobs_job_t *job, int status)
+{
+    sl_jobs_lookup_done(arg, job, status);
+}
+
+void sl_jobs_rstore_list(struct sl_jobs_lookup *l, const sl_jobs_list_q_t *q);
+
+void sl_jobs_rstore_lookup(struct sl_jobs_lookup *l)
+{
+    const sl_jobs_list_q_t *q = sl_jobs_lookup_query(l);
+    if (q)
+        sl_jobs_rstore_list(l, q);
+    else
+        find(sl_jobs_lookup_id(l), lookup_found, l);
+}
+
+/* ---- listing an owner's jobs across instances ---- */
+
+#define LIST_CANDIDATES 1000 /* ids looked at per listing */
+
+typedef struct lister {
+    struct sl_jobs_lookup *l;
+    const sl_jobs_list_q_t *q;
+    size_t pending;
+    int failed;
+    sl_jobs_job_t **got;
+    size_t n;
+} lister_t;
+
+static int by_id(const void *a, const void *b)
+{
+    return strcmp((*(sl_jobs_job_t *const *)a)->id, (*(sl_jobs_job_t *const *)b)->id);
+}
+
+/* The jobs found in Redis and the ones held here, merged: one per id,
+ * the query's filters, id order, at most q->max. */
+static void list_finish(lister_t *ls)
+{
+    const sl_jobs_list_q_t *q = ls->q;
+    sl_jobs_job_t **v = sl_malloc((ls->n + q->max) * sizeof(*v));
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < ls->n; i++)
+        v[n++] = ls->got[i];
+    n += sl_jobs_list(q->state, q->route, q->owner, (sl_str_t){q->after, strlen(q->after)}, v + n,
+                      q->max);
+    qsort(v, n, sizeof(*v), by_id);
+    for (size_t i = 0; i < n; i++) {
+        sl_jobs_info_t info;
+        sl_jobs_job_info(v[i], &info);
+        int keep = k < q->max && (k == 0 || strcmp(v[k - 1]->id, v[i]->id) != 0) &&
+                   info.state != SL_JOBS_EXPIRED && (q->state < 0 || (int)info.state == q->state) &&
+                   (!q->route || strcmp(q->route, info.route) == 0);
+        if (keep)
+            v[k++] = v[i];
+        else
+            sl_jobs_job_unref(v[i]);
+    }
+    sl_jobs_lookup_listed(ls->l, v, k, ls->failed ? SL_JOBS_UNAVAILABLE : SL_JOBS_FOUND);
+    sl_free(ls->got);
+    sl_free(ls);
+}
+
+static void list_found(void *arg, sl_jobs_job_t *job, int status)
+{
+    lister_t *ls = arg;
+    if (job)
+        ls->got[ls->n++] = job;
+    ls->failed |= status == SL_JOBS_UNAVAILABLE;
+    if (--ls->pending == 0)
+        list_finish(ls);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void on_owner_ids(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
+{
+    SL_UNUSED(rc);
+    lister_t *ls = priv;
+    const char *ids[LIST_CANDIDATES];
+    size_t n = 0;
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        ls->failed = 1;
+        list_finish(ls);
+        return;
+    }
+    for (size_t i = 0; i < r->elements && n < LIST_CANDIDATES; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_STRING && e->len == SL_JOBS_ID_LEN &&
+            strcmp(e->str, ls->q->after) > 0)
+            ids[n++] = e->str;
+    }
+    /* The oldest max ids after the cursor are the page. */
+    qsort(ids, n, sizeof(*ids), cmp_str);
+    if (ls->q->state < 0 && !ls->q->route) /* else filters may pass over some */
+        n = SL_MIN(n, ls->q->max);
+    ls->got = sl_calloc(n + 1, sizeof(*ls->got));
+    ls->pending = n + 1; /* + this call, so that none finishes early */
+    for (size_t i = 0; i < n; i++)
+        find(ids[i], list_found, ls);
+    list_found(ls, NULL, SL_JOBS_FOUND);
+}
+
+void sl_jobs_rstore_list(struct sl_jobs_lookup *l, const sl_jobs_list_q_t *q)
+{
+    char ok[160];
+    sl_rs_args_t a = {0};
+    lister_t *ls = sl_calloc(1, sizeof(*ls));
+    ls->l = l;
+    ls->q = q;
+    sl_rs_key(ok, sizeof(ok), "owner", q->owner);
+    sl_rs_arg(&a, "ZRANGE");
+    sl_rs_arg(&a, ok);
+    sl_rs_arg_u64(&a, sl_wall_ms());
+    sl_rs_arg(&a, "+inf");
+    sl_rs_arg(&a, "BYSCORE");
+    if (sl_rs_send(rs.cmd, &a, on_owner_ids, ls) != 0) {
+        ls->failed = 1;
+        list_finish(ls);
+    }
 }
 
 /* ---- life ---- */

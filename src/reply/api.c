@@ -17,6 +17,7 @@
 #include "reply.h"
 #include "../config.h"
 #include "../log.h"
+#include "../worker.h"
 #include "../ws/ws.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +117,62 @@ static void bad(sl_req_t *req, const char *msg)
     sl_resp_error(req, 400, msg);
 }
 
+/* The page as JSON; releases the jobs (not the array). */
+static void answer_list(sl_req_t *req, sl_jobs_job_t **jobs, size_t n, size_t limit,
+                        const char *jobs_path)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char *s = sl_reply_status_json(jobs[i], jobs_path);
+        json_array_append_new(arr, json_loads(s, 0, NULL));
+        free(s);
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "jobs", arr);
+    json_object_set_new(o, "next",
+                        n == limit ? json_string(sl_jobs_job_id(jobs[n - 1])) : json_null());
+    for (size_t i = 0; i < n; i++)
+        sl_jobs_job_unref(jobs[i]);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    answer_json(req, 200, s);
+}
+
+/* A listing being gathered from the shared store. */
+typedef struct list_wait {
+    sl_req_t *req;
+    sl_jobs_lookup_t *l;
+    const char *jobs_path;
+    size_t limit;
+} list_wait_t;
+
+static void list_wait_close(sl_req_t *req, int err)
+{
+    SL_UNUSED(err);
+    list_wait_t *p = req->hdata;
+    sl_jobs_lookup_cancel(p->l);
+    req->hdata = NULL;
+}
+
+static const sl_handler_cbs_t list_wait_cbs = {.on_body = sl_req_discard_body,
+                                               .on_close = list_wait_close};
+
+static void on_listed(void *arg, sl_jobs_job_t **jobs, size_t n, int status)
+{
+    list_wait_t *p = arg;
+    sl_req_t *req = p->req;
+    req->cbs = &sl_req_discard_cbs;
+    req->hdata = NULL;
+    if (status == SL_JOBS_UNAVAILABLE) {
+        for (size_t i = 0; i < n; i++)
+            sl_jobs_job_unref(jobs[i]);
+        sl_resp_header_add(req, "retry-after", "1");
+        sl_resp_error(req, 503, "job store unavailable");
+        return;
+    }
+    answer_list(req, jobs, n, p->limit, p->jobs_path);
+}
+
 static void list(sl_req_t *req, const sl_reply_caller_t *c, const char *jobs_path)
 {
     sl_str_t v, after = {NULL, 0};
@@ -139,24 +196,27 @@ static void list(sl_req_t *req, const sl_reply_caller_t *c, const char *jobs_pat
         sl_resp_error(req, 404, "listing needs an owner or the admin token");
         return;
     }
+    sl_worker_t *w = sl_worker_current();
+    int status;
+    list_wait_t *p = sl_pool_alloc(&req->pool, sizeof(*p));
+    *p = (list_wait_t){req, NULL, jobs_path, (size_t)limit};
+    /* Across instances with the Redis store; the admin sees this one's. */
+    p->l = sl_jobs_list_async(state, route, c->admin ? NULL : c->owner, after, (size_t)limit,
+                              w->loop, w->id, on_listed, p, &status);
+    if (p->l) {
+        req->hdata = p;
+        req->cbs = &list_wait_cbs;
+        return;
+    }
+    if (status == SL_JOBS_UNAVAILABLE) {
+        sl_resp_header_add(req, "retry-after", "1");
+        sl_resp_error(req, 503, "job store unavailable");
+        return;
+    }
     sl_jobs_job_t **jobs = sl_malloc((size_t)limit * sizeof(*jobs));
     size_t n = sl_jobs_list(state, route, c->admin ? NULL : c->owner, after, jobs, (size_t)limit);
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
-        char *s = sl_reply_status_json(jobs[i], jobs_path);
-        json_array_append_new(arr, json_loads(s, 0, NULL));
-        free(s);
-    }
-    json_t *o = json_object();
-    json_object_set_new(o, "jobs", arr);
-    json_object_set_new(
-        o, "next", n == (size_t)limit ? json_string(sl_jobs_job_id(jobs[n - 1])) : json_null());
-    for (size_t i = 0; i < n; i++)
-        sl_jobs_job_unref(jobs[i]);
+    answer_list(req, jobs, n, (size_t)limit, jobs_path);
     sl_free(jobs);
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    answer_json(req, 200, s);
 }
 
 /* Resume point: Last-Event-ID wins over ?from=. */

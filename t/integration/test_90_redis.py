@@ -243,3 +243,28 @@ def test_owner_share_holds_across_instances(tmp_path, sluice_factory):
         assert wait_for(lambda: h1(a, "POST", "/v1/mine?n=1", alice)[0] == 202, 10 * SLOW)
     finally:
         r.stop()
+
+
+def test_listing_spans_instances(pair):
+    _, a, b = pair
+    alice, bob = {"x-user": "alice"}, {"x-user": "bob"}
+    mine = [submit(a, "n=1&interval_ms=0", path="/v1/mine", headers=alice),
+            submit(a, "n=500&interval_ms=50", path="/v1/mine", headers=alice),
+            submit(b, "n=1&interval_ms=0", path="/v1/mine", headers=alice)]
+    theirs = submit(a, "n=1", path="/v1/mine", headers=bob)
+    assert wait_for(lambda: json.loads(h1(a, "GET", "/mine/" + mine[0], alice)[2])["state"]
+                    == "succeeded", 10 * SLOW)
+
+    def page(srv, query, who=alice):
+        st, _, body = h1(srv, "GET", "/mine?" + query, who)
+        assert st == 200, body
+        o = json.loads(body)
+        return [j["id"] for j in o["jobs"]], o["next"]
+    for srv in (a, b):
+        ids, nxt = page(srv, "limit=10")
+        assert ids == sorted(mine) and nxt is None
+        first, nxt = page(srv, "limit=2")
+        rest, last = page(srv, "limit=2&after=" + nxt)
+        assert first + rest == sorted(mine) and last is None
+        assert page(srv, "state=running")[0] == [mine[1]]
+        assert page(srv, "limit=10", bob)[0] == [theirs]
