@@ -3,7 +3,9 @@
  * Unit tests for src/jobs/store.c: sequence numbers, reading from a
  * cursor, retention with an explicit dropped range, the END event and
  * final state, TTL expiry into tombstones (410) and their bound (404),
- * listing in creation order and Idempotency-Key reuse.
+ * listing in creation order, Idempotency-Key reuse, and mirrors of
+ * jobs held in Redis (events put at their own seq, a gap read as a
+ * dropped range, END setting the final state, one job per id).
  */
 #include "jobs/jobs_int.h"
 #include "../helpers.h"
@@ -251,6 +253,46 @@ START_TEST(global_budget)
 }
 END_TEST
 
+START_TEST(mirror_put_and_adopt)
+{
+    setup(1 << 20, 10);
+    sl_jobs_mirror_meta_t m = {.id = "01HZZZZZZZZZZZZZZZZZZZZZZZ", .owner = "", .route = "/r",
+                               .executor = "w", .method = "GET", .path = "/r"};
+    sl_jobs_job_t *job = sl_jobs_store_mirror_new(&m), *twin = sl_jobs_store_mirror_new(&m);
+    ck_assert_int_eq(sl_jobs_store_put(job, 1, SL_JOBS_EV_STARTED, "{}", 2), 0);
+    ck_assert_int_eq(sl_jobs_store_put(job, 1, SL_JOBS_EV_STARTED, "{}", 2), 0); /* again */
+    ck_assert_int_eq(sl_jobs_store_put(job, 5, SL_JOBS_EV_DATA, "abc", 3), 0);   /* 2-4 trimmed */
+    sl_jobs_info_t info;
+    sl_jobs_job_info(job, &info);
+    ck_assert_int_eq(info.state, SL_JOBS_RUNNING);
+    ck_assert_int_eq(info.dropped_upto, 4);
+    ck_assert_int_eq(info.last_seq, 5);
+    sl_jobs_event_t *ev[4];
+    sl_jobs_read_t rd;
+    ck_assert_uint_eq(sl_jobs_read(job, 0, ev, 4, &rd), 0);
+    ck_assert_int_eq(rd.dropped_from, 1);
+    ck_assert_int_eq(rd.dropped_to, 4);
+    const char *end = "{\"state\":\"cancelled\",\"exit_code\":-1}";
+    ck_assert_int_eq(sl_jobs_store_put(job, 6, SL_JOBS_EV_END, end, strlen(end)), 1);
+    sl_jobs_job_info(job, &info);
+    ck_assert_int_eq(info.state, SL_JOBS_CANCELLED);
+    ck_assert_int_eq(sl_jobs_store_put(job, 7, SL_JOBS_EV_DATA, "x", 1), 1); /* after the end */
+    /* One job per id in the table: a second mirror gets the first. */
+    sl_jobs_job_t *in = sl_jobs_store_adopt(job), *again = sl_jobs_store_adopt(twin);
+    ck_assert_ptr_eq(in, job);
+    ck_assert_ptr_eq(again, job);
+    int expired;
+    sl_jobs_job_t *found = sl_jobs_find((sl_str_t){m.id, SL_JOBS_ID_LEN}, &expired);
+    ck_assert_ptr_eq(found, job);
+    sl_jobs_job_unref(found);
+    sl_jobs_job_unref(again);
+    sl_jobs_job_unref(in);
+    sl_jobs_job_unref(twin);
+    sl_jobs_job_unref(job);
+    sl_jobs_store_dispose();
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("jobs_store");
@@ -261,6 +303,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, list_in_creation_order_and_idempotency);
     tcase_add_test(tc, per_owner_share);
     tcase_add_test(tc, global_budget);
+    tcase_add_test(tc, mirror_put_and_adopt);
     suite_add_tcase(s, tc);
     return s;
 }
