@@ -270,6 +270,29 @@ static void hset_state(sl_jobs_job_t *job, const char *state, const char *tfield
     write_cmd(&a);
 }
 
+/* A remote job's end that Redis did not take: it ends here all the
+ * same, so that its readers are not left waiting for it. */
+typedef struct end_w {
+    sl_jobs_job_t *job;
+    size_t len;
+    char body[];
+} end_w_t;
+
+static void on_remote_end(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
+{
+    end_w_t *e = priv;
+    sl_jobs_job_t *job = e->job;
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        on_write(rc, r, NULL);
+        sl_log(SL_LOG_WARN, NULL, "job %s: its end could not be stored; it ends here only", job->id);
+        if (sl_jobs_store_put(job, job->next_seq, SL_JOBS_EV_END, e->body, e->len) == 1 &&
+            !job->mirror)
+            sl_jobs_remote_ended(job);
+    }
+    sl_jobs_job_unref(job);
+    sl_free(e);
+}
+
 /* id: "0-<seq>" for a job whose events are made here, "0-*" for one
  * whose events are authored in Redis (Redis then numbers it). */
 static void xadd(sl_jobs_job_t *job, const char *id, sl_jobs_ev_type_t type, const void *data,
@@ -288,7 +311,17 @@ static void xadd(sl_jobs_job_t *job, const char *id, sl_jobs_ev_type_t type, con
     sl_rs_arg(&a, sl_jobs_ev_type_name(type));
     sl_rs_arg(&a, "data");
     sl_rs_arg_bin(&a, data, len);
-    write_cmd(&a);
+    if (job->remote && type == SL_JOBS_EV_END) {
+        end_w_t *e = sl_malloc(sizeof(*e) + len);
+        e->job = job;
+        e->len = len;
+        memcpy(e->body, data, len);
+        sl_jobs_job_ref(job);
+        if (sl_rs_send(rs.cmd, &a, on_remote_end, e) != 0)
+            on_remote_end(rs.cmd, NULL, e);
+    } else {
+        write_cmd(&a);
+    }
     if (type == SL_JOBS_EV_STARTED) {
         expire("ev", job->id, (uint64_t)rs.cfg->store.max_age_s);
         hset_state(job, "running", "started_ms", sl_wall_ms(), NULL);

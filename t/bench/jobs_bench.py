@@ -102,7 +102,7 @@ def throughput(port, n, path="/v1/tick?n=1&interval_ms=0"):
         return "h2load not installed"
     r = subprocess.run([h2load, "-n", str(n), "-c", "4", "-m", "32",
                         "http://127.0.0.1:%d%s" % (port, path)],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
     out = r.stdout.decode()
     m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
     ok = re.search(r"(\d+) succeeded", out)
@@ -208,7 +208,8 @@ def run_redis(a):
         url = "redis://127.0.0.1:%d/0" % rport
         workers = [subprocess.Popen([sys.executable, WORKER, "--url", url, "--stream",
                                      "sluice:work:bench", "--name", "w%d" % i],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    stdout=subprocess.DEVNULL,
+                                    stderr=open(os.path.join(rd, "worker%d.log" % i), "wb"))
                    for i in range(a.redis_workers)]
         print("  redis executor, %d Python workers: throughput:" % a.redis_workers,
               throughput(ports[0], 500 if a.quick else 3000, "/v1/work?n=1&size=16"))
@@ -222,6 +223,11 @@ def run_redis(a):
             stop(p)
             shutil.rmtree(d, ignore_errors=True)
         stop(rp)
+        for i in range(len(workers)):  # a worker that died says why
+            with open(os.path.join(rd, "worker%d.log" % i), "rb") as f:
+                tail = f.read()[-2000:]
+            if b"Traceback" in tail:
+                print("  worker %d failed:" % i, tail.decode(errors="replace"), file=sys.stderr)
         shutil.rmtree(rd, ignore_errors=True)
 
 

@@ -199,3 +199,14 @@ def test_cancel_after_the_maker_is_gone(env):
     assert h1(b, "DELETE", "/jobs/" + jid)[0] == 202
     assert wait_state(b, jid, ("cancelled",), timeout=10)["state"] == "cancelled"
     assert wait_for(lambda: "stopped (cancelled)" in ws.log("w1"), 10 * SLOW)
+
+
+def test_cancel_while_redis_is_down_ends_the_job_here(env):
+    r, _, make = env
+    a, _ = make()
+    jid = submit(a, "n=3")  # no worker: it waits in the queue
+    r.stop()
+    assert wait_for(lambda: h1(a, "POST", "/v1/tick?n=1")[0] == 503, 10 * SLOW)
+    assert h1(a, "DELETE", "/jobs/" + jid)[0] == 202
+    assert wait_state(a, jid, ("cancelled",), timeout=10)["state"] == "cancelled"
+    assert b"its end could not be stored" in open(a.stderr_path, "rb").read()
