@@ -234,6 +234,7 @@ void sl_jobs_stat_event(void);
 void sl_jobs_stat_subscribers(int delta);
 void sl_jobs_stat_ended(sl_jobs_state_t s);
 void sl_jobs_stat_dropped(void);
+void sl_jobs_stat_store_error(void); /* a Redis command failed */
 /* Add the jobs families to every scrape (at configuration load). */
 void sl_jobs_stats_register(void);
 

@@ -84,6 +84,7 @@ sl_jobs_lookup_t *sl_jobs_lookup(sl_str_t id, struct ev_loop *loop, int slot, sl
     if (*job || expired || !sl_jobs_config()->store.redis || id.n != SL_JOBS_ID_LEN)
         return NULL;
     if (!sl_jobs_rstore_available()) {
+        sl_jobs_stat_store_error();
         *status = SL_JOBS_UNAVAILABLE;
         return NULL;
     }
@@ -102,6 +103,7 @@ sl_jobs_lookup_t *sl_jobs_list_async(int state, const char *route, const char *o
     if (!owner || !owner[0] || !sl_jobs_config()->store.redis)
         return NULL;
     if (!sl_jobs_rstore_available()) {
+        sl_jobs_stat_store_error();
         *status = SL_JOBS_UNAVAILABLE;
         return NULL;
     }

@@ -117,6 +117,7 @@ static void on_write(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
     SL_UNUSED(priv);
     if (r && r->type != REDIS_REPLY_ERROR)
         return;
+    sl_jobs_stat_store_error();
     ev_tstamp now = ev_now(rs.loop);
     if (now - rs.last_error_log < 1.0)
         return;
@@ -425,6 +426,8 @@ typedef struct find {
 
 static void find_done(find_t *f, sl_jobs_job_t *job, int status)
 {
+    if (status == SL_JOBS_UNAVAILABLE)
+        sl_jobs_stat_store_error();
     f->done(f->arg, job, status);
     sl_jobs_job_unref(f->job);
     sl_free(f);

@@ -14,7 +14,12 @@
 
 #define NSTATES (SL_JOBS_EXPIRED + 1)
 
-static atomic_ullong submitted, events, subscribers, ended[NSTATES], dropped, resumes;
+static atomic_ullong submitted, events, subscribers, ended[NSTATES], dropped, resumes, store_errors;
+
+void sl_jobs_stat_store_error(void)
+{
+    atomic_fetch_add_explicit(&store_errors, 1, memory_order_relaxed);
+}
 
 void sl_jobs_stat_dropped(void)
 {
@@ -96,6 +101,14 @@ static void source(sl_metrics_text_t *t, const struct sl_config *cfg)
     sl_metrics_head(t, "sluice_jobs_retained_bytes", "gauge",
                     "Event bytes the job store holds (bounded by jobs.max_retained_bytes).");
     sl_metrics_printf(t, "sluice_jobs_retained_bytes %lld\n", sl_jobs_budget_total());
+    if (!sl_jobs_config()->store.redis)
+        return;
+    sl_metrics_head(t, "sluice_jobs_store_up", "gauge",
+                    "1 while the Redis store's command connection is up (jobs.store).");
+    sl_metrics_printf(t, "sluice_jobs_store_up %d\n", sl_jobs_rstore_available());
+    sl_metrics_head(t, "sluice_jobs_store_errors_total", "counter",
+                    "Redis commands that failed or got no answer (the connection went away).");
+    sl_metrics_printf(t, "sluice_jobs_store_errors_total %llu\n", get(&store_errors));
 }
 
 void sl_jobs_stats_register(void)

@@ -31,6 +31,7 @@ def config(redis_url, **jobs):
              "owner": "header:x-user"},
             {"path": "/mine", "handler": "jobs_api", "owner": "header:x-user"},
             {"path": "/jobs", "handler": "jobs_api"},
+            {"path": "/metrics", "handler": "metrics"},
         ] + ROUTES,
     }
 
@@ -187,10 +188,18 @@ def test_redis_down_answers_503_and_comes_back(pair):
     assert st == 503 and hdrs.get("retry-after")
     assert h1(a, "GET", "/")[0] == 200  # everything else goes on
     assert b"redis (commands)" in open(a.stderr_path, "rb").read()
+    m = h1(a, "GET", "/metrics")[2].decode()
+    assert "\nsluice_jobs_store_up 0\n" in m
+    errors = [ln for ln in m.splitlines() if ln.startswith("sluice_jobs_store_errors_total ")]
+    assert errors  # the series is there while Redis is away
     r.start()  # same port: sluice redials with back-off, no restart
     assert wait_for(lambda: h1(a, "POST", "/v1/tick?n=1")[0] == 202, 15 * SLOW)
     jid = submit(a, "n=3&interval_ms=0")
     assert wait_state(b, jid, ("succeeded",))["data_bytes"] > 0
+    assert "\nsluice_jobs_store_up 1\n" in h1(a, "GET", "/metrics")[2].decode()
+    # B's lookup while Redis was down could not be answered: counted
+    m = h1(b, "GET", "/metrics")[2].decode()
+    assert int(m.split("\nsluice_jobs_store_errors_total ")[1].split()[0]) >= 1
 
 
 def test_acknowledged_jobs_survive_a_redis_restart_with_aof(tmp_path, sluice_factory):
