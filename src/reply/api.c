@@ -138,31 +138,49 @@ static void answer_list(sl_req_t *req, sl_jobs_job_t **jobs, size_t n, size_t li
     answer_json(req, 200, s);
 }
 
-/* A listing being gathered from the shared store. */
-typedef struct list_wait {
+/* A request waiting for the shared store (the Redis store): a lookup or
+ * a listing; req->hdata points here, so one close callback serves both. */
+typedef struct waiting {
     sl_req_t *req;
     sl_jobs_lookup_t *l;
+} waiting_t;
+
+static void waiting_close(sl_req_t *req, int err)
+{
+    SL_UNUSED(err);
+    waiting_t *w = req->hdata;
+    sl_jobs_lookup_cancel(w->l);
+    req->hdata = NULL;
+}
+
+static const sl_handler_cbs_t waiting_cbs = {.on_body = sl_req_discard_body,
+                                             .on_close = waiting_close};
+
+/* The answer came: the request is the handler's again. */
+static sl_req_t *waited(waiting_t *w)
+{
+    sl_req_t *req = w->req;
+    req->cbs = &sl_req_discard_cbs;
+    req->hdata = NULL;
+    return req;
+}
+
+static void wait_on(sl_req_t *req, waiting_t *w)
+{
+    req->hdata = w;
+    req->cbs = &waiting_cbs;
+}
+
+typedef struct list_wait {
+    waiting_t w;
     const char *jobs_path;
     size_t limit;
 } list_wait_t;
 
-static void list_wait_close(sl_req_t *req, int err)
-{
-    SL_UNUSED(err);
-    list_wait_t *p = req->hdata;
-    sl_jobs_lookup_cancel(p->l);
-    req->hdata = NULL;
-}
-
-static const sl_handler_cbs_t list_wait_cbs = {.on_body = sl_req_discard_body,
-                                               .on_close = list_wait_close};
-
 static void on_listed(void *arg, sl_jobs_job_t **jobs, size_t n, int status)
 {
     list_wait_t *p = arg;
-    sl_req_t *req = p->req;
-    req->cbs = &sl_req_discard_cbs;
-    req->hdata = NULL;
+    sl_req_t *req = waited(&p->w);
     if (status == SL_JOBS_UNAVAILABLE) {
         for (size_t i = 0; i < n; i++)
             sl_jobs_job_unref(jobs[i]);
@@ -199,13 +217,12 @@ static void list(sl_req_t *req, const sl_reply_caller_t *c, const char *jobs_pat
     sl_worker_t *w = sl_worker_current();
     int status;
     list_wait_t *p = sl_pool_alloc(&req->pool, sizeof(*p));
-    *p = (list_wait_t){req, NULL, jobs_path, (size_t)limit};
+    *p = (list_wait_t){{req, NULL}, jobs_path, (size_t)limit};
     /* Across instances with the Redis store; the admin sees this one's. */
-    p->l = sl_jobs_list_async(state, route, c->admin ? NULL : c->owner, after, (size_t)limit,
-                              w->loop, w->id, on_listed, p, &status);
-    if (p->l) {
-        req->hdata = p;
-        req->cbs = &list_wait_cbs;
+    p->w.l = sl_jobs_list_async(state, route, c->admin ? NULL : c->owner, after, (size_t)limit,
+                                w->loop, w->id, on_listed, p, &status);
+    if (p->w.l) {
+        wait_on(req, &p->w);
         return;
     }
     if (status == SL_JOBS_UNAVAILABLE) {
@@ -325,32 +342,17 @@ static void serve_job(sl_req_t *req, sl_jobs_job_t *job, int status, sl_str_t su
     sl_jobs_job_unref(job);
 }
 
-/* A job being looked up in the shared store (the Redis store). */
 typedef struct pending {
-    sl_req_t *req;
-    sl_jobs_lookup_t *l;
+    waiting_t w;
     sl_reply_caller_t caller;
     sl_str_t id, sub; /* in req's path */
     const char *jobs_path;
 } pending_t;
 
-static void pending_close(sl_req_t *req, int err)
-{
-    SL_UNUSED(err);
-    pending_t *p = req->hdata;
-    sl_jobs_lookup_cancel(p->l);
-    req->hdata = NULL;
-}
-
-static const sl_handler_cbs_t pending_cbs = {.on_body = sl_req_discard_body,
-                                             .on_close = pending_close};
-
 static void on_found(void *arg, sl_jobs_job_t *job, int status)
 {
     pending_t *p = arg;
-    sl_req_t *req = p->req;
-    req->cbs = &sl_req_discard_cbs;
-    req->hdata = NULL;
+    sl_req_t *req = waited(&p->w);
     sl_reply_may_see(&p->caller, &job, &status);
     serve_job(req, job, status, p->sub, p->jobs_path, p->id);
 }
@@ -361,11 +363,10 @@ static void on_job(sl_req_t *req, const sl_reply_caller_t *c, sl_str_t id, sl_st
     int status;
     sl_jobs_job_t *job;
     pending_t *p = sl_pool_alloc(&req->pool, sizeof(*p));
-    *p = (pending_t){req, NULL, *c, id, sub, jobs_path};
-    p->l = sl_reply_find_job(c, id, on_found, p, &job, &status);
-    if (p->l) {
-        req->hdata = p;
-        req->cbs = &pending_cbs;
+    *p = (pending_t){{req, NULL}, *c, id, sub, jobs_path};
+    p->w.l = sl_reply_find_job(c, id, on_found, p, &job, &status);
+    if (p->w.l) {
+        wait_on(req, &p->w);
         return;
     }
     serve_job(req, job, status, sub, jobs_path, id);

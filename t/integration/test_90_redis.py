@@ -15,6 +15,7 @@ import pytest
 
 from conftest import ROUTES, SLOW, wait_for
 from redisserver import RedisServer
+from test_76_jobs_bounds import h1
 
 websockets = pytest.importorskip("websockets")
 
@@ -47,15 +48,6 @@ def pair(tmp_path, sluice_factory):
     a.stop()
     b.stop()
     r.stop()
-
-
-def h1(srv, method, path, headers=None, timeout=20):
-    c = http.client.HTTPConnection("127.0.0.1", srv.h2c_port, timeout=timeout * SLOW)
-    c.request(method, path, headers=headers or {})
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, data
 
 
 def submit(srv, query, path="/v1/tick", headers=None):
