@@ -155,6 +155,9 @@ uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *da
 void sl_jobs_set_running(sl_jobs_job_t *job);
 /* Set the final state and exit code, then append END (jobs thread). */
 void sl_jobs_store_end(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code);
+/* The END event's data, {"state":...,"exit_code":...}; returns its length. */
+#define SL_JOBS_END_BODY_MAX 64
+size_t sl_jobs_end_body(char *out, size_t cap, sl_jobs_state_t state, int exit_code);
 /* Move finished jobs past their TTL to the tombstone set (jobs thread). */
 void sl_jobs_store_sweep(uint64_t now_ms);
 /* Every live job, referenced, for shutdown (caller frees the array). */

@@ -263,25 +263,25 @@ static void cancel_queued(sl_jobs_exec_def_t *x, sl_jobs_job_t *job)
 
 static void do_cmd(cmd_t *c)
 {
-    sl_jobs_job_t *job = c->job;
-    sl_jobs_exec_def_t *x = job ? (sl_jobs_exec_def_t *)job->exec : NULL;
     if (c->kind == CMD_LOOKUP) {
         sl_jobs_rstore_lookup(c->lookup);
         sl_free(c);
         return;
     }
+    sl_jobs_job_t *job = c->job;
+    sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
     if (c->kind == CMD_START && lc.cfg.store.redis)
         sl_jobs_rstore_create(job); /* before its first event */
     if (c->kind == CMD_START && job->remote)
         sl_jobs_rstore_follow(job); /* every event comes back this way */
-    if (job->mirror && job->remote) {
-        /* Its work is at the workers: ended here, whether or not the
-         * instance that made it is still there. */
-        if (c->kind == CMD_CANCEL && !job->ended)
+    if (job->mirror) {
+        /* Another instance's job. Work at external workers is ended from
+         * here, whether or not its maker is still there; a local
+         * executor's is asked of its maker. */
+        if (c->kind == CMD_CANCEL && !job->ended && job->remote)
             sl_jobs_rstore_end_remote(job, SL_JOBS_CANCELLED, NULL);
-    } else if (job->mirror) {
-        if (c->kind == CMD_CANCEL && !job->ended)
-            sl_jobs_rstore_cancel(job); /* its own instance stops it */
+        else if (c->kind == CMD_CANCEL && !job->ended)
+            sl_jobs_rstore_cancel(job);
     } else if (c->kind == CMD_START && job->cancel_early) {
         end_unstarted(x, job); /* cancelled while it was being created */
     } else if (c->kind == CMD_START) {
@@ -387,11 +387,10 @@ static void stop_all(void)
     for (size_t i = 0; i < n; i++) {
         sl_jobs_job_t *job = all[i];
         sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
-        if (job->mirror || job->finished)
-            ; /* another instance's, or done */
-        else if (job->queued_on_exec)
+        int ours = !job->mirror && !job->finished; /* a mirror runs elsewhere */
+        if (ours && job->queued_on_exec)
             cancel_queued(x, job);
-        else if (job->state == SL_JOBS_RUNNING)
+        else if (ours && job->state == SL_JOBS_RUNNING)
             x->ops->cancel(job, SL_JOBS_CANCELLED);
         sl_jobs_job_unref(job);
     }

@@ -80,15 +80,17 @@ static void on_ctl(const redisReply *entries)
     }
 }
 
+/* The job of stream key "<prefix>ev:<id>" from the table (a reference):
+ * every followed job is there until it has ended. */
 static sl_jobs_job_t *followed(const char *key, size_t n)
 {
-    char k[160];
-    for (size_t i = 0; i < fw.n; i++) {
-        sl_rs_key(k, sizeof(k), "ev", fw.v[i]->id);
-        if (strlen(k) == n && memcmp(k, key, n) == 0)
-            return fw.v[i];
-    }
-    return NULL;
+    char pre[160];
+    int expired;
+    sl_rs_key(pre, sizeof(pre), "ev", "");
+    size_t pn = strlen(pre);
+    if (n != pn + SL_JOBS_ID_LEN || memcmp(key, pre, pn) != 0)
+        return NULL;
+    return sl_jobs_find((sl_str_t){key + pn, SL_JOBS_ID_LEN}, &expired);
 }
 
 static void on_stream(const redisReply *s)
@@ -113,6 +115,7 @@ static void on_stream(const redisReply *s)
         if (r == 1)
             break; /* nothing after the end counts */
     }
+    sl_jobs_job_unref(job);
 }
 
 /* Ended mirrors have nothing more to read. */

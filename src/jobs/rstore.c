@@ -379,18 +379,16 @@ void sl_jobs_rstore_end_remote(sl_jobs_job_t *job, sl_jobs_state_t state, const 
 {
     char k[160];
     sl_rs_args_t a = {0};
+    char body[SL_JOBS_END_BODY_MAX];
     sl_rs_key(k, sizeof(k), "job", job->id);
     sl_rs_arg(&a, "HSET");
     sl_rs_arg(&a, k);
     sl_rs_arg(&a, "cancel");
     sl_rs_arg(&a, "1");
-    sl_rs_send(sl_rs_cmd(), &a, NULL, NULL);
+    write_cmd(&a);
     if (error)
         sl_jobs_emit_error(job, error); /* a remote job's events go to its stream */
-    char body[96];
-    int n = snprintf(body, sizeof(body), "{\"state\":\"%s\",\"exit_code\":-1}",
-                     sl_jobs_state_name(state));
-    sl_jobs_emit(job, SL_JOBS_EV_END, body, (size_t)n);
+    sl_jobs_emit(job, SL_JOBS_EV_END, body, sl_jobs_end_body(body, sizeof(body), state, -1));
 }
 
 void sl_jobs_rstore_cancel(sl_jobs_job_t *job)
@@ -567,13 +565,13 @@ static void lookup_found(void *arg, sl_jobs_job_t *job, int status)
     sl_jobs_lookup_done(arg, job, status);
 }
 
-void sl_jobs_rstore_list(struct sl_jobs_lookup *l, const sl_jobs_list_q_t *q);
+static void list(struct sl_jobs_lookup *l, const sl_jobs_list_q_t *q);
 
 void sl_jobs_rstore_lookup(struct sl_jobs_lookup *l)
 {
     const sl_jobs_list_q_t *q = sl_jobs_lookup_query(l);
     if (q)
-        sl_jobs_rstore_list(l, q);
+        list(l, q);
     else
         find(sl_jobs_lookup_id(l), lookup_found, l);
 }
@@ -667,7 +665,7 @@ static void on_owner_ids(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
     list_found(ls, NULL, SL_JOBS_FOUND);
 }
 
-void sl_jobs_rstore_list(struct sl_jobs_lookup *l, const sl_jobs_list_q_t *q)
+static void list(struct sl_jobs_lookup *l, const sl_jobs_list_q_t *q)
 {
     char ok[160];
     sl_rs_args_t a = {0};

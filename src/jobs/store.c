@@ -525,22 +525,31 @@ uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *da
     ev->seq = job->next_seq;
     append_locked(job, ev);
     uint64_t seq = ev->seq;
-    atomic_fetch_add(&ev->refs, 1); /* for the copy to Redis */
+    int copy = st.cfg.store.redis && !job->mirror;
+    if (copy)
+        atomic_fetch_add(&ev->refs, 1); /* trim may drop it once we unlock */
     pthread_mutex_unlock(&s->mu);
-    if (st.cfg.store.redis && !job->mirror)
+    if (copy) {
         sl_jobs_rstore_event(job, ev);
-    sl_jobs_event_unref(ev);
+        sl_jobs_event_unref(ev);
+    }
     sl_jobs_budget_enforce(job);
     return seq;
 }
 
 /* Final state and exit code go in with the END event, under one lock, so
  * a reader never sees END with a non-final state. */
+size_t sl_jobs_end_body(char *out, size_t cap, sl_jobs_state_t state, int exit_code)
+{
+    int n = snprintf(out, cap, "{\"state\":\"%s\",\"exit_code\":%d}", sl_jobs_state_name(state),
+                     exit_code);
+    return n > 0 ? SL_MIN((size_t)n, cap - 1) : 0;
+}
+
 void sl_jobs_store_end(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code)
 {
-    char body[160];
-    int n = snprintf(body, sizeof(body), "{\"state\":\"%s\",\"exit_code\":%d}",
-                     sl_jobs_state_name(state), exit_code);
+    char body[SL_JOBS_END_BODY_MAX];
+    size_t n = sl_jobs_end_body(body, sizeof(body), state, exit_code);
     shard_t *s = &st.shards[job->shard];
     pthread_mutex_lock(&s->mu);
     job->state = state;
@@ -548,7 +557,7 @@ void sl_jobs_store_end(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code)
     job->ended_ms = sl_wall_ms();
     pthread_mutex_unlock(&s->mu);
     sl_jobs_stat_ended(state);
-    sl_jobs_emit(job, SL_JOBS_EV_END, body, (size_t)n);
+    sl_jobs_emit(job, SL_JOBS_EV_END, body, n);
     if (job->remote)
         return; /* ended once the follower reads it back */
     pthread_mutex_lock(&s->mu);
