@@ -118,35 +118,36 @@ def test_body_and_headers_reach_the_worker(env):
     assert json.loads(entry[b"headers"]) == {"content-type": "text/plain", "x-tag": "blue"}
 
 
-def test_killed_worker_is_replaced_after_the_lease(env):
-    _, ws, make = env
-    a, b = make()
+def events_so_far(srv, jid):
+    st, _, body = h1(srv, "GET", "/jobs/" + jid)
+    return json.loads(body)["last_seq"] if st == 200 else 0
+
+
+def kill_mid_job(ws, srv, query, after):
+    """Submit, let worker w1 write `after` events, SIGKILL it, start w2."""
     w1 = ws.start("w1")
-    jid = submit(a, "n=60&size=20&delay_ms=30")
-    assert wait_for(lambda: len(sse_so_far(a, jid)) > 12, 20 * SLOW)
+    jid = submit(srv, query)
+    assert wait_for(lambda: events_so_far(srv, jid) > after, 20 * SLOW)
     w1.send_signal(signal.SIGKILL)
     w1.wait()
     ws.start("w2")
+    return jid
+
+
+def test_killed_worker_is_replaced_after_the_lease(env):
+    _, ws, make = env
+    a, b = make()
+    jid = kill_mid_job(ws, a, "n=60&size=20&delay_ms=30", 12)
     wait_state(b, jid, ("succeeded",), timeout=30)
     body = result(b, jid)[2]
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(chunks(60, 20)).hexdigest()
     assert "attempt 2" in ws.log("w2")
 
 
-def sse_so_far(srv, jid):
-    st, _, body = h1(srv, "GET", "/jobs/" + jid)
-    return range(json.loads(body)["last_seq"]) if st == 200 else []
-
-
 def test_max_attempts_fails_the_job(env):
     _, ws, make = env
     a, _ = make(max_attempts=1)
-    w1 = ws.start("w1")
-    jid = submit(a, "n=100&size=20&delay_ms=30")
-    assert wait_for(lambda: len(sse_so_far(a, jid)) > 4, 20 * SLOW)
-    w1.send_signal(signal.SIGKILL)
-    w1.wait()
-    ws.start("w2")
+    jid = kill_mid_job(ws, a, "n=100&size=20&delay_ms=30", 4)
     s = wait_state(a, jid, ("failed",), timeout=30)
     assert s["exit_code"] is None  # no process exit code
     tail = sse(a, jid)
@@ -158,7 +159,7 @@ def test_cancel_reaches_the_worker(env):
     a, b = make()
     ws.start("w1")
     jid = submit(a, "n=1000&size=20&delay_ms=20")
-    assert wait_for(lambda: len(sse_so_far(a, jid)) > 3, 20 * SLOW)
+    assert wait_for(lambda: events_so_far(a, jid) > 3, 20 * SLOW)
     assert h1(b, "DELETE", "/jobs/" + jid)[0] == 202
     assert wait_state(a, jid, ("cancelled",), timeout=10)["state"] == "cancelled"
     assert wait_for(lambda: "stopped (cancelled)" in ws.log("w1"), 10 * SLOW)
@@ -194,7 +195,7 @@ def test_cancel_after_the_maker_is_gone(env):
     a, b = make()
     ws.start("w1")
     jid = submit(a, "n=1000&size=20&delay_ms=20")
-    assert wait_for(lambda: len(sse_so_far(b, jid)) > 3, 20 * SLOW)
+    assert wait_for(lambda: events_so_far(b, jid) > 3, 20 * SLOW)
     a.stop()  # nobody is left to hear a cancel on the control stream
     assert h1(b, "DELETE", "/jobs/" + jid)[0] == 202
     assert wait_state(b, jid, ("cancelled",), timeout=10)["state"] == "cancelled"
