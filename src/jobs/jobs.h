@@ -60,6 +60,8 @@ typedef struct sl_jobs_event {
     uint8_t data[];
 } sl_jobs_event_t;
 
+#define SL_JOBS_ID_LEN 26 /* 128 bits: 48-bit ms time + 80 random, base32 */
+
 /* A job owner: a keyed hash, lower-case hex (reply/owner.c); "" = none. */
 #define SL_JOBS_OWNER_LEN 32
 /* A request fingerprint for Idempotency-Key: SHA-256, lower-case hex. */
@@ -243,8 +245,18 @@ sl_jobs_lookup_t *sl_jobs_list_async(int state, const char *route, const char *o
  * job is being failed: SL_JOBS_PERSIST_FAILED (the store failed: 503) or
  * SL_JOBS_PERSIST_SHARE (its owner has max_jobs_per_owner live jobs
  * across instances: 429). */
-enum { SL_JOBS_PERSIST_FAILED = -1, SL_JOBS_PERSIST_SHARE = -2 };
+enum { SL_JOBS_PERSIST_FAILED = -1, SL_JOBS_PERSIST_SHARE = -2, SL_JOBS_PERSIST_DUP = -3 };
 int sl_jobs_persisted(const sl_jobs_job_t *job);
+/* SL_JOBS_PERSIST_DUP: the Idempotency-Key already names a job made on
+ * another instance (or by a request that got to Redis first). This job
+ * never runs and is out of the table; the reply answers with that one. */
+typedef struct sl_jobs_dup {
+    char id[SL_JOBS_ID_LEN + 1];
+    int same;                          /* the request's fingerprint matched */
+    char body_fp[SL_JOBS_FP_LEN + 1]; /* its body's SHA-256; "" until whole */
+} sl_jobs_dup_t;
+/* Returns 0 and fills out when the job is SL_JOBS_PERSIST_DUP. */
+int sl_jobs_dup_of(const sl_jobs_job_t *job, sl_jobs_dup_t *out);
 void sl_jobs_job_ref(sl_jobs_job_t *job);
 void sl_jobs_job_unref(sl_jobs_job_t *job);
 void sl_jobs_job_info(sl_jobs_job_t *job, sl_jobs_info_t *out);

@@ -10,7 +10,6 @@
 #include "jobs.h"
 #include <pthread.h>
 
-#define SL_JOBS_ID_LEN 26         /* 128 bits: 48-bit ms time + 80 random, base32 */
 #define SL_JOBS_EVENT_OVERHEAD 64 /* counted per event against retain_bytes */
 #define SL_JOBS_MAX_SLOTS 256     /* worker inboxes */
 
@@ -85,7 +84,8 @@ struct sl_jobs_job {
     /* immutable after submit */
     const sl_jobs_exec_def_t *exec;
     const struct sl_config *cfg; /* a reference: exec lives there (NULL in unit tests) */
-    char *route, *method, *path, *traceparent, *idem;
+    char *route, *method, *path, *traceparent;
+    char *idem, *idem_fp; /* Idempotency-Key: owner \n route \n key, and the request's fp */
     char *headers;              /* "name: value\r\n"... (keeps_headers executors), else NULL */
     struct sl_header *recorded; /* one block: the array, then the strings */
     size_t nrecorded;
@@ -119,6 +119,7 @@ struct sl_jobs_job {
     int mirror, adopted; /* adopted: the mirror is in the table */
     int remote;          /* events authored in Redis (a remote executor's) */
     atomic_int persist;
+    char *dup; /* SL_JOBS_PERSIST_DUP: Redis's "id fp [body_fp]" for the key (set before persist) */
     char *xname, *ctype; /* a mirror's executor name and content type */
     /* result delivery outcome (shard lock): attempts 0 = none yet */
     int delivery_status, delivery_attempts;
@@ -187,6 +188,15 @@ int sl_jobs_store_put(sl_jobs_job_t *job, uint64_t seq, sl_jobs_ev_type_t type, 
 /* The write of a new job to Redis finished: 1, or SL_JOBS_PERSIST_*
  * (sl_jobs_persisted); wakes readers. */
 void sl_jobs_store_persisted(sl_jobs_job_t *job, int result);
+/* Take a job whose key another job holds (SL_JOBS_PERSIST_DUP) out of
+ * the table, its share and its Idempotency-Key entry (jobs thread). */
+void sl_jobs_store_forget(sl_jobs_job_t *job);
+/* Jobs thread: Redis answered a new job's write. fail NULL: it is stored
+ * and goes to its executor; else it never runs and ends failed with that
+ * reason ("" for a duplicate: it is forgotten without an end). */
+void sl_jobs_lifecycle_stored(sl_jobs_job_t *job, const char *fail);
+/* Any thread: the body's digest is known; Redis gets it (jobs thread). */
+void sl_jobs_lifecycle_body_fp(sl_jobs_job_t *job);
 /* Parse "started".."end"; 0 when unknown. */
 sl_jobs_ev_type_t sl_jobs_ev_type_parse(const char *s, size_t n);
 
@@ -196,6 +206,8 @@ void sl_jobs_rstore_stop(void);
 /* Any thread: whether new jobs can be stored now. */
 int sl_jobs_rstore_available(void);
 void sl_jobs_rstore_create(sl_jobs_job_t *job);
+/* The body's digest joins the job's Idempotency-Key entry. */
+void sl_jobs_rstore_body_fp(sl_jobs_job_t *job);
 void sl_jobs_rstore_event(sl_jobs_job_t *job, const sl_jobs_event_t *ev);
 void sl_jobs_rstore_end(sl_jobs_job_t *job);
 void sl_jobs_rstore_expired(sl_jobs_job_t *job);

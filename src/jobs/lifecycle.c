@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-typedef enum cmd_kind { CMD_START, CMD_CANCEL, CMD_LOOKUP } cmd_kind_t;
+typedef enum cmd_kind { CMD_START, CMD_CANCEL, CMD_LOOKUP, CMD_BODY_FP } cmd_kind_t;
 
 typedef struct cmd {
     cmd_kind_t kind;
@@ -261,6 +261,41 @@ static void cancel_queued(sl_jobs_exec_def_t *x, sl_jobs_job_t *job)
     sl_jobs_job_unref(job); /* the queue's reference */
 }
 
+/* Into the executor's queue, unless cancelled while it was being made. */
+static void admit(sl_jobs_exec_def_t *x, sl_jobs_job_t *job)
+{
+    if (job->cancel_early) {
+        end_unstarted(x, job);
+        return;
+    }
+    if (job->remote)
+        sl_jobs_rstore_follow(job); /* every event comes back this way */
+    sl_jobs_job_ref(job);
+    job->queued_on_exec = 1;
+    if (x->qtail)
+        x->qtail->qnext = job;
+    else
+        x->qhead = job;
+    x->qtail = job;
+    run_queue(x);
+}
+
+void sl_jobs_lifecycle_stored(sl_jobs_job_t *job, const char *fail)
+{
+    sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
+    if (!fail) {
+        admit(x, job);
+    } else if (!*fail) { /* a duplicate: nobody was told its id */
+        job->finished = 1;
+        atomic_fetch_sub(&x->admitted, 1);
+        sl_jobs_store_forget(job);
+    } else {
+        atomic_store(&job->abort_reason, fail);
+        atomic_store(&job->aborted, 1);
+        end_unstarted(x, job);
+    }
+}
+
 static void do_cmd(cmd_t *c)
 {
     if (c->kind == CMD_LOOKUP) {
@@ -270,11 +305,14 @@ static void do_cmd(cmd_t *c)
     }
     sl_jobs_job_t *job = c->job;
     sl_jobs_exec_def_t *x = (sl_jobs_exec_def_t *)job->exec;
-    if (c->kind == CMD_START && lc.cfg.store.redis)
-        sl_jobs_rstore_create(job); /* before its first event */
-    if (c->kind == CMD_START && job->remote)
-        sl_jobs_rstore_follow(job); /* every event comes back this way */
-    if (job->mirror) {
+    if (c->kind == CMD_BODY_FP) {
+        sl_jobs_rstore_body_fp(job);
+    } else if (c->kind == CMD_START && lc.cfg.store.redis) {
+        /* It runs once Redis has it (sl_jobs_lifecycle_stored): a job
+         * refused there, or whose Idempotency-Key another job holds,
+         * must not have started its work. */
+        sl_jobs_rstore_create(job);
+    } else if (job->mirror) {
         /* Another instance's job. Work at external workers is ended from
          * here, whether or not its maker is still there; a local
          * executor's is asked of its maker. */
@@ -282,22 +320,13 @@ static void do_cmd(cmd_t *c)
             sl_jobs_rstore_end_remote(job, SL_JOBS_CANCELLED, NULL);
         else if (c->kind == CMD_CANCEL && !job->ended)
             sl_jobs_rstore_cancel(job);
-    } else if (c->kind == CMD_START && job->cancel_early) {
-        end_unstarted(x, job); /* cancelled while it was being created */
     } else if (c->kind == CMD_START) {
-        sl_jobs_job_ref(job);
-        job->queued_on_exec = 1;
-        if (x->qtail)
-            x->qtail->qnext = job;
-        else
-            x->qhead = job;
-        x->qtail = job;
-        run_queue(x);
+        admit(x, job);
     } else if (!job->finished) {
         if (job->queued_on_exec)
             cancel_queued(x, job);
         else if (!job->started)
-            job->cancel_early = 1; /* its CMD_START is still on the way */
+            job->cancel_early = 1; /* admit() ends it (CMD_START or Redis on the way) */
         else if (!job->cancel_pending) {
             /* Not cancel_pending for an unstarted job: timeout_s must
              * still work for one that started after all. */
@@ -471,6 +500,12 @@ int sl_jobs_submit(const sl_jobs_spec_t *spec, sl_jobs_job_t **out, int *existin
 void sl_jobs_lifecycle_enqueue(sl_jobs_job_t *job)
 {
     post(CMD_START, job, NULL);
+}
+
+void sl_jobs_lifecycle_body_fp(sl_jobs_job_t *job)
+{
+    if (lc.started && !atomic_load(&lc.stopping))
+        post(CMD_BODY_FP, job, NULL);
 }
 
 void sl_jobs_cancel(sl_jobs_job_t *job)

@@ -17,6 +17,7 @@
 #include "rstore.h"
 #include "../log.h"
 #include "../req.h"
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -153,36 +154,59 @@ static char *recorded_json(const sl_jobs_job_t *job)
     return s;
 }
 
-/* One script makes a job, so that an owner's share holds across
- * instances: the owner's set (id -> the time its job stops counting) is
- * pruned, counted and added to in the same step as the hash is written.
- * KEYS: the job's hash [, the owner's set]. ARGV: max_age_s, now_ms,
- * max_jobs_per_owner, deadline_ms, id, then the hash's fields. */
+/* One script makes a job, so that an owner's share and an
+ * Idempotency-Key hold across instances. A key already taken answers
+ * its value ("id fp [body_fp]") and nothing is written; else the owner's
+ * set (id -> the time its job stops counting) is pruned, counted and
+ * added to in the same step as the hash is written, and the key is set
+ * (SET NX with the job's lifetime). KEYS: the job's hash, the owner's set
+ * or "", the Idempotency-Key's key or "". ARGV: max_age_s, now_ms,
+ * max_jobs_per_owner, deadline_ms, id, the key's value, then the hash's
+ * fields. */
 static const char create_lua[] =
-    "if KEYS[2] then\n"
+    "if KEYS[3] ~= '' then\n"
+    "  local held = redis.call('GET', KEYS[3])\n"
+    "  if held then return held end\n"
+    "end\n"
+    "if KEYS[2] ~= '' then\n"
     "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])\n"
     "  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end\n"
     "  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])\n"
     "  redis.call('EXPIRE', KEYS[2], ARGV[1])\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], unpack(ARGV, 6))\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 7))\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+    "if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[6], 'NX', 'EX', ARGV[1]) end\n"
     "return 1\n";
 
+/* The key's value names the job that holds it: "id fp [body_fp]". */
 static void on_created(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
 {
     sl_jobs_job_t *job = priv;
     int ok = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     int share = r && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
-    if (share) {
+    int dup = r && r->type == REDIS_REPLY_STRING && r->len > SL_JOBS_ID_LEN && job->idem;
+    const char *fail = NULL;
+    if (dup) {
+        job->dup = sl_malloc(r->len + 1);
+        memcpy(job->dup, r->str, r->len);
+        job->dup[r->len] = '\0';
+        sl_log(SL_LOG_INFO, NULL, "job %s: its Idempotency-Key is held by job %.*s; answering with that",
+               job->id, SL_JOBS_ID_LEN, job->dup);
+        fail = "";
+    } else if (share) {
         sl_log(SL_LOG_INFO, NULL, "job %s: its owner has max_jobs_per_owner live jobs", job->id);
-        sl_jobs_abort(job, "owner_share_full");
+        fail = "owner_share_full";
     } else if (!ok) {
         on_write(rc, r, NULL);
         sl_log(SL_LOG_WARN, NULL, "job %s: could not be stored in Redis; it fails", job->id);
-        sl_jobs_abort(job, "store_unavailable");
+        fail = "store_unavailable";
     }
-    sl_jobs_store_persisted(job, ok ? 1 : share ? SL_JOBS_PERSIST_SHARE : SL_JOBS_PERSIST_FAILED);
+    sl_jobs_store_persisted(job, ok      ? 1
+                                 : dup   ? SL_JOBS_PERSIST_DUP
+                                 : share ? SL_JOBS_PERSIST_SHARE
+                                         : SL_JOBS_PERSIST_FAILED);
+    sl_jobs_lifecycle_stored(job, fail);
     sl_jobs_job_unref(job);
 }
 
@@ -192,26 +216,78 @@ static void owner_key(char *out, size_t cap, const sl_jobs_job_t *job)
     sl_rs_key(out, cap, "owner", job->owner);
 }
 
+/* An Idempotency-Key's key: the SHA-256 of owner, route and key, so that
+ * neither a credential's hash nor a client's string is a key name. */
+static void idem_key(char *out, size_t cap, const sl_jobs_job_t *job)
+{
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    if (!EVP_Digest(job->idem, strlen(job->idem), md, &n, EVP_sha256(), NULL))
+        sl_assert_fail("SHA-256 for an Idempotency-Key", __FILE__, __LINE__);
+    sl_hex_encode(md, n, hex);
+    sl_rs_key(out, cap, "idem", hex);
+}
+
+static void idem_value(char *out, size_t cap, sl_jobs_job_t *job)
+{
+    char body[SL_JOBS_FP_LEN + 1];
+    int known = sl_jobs_get_body_fp(job, body);
+    snprintf(out, cap, "%s %s%s%s", job->id, job->idem_fp, known ? " " : "", known ? body : "");
+}
+
+/* The body's digest joins the key's value, if the key is still this
+ * job's: a replay elsewhere compares its body with it. */
+static const char body_fp_lua[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then\n"
+    "  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')\n"
+    "end\n"
+    "return 1\n";
+
+void sl_jobs_rstore_body_fp(sl_jobs_job_t *job)
+{
+    char k[200], v[SL_JOBS_ID_LEN + 2 * SL_JOBS_FP_LEN + 4], mine[SL_JOBS_ID_LEN + 2];
+    sl_rs_args_t a = {0};
+    idem_key(k, sizeof(k), job);
+    idem_value(v, sizeof(v), job);
+    snprintf(mine, sizeof(mine), "%s ", job->id);
+    sl_rs_arg(&a, "EVAL");
+    sl_rs_arg(&a, body_fp_lua);
+    sl_rs_arg(&a, "1");
+    sl_rs_arg(&a, k);
+    sl_rs_arg(&a, mine);
+    sl_rs_arg(&a, v);
+    write_cmd(&a);
+}
+
 void sl_jobs_rstore_create(sl_jobs_job_t *job)
 {
-    char k[160], ok[160], *hdrs = recorded_json(job);
+    char k[160], ok[160] = "", ik[200] = "", iv[SL_JOBS_ID_LEN + 2 * SL_JOBS_FP_LEN + 4] = "";
+    char *hdrs = recorded_json(job);
     sl_jobs_info_t info;
     sl_rs_args_t a = {0};
     uint64_t now = sl_wall_ms(), age = (uint64_t)rs.cfg->store.max_age_s;
     sl_jobs_job_info(job, &info);
     sl_rs_key(k, sizeof(k), "job", job->id);
-    owner_key(ok, sizeof(ok), job);
+    if (job->owner[0])
+        owner_key(ok, sizeof(ok), job);
+    if (job->idem) {
+        idem_key(ik, sizeof(ik), job);
+        idem_value(iv, sizeof(iv), job);
+    }
     sl_rs_arg(&a, "EVAL");
     sl_rs_arg(&a, create_lua);
-    sl_rs_arg(&a, job->owner[0] ? "2" : "1");
+    sl_rs_arg(&a, "3");
     sl_rs_arg(&a, k);
-    if (job->owner[0])
-        sl_rs_arg(&a, ok);
+    sl_rs_arg(&a, ok);
+    sl_rs_arg(&a, ik);
     sl_rs_arg_u64(&a, age);
     sl_rs_arg_u64(&a, now);
     sl_rs_arg_u64(&a, (uint64_t)rs.cfg->max_jobs_per_owner);
     sl_rs_arg_u64(&a, now + age * 1000);
     sl_rs_arg(&a, job->id);
+    sl_rs_arg(&a, iv);
     const char *f[][2] = {{"id", job->id},         {"owner", job->owner},
                           {"route", job->route},   {"executor", info.executor},
                           {"method", job->method}, {"path", job->path},
@@ -357,6 +433,15 @@ void sl_jobs_rstore_end(sl_jobs_job_t *job)
     expire("job", job->id, (uint64_t)rs.cfg->ttl_s * 2);
     expire("ev", job->id, (uint64_t)rs.cfg->ttl_s + 1);
     owner_until(job, info.ended_ms + (uint64_t)rs.cfg->ttl_s * 1000);
+    if (job->idem && sl_jobs_persisted(job) == 1) { /* the key is this job's */
+        char ik[200];
+        sl_rs_args_t a = {0};
+        idem_key(ik, sizeof(ik), job);
+        sl_rs_arg(&a, "EXPIRE");
+        sl_rs_arg(&a, ik);
+        sl_rs_arg_u64(&a, (uint64_t)rs.cfg->ttl_s);
+        write_cmd(&a);
+    }
 }
 
 void sl_jobs_rstore_expired(sl_jobs_job_t *job)

@@ -147,6 +147,8 @@ void sl_jobs_job_free(sl_jobs_job_t *job)
     sl_free(job->path);
     sl_free(job->traceparent);
     sl_free(job->idem);
+    sl_free(job->idem_fp);
+    sl_free(job->dup);
     sl_free(job->headers);
     sl_free(job->recorded);
     sl_free(job->xname);
@@ -351,6 +353,7 @@ int sl_jobs_store_create(const sl_jobs_spec_t *spec, void *params, sl_jobs_job_t
     if (key) {
         sl_jobs_idem_insert(key, spec->idem_fp, job);
         job->idem = key;
+        job->idem_fp = sl_strdup(spec->idem_fp ? spec->idem_fp : "");
         sl_jobs_idem_unlock();
     }
     insert(job);
@@ -397,6 +400,8 @@ void sl_jobs_set_body_fp(sl_jobs_job_t *job, const char *fp)
     pthread_mutex_lock(&s->mu);
     snprintf(job->body_fp, sizeof(job->body_fp), "%s", fp);
     pthread_mutex_unlock(&s->mu);
+    if (st.cfg.store.redis && job->idem && !job->mirror)
+        sl_jobs_lifecycle_body_fp(job); /* replays on other instances compare with it */
 }
 
 int sl_jobs_get_body_fp(sl_jobs_job_t *job, char *out)
@@ -788,6 +793,27 @@ size_t sl_jobs_list(int state, const char *route, const char *owner, sl_str_t af
 int sl_jobs_persisted(const sl_jobs_job_t *job)
 {
     return atomic_load(&((sl_jobs_job_t *)job)->persist);
+}
+
+int sl_jobs_dup_of(const sl_jobs_job_t *job, sl_jobs_dup_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (sl_jobs_persisted(job) != SL_JOBS_PERSIST_DUP || !job->dup)
+        return SL_EINVAL;
+    /* "id fp [body_fp]", as rstore.c wrote it */
+    char fp[SL_JOBS_FP_LEN + 1] = "";
+    sscanf(job->dup, "%26s %64s %64s", out->id, fp, out->body_fp);
+    out->same = job->idem_fp && strcmp(fp, job->idem_fp) == 0;
+    return 0;
+}
+
+void sl_jobs_store_forget(sl_jobs_job_t *job)
+{
+    atomic_fetch_sub(&st.live, 1);
+    sl_jobs_owners_release(job->owner);
+    if (job->idem)
+        sl_jobs_idem_remove(job->idem, job);
+    unlink_job(job);
 }
 
 void sl_jobs_store_persisted(sl_jobs_job_t *job, int result)

@@ -55,9 +55,17 @@ static void stop_stdin(sl_reply_t *r)
     }
 }
 
+void sl_reply_stdin_drop(sl_reply_t *r)
+{
+    if (r->in_buf_on && sl_buf_len(&r->in_buf))
+        sl_req_consume(r->req, sl_buf_len(&r->in_buf));
+    stop_stdin(r);
+}
+
 static void on_close(sl_req_t *req, int err)
 {
     sl_reply_t *r = req->hdata;
+    sl_reply_retarget_close(r);
     sl_jobs_unsubscribe(r->sub);
     r->sub = NULL;
     sl_reply_body_hash_free(r->body_md); /* the body never completed */
@@ -148,6 +156,11 @@ static void hash_body(sl_reply_t *r, const uint8_t *data, size_t len, int fin)
         return;
     sl_reply_body_hash_end(r->body_md, fp);
     r->body_md = NULL;
+    memcpy(r->body_fp, fp, sizeof(fp));
+    if (r->retarget) {
+        sl_reply_retarget_body(r);
+        return;
+    }
     sl_jobs_set_body_fp(r->job, fp);
     if (r->answer_after_body && r->in_fd < 0) { /* no stdin to wait for: answer now */
         r->answer_after_body = 0;
@@ -359,6 +372,14 @@ sl_reply_t *sl_reply_new(sl_req_t *req, sl_jobs_job_t *job, sl_reply_mode_t mode
     return r;
 }
 
+void sl_reply_switch_job(sl_reply_t *r, sl_jobs_job_t *job)
+{
+    sl_jobs_unsubscribe(r->sub);
+    sl_jobs_job_unref(r->job);
+    r->job = job;
+    r->sub = sl_jobs_subscribe(job, r->loop, sl_worker_current()->id, on_wake, r);
+}
+
 /* The finished job's data as the body, with its outcome as the status. */
 static void answer_result(sl_reply_t *r)
 {
@@ -396,8 +417,12 @@ static void answer(sl_reply_t *r)
      * can find it; on_wake calls again. */
     int stored = sl_jobs_persisted(r->job);
     r->persist_wait = stored == 0;
-    if (stored == 0)
+    if (stored == 0 || r->retarget)
         return;
+    if (stored == SL_JOBS_PERSIST_DUP) {
+        sl_reply_retarget(r);
+        return;
+    }
     if (stored == SL_JOBS_PERSIST_SHARE) {
         sl_resp_header_add(r->req, "retry-after", "10");
         sl_resp_error(r->req, 429, "too many live jobs for this owner");
@@ -420,6 +445,9 @@ static void answer(sl_reply_t *r)
         /* fall through */
     case SL_REPLY_RAW:
         r->started = 1;
+        /* Only now: until the job is stored, it could still turn out to
+         * be another one (retarget.c). */
+        sl_reply_job_headers(r->req, r->job, r->jobs_path);
         /* Head first, so the client has job-id and location at once. */
         if (send_piece(r, NULL, 0, 0) != 0)
             return;

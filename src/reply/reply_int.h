@@ -41,6 +41,14 @@ typedef struct sl_reply {
     unsigned waiting : 1, in_send : 1, done : 1, cancel_on_disconnect : 1;
     unsigned hb_on : 1, deadline_on : 1, answer_after_body : 1, started : 1;
     unsigned persist_wait : 1; /* the answer waits until the job is in the shared store */
+    /* Idempotency-Key held by another instance's job (retarget.c) */
+    unsigned retarget : 1; /* finding that job, or waiting for the body */
+    unsigned replay : 1;   /* idempotent-replay is on the response */
+    sl_jobs_lookup_t *lookup;
+    sl_jobs_job_t *target; /* found; becomes job */
+    int target_status;
+    char dup_body_fp[SL_JOBS_FP_LEN + 1];
+    char body_fp[SL_JOBS_FP_LEN + 1]; /* this request's body, "" until whole */
     /* Idempotency-Key: the body is hashed on its way to the job */
     struct evp_md_ctx_st *body_md;
     /* request body -> the job's stdin */
@@ -60,6 +68,22 @@ void sl_reply_go(sl_reply_t *r);
 void sl_reply_stdin(sl_reply_t *r, int fd);
 /* Wait for the job's end up to secs, then answer (result or 202). */
 void sl_reply_wait(sl_reply_t *r, double secs);
+
+/* Hand the rest of the request body back (its bytes are consumed, not
+ * piped): the job it was for will not run. */
+void sl_reply_stdin_drop(sl_reply_t *r);
+
+/* Reply with job (the reference is taken) instead of r->job. */
+void sl_reply_switch_job(sl_reply_t *r, sl_jobs_job_t *job);
+
+/* The Redis store said another job holds this request's Idempotency-Key
+ * (SL_JOBS_PERSIST_DUP): find it, check the body, answer with it as a
+ * replay (retarget.c). Calls sl_reply_go again once it is the job. */
+void sl_reply_retarget(sl_reply_t *r);
+/* The body's digest is known (r->body_fp): the retarget may finish. */
+void sl_reply_retarget_body(sl_reply_t *r);
+/* on_close: drop what a retarget holds. */
+void sl_reply_retarget_close(sl_reply_t *r);
 
 /* 202 Accepted + Location + JSON status (final). */
 int sl_reply_accepted(sl_req_t *req, sl_jobs_job_t *job, const char *jobs_path, int pref_applied);

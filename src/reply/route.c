@@ -208,11 +208,33 @@ static void refuse(sl_req_t *req, int rv, const char *err)
     sl_resp_error(req, rv == SL_ELIMIT ? 429 : 503, err);
 }
 
+/* The body's digest under an Idempotency-Key: checked (a replay's,
+ * compared already), "" for no body, or hashed on its way to a new job;
+ * a new job keeps it for replays. */
+static void idem_body(sl_reply_t *r, sl_jobs_job_t *job, int existing, const char *checked)
+{
+    sl_req_t *req = r->req;
+    if (checked) {
+        snprintf(r->body_fp, sizeof(r->body_fp), "%s", checked);
+    } else if (req->body_done || req->content_length == 0) {
+        struct evp_md_ctx_st *md = sl_reply_body_hash_begin();
+        if (md)
+            sl_reply_body_hash_end(md, r->body_fp);
+        if (!existing && md)
+            sl_jobs_set_body_fp(job, r->body_fp);
+    } else if (!existing) {
+        r->body_md = sl_reply_body_hash_begin();
+        /* The 202 ends the request: read (and hash) the body first, so
+         * that replays can be compared with it. */
+        r->answer_after_body = r->mode == SL_REPLY_ACCEPTED;
+    }
+}
+
 /* Answer with job (the reference is taken): the reply mode, headers, and
- * the body to the job's stdin (fd >= 0). hash_body: the request made the
- * job under an Idempotency-Key, so its body's digest is kept for replays. */
-static void answer_job(sl_req_t *req, sl_jobs_job_t *job, int existing, int fd, int hash_body,
-                       int async, int64_t wait)
+ * the body to the job's stdin (fd >= 0). idem: the request has an
+ * Idempotency-Key; checked: a replay's body digest, already compared. */
+static void answer_job(sl_req_t *req, sl_jobs_job_t *job, int existing, int fd, int idem,
+                       const char *checked, int async, int64_t wait)
 {
     const job_route_t *s = req->route->state;
     int sse = wants_sse(req);
@@ -225,25 +247,14 @@ static void answer_job(sl_req_t *req, sl_jobs_job_t *job, int existing, int fd, 
     r->jobs_path = s->jobs_path;
     r->cancel_on_disconnect = s->cancel_on_disconnect;
     r->async_pref = async;
-    if (hash_body) {
-        r->body_md = sl_reply_body_hash_begin();
-        if (req->body_done || req->content_length == 0) { /* no body: the digest of "" */
-            char fp[SL_JOBS_FP_LEN + 1];
-            sl_reply_body_hash_end(r->body_md, fp);
-            r->body_md = NULL;
-            sl_jobs_set_body_fp(job, fp);
-        } else if (mode == SL_REPLY_ACCEPTED) {
-            /* The 202 ends the request: read (and hash) the body first,
-             * so that replays can be compared with it. */
-            r->answer_after_body = 1;
-        }
-    }
+    if (idem)
+        idem_body(r, job, existing, checked);
     if (existing)
         sl_resp_header_add(req, "idempotent-replay", "?1");
+    r->replay = existing;
     if (mode == SL_REPLY_RAW || mode == SL_REPLY_SSE) {
         req->res.status = 200;
         req->res.content_length = -1;
-        sl_reply_job_headers(req, job, s->jobs_path);
         sl_resp_header_add(req, "content-type",
                            sse ? "text/event-stream" : sl_jobs_exec_content_type(s->exec));
         sl_resp_header_add(req, "cache-control", "no-cache");
@@ -299,7 +310,7 @@ static void replay_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
     req->hdata = NULL;
     req->cbs = &sl_req_discard_cbs;
     if (known && mine[0] && strcmp(mine, orig) == 0) {
-        answer_job(req, job, 1, -1, 0, p->async, p->wait);
+        answer_job(req, job, 1, -1, 1, mine, p->async, p->wait);
         return;
     }
     sl_jobs_job_unref(job);
@@ -387,7 +398,7 @@ static void on_req(sl_req_t *req)
         check_replay(req, job, async, wait);
         return;
     }
-    answer_job(req, job, existing, fd, idem && !existing, async, wait);
+    answer_job(req, job, existing, fd, idem != NULL, NULL, async, wait);
 }
 
 const sl_handler_def_t sl_reply_job_handler = {

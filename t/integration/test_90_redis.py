@@ -7,6 +7,7 @@ reconnects by itself when Redis is back. Clients: python http.client,
 python3-websockets, redis-py (to look at what sluice wrote)."""
 
 import asyncio
+import concurrent.futures
 import hashlib
 import http.client
 import json
@@ -30,6 +31,7 @@ def config(redis_url, **jobs):
             {"path": "/v1/tick", "handler": "job", "executor": "tick", "reply": "async"},
             {"path": "/v1/mine", "handler": "job", "executor": "tick", "reply": "async",
              "owner": "header:x-user"},
+            {"path": "/v1/raw", "handler": "job", "executor": "tick", "owner": "header:x-user"},
             {"path": "/mine", "handler": "jobs_api", "owner": "header:x-user"},
             {"path": "/jobs", "handler": "jobs_api"},
             {"path": "/metrics", "handler": "metrics"},
@@ -269,3 +271,70 @@ def test_listing_spans_instances(pair):
         assert first + rest == sorted(mine) and last is None
         assert page(srv, "state=running")[0] == [mine[1]]
         assert page(srv, "limit=10", bob)[0] == [theirs]
+
+
+def post(srv, path, headers, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", srv.h2c_port, timeout=20 * SLOW)
+    c.request("POST", path, body=body, headers=headers)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+
+
+def job_keys(r, kind):
+    return set(k.decode() for k in r.client().scan_iter("t90:%s:*" % kind))
+
+
+def test_idempotency_key_holds_across_instances(pair):
+    r, a, b = pair
+    alice = {"x-user": "alice", "idempotency-key": "order-1"}
+    st, ha, body = post(a, "/v1/mine?n=3&interval_ms=0", alice)
+    assert st == 202 and "idempotent-replay" not in ha, (st, body)
+    jid = json.loads(body)["id"]
+    # B never made this job: Redis holds the key, so B answers with A's
+    st, hb, body = post(b, "/v1/mine?n=3&interval_ms=0", alice)
+    assert st == 202 and json.loads(body)["id"] == jid, body
+    assert hb["idempotent-replay"] == "?1" and hb["location"].endswith(jid)
+    # the same key for another request (the query differs): 422, anywhere
+    for srv in (a, b):
+        st, _, body = post(srv, "/v1/mine?n=4&interval_ms=0", alice)
+        assert st == 422 and b"different request" in body, (st, body)
+    # the key is the owner's: bob's use of it makes bob's own job
+    st, _, body = post(b, "/v1/mine?n=3&interval_ms=0", dict(alice, **{"x-user": "bob"}))
+    assert st == 202 and json.loads(body)["id"] != jid
+    assert len(job_keys(r, "job")) == 2 and len(job_keys(r, "idem")) == 2
+
+
+def test_idempotency_key_compares_bodies_across_instances(pair):
+    _, a, b = pair
+    h = {"x-user": "alice", "idempotency-key": "upload-1", "content-type": "text/plain"}
+    st, _, body = post(a, "/v1/mine?n=1", h, b"the first body")
+    assert st == 202, body
+    jid = json.loads(body)["id"]
+    got = {}
+
+    def replayed():  # 409 until A has told Redis the body's digest
+        got["r"] = post(b, "/v1/mine?n=1", h, b"the first body")
+        return got["r"][0] != 409
+    assert wait_for(replayed, 10 * SLOW), got
+    st, hdrs, body = got["r"]
+    assert st == 202 and json.loads(body)["id"] == jid and hdrs["idempotent-replay"] == "?1"
+    st, _, body = post(b, "/v1/mine?n=1", h, b"another  body")  # same length
+    assert st == 422 and b"different request" in body, (st, body)
+
+
+def test_concurrent_first_uses_make_one_job(pair):
+    r, a, b = pair
+    before = job_keys(r, "job")
+    h = {"x-user": "carol", "idempotency-key": "race-1"}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda srv: post(srv, "/v1/raw?n=5&interval_ms=10&size=8", h),
+                            [a, b] * 6))
+    assert all(st == 200 for st, _, _ in got), [g[:1] for g in got]
+    ids = {hdrs["job-id"] for _, hdrs, _ in got}
+    assert len(ids) == 1, ids
+    # every answer streamed the one job's output; only it was ever stored
+    assert len({body for _, _, body in got}) == 1 and len(got[0][2]) == 40
+    assert job_keys(r, "job") - before == {"t90:job:" + ids.pop()}
+    assert sum(hdrs.get("idempotent-replay") == "?1" for _, hdrs, _ in got) == len(got) - 1
