@@ -210,7 +210,6 @@ void sl_jobs_rstore_create(sl_jobs_job_t *job);
 void sl_jobs_rstore_body_fp(sl_jobs_job_t *job);
 void sl_jobs_rstore_event(sl_jobs_job_t *job, const sl_jobs_event_t *ev);
 void sl_jobs_rstore_end(sl_jobs_job_t *job);
-void sl_jobs_rstore_expired(sl_jobs_job_t *job);
 /* A remote job's event: appended to its stream (entry id 0-*); it
  * reaches the local table through the follower. */
 void sl_jobs_rstore_append(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data,

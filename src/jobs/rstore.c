@@ -133,17 +133,6 @@ static void write_cmd(sl_rs_args_t *a)
         on_write(rs.cmd, NULL, NULL);
 }
 
-static void expire(const char *kind, const char *id, uint64_t secs)
-{
-    char k[160];
-    sl_rs_args_t a = {0};
-    sl_rs_key(k, sizeof(k), kind, id);
-    sl_rs_arg(&a, "EXPIRE");
-    sl_rs_arg(&a, k);
-    sl_rs_arg_u64(&a, secs);
-    write_cmd(&a);
-}
-
 static char *recorded_json(const sl_jobs_job_t *job)
 {
     json_t *o = json_object();
@@ -307,45 +296,30 @@ void sl_jobs_rstore_create(sl_jobs_job_t *job)
     free(hdrs);
 }
 
-/* An ended job counts against its owner until it expires (ttl_s). */
-static void owner_until(sl_jobs_job_t *job, uint64_t until_ms)
-{
-    char ok[160];
-    sl_rs_args_t a = {0};
-    if (!job->owner[0])
-        return;
-    owner_key(ok, sizeof(ok), job);
-    sl_rs_arg(&a, until_ms ? "ZADD" : "ZREM");
-    sl_rs_arg(&a, ok);
-    if (until_ms) {
-        sl_rs_arg(&a, "XX");
-        sl_rs_arg_u64(&a, until_ms);
-    }
-    sl_rs_arg(&a, job->id);
-    write_cmd(&a);
-}
+/* A job starts: its first event, the stream's lifetime and the state
+ * in one step. KEYS: the stream, the hash. ARGV: entry id, max_events,
+ * data, max_age_s, started_ms. */
+static const char started_lua[] =
+    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ARGV[1], 'type', 'started', 'data', "
+    "ARGV[3])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "redis.call('HSET', KEYS[2], 'state', 'running', 'started_ms', ARGV[5])\n"
+    "return 1\n";
 
-static void hset_state(sl_jobs_job_t *job, const char *state, const char *tfield, uint64_t t,
-                       const int *exit_code)
-{
-    char k[160], code[16];
-    sl_rs_args_t a = {0};
-    sl_rs_key(k, sizeof(k), "job", job->id);
-    sl_rs_arg(&a, "HSET");
-    sl_rs_arg(&a, k);
-    sl_rs_arg(&a, "state");
-    sl_rs_arg(&a, state);
-    if (tfield) {
-        sl_rs_arg(&a, tfield);
-        sl_rs_arg_u64(&a, t);
-    }
-    if (exit_code) {
-        snprintf(code, sizeof(code), "%d", *exit_code);
-        sl_rs_arg(&a, "exit_code");
-        sl_rs_arg(&a, code);
-    }
-    write_cmd(&a);
-}
+/* A job ends, in one step: the outcome and when it expires (expires_ms:
+ * from then every instance answers 410, with no write at expiry), the
+ * keys' lifetimes, the owner's set (an ended job counts until it
+ * expires) and its Idempotency-Key. KEYS: the hash, the stream, the
+ * owner's set or "", the key or "". ARGV: state, ended_ms, exit_code,
+ * expires_ms, ttl_s, id. */
+static const char end_lua[] =
+    "redis.call('HSET', KEYS[1], 'state', ARGV[1], 'ended_ms', ARGV[2], 'exit_code', ARGV[3], "
+    "'expires_ms', ARGV[4])\n"
+    "redis.call('EXPIRE', KEYS[1], 2 * tonumber(ARGV[5]))\n"
+    "redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]) + 1)\n"
+    "if KEYS[3] ~= '' then redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[6]) end\n"
+    "if KEYS[4] ~= '' then redis.call('EXPIRE', KEYS[4], ARGV[5]) end\n"
+    "return 1\n";
 
 /* A remote job's end that Redis did not take: it ends here all the
  * same, so that its readers are not left waiting for it. */
@@ -378,6 +352,22 @@ static void xadd(sl_jobs_job_t *job, const char *id, sl_jobs_ev_type_t type, con
     char k[160];
     sl_rs_args_t a = {0};
     sl_rs_key(k, sizeof(k), "ev", job->id);
+    if (type == SL_JOBS_EV_STARTED) {
+        char jk[160];
+        sl_rs_key(jk, sizeof(jk), "job", job->id);
+        sl_rs_arg(&a, "EVAL");
+        sl_rs_arg(&a, started_lua);
+        sl_rs_arg(&a, "2");
+        sl_rs_arg(&a, k);
+        sl_rs_arg(&a, jk);
+        sl_rs_arg(&a, id);
+        sl_rs_arg_u64(&a, (uint64_t)rs.cfg->store.max_events);
+        sl_rs_arg_bin(&a, data, len);
+        sl_rs_arg_u64(&a, (uint64_t)rs.cfg->store.max_age_s);
+        sl_rs_arg_u64(&a, sl_wall_ms());
+        write_cmd(&a);
+        return;
+    }
     sl_rs_arg(&a, "XADD");
     sl_rs_arg(&a, k);
     sl_rs_arg(&a, "MAXLEN");
@@ -398,10 +388,6 @@ static void xadd(sl_jobs_job_t *job, const char *id, sl_jobs_ev_type_t type, con
             on_remote_end(rs.cmd, NULL, e);
     } else {
         write_cmd(&a);
-    }
-    if (type == SL_JOBS_EV_STARTED) {
-        expire("ev", job->id, (uint64_t)rs.cfg->store.max_age_s);
-        hset_state(job, "running", "started_ms", sl_wall_ms(), NULL);
     }
 }
 
@@ -425,36 +411,31 @@ void sl_jobs_rstore_follow(sl_jobs_job_t *job)
 
 void sl_jobs_rstore_end(sl_jobs_job_t *job)
 {
+    char k[160], ek[160], ok[160] = "", ik[200] = "", code[16];
     sl_jobs_info_t info;
-    sl_jobs_job_info(job, &info);
-    hset_state(job, sl_jobs_state_name(info.state), "ended_ms", info.ended_ms, &info.exit_code);
-    /* The local sweep turns it into a tombstone at ttl_s; these bound the
-     * keys when this instance is gone by then. */
-    expire("job", job->id, (uint64_t)rs.cfg->ttl_s * 2);
-    expire("ev", job->id, (uint64_t)rs.cfg->ttl_s + 1);
-    owner_until(job, info.ended_ms + (uint64_t)rs.cfg->ttl_s * 1000);
-    if (job->idem && sl_jobs_persisted(job) == 1) { /* the key is this job's */
-        char ik[200];
-        sl_rs_args_t a = {0};
-        idem_key(ik, sizeof(ik), job);
-        sl_rs_arg(&a, "EXPIRE");
-        sl_rs_arg(&a, ik);
-        sl_rs_arg_u64(&a, (uint64_t)rs.cfg->ttl_s);
-        write_cmd(&a);
-    }
-}
-
-void sl_jobs_rstore_expired(sl_jobs_job_t *job)
-{
-    char k[160];
     sl_rs_args_t a = {0};
-    hset_state(job, "expired", NULL, 0, NULL);
-    sl_rs_key(k, sizeof(k), "ev", job->id);
-    sl_rs_arg(&a, "DEL");
+    sl_jobs_job_info(job, &info);
+    sl_rs_key(k, sizeof(k), "job", job->id);
+    sl_rs_key(ek, sizeof(ek), "ev", job->id);
+    if (job->owner[0])
+        owner_key(ok, sizeof(ok), job);
+    if (job->idem && sl_jobs_persisted(job) == 1) /* the key is this job's */
+        idem_key(ik, sizeof(ik), job);
+    snprintf(code, sizeof(code), "%d", info.exit_code);
+    sl_rs_arg(&a, "EVAL");
+    sl_rs_arg(&a, end_lua);
+    sl_rs_arg(&a, "4");
     sl_rs_arg(&a, k);
+    sl_rs_arg(&a, ek);
+    sl_rs_arg(&a, ok);
+    sl_rs_arg(&a, ik);
+    sl_rs_arg(&a, sl_jobs_state_name(info.state));
+    sl_rs_arg_u64(&a, info.ended_ms);
+    sl_rs_arg(&a, code);
+    sl_rs_arg_u64(&a, info.ended_ms + (uint64_t)rs.cfg->ttl_s * 1000);
+    sl_rs_arg_u64(&a, (uint64_t)rs.cfg->ttl_s);
+    sl_rs_arg(&a, job->id);
     write_cmd(&a);
-    expire("job", job->id, (uint64_t)rs.cfg->ttl_s); /* answers 410 that long */
-    owner_until(job, 0);
 }
 
 /* End the job from here (cancel, timeout, a failure before a worker got
@@ -598,7 +579,8 @@ static void on_meta(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
         return;
     }
     int st = sl_jobs_state_parse((sl_str_t){state, strlen(state)});
-    if (st == SL_JOBS_EXPIRED) {
+    uint64_t expires = num_field(r, "expires_ms");
+    if (st == SL_JOBS_EXPIRED || (expires && expires <= sl_wall_ms())) {
         find_done(f, NULL, SL_JOBS_GONE);
         return;
     }

@@ -513,9 +513,23 @@ static void append_locked(sl_jobs_job_t *job, sl_jobs_event_t *ev)
         sl_jobs_notify(sub);
 }
 
+/* The job is in Redis, so its events and end are written there too (a
+ * job Redis never took ends here only). */
+static int in_redis(const sl_jobs_job_t *job)
+{
+    return st.cfg.store.redis && !job->mirror && sl_jobs_persisted(job) == 1;
+}
+
+/* A remote job's events are authored in Redis (a mirror's too: a cancel
+ * from here writes its end there). */
+static int authored_in_redis(const sl_jobs_job_t *job)
+{
+    return job->remote && (job->mirror || in_redis(job));
+}
+
 uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data, size_t len)
 {
-    if (job->remote) { /* Redis orders it; the follower brings it back */
+    if (authored_in_redis(job)) { /* Redis orders it; the follower brings it back */
         sl_jobs_rstore_append(job, type, data, len);
         return 0;
     }
@@ -530,7 +544,7 @@ uint64_t sl_jobs_emit(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *da
     ev->seq = job->next_seq;
     append_locked(job, ev);
     uint64_t seq = ev->seq;
-    int copy = st.cfg.store.redis && !job->mirror;
+    int copy = in_redis(job);
     if (copy)
         atomic_fetch_add(&ev->refs, 1); /* trim may drop it once we unlock */
     pthread_mutex_unlock(&s->mu);
@@ -563,12 +577,12 @@ void sl_jobs_store_end(sl_jobs_job_t *job, sl_jobs_state_t state, int exit_code)
     pthread_mutex_unlock(&s->mu);
     sl_jobs_stat_ended(state);
     sl_jobs_emit(job, SL_JOBS_EV_END, body, n);
-    if (job->remote)
+    if (authored_in_redis(job))
         return; /* ended once the follower reads it back */
     pthread_mutex_lock(&s->mu);
     job->ended = 1;
     pthread_mutex_unlock(&s->mu);
-    if (st.cfg.store.redis && !job->mirror)
+    if (in_redis(job))
         sl_jobs_rstore_end(job);
     sl_jobs_budget_ended(job);
     sl_jobs_budget_enforce(NULL);
@@ -713,8 +727,6 @@ void sl_jobs_store_sweep(uint64_t now_ms)
         for (size_t k = 0; k < n; k++) {
             sl_jobs_budget_forget(batch[k]);
             atomic_fetch_sub(&st.live, 1);
-            if (st.cfg.store.redis && !batch[k]->mirror)
-                sl_jobs_rstore_expired(batch[k]);
             if (!batch[k]->mirror) /* a mirror's owner counts where it runs */
                 sl_jobs_owners_release(batch[k]->owner);
             if (batch[k]->idem)

@@ -106,8 +106,10 @@ def throughput(port, n, path="/v1/tick?n=1&interval_ms=0"):
     out = r.stdout.decode()
     m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
     ok = re.search(r"(\d+) succeeded", out)
-    return "%s jobs/s (%s of %d jobs succeeded)" % (m.group(3) if m else "?",
-                                                   ok.group(1) if ok else "?", n)
+    codes = re.search(r"status codes: (.*)", out)  # what the others got
+    return "%s jobs/s (%s of %d jobs succeeded; status codes: %s)" % (
+        m.group(3) if m else "?", ok.group(1) if ok else "?", n,
+        codes.group(1) if codes else "?")
 
 
 def first_byte(port, n, path="/v1/tick?n=1&interval_ms=0"):

@@ -338,3 +338,22 @@ def test_concurrent_first_uses_make_one_job(pair):
     assert len({body for _, _, body in got}) == 1 and len(got[0][2]) == 40
     assert job_keys(r, "job") - before == {"t90:job:" + ids.pop()}
     assert sum(hdrs.get("idempotent-replay") == "?1" for _, hdrs, _ in got) == len(got) - 1
+
+
+def test_expiry_is_the_same_on_every_instance(tmp_path, sluice_factory):
+    """An ended job answers 410 everywhere from ttl_s after its end (the
+    hash says when: nothing is written at expiry), 404 once Redis has
+    dropped the hash."""
+    r = RedisServer(str(tmp_path)).start()
+    try:
+        cfg = config(r.url, ttl_s=1)
+        a, b = sluice_factory(**cfg), sluice_factory(**cfg)
+        jid = submit(a, "n=2&interval_ms=0")
+        wait_state(a, jid, ("succeeded",))
+        assert int(r.client().hget("t90:job:" + jid, "expires_ms")) > 0
+        assert wait_for(lambda: h1(b, "GET", "/jobs/" + jid)[0] == 410, 10 * SLOW)
+        assert h1(a, "GET", "/jobs/" + jid)[0] in (200, 410)  # A's sweep is on its own clock
+        assert wait_for(lambda: h1(a, "GET", "/jobs/" + jid)[0] == 410, 5 * SLOW)
+        assert r.client().ttl("t90:job:" + jid) <= 2
+    finally:
+        r.stop()
