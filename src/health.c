@@ -18,8 +18,11 @@ static const char draining_body[] = "{\"status\":\"draining\"}\n";
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
+    static const char *const keys[] = {"check"};
     const char *check;
-    int rv = sl_conf_get_str(route, path, "check", "live", &check, err, errlen);
+    int rv = sl_router_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen);
+    if (rv == 0)
+        rv = sl_conf_get_str(route, path, "check", "live", &check, err, errlen);
     if (rv != 0)
         return rv;
     static const check_t kinds[] = {CHECK_LIVE, CHECK_READY};

@@ -315,9 +315,8 @@ static void on_req(sl_req_t *req)
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"path", "match", "host", "handler"};
     *state = NULL;
-    return sl_conf_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen);
+    return sl_router_check_keys(route, path, NULL, 0, err, errlen);
 }
 
 static void free_state(void *state)

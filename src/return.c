@@ -131,6 +131,9 @@ static int parse_body(json_t *route, const char *path, ret_state_t *s, char *err
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
+    static const char *const keys[] = {"status", "headers", "body"};
+    if (sl_router_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
+        return SL_EINVAL;
     ret_state_t *s = sl_calloc(1, sizeof(*s));
     int64_t status;
     /* Final statuses only: a 1xx cannot end an exchange. */

@@ -39,6 +39,22 @@ const sl_handler_def_t *sl_router_find_handler(const char *name)
     return NULL;
 }
 
+#define ROUTE_KEYS_MAX 64
+
+int sl_router_check_keys(json_t *route, const char *path, const char *const *own, size_t n,
+                         char *err, size_t errlen)
+{
+    static const char *const common[] = {"path", "host", "match", "handler", "comment"};
+    const char *all[ROUTE_KEYS_MAX];
+    size_t k = 0;
+    SL_ASSERT(n + SL_ARRAY_LEN(common) <= ROUTE_KEYS_MAX);
+    for (size_t i = 0; i < SL_ARRAY_LEN(common); i++)
+        all[k++] = common[i];
+    for (size_t i = 0; i < n && own[i]; i++)
+        all[k++] = own[i];
+    return sl_conf_check_keys(route, path, all, k, err, errlen);
+}
+
 static int parse_route(json_t *obj, const char *path, sl_route_t *r, char *err, size_t errlen)
 {
     const char *p, *host, *match, *hname;
@@ -70,7 +86,11 @@ static int parse_route(json_t *obj, const char *path, sl_route_t *r, char *err, 
     }
     r->handler = sl_router_find_handler(hname);
     if (!r->handler) {
-        snprintf(err, errlen, "%s.handler: unknown handler \"%s\"", path, hname);
+        int n = snprintf(err, errlen, "%s.handler: unknown handler \"%s\" (one of:", path, hname);
+        for (size_t i = 0; i < nhandlers && n > 0 && (size_t)n < errlen; i++)
+            n += snprintf(err + n, errlen - (size_t)n, " %s", handlers[i]->name);
+        if (n > 0 && (size_t)n < errlen)
+            snprintf(err + n, errlen - (size_t)n, ")");
         return SL_EINVAL;
     }
     if (r->handler->configure && r->handler->configure(obj, path, &r->state, err, errlen) != 0)

@@ -49,6 +49,12 @@ void sl_router_init(void);
 /* Register a handler definition (before loading config). Not thread-safe. */
 void sl_router_register(const sl_handler_def_t *def);
 const sl_handler_def_t *sl_router_find_handler(const char *name);
+/* Every handler's configure calls this first: an unknown key in a route
+ * is an error ("did you mean"), never a silently ignored typo. own: the
+ * handler's keys; the keys every route has (path, host, match, handler,
+ * comment) are added here. */
+int sl_router_check_keys(json_t *route, const char *path, const char *const *own, size_t n,
+                         char *err, size_t errlen);
 
 /* Match req against cfg routes: sets req->route and calls the handler, or
  * answers 404 itself. */

@@ -66,6 +66,11 @@ static void free_state(void *state)
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
+    const char *keys[SL_ARRAY_LEN(opt_defs)];
+    for (size_t i = 0; i < SL_ARRAY_LEN(opt_defs); i++)
+        keys[i] = opt_defs[i].key;
+    if (sl_router_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
+        return SL_EINVAL;
     sl_harness_opts_t *o = sl_calloc(1, sizeof(*o));
     for (size_t i = 0; i < SL_ARRAY_LEN(opt_defs); i++) {
         const opt_def_t *d = &opt_defs[i];

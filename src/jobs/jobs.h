@@ -80,12 +80,12 @@ typedef struct sl_jobs_store_cfg {
     int port;            /* 6379 */
     char unix_path[108]; /* unix:/path.sock[?db=N]; "" for TCP */
     int db;
-    char password[128];   /* "" when none */
-    char prefix[64];      /* of every key ("sluice:") */
-    int64_t max_events;   /* per job stream, XADD MAXLEN ~ (10000) */
-    int64_t max_age_s;    /* keys of a job that has not ended (86400) */
-    int64_t timeout_ms;   /* connect and reply timeout (2000) */
-    int64_t max_pending;  /* commands awaiting replies, per connection (10000) */
+    char password[128];  /* "" when none */
+    char prefix[64];     /* of every key ("sluice:") */
+    int64_t max_events;  /* per job stream, XADD MAXLEN ~ (10000) */
+    int64_t max_age_s;   /* keys of a job that has not ended (86400) */
+    int64_t timeout_ms;  /* connect and reply timeout (2000) */
+    int64_t max_pending; /* commands awaiting replies, per connection (10000) */
 } sl_jobs_store_cfg_t;
 
 /* "jobs" config section. */
@@ -143,7 +143,7 @@ typedef struct sl_jobs_info {
     /* result delivery (sl_jobs_set_delivery): attempts 0 = none yet */
     int delivery_status, delivery_attempts;
     char delivery_error[SL_JOBS_DELIVERY_ERROR_MAX]; /* "" when none (a copy) */
-    const struct sl_header *recorded;          /* NUL-terminated name and value */
+    const struct sl_header *recorded;                /* NUL-terminated name and value */
     size_t nrecorded;
 } sl_jobs_info_t;
 
@@ -252,7 +252,7 @@ int sl_jobs_persisted(const sl_jobs_job_t *job);
  * never runs and is out of the table; the reply answers with that one. */
 typedef struct sl_jobs_dup {
     char id[SL_JOBS_ID_LEN + 1];
-    int same;                          /* the request's fingerprint matched */
+    int same;                         /* the request's fingerprint matched */
     char body_fp[SL_JOBS_FP_LEN + 1]; /* its body's SHA-256; "" until whole */
 } sl_jobs_dup_t;
 /* Returns 0 and fills out when the job is SL_JOBS_PERSIST_DUP. */

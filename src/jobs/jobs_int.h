@@ -41,12 +41,12 @@ struct sl_jobs_exec_def {
     const sl_jobs_executor_t *ops;
     void *opts;
     char *content_type;
-    int64_t concurrency, queue;        /* running at once; waiting beyond that */
-    double timeout_s;                  /* 0 = none */
-    double grace_s;                    /* SIGTERM -> SIGKILL */
+    int64_t concurrency, queue;       /* running at once; waiting beyond that */
+    double timeout_s;                 /* 0 = none */
+    double grace_s;                   /* SIGTERM -> SIGKILL */
     void *ext[SL_JOBS_MAX_EXEC_KEYS]; /* other modules' keys (ext.c) */
-    atomic_long admitted;              /* queued + running, checked on submit */
-    atomic_long m_running;             /* `running`, published for a scrape */
+    atomic_long admitted;             /* queued + running, checked on submit */
+    atomic_long m_running;            /* `running`, published for a scrape */
     /* jobs thread only */
     long running;
     sl_jobs_job_t *qhead, *qtail;
@@ -85,7 +85,7 @@ struct sl_jobs_job {
     const sl_jobs_exec_def_t *exec;
     const struct sl_config *cfg; /* a reference: exec lives there (NULL in unit tests) */
     char *route, *method, *path, *traceparent;
-    char *idem, *idem_fp; /* Idempotency-Key: owner \n route \n key, and the request's fp */
+    char *idem, *idem_fp;       /* Idempotency-Key: owner \n route \n key, and the request's fp */
     char *headers;              /* "name: value\r\n"... (keeps_headers executors), else NULL */
     struct sl_header *recorded; /* one block: the array, then the strings */
     size_t nrecorded;

@@ -99,9 +99,8 @@ int sl_rs_put_entry(sl_jobs_job_t *job, const redisReply *e, uint64_t *seq)
         return -1;
     const redisReply *t = sl_rs_field(e->element[1], "type");
     const redisReply *d = sl_rs_field(e->element[1], "data");
-    sl_jobs_ev_type_t type = t && t->type == REDIS_REPLY_STRING
-                                 ? sl_jobs_ev_type_parse(t->str, t->len)
-                                 : 0;
+    sl_jobs_ev_type_t type =
+        t && t->type == REDIS_REPLY_STRING ? sl_jobs_ev_type_parse(t->str, t->len) : 0;
     if (!type)
         return -1;
     int string = d && d->type == REDIS_REPLY_STRING;
@@ -180,8 +179,9 @@ static void on_created(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
         job->dup = sl_malloc(r->len + 1);
         memcpy(job->dup, r->str, r->len);
         job->dup[r->len] = '\0';
-        sl_log(SL_LOG_INFO, NULL, "job %s: its Idempotency-Key is held by job %.*s; answering with that",
-               job->id, SL_JOBS_ID_LEN, job->dup);
+        sl_log(SL_LOG_INFO, NULL,
+               "job %s: its Idempotency-Key is held by job %.*s; answering with that", job->id,
+               SL_JOBS_ID_LEN, job->dup);
         fail = "";
     } else if (share) {
         sl_log(SL_LOG_INFO, NULL, "job %s: its owner has max_jobs_per_owner live jobs", job->id);
@@ -227,12 +227,11 @@ static void idem_value(char *out, size_t cap, sl_jobs_job_t *job)
 
 /* The body's digest joins the key's value, if the key is still this
  * job's: a replay elsewhere compares its body with it. */
-static const char body_fp_lua[] =
-    "local v = redis.call('GET', KEYS[1])\n"
-    "if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then\n"
-    "  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')\n"
-    "end\n"
-    "return 1\n";
+static const char body_fp_lua[] = "local v = redis.call('GET', KEYS[1])\n"
+                                  "if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then\n"
+                                  "  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')\n"
+                                  "end\n"
+                                  "return 1\n";
 
 void sl_jobs_rstore_body_fp(sl_jobs_job_t *job)
 {
@@ -277,13 +276,18 @@ void sl_jobs_rstore_create(sl_jobs_job_t *job)
     sl_rs_arg_u64(&a, now + age * 1000);
     sl_rs_arg(&a, job->id);
     sl_rs_arg(&a, iv);
-    const char *f[][2] = {{"id", job->id},         {"owner", job->owner},
-                          {"route", job->route},   {"executor", info.executor},
-                          {"method", job->method}, {"path", job->path},
+    const char *f[][2] = {{"id", job->id},
+                          {"owner", job->owner},
+                          {"route", job->route},
+                          {"executor", info.executor},
+                          {"method", job->method},
+                          {"path", job->path},
                           {"traceparent", job->traceparent},
                           {"content_type", info.content_type},
-                          {"state", "queued"},     {"headers", hdrs},
-                          {"instance", rs.instance}, {"remote", job->remote ? "1" : "0"}};
+                          {"state", "queued"},
+                          {"headers", hdrs},
+                          {"instance", rs.instance},
+                          {"remote", job->remote ? "1" : "0"}};
     for (size_t i = 0; i < SL_ARRAY_LEN(f); i++) {
         sl_rs_arg(&a, f[i][0]);
         sl_rs_arg(&a, f[i][1]);
@@ -335,7 +339,8 @@ static void on_remote_end(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
     sl_jobs_job_t *job = e->job;
     if (!r || r->type == REDIS_REPLY_ERROR) {
         on_write(rc, r, NULL);
-        sl_log(SL_LOG_WARN, NULL, "job %s: its end could not be stored; it ends here only", job->id);
+        sl_log(SL_LOG_WARN, NULL, "job %s: its end could not be stored; it ends here only",
+               job->id);
         if (sl_jobs_store_put(job, job->next_seq, SL_JOBS_EV_END, e->body, e->len) == 1 &&
             !job->mirror)
             sl_jobs_remote_ended(job);
@@ -398,8 +403,7 @@ void sl_jobs_rstore_event(sl_jobs_job_t *job, const sl_jobs_event_t *ev)
     xadd(job, id, ev->type, ev->data, ev->len);
 }
 
-void sl_jobs_rstore_append(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data,
-                           size_t len)
+void sl_jobs_rstore_append(sl_jobs_job_t *job, sl_jobs_ev_type_t type, const void *data, size_t len)
 {
     xadd(job, "0-*", type, data, len);
 }
@@ -539,7 +543,8 @@ static void on_page(sl_jobs_rconn_t *rc, redisReply *r, void *priv)
     }
     for (size_t i = 0; i < r->elements; i++)
         if (sl_rs_put_entry(f->job, r->element[i], &f->last) < 0)
-            sl_log(SL_LOG_WARN, NULL, "job %s: a stream entry that is not an event; skipped", f->job->id);
+            sl_log(SL_LOG_WARN, NULL, "job %s: a stream entry that is not an event; skipped",
+                   f->job->id);
     if (r->elements == SL_RS_PAGE)
         page(f);
     else

@@ -876,7 +876,7 @@ sl_jobs_job_t *sl_jobs_store_mirror_new(const sl_jobs_mirror_meta_t *m)
     job->remote = m->remote;
     job->xname = sl_strdup(nz(m->executor));
     job->ctype = sl_strdup(m->content_type && *m->content_type ? m->content_type
-                                                                : "application/octet-stream");
+                                                               : "application/octet-stream");
     if (m->recorded)
         mirror_recorded(job, m->recorded);
     /* The state moves with the events read (put); the times are the
@@ -918,9 +918,10 @@ static void mirror_end(sl_jobs_job_t *job, const void *data, size_t len)
 {
     json_t *o = json_loadb(data, len, 0, NULL);
     json_t *st_ = json_object_get(o, "state"), *code = json_object_get(o, "exit_code");
-    int state = json_is_string(st_) ? sl_jobs_state_parse((sl_str_t){json_string_value(st_),
-                                                                      json_string_length(st_)})
-                                    : -1;
+    int state =
+        json_is_string(st_)
+            ? sl_jobs_state_parse((sl_str_t){json_string_value(st_), json_string_length(st_)})
+            : -1;
     job->state = state >= (int)SL_JOBS_SUCCEEDED && state < (int)SL_JOBS_EXPIRED
                      ? (sl_jobs_state_t)state
                      : SL_JOBS_FAILED;

@@ -491,11 +491,7 @@ void px_route_free(void *state)
 
 int px_route_configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"path",
-                                       "match",
-                                       "host",
-                                       "handler",
-                                       "host_header",
+    static const char *const keys[] = {"host_header",
                                        "upstream",
                                        "strip_prefix",
                                        "replace_prefix",
@@ -511,7 +507,7 @@ int px_route_configure(json_t *route, const char *path, void **state, char *err,
                                        NULL};
     const char *name;
     const sl_config_t *cfg = sl_config_loading();
-    if (check_keys(route, path, keys, err, errlen) ||
+    if (sl_router_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen) ||
         sl_conf_get_str(route, path, "upstream", NULL, &name, err, errlen))
         return SL_EINVAL;
     if (!name)

@@ -53,7 +53,7 @@ static int configure_ws(json_t *route, const char *path, api_state_t *s, char *e
     int64_t v[W_N];
     for (size_t i = 0; i < W_N; i++)
         if (sl_conf_get_int(route, path, ws_opts[i].key, ws_opts[i].def, ws_opts[i].min,
-                              ws_opts[i].max, &v[i], err, errlen))
+                            ws_opts[i].max, &v[i], err, errlen))
             return SL_EINVAL;
     s->ws_max_jobs = (size_t)v[W_JOBS];
     s->ws.send_queue_bytes = (size_t)v[W_SENDQ];
@@ -76,19 +76,12 @@ static void free_state(void *state)
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"path",
-                                       "match",
-                                       "host",
-                                       "handler",
-                                       "ws_max_jobs",
-                                       "ws_send_queue_bytes",
-                                       "ws_max_message_bytes",
-                                       "ws_ping_interval_s",
-                                       "ws_idle_timeout_s",
-                                       "owner"};
+    const char *keys[W_N + 1] = {"owner"};
+    for (size_t i = 0; i < W_N; i++)
+        keys[i + 1] = ws_opts[i].key;
     api_state_t *s = sl_calloc(1, sizeof(*s));
     *state = s;
-    if (sl_conf_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
+    if (sl_router_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
         return SL_EINVAL;
     json_t *p = json_object_get(route, "path");
     const char *ps = json_is_string(p) ? json_string_value(p) : "/jobs";

@@ -84,26 +84,18 @@ static int parse_record(json_t *route, const char *path, job_route_t *s, char *e
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"path",
-                                       "match",
-                                       "host",
-                                       "handler",
-                                       "executor",
-                                       "reply",
-                                       "cancel_on_disconnect",
-                                       "jobs_path",
-                                       "record_headers",
-                                       "owner"};
+    static const char *const keys[] = {"executor",  "reply",          "cancel_on_disconnect",
+                                       "jobs_path", "record_headers", "owner"};
     const char *exec, *reply, *jobs_path;
     job_route_t *s = sl_calloc(1, sizeof(*s));
     *state = s;
-    if (sl_conf_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
+    if (sl_router_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
         return SL_EINVAL;
     if (sl_conf_get_str(route, path, "executor", NULL, &exec, err, errlen) ||
         sl_conf_get_str(route, path, "reply", "stream", &reply, err, errlen) ||
         sl_conf_get_str(route, path, "jobs_path", "/jobs/", &jobs_path, err, errlen) ||
         sl_conf_get_bool(route, path, "cancel_on_disconnect", 0, &s->cancel_on_disconnect, err,
-                           errlen))
+                         errlen))
         return SL_EINVAL;
     if (parse_record(route, path, s, err, errlen) ||
         sl_reply_owner_parse(route, path, &s->owner, err, errlen))

@@ -18,35 +18,14 @@
 #define NAME_MAX_LEN 255
 
 static const char *const route_keys[] = {
-    "path",       "match",
-    "host",       "handler",
-    "comment",    "root",
-    "index",      "autoindex",
-    "dotfiles",   "cache_control",
-    "mime",       "precompressed",
-    "read_bytes", "open_file_cache",
-    "sendfile",   "max_listing_entries",
+    "root",          "index",      "autoindex",       "dotfiles", "cache_control",       "mime",
+    "precompressed", "read_bytes", "open_file_cache", "sendfile", "max_listing_entries",
 };
 
 static int bad(char *err, size_t errlen, const char *path, const char *key, const char *why)
 {
     snprintf(err, errlen, "%s.%s: %s", path, key, why);
     return SL_EINVAL;
-}
-
-static int check_keys(json_t *route, const char *path, char *err, size_t errlen)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach(route, k, v)
-    {
-        size_t i = 0;
-        while (i < SL_ARRAY_LEN(route_keys) && strcmp(route_keys[i], k) != 0)
-            i++;
-        if (i == SL_ARRAY_LEN(route_keys))
-            return bad(err, errlen, path, k, "unknown option for the static handler");
-    }
-    return 0;
 }
 
 /* A plain file name: no '/', not "." or "..", no NUL, not empty. */
@@ -165,8 +144,7 @@ static int parse_flags(json_t *route, const char *path, sl_static_opts_t *o, cha
     const char *cc;
     int64_t rb, mle;
     if (sl_conf_get_bool(route, path, "autoindex", 0, &o->autoindex, err, errlen) ||
-        sl_conf_get_int(route, path, "max_listing_entries", 10000, 1, 1000000, &mle, err,
-                          errlen) ||
+        sl_conf_get_int(route, path, "max_listing_entries", 10000, 1, 1000000, &mle, err, errlen) ||
         sl_conf_get_bool(route, path, "dotfiles", 0, &o->dotfiles, err, errlen) ||
         sl_conf_get_bool(route, path, "precompressed", 1, &o->precompressed, err, errlen) ||
         sl_conf_get_bool(route, path, "sendfile", 1, &o->sendfile, err, errlen) ||
@@ -186,9 +164,10 @@ int sl_static_configure(json_t *route, const char *path, void **state, char *err
 {
     sl_static_opts_t *o = sl_calloc(1, sizeof(*o));
     o->rootfd = -1;
-    if (check_keys(route, path, err, errlen) || parse_flags(route, path, o, err, errlen) ||
-        parse_index(route, path, o, err, errlen) || parse_mime(route, path, o, err, errlen) ||
-        parse_cache(route, path, o, err, errlen) || open_root(route, path, o, err, errlen))
+    if (sl_router_check_keys(route, path, route_keys, SL_ARRAY_LEN(route_keys), err, errlen) ||
+        parse_flags(route, path, o, err, errlen) || parse_index(route, path, o, err, errlen) ||
+        parse_mime(route, path, o, err, errlen) || parse_cache(route, path, o, err, errlen) ||
+        open_root(route, path, o, err, errlen))
         goto fail_options;
     *state = o;
     return 0;

@@ -33,6 +33,11 @@ static void free_state(void *state)
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
+    const char *keys[O_N + 2] = {"deflate", "app"};
+    for (size_t i = 0; i < O_N; i++)
+        keys[i + 2] = opt_defs[i].key;
+    if (sl_router_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
+        return SL_EINVAL;
     sl_ws_route_t *r = sl_calloc(1, sizeof(*r));
     int64_t v[O_N];
     for (size_t i = 0; i < O_N; i++) {

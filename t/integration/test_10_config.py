@@ -151,3 +151,50 @@ def test_self_signed_created(sluice_factory, tmp_path):
     assert os.path.exists(cert) and os.path.exists(key)
     assert "c.pem" in s.stderr()
     assert s.healthz(tls=True) == 200
+
+
+# A smallest valid route for every handler (besides path and handler).
+HANDLER_ROUTES = {
+    "health": {},
+    "return": {"status": 204},
+    "metrics": {},
+    "harness": {},
+    "ws": {"app": "echo"},
+    "job": {"executor": "tick"},
+    "jobs_api": {},
+    "proxy": {"upstream": "app"},
+    "static": {"root": "."},
+}
+
+
+def handler_names(tmp_path):
+    """The handlers this binary knows, from its own error message."""
+    p = write(tmp_path, "h.json", json.dumps({"routes": [{"path": "/", "handler": "?"}]}))
+    r = check(p)
+    m = re.search(r"one of: ([a-z_ ]+)\)", r.stderr.decode())
+    assert r.returncode == 1 and m, r.stderr.decode()
+    return m.group(1).split()
+
+
+def walk_config(tmp_path, name, extra):
+    cfg = {"listen": [{"addr": "127.0.0.1:0"}],
+           "executors": {"tick": {"type": "builtin", "kind": "ticker"}},
+           "upstreams": {"app": {"servers": ["127.0.0.1:9"]}},
+           "routes": [dict({"path": "/r", "handler": name}, **HANDLER_ROUTES[name], **extra)]}
+    return write(tmp_path, name + ".json", json.dumps(cfg))
+
+
+def test_every_handler_refuses_unknown_keys(tmp_path):
+    names = handler_names(tmp_path)
+    assert set(names) == set(HANDLER_ROUTES), "a handler without a test route: %s" % names
+    for name in names:
+        r = check(walk_config(tmp_path, name, {}))
+        assert r.returncode == 0, (name, r.stderr.decode())
+        r = check(walk_config(tmp_path, name, {"comment": "every route may say why"}))
+        assert r.returncode == 0, (name, r.stderr.decode())
+        r = check(walk_config(tmp_path, name, {"bogus": 1}))
+        err = r.stderr.decode()
+        assert r.returncode == 1 and "routes[0].bogus: unknown key" in err, (name, err)
+        r = check(walk_config(tmp_path, name, {"hots": "example.com"}))  # a typo of "host"
+        err = r.stderr.decode()
+        assert r.returncode == 1 and 'did you mean "host"' in err, (name, err)
