@@ -55,6 +55,8 @@ static const sl_conf_key_t limit_keys[] = {
     LIM(h2_max_settings, SL_CONF_U32, 32, 1, 4096),
     LIM(h2_max_outbound_ack, SL_CONF_U32, 1000, 1, 1000000),
     LIM(max_conns_per_worker, SL_CONF_U32, 10000, 1, 1000000),
+    LIM(conns_per_ip, SL_CONF_U32, 0, 0, 1000000),
+    LIM(conns_per_ip_v6_prefix, SL_CONF_U32, 64, 1, 128),
 };
 
 static const sl_conf_key_t timeout_keys[] = {

@@ -72,7 +72,9 @@ typedef struct sl_limits {
     uint32_t h2_max_settings;           /* entries per SETTINGS (32) */
     uint32_t h2_max_outbound_ack;       /* queued SETTINGS/PING acks (1000) */
     /* connections */
-    uint32_t max_conns_per_worker; /* (10000) */
+    uint32_t max_conns_per_worker;   /* (10000) */
+    uint32_t conns_per_ip;           /* open connections per client address, all workers (0 = off) */
+    uint32_t conns_per_ip_v6_prefix; /* IPv6 clients grouped by this prefix (64) */
 } sl_limits_t;
 
 typedef struct sl_timeouts {

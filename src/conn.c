@@ -125,6 +125,28 @@ typedef struct conn_pp {
     uint8_t buf[SL_PP_V2_MAX];
 } conn_pp_t;
 
+/* limits.conns_per_ip, once the client's address is known (after a
+ * PROXY protocol header). A refusal is logged at most once a second:
+ * the client that trips it may be opening thousands. */
+static int admit_client(sl_conn_t *c)
+{
+    static _Atomic int64_t last_log;
+    uint32_t max = c->cfg->limits.conns_per_ip;
+    if (max == 0 || sl_climit_key_of((const struct sockaddr *)&c->peer_addr,
+                                     c->cfg->limits.conns_per_ip_v6_prefix, &c->climit) != 0)
+        return 0;
+    if (sl_climit_take(&c->climit, max) == 0) {
+        c->climit_held = 1;
+        return 0;
+    }
+    sl_metrics_abuse(SL_M_ABUSE_CONNS_PER_IP);
+    int64_t now = (int64_t)ev_now(c->table->loop), prev = atomic_load(&last_log);
+    if (now != prev && atomic_compare_exchange_strong(&last_log, &prev, now))
+        sl_log(SL_LOG_INFO, c, "client has limits.conns_per_ip (%u) connections open; refused",
+               max);
+    return SL_ELIMIT;
+}
+
 /* 0: wait for more; 1: done (the peer is the header's); SL_ECLOSED. */
 static int pp_read(sl_conn_t *c)
 {
@@ -167,6 +189,8 @@ static int on_pp_event(sl_conn_t *c)
     int rc = pp_read(c);
     if (rc <= 0)
         return rc;
+    if (admit_client(c) != 0)
+        return SL_ECLOSED;
     ev_timer_stop(c->table->loop, &c->timer);
     if (begin(c) != 0)
         return SL_ECLOSED;
@@ -219,7 +243,7 @@ sl_conn_t *sl_conn_new(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg
     if (lcfg && lcfg->proxy_protocol) {
         c->pp = sl_calloc(1, sizeof(*c->pp));
         sl_conn_timer_set(c, cfg->timeouts.tls_handshake_s);
-    } else if (begin(c) != 0) {
+    } else if (admit_client(c) != 0 || begin(c) != 0) {
         do_close(c);
         return NULL;
     }
@@ -324,6 +348,9 @@ static void do_close(sl_conn_t *c)
     if (c->closing)
         return;
     close_proto(c);
+    if (c->climit_held)
+        sl_climit_release(&c->climit);
+    c->climit_held = 0;
     if (c->proto)
         sl_metrics_conn_proto(listener_index(c), proto_is_h2(c->proto), -1);
     c->closing = 1;

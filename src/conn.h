@@ -16,6 +16,7 @@
 #include "sl.h"
 #include "buf.h"
 #include "log.h"
+#include "climit.h"
 #include "tls_bio.h"
 #include <ev.h>
 #include <openssl/ssl.h>
@@ -85,6 +86,7 @@ struct sl_conn {
     char *sni;
     char *client_cert; /* sl_tls_client_identity: "fp\0subject\0", NULL = none */
     struct conn_pp *pp; /* PROXY protocol header still being read, or NULL */
+    sl_climit_key_t climit; /* counted against limits.conns_per_ip (climit_held) */
     unsigned handshaking : 1;
     unsigned read_paused : 1; /* protocol asked to stop reading */
     unsigned close_after_flush : 1;
@@ -97,6 +99,7 @@ struct sl_conn {
     unsigned want_write : 1;   /* TLS wants the socket writable */
     unsigned discarding : 1;   /* lingering close: output done, reading to EOF */
     unsigned retired : 1;      /* sl_conn_retire has run */
+    unsigned climit_held : 1;
     double timer_secs;
     struct sl_conn *next_closing;
     struct sl_conn *next_flush;

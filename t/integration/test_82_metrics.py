@@ -24,7 +24,11 @@ def scrape(s):
                                 timeout=10 * SLOW) as r:
         assert r.status == 200
         assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
-        text = r.read().decode()
+        return parse(r.read().decode())
+
+
+def parse(text):
+    """{(name, sorted labels): value} of a scrape."""
     out = {}
     for fam in parser.text_string_to_metric_families(text):
         for smp in fam.samples:
