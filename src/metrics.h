@@ -43,6 +43,7 @@ typedef enum sl_metrics_abuse {
     SL_M_ABUSE_HEADERS,     /* request header section too large (431) */
     SL_M_ABUSE_CONNS,       /* max_conns_per_worker: a connection refused */
     SL_M_ABUSE_CONNS_PER_IP, /* limits.conns_per_ip: a connection refused */
+    SL_M_ABUSE_RATE_LIMIT,   /* a route's rate_limit: 429 */
     SL_M_ABUSE_KINDS
 } sl_metrics_abuse_t;
 

@@ -223,7 +223,7 @@ static void h2_frames(sl_metrics_text_t *t, const workers_t *ws)
 static void abuse(sl_metrics_text_t *t, const workers_t *ws)
 {
     static const char *const kinds[SL_M_ABUSE_KINDS] = {"rapid_reset", "flood", "header_size",
-                                                        "conn_limit", "conns_per_ip"};
+                                                        "conn_limit", "conns_per_ip", "rate_limit"};
     sl_metrics_head(t, "sluice_abuse_limits_total", "counter",
          "Client limits tripped: HTTP/2 rapid reset and frame floods (GOAWAY "
          "ENHANCE_YOUR_CALM), oversized headers (431), connections refused.");

@@ -244,3 +244,27 @@ const char *sl_status_reason(int status)
     default: return ""; /* RFC 9112 allows an empty reason-phrase */
     }
 }
+
+int sl_req_cookie(const sl_req_t *req, const char *name, sl_str_t *out)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < req->headers.n; i++) {
+        const sl_header_t *h = &req->headers.v[i];
+        if (!sl_str_eq(h->name, "cookie"))
+            continue;
+        const char *p = h->value.p, *end = p + h->value.n;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *e = memchr(p, ';', (size_t)(end - p));
+            if (!e)
+                e = end;
+            if ((size_t)(e - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
+                *out = (sl_str_t){p + nl + 1, (size_t)(e - p) - nl - 1};
+                return 0;
+            }
+            p = e;
+        }
+    }
+    return SL_EINVAL;
+}

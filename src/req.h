@@ -230,6 +230,10 @@ void sl_req_consume(sl_req_t *req, size_t n);
  * only that, for handlers that answer without reading it. */
 void sl_req_discard_body(sl_req_t *req, const uint8_t *data, size_t len, int fin);
 extern const sl_handler_cbs_t sl_req_discard_cbs;
+/* The value of cookie name in the request's Cookie fields (RFC 6265
+ * cookie-string "a=1; b=2"; HTTP/2 crumbs were joined with "; "): 0 and
+ * *out, or SL_EINVAL when absent. */
+int sl_req_cookie(const sl_req_t *req, const char *name, sl_str_t *out);
 
 /* Reason phrase for a status code ("OK"); "" when not known. */
 const char *sl_status_reason(int status);

@@ -9,6 +9,7 @@
 #include "metrics.h"
 #include "config.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "uri.h"
 #include <stdio.h>
 #include <strings.h>
@@ -44,7 +45,8 @@ const sl_handler_def_t *sl_router_find_handler(const char *name)
 int sl_router_check_keys(json_t *route, const char *path, const char *const *own, size_t n,
                          char *err, size_t errlen)
 {
-    static const char *const common[] = {"path", "host", "match", "handler", "comment"};
+    static const char *const common[] = {"path", "host", "match", "handler", "comment",
+                                         "rate_limit"};
     const char *all[ROUTE_KEYS_MAX];
     size_t k = 0;
     SL_ASSERT(n + SL_ARRAY_LEN(common) <= ROUTE_KEYS_MAX);
@@ -95,6 +97,8 @@ static int parse_route(json_t *obj, const char *path, sl_route_t *r, char *err, 
     }
     if (r->handler->configure && r->handler->configure(obj, path, &r->state, err, errlen) != 0)
         return SL_EINVAL;
+    if (sl_ratelimit_parse(obj, path, r->handler->rate_key, &r->rl, err, errlen) != 0)
+        return SL_EINVAL;
     r->path = sl_strdup(p);
     r->path_len = strlen(p);
     r->host = host ? sl_strdup(host) : NULL;
@@ -105,6 +109,7 @@ static void route_dispose(sl_route_t *r)
 {
     if (r->handler && r->handler->free_state && r->state)
         r->handler->free_state(r->state);
+    sl_ratelimit_free(r->rl);
     sl_free(r->path);
     sl_free(r->host);
     memset(r, 0, sizeof(*r));
@@ -217,5 +222,7 @@ void sl_router_dispatch(const sl_config_t *cfg, sl_req_t *req)
         return;
     }
     req->route = r;
+    if (r->rl && sl_ratelimit_admit(r->rl, req) != 0)
+        return;
     r->handler->on_req(req);
 }

@@ -27,6 +27,9 @@ typedef struct sl_handler_def {
      * sl_resp_reset). Request body, if any, arrives via req->cbs->on_body
      * once the handler has set req->cbs. */
     void (*on_req)(sl_req_t *req);
+    /* Optional: the request's job owner under the route's rule, for
+     * rate_limit {"key": "owner"} (0 and out, or non-zero when none). */
+    int (*rate_key)(const sl_req_t *req, char *out, size_t cap);
 } sl_handler_def_t;
 
 typedef enum sl_route_match { SL_ROUTE_PREFIX = 0, SL_ROUTE_EXACT = 1 } sl_route_match_t;
@@ -40,6 +43,7 @@ struct sl_route {
     void *state; /* handler's parsed options */
     int index;
     int slot; /* its path's label, the same in every snapshot (sl_metrics_intern) */
+    struct sl_ratelimit *rl; /* "rate_limit", or NULL */
 };
 
 /* Register the "routes" config section after every other section (a route

@@ -396,9 +396,16 @@ static void on_req(sl_req_t *req)
     on_job(req, &caller, id, sub, jobs_path);
 }
 
+static int rate_key(const sl_req_t *req, char *out, size_t cap)
+{
+    const api_state_t *s = req->route->state;
+    return sl_reply_owner_key(req, &s->owner, out, cap);
+}
+
 const sl_handler_def_t sl_reply_api_handler = {
     .name = "jobs_api",
     .configure = configure,
     .free_state = free_state,
     .on_req = on_req,
+    .rate_key = rate_key,
 };

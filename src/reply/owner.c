@@ -80,32 +80,6 @@ void sl_reply_owner_dispose(sl_reply_owner_rule_t *r)
     r->name = NULL;
 }
 
-/* The value of cookie name in the request's Cookie fields (RFC 6265
- * cookie-string: "a=1; b=2"; HTTP/2 crumbs were joined with "; "). */
-static int find_cookie(const sl_req_t *req, const char *name, sl_str_t *out)
-{
-    size_t nl = strlen(name);
-    for (size_t i = 0; i < req->headers.n; i++) {
-        const sl_header_t *h = &req->headers.v[i];
-        if (!sl_str_eq(h->name, "cookie"))
-            continue;
-        const char *p = h->value.p, *end = p + h->value.n;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == ';'))
-                p++;
-            const char *e = memchr(p, ';', (size_t)(end - p));
-            if (!e)
-                e = end;
-            if ((size_t)(e - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
-                *out = (sl_str_t){p + nl + 1, (size_t)(e - p) - nl - 1};
-                return 0;
-            }
-            p = e;
-        }
-    }
-    return SL_EINVAL;
-}
-
 static void hash_owner(const sl_reply_owner_rule_t *r, sl_str_t v, char *out)
 {
     const sl_jobs_cfg_t *cfg = sl_jobs_config();
@@ -150,10 +124,19 @@ int sl_reply_owner_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, char 
         if (!req->tls.client_fp)
             return SL_EINVAL;
         v = (sl_str_t){req->tls.client_fp, strlen(req->tls.client_fp)};
-    } else if (find_cookie(req, r->name, &v) != 0 || v.n == 0) {
+    } else if (sl_req_cookie(req, r->name, &v) != 0 || v.n == 0) {
         return SL_EINVAL;
     }
     hash_owner(r, v, out);
+    return 0;
+}
+
+int sl_reply_owner_key(const sl_req_t *req, const sl_reply_owner_rule_t *r, char *out, size_t cap)
+{
+    char owner[SL_JOBS_OWNER_LEN + 1];
+    if (cap <= SL_JOBS_OWNER_LEN || sl_reply_owner_of(req, r, owner) != 0 || !owner[0])
+        return SL_EINVAL;
+    memcpy(out, owner, sizeof(owner));
     return 0;
 }
 

@@ -144,6 +144,9 @@ void sl_reply_owner_dispose(sl_reply_owner_rule_t *r);
  * for the "none" rule. Returns 0, or SL_EINVAL when the request lacks the
  * credential the rule names. */
 int sl_reply_owner_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, char *out);
+/* The owner as a rate_limit key (route "rate_limit": {"key": "owner"}):
+ * 0 and out, or SL_EINVAL when the request names none. */
+int sl_reply_owner_key(const sl_req_t *req, const sl_reply_owner_rule_t *r, char *out, size_t cap);
 /* Authorization: Bearer <jobs.admin_token_file's token> (constant time). */
 int sl_reply_is_admin(const sl_req_t *req);
 void sl_reply_caller_of(const sl_req_t *req, const sl_reply_owner_rule_t *r, sl_reply_caller_t *c);

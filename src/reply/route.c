@@ -393,9 +393,16 @@ static void on_req(sl_req_t *req)
     answer_job(req, job, existing, fd, idem != NULL, NULL, async, wait);
 }
 
+static int rate_key(const sl_req_t *req, char *out, size_t cap)
+{
+    const job_route_t *s = req->route->state;
+    return sl_reply_owner_key(req, &s->owner, out, cap);
+}
+
 const sl_handler_def_t sl_reply_job_handler = {
     .name = "job",
     .configure = configure,
     .free_state = free_state,
     .on_req = on_req,
+    .rate_key = rate_key,
 };

@@ -72,3 +72,67 @@ def test_conns_per_ip_off_by_default(sluice_factory):
     assert get(s)[1] == 200
     for c in held:
         c.close()
+
+
+LIMITED = [
+    {"path": "/metrics", "handler": "metrics"},
+    {"path": "/by-user", "handler": "return", "status": 200, "body": "ok\n",
+     "rate_limit": {"key": "header:x-user", "rps": 0.5, "burst": 3}},
+    {"path": "/by-ip", "handler": "return", "status": 200, "body": "ok\n",
+     "rate_limit": {"rps": 1, "burst": 2}},
+    {"path": "/mine", "handler": "jobs_api", "owner": "header:x-user",
+     "rate_limit": {"key": "owner", "rps": 1, "burst": 2}},
+] + ROUTES
+
+
+def fresh(s, path, headers=None, src="127.0.0.1"):
+    """One request on a new connection (so that they spread over workers)."""
+    c, st, hdrs, body = get(s, path, src=src, headers=headers)
+    c.close()
+    return st, hdrs, body
+
+
+def test_rate_limit_by_header_across_workers(sluice_factory):
+    s = sluice_factory(workers=2, routes=LIMITED)
+    alice, bob = {"x-user": "alice"}, {"x-user": "bob"}
+    got = [fresh(s, "/by-user", alice) for _ in range(3)]
+    assert [g[0] for g in got] == [200, 200, 200]
+    assert got[0][1]["ratelimit-policy"] == '"route";q=3;w=6'
+    assert [g[1]["ratelimit"].split(";")[1] for g in got] == ["r=2", "r=1", "r=0"]
+    st, hdrs, body = fresh(s, "/by-user", alice)
+    assert st == 429 and b"too many requests" in body
+    assert hdrs["retry-after"] == "2" and hdrs["ratelimit"].startswith('"route";r=0;')
+    assert fresh(s, "/by-user", bob)[0] == 200  # another key is served
+    # a token every two seconds: alice is back after Retry-After
+    assert wait_for(lambda: fresh(s, "/by-user", alice)[0] == 200, 5 * SLOW)
+    m = parse(get(s, "/metrics", src="127.0.0.9")[3].decode())
+    assert val(m, "sluice_abuse_limits_total", limit="rate_limit") >= 1
+    log = open(s.stdout_path).read() + open(s.stderr_path).read()
+    assert "past route /by-user's rate_limit" in log
+
+
+def test_rate_limit_by_ip_and_by_owner(sluice_factory):
+    s = sluice_factory(routes=LIMITED)
+    assert [fresh(s, "/by-ip", src="127.0.0.5")[0] for _ in range(3)] == [200, 200, 429]
+    assert fresh(s, "/by-ip", src="127.0.0.6")[0] == 200
+    # a request without the header counts under its address
+    assert [fresh(s, "/by-user", src="127.0.0.7")[0] for _ in range(4)] == [200, 200, 200, 429]
+    assert fresh(s, "/by-user", src="127.0.0.8")[0] == 200
+    # the job owner: the same credential from any address is one key
+    alice = {"x-user": "alice"}
+    got = [fresh(s, "/mine", alice, src="127.0.0.%d" % (10 + i))[0] for i in range(3)]
+    assert got == [200, 200, 429]
+    assert fresh(s, "/mine", {"x-user": "bob"}, src="127.0.0.10")[0] == 200
+
+
+def test_rate_limit_config_errors(tmp_path):
+    from test_10_config import check, write
+    import json
+    cases = [({"rps": 0}, "rate_limit.rps: must be between"),
+             ({"key": "owner"}, "\"owner\" needs a route with job owners"),
+             ({"key": "query:x"}, "rate_limit.key: must be"),
+             ({"brust": 5}, 'did you mean "burst"')]
+    for rl, msg in cases:
+        cfg = {"routes": [{"path": "/", "handler": "return", "rate_limit": rl}]}
+        r = check(write(tmp_path, "c.json", json.dumps(cfg)))
+        assert r.returncode == 1 and msg in r.stderr.decode(), (rl, r.stderr.decode())
