@@ -163,6 +163,7 @@ static size_t format_line(char *p, const sl_req_t *req, int worker_id)
     o += opt_field(p + o, "request_id", req->log_request_id);
     o += opt_field(p + o, "trace_id", req->log_trace_id);
     o += opt_field(p + o, "job_id", req->log_job_id);
+    o += opt_field(p + o, "auth", req->log_auth);
     o += (size_t)sprintf(p + o, "}\n");
     return o;
 }
@@ -171,7 +172,7 @@ static size_t format_line(char *p, const sl_req_t *req, int worker_id)
 static size_t line_bound(const sl_req_t *req)
 {
     size_t esc = req->method.n + req->target.n + req->log_request_id.n + req->log_trace_id.n +
-                 req->log_job_id.n;
+                 req->log_job_id.n + req->log_auth.n;
     if (req->tls.client_subject)
         esc += strlen(req->tls.client_subject);
     return LINE_FIXED + 6 * esc;

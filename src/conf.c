@@ -273,3 +273,27 @@ int sl_conf_table_load(const sl_conf_key_t *tab, size_t n, json_t *obj, const ch
     }
     return 0;
 }
+
+int sl_conf_get_names(json_t *obj, const char *path, const char *key, char **out, size_t max,
+                      size_t *n, char *err, size_t errlen)
+{
+    char p[SL_CONF_PATH_LEN];
+    json_t *a = json_object_get(obj, key);
+    *n = 0;
+    if (!a)
+        return 0;
+    sl_conf_path(p, path, key);
+    if (!json_is_array(a) || json_array_size(a) > max)
+        return sl_conf_fail(err, errlen, "%s: must be an array of at most %zu header names", p,
+                            max);
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const char *s = json_string_value(json_array_get(a, i));
+        if (!s || !sl_str_is_token((sl_str_t){s, strlen(s)}))
+            return sl_conf_fail(err, errlen, "%s[%zu]: must be a header name", p, i);
+        char *l = sl_strdup(s);
+        for (char *c = l; *c; c++)
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+        out[(*n)++] = l;
+    }
+    return 0;
+}

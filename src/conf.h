@@ -42,6 +42,12 @@ int sl_conf_get_req_str(json_t *obj, const char *path, const char *key, char **o
 int sl_conf_get_opt_str(json_t *obj, const char *path, const char *key, char **out, char *err,
                         size_t errlen);
 
+/* An array of at most max header field names (RFC 9110 tokens), copied
+ * lower-cased into out[0..*n) (sl_strdup each; the caller frees them,
+ * also after an error). Absent: *n = 0. */
+int sl_conf_get_names(json_t *obj, const char *path, const char *key, char **out, size_t max,
+                      size_t *n, char *err, size_t errlen);
+
 /* ---- key tables ---- */
 
 typedef enum sl_conf_type {

@@ -25,6 +25,7 @@
 #include "jobs/jobs.h"
 #include "reply/reply.h"
 #include "proxy/proxy.h"
+#include "auth/auth.h"
 #include "static/static.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +76,7 @@ static void register_handlers(void)
     sl_router_register(&sl_reply_api_handler);
     sl_router_register(&sl_proxy_handler);
     sl_router_register(&sl_static_handler);
+    sl_router_set_gate(&sl_auth_gate);
     sl_router_init(); /* "routes" last: a route names upstreams and executors */
 }
 

@@ -47,6 +47,17 @@ typedef enum sl_metrics_abuse {
     SL_M_ABUSE_KINDS
 } sl_metrics_abuse_t;
 
+/* Route auth (docs/auth.md): requests to the auth service by outcome,
+ * decisions taken from the cache, streams ended by a revocation. */
+typedef enum sl_metrics_auth {
+    SL_M_AUTH_ALLOW,
+    SL_M_AUTH_DENY,
+    SL_M_AUTH_ERROR,
+    SL_M_AUTH_CACHED,
+    SL_M_AUTH_REVOKED,
+    SL_M_AUTH_KINDS
+} sl_metrics_auth_t;
+
 typedef _Atomic uint64_t sl_counter_t;
 
 typedef struct sl_metrics {
@@ -65,6 +76,7 @@ typedef struct sl_metrics {
     sl_counter_t ws_opened, ws_closed;
     sl_counter_t ws_messages[2];             /* [0 sent, 1 received] */
     sl_counter_t ws_close[2][SL_M_WS_CODES]; /* [0 sent, 1 received][code] */
+    sl_counter_t auth[SL_M_AUTH_KINDS];
 } sl_metrics_t;
 
 /* The duration buckets' upper bounds in seconds (the last is +Inf). */
@@ -111,6 +123,7 @@ void sl_metrics_tls(const char *version, int ok);
 /* An HTTP/2 GOAWAY (goaway=1) or RST_STREAM sent or received. */
 void sl_metrics_h2_frame(int received, int goaway, uint32_t code);
 void sl_metrics_abuse(sl_metrics_abuse_t kind);
+void sl_metrics_auth(sl_metrics_auth_t kind);
 /* An HTTP/2 DATA frame used up the client's stream (conn=0) or connection
  * (conn=1) window with more of the body to send. */
 void sl_metrics_h2_stall(int conn);

@@ -71,7 +71,7 @@ void sl_metrics_histogram(sl_metrics_text_t *t, const char *name, const char *la
 /* Which counter of a worker's block: kind and index. */
 enum { K_ACCEPTED, K_OPENED, K_CLOSED, K_REQUESTS, K_BYTES_IN, K_BYTES_OUT, K_DUR, K_DUR_NS,
        K_TLS_OK, K_TLS_FAILED, K_GOAWAY, K_RST, K_ABUSE, K_STALLS, K_WS_OPENED, K_WS_CLOSED, K_WS_MSGS,
-       K_WS_CLOSE };
+       K_WS_CLOSE, K_AUTH };
 
 static const sl_counter_t *counter(const sl_metrics_t *m, int kind, size_t i)
 {
@@ -93,6 +93,7 @@ static const sl_counter_t *counter(const sl_metrics_t *m, int kind, size_t i)
     case K_WS_CLOSED: return &m->ws_closed;
     case K_WS_MSGS: return &m->ws_messages[i];
     case K_WS_CLOSE: return &m->ws_close[i / SL_M_WS_CODES][i % SL_M_WS_CODES];
+    case K_AUTH: return &m->auth[i];
     default: return &m->tls_failed;
     }
 }
@@ -262,6 +263,22 @@ static void websockets(sl_metrics_text_t *t, const workers_t *ws)
         }
 }
 
+static void auth(sl_metrics_text_t *t, const workers_t *ws)
+{
+    static const char *const results[] = {"allow", "deny", "error"};
+    sl_metrics_head(t, "sluice_auth_requests_total", "counter",
+         "Requests to route auth services, by outcome (error: timeout, connection, other status).");
+    for (int k = SL_M_AUTH_ALLOW; k <= SL_M_AUTH_ERROR; k++)
+        sl_metrics_printf(t, "sluice_auth_requests_total{result=\"%s\"} %llu\n", results[k],
+            sum(ws, K_AUTH, (size_t)k));
+    sl_metrics_head(t, "sluice_auth_cache_hits_total", "counter",
+         "Route auth decisions taken from the cache or from a check already under way.");
+    sl_metrics_printf(t, "sluice_auth_cache_hits_total %llu\n", sum(ws, K_AUTH, SL_M_AUTH_CACHED));
+    sl_metrics_head(t, "sluice_auth_revoked_total", "counter",
+         "Long-lived streams ended because a re-check denied access.");
+    sl_metrics_printf(t, "sluice_auth_revoked_total %llu\n", sum(ws, K_AUTH, SL_M_AUTH_REVOKED));
+}
+
 static void process(sl_metrics_text_t *t)
 {
     long size = 0, pages = 0;
@@ -297,6 +314,7 @@ static void on_req(sl_req_t *req)
     connections(&t, ws);
     requests(&t, ws);
     tls(&t, ws);
+    auth(&t, ws);
     h2_frames(&t, ws);
     abuse(&t, ws);
     websockets(&t, ws);

@@ -263,6 +263,11 @@ static entry_t *get(sl_ratelimit_t *rl, const uint8_t *k, uint8_t klen, uint64_t
 
 /* ---- admission ---- */
 
+int sl_ratelimit_by_address(const sl_ratelimit_t *rl)
+{
+    return rl->kind == KEY_IP;
+}
+
 /* draft-ietf-httpapi-ratelimit-headers: the policy (quota q per window
  * w seconds: the bucket's size and the time it takes to fill) and the
  * state (r units left, t seconds until the quota is whole again). */

@@ -24,6 +24,8 @@ typedef int (*sl_ratelimit_owner_fn)(const sl_req_t *req, char *out, size_t cap)
 int sl_ratelimit_parse(json_t *route, const char *path, sl_ratelimit_owner_fn owner,
                        sl_ratelimit_t **out, char *err, size_t errlen);
 void sl_ratelimit_free(sl_ratelimit_t *rl);
+/* Whether the key is the client's address (checked before route auth). */
+int sl_ratelimit_by_address(const sl_ratelimit_t *rl);
 /* 0: the request goes on (its response gets the RateLimit fields);
  * SL_ELIMIT: it was answered 429. */
 int sl_ratelimit_admit(sl_ratelimit_t *rl, sl_req_t *req);

@@ -61,6 +61,11 @@ typedef struct sl_handler_cbs {
     /* The request is over: err 0 after a complete response, SL_ECANCELED
      * when the client went away or the stream was reset. Release hdata. */
     void (*on_close)(sl_req_t *req, int err);
+    /* Optional: the route's auth withdrew the client's access while the
+     * response streams (docs/auth.md). End it the way its protocol does
+     * (SSE: a last "event: error"; WebSocket: close 1008). NULL: the
+     * stream is reset (HTTP/1.1: the connection is closed). */
+    void (*on_revoke)(sl_req_t *req, const char *why);
 } sl_handler_cbs_t;
 
 /* Filled in by each protocol. Called only through the sl_resp_* wrappers. */
@@ -137,6 +142,7 @@ struct sl_req {
     /* Identifiers the access log shows when a handler knows them
      * (sl_req_note copies them into the pool). */
     sl_str_t log_request_id, log_trace_id, log_job_id;
+    sl_str_t log_auth; /* route auth's copied fields, "name=value ..." */
     unsigned head_sent : 1;
     unsigned final_sent : 1;
 };

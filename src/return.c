@@ -36,13 +36,6 @@ static void free_state(void *state)
     sl_free(s);
 }
 
-static int is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 /* Fields the protocol owns; a route must not set them. */
 static int is_reserved(const char *name)
 {
@@ -52,12 +45,7 @@ static int is_reserved(const char *name)
 
 static int check_name(const char *name)
 {
-    if (!*name || name[0] == ':')
-        return 0;
-    for (const char *p = name; *p; p++)
-        if (!is_tchar((unsigned char)*p))
-            return 0;
-    return !is_reserved(name);
+    return sl_str_is_token((sl_str_t){name, strlen(name)}) && !is_reserved(name);
 }
 
 static int check_value(const char *v, size_t n)

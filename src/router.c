@@ -26,6 +26,13 @@ static const sl_handler_def_t *handlers[MAX_HANDLERS];
 static size_t nhandlers;
 static int routes_slot = -1; /* of the "routes" section */
 
+static const sl_route_gate_t *gate;
+
+void sl_router_set_gate(const sl_route_gate_t *g)
+{
+    gate = g;
+}
+
 void sl_router_register(const sl_handler_def_t *def)
 {
     SL_ASSERT(nhandlers < MAX_HANDLERS);
@@ -49,9 +56,11 @@ int sl_router_check_keys(json_t *route, const char *path, const char *const *own
                                          "rate_limit"};
     const char *all[ROUTE_KEYS_MAX];
     size_t k = 0;
-    SL_ASSERT(n + SL_ARRAY_LEN(common) <= ROUTE_KEYS_MAX);
+    SL_ASSERT(n + SL_ARRAY_LEN(common) + 1 <= ROUTE_KEYS_MAX);
     for (size_t i = 0; i < SL_ARRAY_LEN(common); i++)
         all[k++] = common[i];
+    if (gate)
+        all[k++] = gate->key;
     for (size_t i = 0; i < n && own[i]; i++)
         all[k++] = own[i];
     return sl_conf_check_keys(route, path, all, k, err, errlen);
@@ -97,7 +106,8 @@ static int parse_route(json_t *obj, const char *path, sl_route_t *r, char *err, 
     }
     if (r->handler->configure && r->handler->configure(obj, path, &r->state, err, errlen) != 0)
         return SL_EINVAL;
-    if (sl_ratelimit_parse(obj, path, r->handler->rate_key, &r->rl, err, errlen) != 0)
+    if (sl_ratelimit_parse(obj, path, r->handler->rate_key, &r->rl, err, errlen) != 0 ||
+        (gate && gate->parse(obj, path, &r->gate, err, errlen) != 0))
         return SL_EINVAL;
     r->path = sl_strdup(p);
     r->path_len = strlen(p);
@@ -110,6 +120,8 @@ static void route_dispose(sl_route_t *r)
     if (r->handler && r->handler->free_state && r->state)
         r->handler->free_state(r->state);
     sl_ratelimit_free(r->rl);
+    if (r->gate)
+        gate->free(r->gate);
     sl_free(r->path);
     sl_free(r->host);
     memset(r, 0, sizeof(*r));
@@ -204,6 +216,15 @@ const sl_route_t *sl_router_match(const sl_config_t *cfg, sl_str_t host, sl_str_
     return NULL;
 }
 
+/* After the gate: the route's other limits, then its handler. */
+static void proceed(sl_req_t *req)
+{
+    const sl_route_t *r = req->route;
+    if (r->rl && !sl_ratelimit_by_address(r->rl) && sl_ratelimit_admit(r->rl, req) != 0)
+        return;
+    r->handler->on_req(req);
+}
+
 void sl_router_dispatch(const sl_config_t *cfg, sl_req_t *req)
 {
     const char *why;
@@ -222,7 +243,12 @@ void sl_router_dispatch(const sl_config_t *cfg, sl_req_t *req)
         return;
     }
     req->route = r;
-    if (r->rl && sl_ratelimit_admit(r->rl, req) != 0)
+    /* A limit by address comes first, so that it also spares the auth
+     * service; one by a field the auth service sets comes after it. */
+    if (r->rl && sl_ratelimit_by_address(r->rl) && sl_ratelimit_admit(r->rl, req) != 0)
         return;
-    r->handler->on_req(req);
+    if (r->gate)
+        gate->begin(r->gate, req, proceed);
+    else
+        proceed(req);
 }

@@ -34,6 +34,18 @@ typedef struct sl_handler_def {
 
 typedef enum sl_route_match { SL_ROUTE_PREFIX = 0, SL_ROUTE_EXACT = 1 } sl_route_match_t;
 
+/* A check that runs before a route's handler (route auth; main.c
+ * registers it): parsed from its key in the route, begun with the request
+ * and the rest of the dispatch (next), which it calls once the request
+ * may go on, or never (it answered). */
+typedef struct sl_route_gate {
+    const char *key; /* "auth" */
+    /* *state = NULL when the route does not use it. */
+    int (*parse)(json_t *route, const char *path, void **state, char *err, size_t errlen);
+    void (*free)(void *state);
+    void (*begin)(void *state, sl_req_t *req, void (*next)(sl_req_t *req));
+} sl_route_gate_t;
+
 struct sl_route {
     char *host; /* NULL = any host; else exact (case-insensitive, no port) or "*.suffix" */
     char *path;
@@ -44,6 +56,7 @@ struct sl_route {
     int index;
     int slot; /* its path's label, the same in every snapshot (sl_metrics_intern) */
     struct sl_ratelimit *rl; /* "rate_limit", or NULL */
+    void *gate;              /* the gate's state, or NULL */
 };
 
 /* Register the "routes" config section after every other section (a route
@@ -52,6 +65,8 @@ void sl_router_init(void);
 
 /* Register a handler definition (before loading config). Not thread-safe. */
 void sl_router_register(const sl_handler_def_t *def);
+/* The one route gate (before loading config). */
+void sl_router_set_gate(const sl_route_gate_t *gate);
 const sl_handler_def_t *sl_router_find_handler(const char *name);
 /* Every handler's configure calls this first: an unknown key in a route
  * is an error ("did you mean"), never a silently ignored typo. own: the

@@ -187,6 +187,20 @@ sl_str_t sl_str_trim_ows(sl_str_t s)
     return s;
 }
 
+int sl_str_is_token(sl_str_t s)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (s.n == 0)
+        return 0;
+    for (size_t i = 0; i < s.n; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              (c && strchr(extra, c))))
+            return 0;
+    }
+    return 1;
+}
+
 int sl_str_has_token(sl_str_t v, const char *tok)
 {
     return sl_str_has_token_s(v, (sl_str_t){tok, strlen(tok)});

@@ -100,6 +100,8 @@ char *sl_base64_encode(const uint8_t *p, size_t n);
 int sl_traceparent_is_valid(sl_str_t v);
 /* s without leading and trailing OWS (spaces and tabs, RFC 9110 5.6.3). */
 sl_str_t sl_str_trim_ows(sl_str_t s);
+/* RFC 9110 token (tchar+): a field name, a method. */
+int sl_str_is_token(sl_str_t s);
 /* Whether a comma-separated header value (Connection, Upgrade, ...) has
  * tok as one of its elements, compared case-insensitively. */
 int sl_str_has_token(sl_str_t list, const char *tok);

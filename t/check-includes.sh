@@ -15,6 +15,7 @@ declare -A allow=(
   [src/static]="src src/static"
   [src/jobs]="src src/jobs src/proxy"
   [src/reply]="src src/reply src/jobs src/ws src/proxy"  # proxy: reply_to delivers through the upstream client
+  [src/auth]="src src/auth src/proxy"  # proxy: the auth service is an upstream group
 )
 bad=0
 for f in $(find src -name '*.[ch]' | sort); do

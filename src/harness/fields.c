@@ -7,23 +7,6 @@
  */
 #include "harness_int.h"
 
-static int is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-int sl_harness_is_token(sl_str_t s)
-{
-    if (s.n == 0)
-        return 0;
-    for (size_t i = 0; i < s.n; i++)
-        if (!is_tchar((unsigned char)s.p[i]))
-            return 0;
-    return 1;
-}
-
 int sl_harness_is_field_value(sl_str_t s)
 {
     for (size_t i = 0; i < s.n; i++) {

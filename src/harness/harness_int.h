@@ -30,8 +30,6 @@ typedef struct sl_harness_opts {
 
 /* ---- header checks ---- */
 
-/* RFC 9110 token (tchar+). */
-int sl_harness_is_token(sl_str_t s);
 /* Field value: VCHAR, SP, HTAB, obs-text; no CR, LF or NUL. */
 int sl_harness_is_field_value(sl_str_t s);
 /* Names a handler must not send as trailers (framing, routing, hop-by-hop). */

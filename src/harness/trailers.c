@@ -30,7 +30,7 @@ static int check_pairs(sl_harness_ctx_t *cx)
     }
     for (size_t i = 0; i < cx->q.n; i++) {
         const sl_query_param_t *pr = &cx->q.v[i];
-        if (!sl_harness_is_token(pr->name)) {
+        if (!sl_str_is_token(pr->name)) {
             sl_harness_bad_request(cx->req, "trailer name: not a token");
             return SL_EINVAL;
         }

@@ -195,7 +195,20 @@ static void on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
     }
 }
 
+static void on_revoke(sl_req_t *req, const char *why)
+{
+    sl_reply_t *r = req->hdata;
+    SL_UNUSED(why);
+    if (r->mode != SL_REPLY_SSE || !r->started) {
+        sl_resp_reset(req, SL_RESET_CANCEL);
+        return;
+    }
+    r->revoked = 1;
+    pump(r); /* now, or when the piece in flight has gone */
+}
+
 static const sl_handler_cbs_t reply_cbs = {
+    .on_revoke = on_revoke,
     .on_body = on_body,
     .on_proceed = on_proceed,
     .on_close = on_close,
@@ -282,8 +295,20 @@ static int pump_raw(sl_reply_t *r, sl_jobs_event_t *ev)
     return send_piece(r, ev->data, ev->len, 0);
 }
 
+/* Route auth withdrew access: SSE says so in a last event. */
+static int send_revoked(sl_reply_t *r)
+{
+    static const char msg[] = "event: error\ndata: {\"error\":\"access revoked\"}\n\n";
+    return send_piece(r, msg, sizeof(msg) - 1, 1);
+}
+
 static void pump(sl_reply_t *r)
 {
+    if (r->revoked) {
+        if (!r->waiting)
+            send_revoked(r);
+        return;
+    }
     while (!r->waiting) {
         sl_jobs_event_t *evs[SSE_BATCH];
         sl_jobs_read_t rd;

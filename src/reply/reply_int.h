@@ -44,6 +44,7 @@ typedef struct sl_reply {
     /* Idempotency-Key held by another instance's job (retarget.c) */
     unsigned retarget : 1; /* finding that job, or waiting for the body */
     unsigned replay : 1;   /* idempotent-replay is on the response */
+    unsigned revoked : 1;  /* route auth withdrew access: a last error event */
     sl_jobs_lookup_t *lookup;
     sl_jobs_job_t *target; /* found; becomes job */
     int target_status;

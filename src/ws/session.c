@@ -506,7 +506,15 @@ static void on_close(sl_req_t *req, int err)
     sl_free(ws);
 }
 
+/* Route auth withdrew access: 1008, as RFC 6455 7.4.1 says for a
+ * message (here: a session) that violates the policy. */
+static void on_revoke(sl_req_t *req, const char *why)
+{
+    sl_ws_close(req->hdata, SL_WS_CLOSE_POLICY, why);
+}
+
 static const sl_handler_cbs_t ws_cbs = {
+    .on_revoke = on_revoke,
     .on_body = on_body,
     .on_proceed = on_proceed,
     .on_close = on_close,

@@ -30,15 +30,16 @@ class Upstream:
     gunicorn with uvicorn workers, or hypercorn (HTTP/1.1 and h2c; with a
     pki, TLS with ALPN h2)."""
 
-    def __init__(self, kind="uvicorn", port=None, pki=None):
+    def __init__(self, kind="uvicorn", port=None, pki=None, app="asgi_app:app"):
         self.kind = kind
+        self.app = app
         self.port = port or free_port()
         self.pki = pki
         self.proc = None
 
     def start(self):
         if self.kind == "uvicorn":
-            argv = [PY, "-m", "uvicorn", "--app-dir", APPS, "asgi_app:app", "--host", "127.0.0.1",
+            argv = [PY, "-m", "uvicorn", "--app-dir", APPS, self.app, "--host", "127.0.0.1",
                     "--port", str(self.port), "--no-proxy-headers", "--log-level", "warning",
                     "--timeout-keep-alive", "30"]
         elif self.kind == "hypercorn":

@@ -1,0 +1,67 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Private to src/auth/: the parsed route option (config.c), decisions and
+ * the per-worker cache with its checks in flight (check.c), and the
+ * request's side (gate.c).
+ */
+#ifndef SL_AUTH_INT_H
+#define SL_AUTH_INT_H
+
+#include "auth.h"
+#include "../config.h"
+
+#define SL_AUTH_MAX_WORKERS 256 /* config.c caps workers at 256 */
+#define SL_AUTH_MAX_NAMES 16    /* forward_headers, copy_headers */
+#define SL_AUTH_BODY_MAX 65536  /* a denial's body passed on */
+#define SL_AUTH_FIELD_MAX 8192  /* a copied or WWW-Authenticate value */
+
+typedef struct sl_auth_cache sl_auth_cache_t;
+
+struct sl_auth {
+    char *route; /* its path, for log lines */
+    char *upstream, *path;
+    double timeout_s, cache_s, reauth_s;
+    char *fwd[SL_AUTH_MAX_NAMES]; /* lower-case */
+    size_t nfwd;
+    char *copy[SL_AUTH_MAX_NAMES];
+    size_t ncopy;
+    int64_t cache_entries, cache_bytes;           /* per worker */
+    sl_auth_cache_t *caches[SL_AUTH_MAX_WORKERS]; /* each touched by its worker only */
+};
+
+typedef enum sl_auth_kind { SL_AUTH_ALLOW = 1, SL_AUTH_DENY, SL_AUTH_ERROR } sl_auth_kind_t;
+
+/* What the auth service said; shared by the cache and its users on one
+ * worker (plain reference count), immutable once made. */
+typedef struct sl_auth_decision {
+    int refs;
+    sl_auth_kind_t kind;
+    int status;                            /* DENY: 401 or 403 */
+    char *values[SL_AUTH_MAX_NAMES];       /* ALLOW: copy_headers' values, NULL = absent */
+    char *www_authenticate, *content_type; /* DENY, NULL = none */
+    uint8_t *body;                         /* DENY */
+    size_t body_len;
+    const char *error; /* ERROR: why (static) */
+    size_t bytes;      /* counted against cache_bytes */
+} sl_auth_decision_t;
+
+void sl_auth_decision_unref(sl_auth_decision_t *d);
+
+/* A request waiting for a check (gate.c embeds one). */
+typedef struct sl_auth_waiter {
+    struct sl_auth_waiter *prev, *next;
+    struct sl_auth_check *check;                                   /* NULL when not waiting */
+    void (*done)(struct sl_auth_waiter *w, sl_auth_decision_t *d); /* d referenced for it */
+} sl_auth_waiter_t;
+
+/* The decision for req: from the cache (returned, referenced; w is not
+ * used), or NULL: w joins the check for these credentials (one is started
+ * when none is under way) and w->done runs later. */
+sl_auth_decision_t *sl_auth_ask(sl_auth_t *a, const sl_req_t *req, sl_auth_waiter_t *w);
+/* w stops waiting (its request is gone); the check goes on for others,
+ * or is cancelled when w was the last. */
+void sl_auth_unwait(sl_auth_waiter_t *w);
+/* Free the worker caches (config free: no check is under way). */
+void sl_auth_caches_free(sl_auth_t *a);
+
+#endif
