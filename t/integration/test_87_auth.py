@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROUTES, SLOW, wait_for
+from conftest import ROUTES, SLOW
 from test_60_proxy import Upstream
 from test_82_metrics import parse, val
 
