@@ -303,3 +303,43 @@ void sl_rand_fast(void *buf, size_t n)
         n -= k;
     }
 }
+
+static int8_t b64url_val(uint8_t c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return (int8_t)(c - 'A');
+    if (c >= 'a' && c <= 'z')
+        return (int8_t)(c - 'a' + 26);
+    if (c >= '0' && c <= '9')
+        return (int8_t)(c - '0' + 52);
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
+    return -1;
+}
+
+ssize_t sl_base64url_decode(const char *in, size_t len, uint8_t *out, size_t outcap)
+{
+    while (len > 0 && in[len - 1] == '=')
+        len--;
+    if (len % 4 == 1)
+        return -1;
+    uint32_t acc = 0;
+    unsigned bits = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        int8_t v = b64url_val((uint8_t)in[i]);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == outcap)
+                return -1;
+            out[n++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return (ssize_t)n;
+}

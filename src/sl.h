@@ -92,6 +92,9 @@ void sl_hex_encode(const uint8_t *p, size_t n, char *out);
  * (request ids, trace and span ids): xoshiro256** per thread, seeded from
  * getrandom(2). Secrets (job ids, keys) come from OpenSSL's RAND_bytes. */
 void sl_rand_fast(void *buf, size_t n);
+/* Decode base64url (RFC 4648 section 5, padding optional) into out (at
+ * most outcap bytes). Returns the decoded length or -1 on bad input. */
+ssize_t sl_base64url_decode(const char *in, size_t len, uint8_t *out, size_t outcap);
 /* n bytes as standard base64 with padding (RFC 4648 4), NUL-terminated,
  * malloc'd (free with sl_free). */
 char *sl_base64_encode(const uint8_t *p, size_t n);

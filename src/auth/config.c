@@ -30,6 +30,7 @@ void sl_auth_free(sl_auth_t *a)
     if (!a)
         return;
     sl_auth_caches_free(a);
+    sl_auth_jwt_free(a->jwt);
     for (size_t i = 0; i < a->nfwd; i++)
         sl_free(a->fwd[i]);
     for (size_t i = 0; i < a->ncopy; i++)
@@ -47,11 +48,29 @@ static int copy_ok(const char *n)
            strcmp(n, "content-length") != 0 && strcmp(n, "transfer-encoding") != 0;
 }
 
+/* "jwt": tokens verified here; nothing else goes with it. */
+static int parse_jwt(json_t *o, const char *p, sl_auth_t *a, char *err, size_t errlen)
+{
+    static const char *const only[] = {"jwt"};
+    char jp[SL_CONF_PATH_LEN];
+    sl_conf_path(jp, p, "jwt");
+    if (sl_conf_check_keys(o, p, only, 1, err, errlen) ||
+        sl_auth_jwt_parse(json_object_get(o, "jwt"), jp, a, err, errlen))
+        return SL_EINVAL;
+    for (size_t i = 0; i < a->ncopy; i++)
+        if (!copy_ok(a->copy[i]))
+            return sl_conf_fail(err, errlen, "%s.claims_to_headers: %s cannot be set on a request",
+                                jp, a->copy[i]);
+    return 0;
+}
+
 static int parse(json_t *o, const char *p, sl_auth_t *a, char *err, size_t errlen)
 {
     static const char *const also[] = {"upstream", "path", "forward_headers", "copy_headers"};
     const sl_config_t *cfg = sl_config_loading();
     opts_t v;
+    if (json_object_get(o, "jwt"))
+        return parse_jwt(o, p, a, err, errlen);
     if (sl_conf_table_load(keys, SL_ARRAY_LEN(keys), o, p, &v, also, SL_ARRAY_LEN(also), err,
                            errlen) ||
         sl_conf_get_req_str(o, p, "upstream", &a->upstream, err, errlen) ||

@@ -137,7 +137,7 @@ static void deny(gate_t *g, sl_auth_decision_t *d)
         sl_resp_error(req, 503, "authorization unavailable");
         return;
     }
-    sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id, "route %s: the auth service denied (%d)",
+    sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id, "route %s: access denied (%d)",
                   g->a->route, d->status);
     if (d->www_authenticate)
         sl_resp_header_add(req, "www-authenticate", d->www_authenticate);
@@ -167,15 +167,19 @@ static void allow(gate_t *g, sl_auth_decision_t *d)
         sl_buf_dispose(&g->body);
         g->body_on = 0;
     }
-    if (g->a->reauth_s > 0 && !req->final_sent) {
-        ev_timer_init(&g->reauth, on_recheck, g->a->reauth_s, g->a->reauth_s);
+    /* A JWT's stream lasts until the token expires; a service's is asked
+     * again every reauth_s. */
+    double wall = (double)sl_wall_ms() / 1000.0;
+    double first = d->not_after > 0 ? SL_MAX(d->not_after - wall, 0.001) : g->a->reauth_s;
+    if (first > 0 && !req->final_sent) {
+        ev_timer_init(&g->reauth, on_recheck, first, g->a->jwt ? 0. : g->a->reauth_s);
         g->reauth.data = g;
         ev_timer_start(g->loop, &g->reauth);
         g->reauth_on = 1;
     }
 }
 
-static void end_stream(gate_t *g, const sl_auth_decision_t *d)
+static void end_stream(gate_t *g, const char *why)
 {
     sl_req_t *req = g->req;
     ev_timer_stop(g->loop, &g->reauth);
@@ -184,8 +188,7 @@ static void end_stream(gate_t *g, const sl_auth_decision_t *d)
         return;
     sl_metrics_auth(SL_M_AUTH_REVOKED);
     sl_log_stream(SL_LOG_INFO, req->conn, req->stream_id,
-                  "route %s: access withdrawn (the auth service answered %d); ending the stream",
-                  g->a->route, d->status);
+                  "route %s: access withdrawn (%s); ending the stream", g->a->route, why);
     if (req->cbs && req->cbs->on_revoke)
         req->cbs->on_revoke(req, "access revoked");
     else
@@ -199,7 +202,8 @@ static void decided(gate_t *g, sl_auth_decision_t *d)
     else if (!g->passed)
         deny(g, d);
     else if (d->kind == SL_AUTH_DENY)
-        end_stream(g, d);
+        end_stream(g, d->status == 403 ? "the auth service answered 403"
+                                       : "the auth service answered 401");
     else if (d->kind == SL_AUTH_ERROR)
         sl_log_stream(SL_LOG_WARN, g->req->conn, g->req->stream_id,
                       "route %s: could not ask the auth service again (%s); the stream goes on",
@@ -217,6 +221,10 @@ static void on_recheck(struct ev_loop *loop, ev_timer *t, int revents)
     SL_UNUSED(loop);
     SL_UNUSED(revents);
     gate_t *g = t->data;
+    if (g->a->jwt) {
+        end_stream(g, "the token expired");
+        return;
+    }
     if (g->w.check) /* the last question is still out */
         return;
     sl_auth_decision_t *d = sl_auth_ask(g->a, g->req, &g->w);
@@ -235,7 +243,7 @@ void sl_auth_begin(sl_auth_t *a, sl_req_t *req, sl_auth_next_fn next)
     sl_pool_on_dispose(&req->pool, gate_gone, g);
     req->cbs = &gate_cbs;
     req->hdata = g;
-    sl_auth_decision_t *d = sl_auth_ask(a, req, &g->w);
+    sl_auth_decision_t *d = a->jwt ? sl_auth_jwt_check(a, req) : sl_auth_ask(a, req, &g->w);
     if (d)
         decided(g, d);
 }

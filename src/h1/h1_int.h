@@ -26,10 +26,6 @@ static inline int sl_h1_is_fval(uint8_t c)
     return sl_h1_ctype[c] & SL_H1_CT_FVAL;
 }
 
-/* Decode base64url (RFC 4648 section 5, padding optional) into out (at
- * most outcap bytes). Returns the decoded length or -1 on bad input. */
-ssize_t sl_h1_base64url_decode(const char *in, size_t len, uint8_t *out, size_t outcap);
-
 /* RFC 9112 3.2.2: when target is absolute-form ("http://host/p?q"), set
  * *authority to its authority and *rest (if not NULL) to the path and
  * query after it ("/" when empty) and return 1; else return 0. */

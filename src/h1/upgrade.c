@@ -66,7 +66,7 @@ int sl_h1_try_upgrade(h1_conn_t *hc, const sl_h1_head_t *head, const uint8_t *re
     if (!settings || !conn_ok)
         return 0;
     uint8_t buf[SETTINGS_MAX];
-    ssize_t slen = sl_h1_base64url_decode(settings->value.p, settings->value.n, buf, sizeof(buf));
+    ssize_t slen = sl_base64url_decode(settings->value.p, settings->value.n, buf, sizeof(buf));
     if (slen < 0 || slen % 6 != 0)
         return 0;
     static const char resp[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"

@@ -346,18 +346,18 @@ START_TEST(test_base64url)
     uint8_t out[32];
     /* curl's HTTP2-Settings for its default settings. */
     const char *s = "AAMAAABkAAQAoAAAAAIAAAAA";
-    ssize_t n = sl_h1_base64url_decode(s, strlen(s), out, sizeof(out));
+    ssize_t n = sl_base64url_decode(s, strlen(s), out, sizeof(out));
     ck_assert_int_eq(n, 18);
     ck_assert_int_eq(out[1], 3);
     ck_assert_int_eq(out[5], 0x64);
-    ck_assert_int_eq(sl_h1_base64url_decode("_-8", 3, out, sizeof(out)), 2);
+    ck_assert_int_eq(sl_base64url_decode("_-8", 3, out, sizeof(out)), 2);
     ck_assert_int_eq(out[0], 0xff);
     ck_assert_int_eq(out[1], 0xef);
-    ck_assert_int_eq(sl_h1_base64url_decode("AA==", 4, out, sizeof(out)), 1);
-    ck_assert_int_eq(sl_h1_base64url_decode("A", 1, out, sizeof(out)), -1);
-    ck_assert_int_eq(sl_h1_base64url_decode("AA+A", 4, out, sizeof(out)), -1);
-    ck_assert_int_eq(sl_h1_base64url_decode("AAAA", 4, out, 2), -1);
-    ck_assert_int_eq(sl_h1_base64url_decode("", 0, out, sizeof(out)), 0);
+    ck_assert_int_eq(sl_base64url_decode("AA==", 4, out, sizeof(out)), 1);
+    ck_assert_int_eq(sl_base64url_decode("A", 1, out, sizeof(out)), -1);
+    ck_assert_int_eq(sl_base64url_decode("AA+A", 4, out, sizeof(out)), -1);
+    ck_assert_int_eq(sl_base64url_decode("AAAA", 4, out, 2), -1);
+    ck_assert_int_eq(sl_base64url_decode("", 0, out, sizeof(out)), 0);
 }
 END_TEST
 
