@@ -14,6 +14,7 @@
 #include "conf.h"
 #include "conn.h"
 #include "log.h"
+#include "lru.h"
 #include "metrics.h"
 #include <math.h>
 #include <openssl/evp.h>
@@ -29,7 +30,7 @@ typedef enum key_kind { KEY_IP, KEY_HEADER, KEY_COOKIE, KEY_OWNER } key_kind_t;
 
 typedef struct entry {
     struct entry *hnext;
-    struct entry *prev, *next; /* LRU: head is the most recent */
+    sl_lru_node_t lru; /* head: the most recent */
     double tokens;
     uint64_t at_ns; /* tokens as of then */
     uint8_t klen;
@@ -47,9 +48,11 @@ struct sl_ratelimit {
     entry_t **buckets;
     size_t nbuckets; /* power of two */
     size_t n;
-    entry_t *head, *tail;
+    sl_lru_t lru;
     uint64_t seed;
 };
+
+#define ENTRY(n) sl_container_of(n, entry_t, lru)
 
 typedef struct rl_opts {
     double rps;
@@ -132,8 +135,9 @@ void sl_ratelimit_free(sl_ratelimit_t *rl)
 {
     if (!rl)
         return;
-    for (entry_t *e = rl->head, *next; e; e = next) {
-        next = e->next;
+    while (rl->lru.head) {
+        entry_t *e = ENTRY(rl->lru.head);
+        sl_lru_remove(&rl->lru, &e->lru);
         sl_free(e);
     }
     if (rl->buckets)
@@ -198,32 +202,9 @@ static size_t bucket_of(const sl_ratelimit_t *rl, const uint8_t *k, size_t n)
     return (size_t)(h ^ (h >> 31)) & (rl->nbuckets - 1);
 }
 
-static void lru_unlink(sl_ratelimit_t *rl, entry_t *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        rl->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        rl->tail = e->prev;
-}
-
-static void lru_front(sl_ratelimit_t *rl, entry_t *e)
-{
-    e->prev = NULL;
-    e->next = rl->head;
-    if (rl->head)
-        rl->head->prev = e;
-    rl->head = e;
-    if (!rl->tail)
-        rl->tail = e;
-}
-
 static void evict_oldest(sl_ratelimit_t *rl)
 {
-    entry_t *e = rl->tail;
+    entry_t *e = ENTRY(rl->lru.tail);
     uint8_t k[KEY_INLINE];
     memcpy(k, e->key, e->klen);
     for (entry_t **pp = &rl->buckets[bucket_of(rl, k, e->klen)]; *pp; pp = &(*pp)->hnext) {
@@ -232,7 +213,7 @@ static void evict_oldest(sl_ratelimit_t *rl)
             break;
         }
     }
-    lru_unlink(rl, e);
+    sl_lru_remove(&rl->lru, &e->lru);
     rl->n--;
     sl_free(e);
 }
@@ -242,8 +223,7 @@ static entry_t *get(sl_ratelimit_t *rl, const uint8_t *k, uint8_t klen, uint64_t
     size_t b = bucket_of(rl, k, klen);
     for (entry_t *e = rl->buckets[b]; e; e = e->hnext) {
         if (e->klen == klen && memcmp(e->key, k, klen) == 0) {
-            lru_unlink(rl, e);
-            lru_front(rl, e);
+            sl_lru_touch(&rl->lru, &e->lru);
             return e;
         }
     }
@@ -256,7 +236,7 @@ static entry_t *get(sl_ratelimit_t *rl, const uint8_t *k, uint8_t klen, uint64_t
     e->at_ns = now;
     e->hnext = rl->buckets[b];
     rl->buckets[b] = e;
-    lru_front(rl, e);
+    sl_lru_push(&rl->lru, &e->lru);
     rl->n++;
     return e;
 }

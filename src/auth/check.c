@@ -15,6 +15,7 @@
  */
 #include "auth_int.h"
 #include "../log.h"
+#include "../lru.h"
 #include "../metrics.h"
 #include "../proxy/proxy.h"
 #include "../worker.h"
@@ -26,7 +27,8 @@
 #define KEY_LEN 32
 
 typedef struct centry {
-    struct centry *hnext, *lprev, *lnext; /* hash chain; LRU, head = most recent */
+    struct centry *hnext; /* hash chain */
+    sl_lru_node_t lru;    /* head: the most recent */
     uint8_t key[KEY_LEN];
     sl_auth_decision_t *d; /* kept decision, or NULL */
     double expires;
@@ -37,7 +39,7 @@ struct sl_auth_cache {
     struct ev_loop *loop;
     centry_t **buckets;
     size_t nbuckets, n, bytes;
-    centry_t *head, *tail;
+    sl_lru_t lru;
 };
 
 typedef struct sl_auth_check {
@@ -106,28 +108,7 @@ static size_t bucket_of(const sl_auth_cache_t *c, const uint8_t *k)
     return (size_t)h & (c->nbuckets - 1);
 }
 
-static void lru_unlink(sl_auth_cache_t *c, centry_t *e)
-{
-    if (e->lprev)
-        e->lprev->lnext = e->lnext;
-    else
-        c->head = e->lnext;
-    if (e->lnext)
-        e->lnext->lprev = e->lprev;
-    else
-        c->tail = e->lprev;
-    e->lprev = e->lnext = NULL;
-}
-
-static void lru_front(sl_auth_cache_t *c, centry_t *e)
-{
-    e->lnext = c->head;
-    if (c->head)
-        c->head->lprev = e;
-    c->head = e;
-    if (!c->tail)
-        c->tail = e;
-}
+#define ENTRY(n) sl_container_of(n, centry_t, lru)
 
 static void drop_decision(sl_auth_cache_t *c, centry_t *e)
 {
@@ -146,7 +127,7 @@ static void entry_free(sl_auth_cache_t *c, centry_t *e)
             break;
         }
     }
-    lru_unlink(c, e);
+    sl_lru_remove(&c->lru, &e->lru);
     drop_decision(c, e);
     c->n--;
     sl_free(e);
@@ -156,12 +137,12 @@ static void entry_free(sl_auth_cache_t *c, centry_t *e)
  * stays; it holds no bytes yet). */
 static void trim(const sl_auth_t *a, sl_auth_cache_t *c)
 {
-    centry_t *e = c->tail;
-    while (e && (c->n > (size_t)a->cache_entries || c->bytes > (size_t)a->cache_bytes)) {
-        centry_t *prev = e->lprev;
-        if (!e->check)
-            entry_free(c, e);
-        e = prev;
+    sl_lru_node_t *n = c->lru.tail;
+    while (n && (c->n > (size_t)a->cache_entries || c->bytes > (size_t)a->cache_bytes)) {
+        sl_lru_node_t *prev = n->prev;
+        if (!ENTRY(n)->check)
+            entry_free(c, ENTRY(n));
+        n = prev;
     }
 }
 
@@ -175,7 +156,7 @@ static centry_t *entry_get(sl_auth_cache_t *c, const uint8_t *k)
     memcpy(e->key, k, KEY_LEN);
     e->hnext = c->buckets[b];
     c->buckets[b] = e;
-    lru_front(c, e);
+    sl_lru_push(&c->lru, &e->lru);
     c->n++;
     return e;
 }
@@ -186,9 +167,10 @@ void sl_auth_caches_free(sl_auth_t *a)
         sl_auth_cache_t *c = a->caches[i];
         if (!c)
             continue;
-        while (c->head) {
-            SL_ASSERT(!c->head->check); /* a check holds its requests, they the config */
-            entry_free(c, c->head);
+        while (c->lru.head) {
+            centry_t *e = ENTRY(c->lru.head);
+            SL_ASSERT(!e->check); /* a check holds its requests, they the config */
+            entry_free(c, e);
         }
         sl_free(c->buckets);
         sl_free(c);
@@ -446,8 +428,7 @@ sl_auth_decision_t *sl_auth_ask(sl_auth_t *a, const sl_req_t *req, sl_auth_waite
     sl_auth_cache_t *c = cache_of(a);
     key_of(a, req, key);
     centry_t *e = entry_get(c, key);
-    lru_unlink(c, e);
-    lru_front(c, e);
+    sl_lru_touch(&c->lru, &e->lru);
     if (e->d && e->expires > ev_now(c->loop)) {
         sl_metrics_auth(SL_M_AUTH_CACHED);
         e->d->refs++;

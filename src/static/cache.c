@@ -11,6 +11,7 @@
  * (fd closed) by the last release. See the drawing in static_int.h.
  */
 #include "static_int.h"
+#include "../lru.h"
 #include <unistd.h>
 
 #define KEY_MAX 1024 /* longer keys are not cached */
@@ -18,7 +19,7 @@
 typedef struct entry entry_t;
 struct entry {
     entry_t *hnext;        /* bucket chain */
-    entry_t *prev, *next;  /* LRU list, most recent first */
+    sl_lru_node_t lru;     /* most recent first */
     sl_static_file_t file; /* fd, stat, validators; file.data -> content */
     double expires;
     unsigned refs;
@@ -30,7 +31,7 @@ struct entry {
 struct sl_static_cache {
     entry_t **buckets;
     size_t mask; /* buckets - 1, a power of two minus one */
-    entry_t *head, *tail;
+    sl_lru_t lru;
     size_t n, max;
 };
 
@@ -50,29 +51,7 @@ static void entry_destroy(entry_t *e)
     sl_free(e);
 }
 
-static void lru_remove(sl_static_cache_t *c, entry_t *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        c->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void lru_push(sl_static_cache_t *c, entry_t *e)
-{
-    e->prev = NULL;
-    e->next = c->head;
-    if (c->head)
-        c->head->prev = e;
-    c->head = e;
-    if (!c->tail)
-        c->tail = e;
-}
+#define ENTRY(n) sl_container_of(n, entry_t, lru)
 
 /* Out of the table; the fd lives on while a request still reads it. */
 static void unlink_entry(sl_static_cache_t *c, entry_t *e)
@@ -81,7 +60,7 @@ static void unlink_entry(sl_static_cache_t *c, entry_t *e)
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
-    lru_remove(c, e);
+    sl_lru_remove(&c->lru, &e->lru);
     e->linked = 0;
     c->n--;
     if (e->refs == 0)
@@ -127,8 +106,7 @@ int sl_static_cache_get(sl_static_opts_t *o, int worker, const char *key, size_t
         unlink_entry(c, e);
         return 0;
     }
-    lru_remove(c, e);
-    lru_push(c, e);
+    sl_lru_touch(&c->lru, &e->lru);
     e->refs++;
     *f = e->file;
     f->_entry = e;
@@ -146,8 +124,8 @@ void sl_static_cache_put(sl_static_opts_t *o, int worker, const char *key, size_
     entry_t *old = find(c, key, klen);
     if (old)
         unlink_entry(c, old); /* two misses raced: the newer open wins */
-    if (c->n >= c->max && c->tail)
-        unlink_entry(c, c->tail);
+    if (c->n >= c->max && c->lru.tail)
+        unlink_entry(c, ENTRY(c->lru.tail));
     /* Small files ride along in the entry: the key, then the content. */
     size_t size = (size_t)f->st.st_size;
     int keep = f->st.st_size > 0 && (uint64_t)f->st.st_size <= o->cache_content_bytes;
@@ -165,7 +143,7 @@ void sl_static_cache_put(sl_static_opts_t *o, int worker, const char *key, size_
     entry_t **b = &c->buckets[hash(key, klen) & c->mask];
     e->hnext = *b;
     *b = e;
-    lru_push(c, e);
+    sl_lru_push(&c->lru, &e->lru);
     c->n++;
     f->data = e->file.data;
     f->_entry = e;
@@ -190,8 +168,8 @@ void sl_static_cache_free(sl_static_cache_t *c)
 {
     if (!c)
         return;
-    while (c->head)
-        unlink_entry(c, c->head);
+    while (c->lru.head)
+        unlink_entry(c, ENTRY(c->lru.head));
     sl_free(c->buckets);
     sl_free(c);
 }

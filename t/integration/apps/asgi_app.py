@@ -96,15 +96,20 @@ async def ws_app(scope, receive, send):
         STATS["ws_closed"] += 1
 
 
+async def lifespan(receive, send):
+    """ASGI lifespan: nothing to set up or tear down (auth_app.py too)."""
+    while True:
+        m = await receive()
+        if m["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif m["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            m = await receive()
-            if m["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif m["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await lifespan(receive, send)
     if scope["type"] == "websocket":
         return await ws_app(scope, receive, send)
     if scope["type"] != "http":

@@ -9,6 +9,8 @@ import asyncio
 import json
 from urllib.parse import parse_qs
 
+from asgi_app import lifespan
+
 TOKENS = {}  # token -> {"user": ..., "tenant": ..., "max_age": ...}
 COUNT = {"checks": 0, "by_token": {}, "last": {}}
 
@@ -49,13 +51,7 @@ async def check(scope, send):
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            m = await receive()
-            if m["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif m["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await lifespan(receive, send)
     if scope["type"] != "http":
         return
     path = scope["path"]
