@@ -228,3 +228,26 @@ def test_many_streams_with_one_token_cost_one_check(env):
     assert checks(svc, "tok-m") <= 2  # one per worker at most: the rest wait or hit the cache
     m = parse(h1(s, "GET", "/metrics")[2].decode())
     assert val(m, "sluice_auth_cache_hits_total") >= 198
+
+
+def test_long_proxied_response_is_reset_when_access_is_revoked(env):
+    """Without an SSE or WebSocket way to say so, the stream is reset:
+    HTTP/2 RST_STREAM (curl reports the stream error), HTTP/1.1 a close
+    before the end of the chunked body."""
+    svc, _, make = env
+    s = make()
+    admin(svc, "grant", token="tok-p", user="pat")
+    url = "http://127.0.0.1:%d/app/stream?n=200&size=100&delay=0.05" % s.h2c_port
+    procs = [subprocess.Popen(["curl", "-s", "-o", "/dev/null", "-w", "%{size_download}",
+                               "-H", "authorization: Bearer tok-p"] + extra + [url],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for extra in (["--http2-prior-knowledge"], ["--http1.1"])]
+    time.sleep(2.5)  # two re-checks passed: still streaming
+    assert all(p.poll() is None for p in procs)
+    admin(svc, "revoke", token="tok-p")
+    for p in procs:
+        out, _ = p.communicate(timeout=10 * SLOW)
+        assert p.returncode in (18, 56, 92), p.returncode  # partial / recv error / h2 stream error
+        assert 0 < int(out) < 200 * 100
+    m = parse(h1(s, "GET", "/metrics")[2].decode())
+    assert val(m, "sluice_auth_revoked_total") >= 2
