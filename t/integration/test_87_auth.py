@@ -107,7 +107,10 @@ def test_allowed_and_denied_over_h1_and_h2(env):
                             "http://127.0.0.1:%d/guarded" % s.h2c_port],
                            stdout=subprocess.PIPE, timeout=20)
         assert r.stdout.decode() == "%d 2" % want, r.stdout
-    assert svc_saw(svc)["x-original-uri"] == "/guarded"
+    # a token not seen before is a question, with the target as sent
+    admin(svc, "grant", token="tok-u", user="uma")
+    assert h1(s, "GET", "/guarded?x=%41", bearer("tok-u"))[0] == 200
+    assert svc_saw(svc)["x-original-uri"] == "/guarded?x=%41"
     assert '"auth":"x-user=alice"' in open(s.log).read()
 
 
