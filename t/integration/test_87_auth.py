@@ -254,3 +254,29 @@ def test_long_proxied_response_is_reset_when_access_is_revoked(env):
         assert 0 < int(out) < 200 * 100
     m = parse(h1(s, "GET", "/metrics")[2].decode())
     assert val(m, "sluice_auth_revoked_total") >= 2
+
+
+def test_rate_limit_by_a_field_the_service_sets(env, sluice_factory):
+    """A limit keyed by x-user counts the user the service named, whatever
+    the client claims, and a limit by address runs before the service is
+    asked at all."""
+    svc, app, _ = env
+    cfg = config(svc.port, app.port)
+    auth = next(r["auth"] for r in cfg["routes"] if r["path"] == "/guarded")
+    cfg["routes"][1:1] = [
+        {"path": "/by-user", "handler": "return", "status": 200, "body": "ok\n", "auth": auth,
+         "rate_limit": {"key": "header:x-user", "rps": 0.1, "burst": 2}},
+        {"path": "/by-ip", "handler": "return", "status": 200, "body": "ok\n", "auth": auth,
+         "rate_limit": {"rps": 0.1, "burst": 1}}]
+    s = sluice_factory(**cfg)
+    admin(svc, "grant", token="tok-r1", user="rita")
+    admin(svc, "grant", token="tok-r2", user="rita")  # another token, the same user
+    admin(svc, "grant", token="tok-q", user="quinn")
+    got = [h1(s, "GET", "/by-user", bearer(t, **{"x-user": "u%d" % i}))[0]
+           for i, t in enumerate(["tok-r1", "tok-r2", "tok-r1"])]
+    assert got == [200, 200, 429]
+    assert h1(s, "GET", "/by-user", bearer("tok-q"))[0] == 200
+    assert h1(s, "GET", "/by-ip", bearer("tok-never-seen-1"))[0] == 401  # asked: unknown token
+    before = checks(svc, "tok-never-seen-2")
+    assert h1(s, "GET", "/by-ip", bearer("tok-never-seen-2"))[0] == 429
+    assert checks(svc, "tok-never-seen-2") == before  # refused before the question
