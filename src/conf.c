@@ -6,6 +6,7 @@
 #include "conf.h"
 #include <stdarg.h>
 #include <stdio.h>
+#include <strings.h>
 
 /* ---- error helpers ---- */
 
@@ -290,6 +291,9 @@ int sl_conf_get_names(json_t *obj, const char *path, const char *key, char **out
         const char *s = json_string_value(json_array_get(a, i));
         if (!s || !sl_str_is_token((sl_str_t){s, strlen(s)}))
             return sl_conf_fail(err, errlen, "%s[%zu]: must be a header name", p, i);
+        for (size_t j = 0; j < *n; j++)
+            if (strcasecmp(out[j], s) == 0)
+                return sl_conf_fail(err, errlen, "%s[%zu]: %s is listed twice", p, i, s);
         char *l = sl_strdup(s);
         for (char *c = l; *c; c++)
             *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);

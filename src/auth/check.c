@@ -21,7 +21,6 @@
 #include "../worker.h"
 #include <openssl/evp.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <strings.h>
 
 #define KEY_LEN 32
@@ -216,7 +215,8 @@ static sl_str_t peer_ip(const char *peer)
 static char *fields_of(const sl_auth_t *a, const sl_req_t *req)
 {
     sl_str_t ip = peer_ip(req->peer);
-    size_t cap = 512 + req->target.n + req->authority.n + ip.n, len;
+    /* Every part counted: each header at most once per forwarded name. */
+    size_t cap = 256 + req->method.n + req->target.n + req->scheme.n + req->authority.n + ip.n, len;
     for (size_t j = 0; j < req->headers.n; j++)
         cap += req->headers.v[j].name.n + req->headers.v[j].value.n + 4;
     char *f = sl_malloc(cap);
@@ -230,7 +230,8 @@ static char *fields_of(const sl_auth_t *a, const sl_req_t *req)
     for (size_t i = 0; i < a->nfwd; i++)
         for (size_t j = 0; j < req->headers.n; j++) {
             const sl_header_t *h = &req->headers.v[j];
-            if (sl_str_eq(h->name, a->fwd[i]))
+            /* never past cap, whatever the request holds */
+            if (sl_str_eq(h->name, a->fwd[i]) && len + h->name.n + h->value.n + 5 <= cap)
                 len += (size_t)snprintf(f + len, cap - len, "%s: %.*s\r\n", a->fwd[i],
                                         (int)h->value.n, h->value.p);
         }
@@ -261,7 +262,13 @@ static void read_cache_control(check_t *k, sl_str_t v)
         k->no_store = 1; /* private: meant for one client, not for a shared key */
     for (; p + 8 <= end; p++)
         if (strncasecmp(p, "max-age=", 8) == 0) {
-            k->max_age = strtod(p + 8, NULL);
+            /* The digits only: the value is not NUL-terminated. */
+            const char *d = p + 8, *e = d;
+            uint64_t secs;
+            while (e < end && *e >= '0' && *e <= '9')
+                e++;
+            if (sl_str_parse_u64((sl_str_t){d, (size_t)(e - d)}, 0, 86400 * 365, &secs) == 0)
+                k->max_age = (double)secs;
             break;
         }
 }
@@ -451,6 +458,9 @@ sl_auth_decision_t *sl_auth_ask(sl_auth_t *a, const sl_req_t *req, sl_auth_waite
     if (!k->client) {
         check_free(k);
         entry_free(c, e);
+        sl_metrics_auth(SL_M_AUTH_ERROR);
+        sl_log(SL_LOG_WARN, NULL, "route %s: auth upstream %s has no servers; refusing (503)",
+               a->route, a->upstream);
         return decision_error("the auth upstream has no servers");
     }
     sl_proxy_client_end(k->client);

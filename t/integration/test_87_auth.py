@@ -280,3 +280,21 @@ def test_rate_limit_by_a_field_the_service_sets(env, sluice_factory):
     before = checks(svc, "tok-never-seen-2")
     assert h1(s, "GET", "/by-ip", bearer("tok-never-seen-2"))[0] == 429
     assert checks(svc, "tok-never-seen-2") == before  # refused before the question
+
+
+def test_auth_config_errors(tmp_path):
+    from test_10_config import check, write
+    ups = {"authsvc": {"servers": ["127.0.0.1:9"]}}
+    cases = [({"path": "/check"}, "auth.upstream: required"),
+             ({"upstream": "nope", "path": "/check"}, 'no upstream named "nope"'),
+             ({"upstream": "authsvc", "path": "check"}, "auth.path: must start with"),
+             ({"upstream": "authsvc", "path": "/c", "forward_headers": ["cookie", "Cookie"]},
+              "Cookie is listed twice"),
+             ({"upstream": "authsvc", "path": "/c", "copy_headers": ["host"]},
+              "host cannot be set"),
+             ({"upstream": "authsvc", "path": "/c", "reauth": 5}, 'did you mean "reauth_s"')]
+    for auth, msg in cases:
+        cfg = {"upstreams": ups, "routes": [{"path": "/", "handler": "return", "auth": auth}]}
+        r = check(write(tmp_path, "c.json", json.dumps(cfg)))
+        assert r.returncode == 1 and msg in r.stderr.decode(), (auth, r.stderr.decode())
+
