@@ -119,7 +119,7 @@ static int lookup(sl_static_opts_t *o, sl_req_t *req, const char *key, size_t kl
     }
     if (S_ISREG(f->st.st_mode)) {
         sl_static_etag(&f->st, f->etag);
-        sl_static_date_format((int64_t)f->st.st_mtim.tv_sec, f->last_modified);
+        sl_http_date_format((int64_t)f->st.st_mtim.tv_sec, f->last_modified);
         f->etag_len = (uint8_t)strlen(f->etag);
         f->last_modified_len = (uint8_t)strlen(f->last_modified);
         /* Kept in the cache entry: a hit costs no table scan. */
@@ -241,18 +241,18 @@ static int preconditions(const fields_t *fl, const sl_static_file_t *f)
 {
     int64_t mtime = (int64_t)f->st.st_mtim.tv_sec;
     if (fl->if_match) {
-        if (!sl_static_etag_match(*fl->if_match, f->etag, 0))
+        if (!sl_http_etag_match(*fl->if_match, f->etag, 0))
             return 412;
     } else if (fl->if_unmodified_since) {
-        int64_t t = sl_static_date_parse(*fl->if_unmodified_since);
+        int64_t t = sl_http_date_parse(*fl->if_unmodified_since);
         if (t >= 0 && mtime > t)
             return 412;
     }
     if (fl->if_none_match) {
-        if (sl_static_etag_match(*fl->if_none_match, f->etag, 1))
+        if (sl_http_etag_match(*fl->if_none_match, f->etag, 1))
             return 304;
     } else if (fl->if_modified_since) {
-        int64_t t = sl_static_date_parse(*fl->if_modified_since);
+        int64_t t = sl_http_date_parse(*fl->if_modified_since);
         if (t >= 0 && mtime <= t)
             return 304;
     }
@@ -271,8 +271,8 @@ static int if_range_holds(const fields_t *fl, const sl_static_file_t *f)
         v.n--;
     }
     if (v.n && (v.p[0] == '"' || v.p[0] == 'W'))
-        return sl_static_etag_match(v, f->etag, 0);
-    int64_t t = sl_static_date_parse(v);
+        return sl_http_etag_match(v, f->etag, 0);
+    int64_t t = sl_http_date_parse(v);
     return t >= 0 && t == (int64_t)f->st.st_mtim.tv_sec;
 }
 
@@ -370,11 +370,11 @@ static void serve(sreq_t *s, sl_static_opts_t *o, char *path, size_t plen)
         return;
     }
     uint64_t first = 0, last = 0;
-    sl_static_range_t r = SL_STATIC_RANGE_NONE;
+    sl_http_range_t r = SL_HTTP_RANGE_NONE;
     /* Range is defined for GET only (RFC 9110 14.2): HEAD ignores it. */
     if (!req->is_head && fl.range && if_range_holds(&fl, f))
-        r = sl_static_range_parse(*fl.range, size, &first, &last);
-    if (r == SL_STATIC_RANGE_UNSAT) {
+        r = sl_http_range_parse(*fl.range, size, &first, &last);
+    if (r == SL_HTTP_RANGE_UNSAT) {
         sl_resp_header_add(req, "content-range",
                            sl_pool_printf(&req->pool, "bytes */%llu", (unsigned long long)size));
         sl_resp_error(req, 416, "range not satisfiable");
@@ -386,7 +386,7 @@ static void serve(sreq_t *s, sl_static_opts_t *o, char *path, size_t plen)
         sl_resp_header_add_ref(req, LIT("content-encoding"), enc, strlen(enc));
     sl_resp_header_add_ref(req, LIT("accept-ranges"), LIT("bytes"));
     req->res.status = 200;
-    if (r == SL_STATIC_RANGE_ONE) {
+    if (r == SL_HTTP_RANGE_ONE) {
         req->res.status = 206;
         sl_resp_header_add(req, "content-range",
                            sl_pool_printf(&req->pool, "bytes %llu-%llu/%llu",

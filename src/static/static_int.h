@@ -21,6 +21,7 @@
 #define SL_STATIC_INT_H
 
 #include "static.h"
+#include "../http.h"
 #include <sys/stat.h>
 
 #define SL_STATIC_MAX_WORKERS 256 /* config.c MAX_WORKERS */
@@ -72,30 +73,11 @@ int sl_static_path_normalize(const char *raw, size_t n, char *out, size_t cap, s
 /* True when a segment of the normalised path starts with '.'. */
 int sl_static_path_has_dotfile(const char *rel, size_t n);
 
-/* ---- http.c: validators, ranges, content negotiation ---- */
+/* ---- http.c: the file ETag, content negotiation (dates, entity-tag
+ * comparison and ranges are src/http.h) ---- */
 
-/* Parse an HTTP-date (IMF-fixdate, RFC 850 or asctime); -1 when invalid. */
-int64_t sl_static_date_parse(sl_str_t v);
-/* IMF-fixdate of t into out (30 bytes incl. NUL). */
-void sl_static_date_format(int64_t t, char out[30]);
 /* The strong ETag of a file: "ino-size-mtime_ns" in hex, quoted. */
 void sl_static_etag(const struct stat *st, char out[64]);
-/* Does the If-None-Match / If-Match list v match etag? "*" matches any.
- * weak=1 uses the weak comparison (W/ ignored on both sides), weak=0 the
- * strong one (a W/ tag never matches). Malformed lists match nothing. */
-int sl_static_etag_match(sl_str_t v, const char *etag, int weak);
-
-typedef enum sl_static_range {
-    SL_STATIC_RANGE_NONE = 0, /* no usable Range: answer 200 */
-    SL_STATIC_RANGE_ONE,      /* one satisfiable range: 206 */
-    SL_STATIC_RANGE_MULTI,    /* several: answered 200 with the whole file */
-    SL_STATIC_RANGE_UNSAT,    /* 416 */
-} sl_static_range_t;
-
-/* Parse a Range header against a representation of size bytes. Syntax
- * errors, other units and reversed ranges ("5-1") make the header ignored
- * (NONE). ONE sets [*first, *last] (inclusive, clamped to size). */
-sl_static_range_t sl_static_range_parse(sl_str_t v, uint64_t size, uint64_t *first, uint64_t *last);
 
 #define SL_STATIC_ENC_BR 1
 #define SL_STATIC_ENC_GZIP 2

@@ -1,7 +1,7 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
- * Unit tests for src/static/http.c (HTTP-dates, entity-tag comparison,
- * Range parsing, Accept-Encoding), src/static/mime.c and
+ * Unit tests for src/http.c (HTTP-dates, entity-tag comparison,
+ * Range parsing), src/static/http.c (Accept-Encoding), src/static/mime.c and
  * src/static/cache.c (hits, TTL expiry, LRU bound, refs outliving
  * eviction).
  */
@@ -20,17 +20,17 @@ static sl_str_t S(const char *s)
 START_TEST(dates)
 {
     const int64_t t = 784111777; /* Sun, 06 Nov 1994 08:49:37 GMT */
-    ck_assert_int_eq(sl_static_date_parse(S("Sun, 06 Nov 1994 08:49:37 GMT")), t);
-    ck_assert_int_eq(sl_static_date_parse(S("Sunday, 06-Nov-94 08:49:37 GMT")), t);
-    ck_assert_int_eq(sl_static_date_parse(S("Sun Nov  6 08:49:37 1994")), t);
-    ck_assert_int_eq(sl_static_date_parse(S(" Sun, 06 Nov 1994 08:49:37 GMT ")), t);
-    ck_assert_int_eq(sl_static_date_parse(S("Sun, 06 Nov 1994 08:49:37 UTC")), -1);
-    ck_assert_int_eq(sl_static_date_parse(S("Sun, 06 Foo 1994 08:49:37 GMT")), -1);
-    ck_assert_int_eq(sl_static_date_parse(S("Sun, 06 Nov 1994 28:49:37 GMT")), -1);
-    ck_assert_int_eq(sl_static_date_parse(S("yesterday")), -1);
-    ck_assert_int_eq(sl_static_date_parse(S("")), -1);
+    ck_assert_int_eq(sl_http_date_parse(S("Sun, 06 Nov 1994 08:49:37 GMT")), t);
+    ck_assert_int_eq(sl_http_date_parse(S("Sunday, 06-Nov-94 08:49:37 GMT")), t);
+    ck_assert_int_eq(sl_http_date_parse(S("Sun Nov  6 08:49:37 1994")), t);
+    ck_assert_int_eq(sl_http_date_parse(S(" Sun, 06 Nov 1994 08:49:37 GMT ")), t);
+    ck_assert_int_eq(sl_http_date_parse(S("Sun, 06 Nov 1994 08:49:37 UTC")), -1);
+    ck_assert_int_eq(sl_http_date_parse(S("Sun, 06 Foo 1994 08:49:37 GMT")), -1);
+    ck_assert_int_eq(sl_http_date_parse(S("Sun, 06 Nov 1994 28:49:37 GMT")), -1);
+    ck_assert_int_eq(sl_http_date_parse(S("yesterday")), -1);
+    ck_assert_int_eq(sl_http_date_parse(S("")), -1);
     char out[30];
-    sl_static_date_format(t, out);
+    sl_http_date_format(t, out);
     ck_assert_str_eq(out, "Sun, 06 Nov 1994 08:49:37 GMT");
 }
 END_TEST
@@ -38,16 +38,16 @@ END_TEST
 START_TEST(etags)
 {
     const char *e = "\"1-2-3\"";
-    ck_assert(sl_static_etag_match(S("\"1-2-3\""), e, 0));
-    ck_assert(sl_static_etag_match(S("\"x\", \"1-2-3\""), e, 0));
-    ck_assert(sl_static_etag_match(S("*"), e, 0));
-    ck_assert(!sl_static_etag_match(S("\"1-2-4\""), e, 1));
+    ck_assert(sl_http_etag_match(S("\"1-2-3\""), e, 0));
+    ck_assert(sl_http_etag_match(S("\"x\", \"1-2-3\""), e, 0));
+    ck_assert(sl_http_etag_match(S("*"), e, 0));
+    ck_assert(!sl_http_etag_match(S("\"1-2-4\""), e, 1));
     /* weak comparison ignores W/, strong never matches a weak tag */
-    ck_assert(sl_static_etag_match(S("W/\"1-2-3\""), e, 1));
-    ck_assert(!sl_static_etag_match(S("W/\"1-2-3\""), e, 0));
-    ck_assert(!sl_static_etag_match(S("1-2-3"), e, 1)); /* unquoted: malformed */
-    ck_assert(!sl_static_etag_match(S("\"1-2-3"), e, 1));
-    ck_assert(!sl_static_etag_match(S(""), e, 1));
+    ck_assert(sl_http_etag_match(S("W/\"1-2-3\""), e, 1));
+    ck_assert(!sl_http_etag_match(S("W/\"1-2-3\""), e, 0));
+    ck_assert(!sl_http_etag_match(S("1-2-3"), e, 1)); /* unquoted: malformed */
+    ck_assert(!sl_http_etag_match(S("\"1-2-3"), e, 1));
+    ck_assert(!sl_http_etag_match(S(""), e, 1));
     struct stat st;
     memset(&st, 0, sizeof(st));
     st.st_ino = 0x10;
@@ -60,48 +60,48 @@ START_TEST(etags)
 }
 END_TEST
 
-static sl_static_range_t R(const char *v, uint64_t size, uint64_t *f, uint64_t *l)
+static sl_http_range_t R(const char *v, uint64_t size, uint64_t *f, uint64_t *l)
 {
     *f = *l = 12345;
-    return sl_static_range_parse(S(v), size, f, l);
+    return sl_http_range_parse(S(v), size, f, l);
 }
 
 START_TEST(ranges)
 {
     uint64_t f, l;
-    ck_assert_int_eq(R("bytes=0-0", 10, &f, &l), SL_STATIC_RANGE_ONE);
+    ck_assert_int_eq(R("bytes=0-0", 10, &f, &l), SL_HTTP_RANGE_ONE);
     ck_assert(f == 0 && l == 0);
-    ck_assert_int_eq(R("bytes=2-4", 10, &f, &l), SL_STATIC_RANGE_ONE);
+    ck_assert_int_eq(R("bytes=2-4", 10, &f, &l), SL_HTTP_RANGE_ONE);
     ck_assert(f == 2 && l == 4);
-    ck_assert_int_eq(R("bytes=0-", 10, &f, &l), SL_STATIC_RANGE_ONE);
+    ck_assert_int_eq(R("bytes=0-", 10, &f, &l), SL_HTTP_RANGE_ONE);
     ck_assert(f == 0 && l == 9);
-    ck_assert_int_eq(R("bytes=5-100", 10, &f, &l), SL_STATIC_RANGE_ONE);
+    ck_assert_int_eq(R("bytes=5-100", 10, &f, &l), SL_HTTP_RANGE_ONE);
     ck_assert(f == 5 && l == 9);
-    ck_assert_int_eq(R("bytes=-3", 10, &f, &l), SL_STATIC_RANGE_ONE);
+    ck_assert_int_eq(R("bytes=-3", 10, &f, &l), SL_HTTP_RANGE_ONE);
     ck_assert(f == 7 && l == 9);
-    ck_assert_int_eq(R("bytes=-30", 10, &f, &l), SL_STATIC_RANGE_ONE);
+    ck_assert_int_eq(R("bytes=-30", 10, &f, &l), SL_HTTP_RANGE_ONE);
     ck_assert(f == 0 && l == 9);
-    ck_assert_int_eq(R("Bytes = 1-2", 10, &f, &l), SL_STATIC_RANGE_NONE); /* space before '=' */
-    ck_assert_int_eq(R("BYTES=1-2", 10, &f, &l), SL_STATIC_RANGE_ONE);
+    ck_assert_int_eq(R("Bytes = 1-2", 10, &f, &l), SL_HTTP_RANGE_NONE); /* space before '=' */
+    ck_assert_int_eq(R("BYTES=1-2", 10, &f, &l), SL_HTTP_RANGE_ONE);
     /* unsatisfiable */
-    ck_assert_int_eq(R("bytes=-0", 10, &f, &l), SL_STATIC_RANGE_UNSAT);
-    ck_assert_int_eq(R("bytes=10-", 10, &f, &l), SL_STATIC_RANGE_UNSAT);
-    ck_assert_int_eq(R("bytes=10-20", 10, &f, &l), SL_STATIC_RANGE_UNSAT);
-    ck_assert_int_eq(R("bytes=0-", 0, &f, &l), SL_STATIC_RANGE_UNSAT);
-    ck_assert_int_eq(R("bytes=-5", 0, &f, &l), SL_STATIC_RANGE_UNSAT);
-    ck_assert_int_eq(R("bytes=20-30, 40-50", 10, &f, &l), SL_STATIC_RANGE_UNSAT);
+    ck_assert_int_eq(R("bytes=-0", 10, &f, &l), SL_HTTP_RANGE_UNSAT);
+    ck_assert_int_eq(R("bytes=10-", 10, &f, &l), SL_HTTP_RANGE_UNSAT);
+    ck_assert_int_eq(R("bytes=10-20", 10, &f, &l), SL_HTTP_RANGE_UNSAT);
+    ck_assert_int_eq(R("bytes=0-", 0, &f, &l), SL_HTTP_RANGE_UNSAT);
+    ck_assert_int_eq(R("bytes=-5", 0, &f, &l), SL_HTTP_RANGE_UNSAT);
+    ck_assert_int_eq(R("bytes=20-30, 40-50", 10, &f, &l), SL_HTTP_RANGE_UNSAT);
     /* ignored: reversed, junk, other units, overflow */
-    ck_assert_int_eq(R("bytes=5-1", 10, &f, &l), SL_STATIC_RANGE_NONE);
-    ck_assert_int_eq(R("bytes=a-b", 10, &f, &l), SL_STATIC_RANGE_NONE);
-    ck_assert_int_eq(R("bytes=1", 10, &f, &l), SL_STATIC_RANGE_NONE);
-    ck_assert_int_eq(R("bytes=", 10, &f, &l), SL_STATIC_RANGE_NONE);
-    ck_assert_int_eq(R("bytes=-", 10, &f, &l), SL_STATIC_RANGE_NONE);
-    ck_assert_int_eq(R("bytes=+1-2", 10, &f, &l), SL_STATIC_RANGE_NONE);
-    ck_assert_int_eq(R("items=1-2", 10, &f, &l), SL_STATIC_RANGE_NONE);
-    ck_assert_int_eq(R("bytes=99999999999999999999-", 10, &f, &l), SL_STATIC_RANGE_NONE);
+    ck_assert_int_eq(R("bytes=5-1", 10, &f, &l), SL_HTTP_RANGE_NONE);
+    ck_assert_int_eq(R("bytes=a-b", 10, &f, &l), SL_HTTP_RANGE_NONE);
+    ck_assert_int_eq(R("bytes=1", 10, &f, &l), SL_HTTP_RANGE_NONE);
+    ck_assert_int_eq(R("bytes=", 10, &f, &l), SL_HTTP_RANGE_NONE);
+    ck_assert_int_eq(R("bytes=-", 10, &f, &l), SL_HTTP_RANGE_NONE);
+    ck_assert_int_eq(R("bytes=+1-2", 10, &f, &l), SL_HTTP_RANGE_NONE);
+    ck_assert_int_eq(R("items=1-2", 10, &f, &l), SL_HTTP_RANGE_NONE);
+    ck_assert_int_eq(R("bytes=99999999999999999999-", 10, &f, &l), SL_HTTP_RANGE_NONE);
     /* several: the whole file */
-    ck_assert_int_eq(R("bytes=0-1,3-4", 10, &f, &l), SL_STATIC_RANGE_MULTI);
-    ck_assert_int_eq(R("bytes=0-1, 30-40", 10, &f, &l), SL_STATIC_RANGE_MULTI);
+    ck_assert_int_eq(R("bytes=0-1,3-4", 10, &f, &l), SL_HTTP_RANGE_MULTI);
+    ck_assert_int_eq(R("bytes=0-1, 30-40", 10, &f, &l), SL_HTTP_RANGE_MULTI);
 }
 END_TEST
 
