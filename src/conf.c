@@ -301,3 +301,31 @@ int sl_conf_get_names(json_t *obj, const char *path, const char *key, char **out
     }
     return 0;
 }
+
+int sl_conf_read_secret(json_t *v, const char *path, const char *key, char *out, size_t cap,
+                        size_t *len, char *err, size_t errlen)
+{
+    const char *file;
+    if (sl_conf_get_str(v, path, key, NULL, &file, err, errlen))
+        return SL_EINVAL;
+    *len = 0;
+    if (!file)
+        return 0;
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s.%s: cannot read %s", path, key, file);
+        return SL_EINVAL;
+    }
+    size_t n = fread(out, 1, cap, f);
+    int more = fgetc(f) != EOF;
+    fclose(f);
+    while (n &&
+           (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ' || out[n - 1] == '\t'))
+        n--;
+    if (more || n < 16) {
+        snprintf(err, errlen, "%s.%s: %s must hold 16 to %zu bytes", path, key, file, cap - 1);
+        return SL_EINVAL;
+    }
+    *len = n;
+    return 0;
+}

@@ -48,6 +48,11 @@ int sl_conf_get_opt_str(json_t *obj, const char *path, const char *key, char **o
 int sl_conf_get_names(json_t *obj, const char *path, const char *key, char **out, size_t max,
                       size_t *n, char *err, size_t errlen);
 
+/* A secret kept in a file named by key (absent: *len = 0): 16 to cap - 1
+ * bytes, trailing whitespace dropped. Not NUL-terminated. */
+int sl_conf_read_secret(json_t *obj, const char *path, const char *key, char *out, size_t cap,
+                        size_t *len, char *err, size_t errlen);
+
 /* ---- key tables ---- */
 
 typedef enum sl_conf_type {

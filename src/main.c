@@ -25,6 +25,7 @@
 #include "jobs/jobs.h"
 #include "reply/reply.h"
 #include "proxy/proxy.h"
+#include "cache/cache.h"
 #include "auth/auth.h"
 #include "static/static.h"
 #include <errno.h>
@@ -69,6 +70,7 @@ static void register_handlers(void)
     sl_router_register(&sl_ws_handler);
     /* upstreams before executors: the "upstream" executor looks its group up */
     sl_config_register_section(&sl_proxy_upstreams_section);
+    sl_config_register_section(&sl_cache_section);
     sl_config_register_section(&sl_jobs_section);
     sl_reply_to_register(); /* its executor key before "executors" is parsed */
     sl_config_register_section(&sl_jobs_executors_section);
@@ -76,6 +78,8 @@ static void register_handlers(void)
     sl_router_register(&sl_reply_api_handler);
     sl_router_register(&sl_proxy_handler);
     sl_router_register(&sl_static_handler);
+    sl_router_register(&sl_cache_purge_handler);
+    sl_worker_at_exit(sl_cache_worker_exit);
     sl_router_set_gate(&sl_auth_gate);
     sl_router_init(); /* "routes" last: a route names upstreams and executors */
 }

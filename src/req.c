@@ -5,7 +5,10 @@
  * sl_req_ops_t, and a few response helpers handlers share.
  */
 #include "req.h"
+#include "conn.h"
+#include <openssl/crypto.h>
 #include <stdio.h>
+#include <strings.h>
 
 int sl_field_is_connection_specific(sl_str_t n)
 {
@@ -56,6 +59,11 @@ void sl_req_init(sl_req_t *req, sl_proto_kind_t proto, sl_conn_t *conn)
     req->res.content_length = -1;
     req->res.status = 200;
     req->start_ns = sl_now_ns();
+}
+
+const struct sl_config *sl_req_config(const sl_req_t *req)
+{
+    return req->conn ? sl_conn_config(req->conn) : req->cfg;
 }
 
 void sl_req_dispose(sl_req_t *req)
@@ -267,4 +275,15 @@ int sl_req_cookie(const sl_req_t *req, const char *name, sl_str_t *out)
         }
     }
     return SL_EINVAL;
+}
+
+int sl_req_bearer_is(const sl_req_t *req, const char *token)
+{
+    const sl_header_t *h = sl_req_header(req, "authorization");
+    if (!token || !h || h->value.n < 7 || strncasecmp(h->value.p, "bearer ", 7) != 0)
+        return 0;
+    size_t n = strlen(token);
+    sl_str_t t = {h->value.p + 7, h->value.n - 7};
+    /* Constant time in the token's content; its length is no secret. */
+    return t.n == n && CRYPTO_memcmp(t.p, token, n) == 0;
 }

@@ -137,6 +137,9 @@ struct sl_req {
     const sl_req_ops_t *ops;
     void *pdata; /* protocol's stream / exchange object */
     sl_conn_t *conn;
+    /* A request no connection carries (a cache fill, src/cache/): the
+     * config snapshot it runs on, held by its owner. NULL otherwise. */
+    const struct sl_config *cfg;
     uint64_t start_ns;
     uint64_t bytes_in, bytes_out; /* body bytes, for the access log */
     /* Identifiers the access log shows when a handler knows them
@@ -152,6 +155,9 @@ void sl_req_set_client_cert(sl_req_t *req, const char *client_cert);
 
 /* Copy s into req's pool as *field (one of the log_* fields). */
 void sl_req_note(sl_req_t *req, sl_str_t *field, const char *s, size_t n);
+
+/* The config snapshot req runs on: its connection's, or req->cfg. */
+const struct sl_config *sl_req_config(const sl_req_t *req);
 
 /* Called by protocols: set up / tear down the common parts of a req. */
 void sl_req_init(sl_req_t *req, sl_proto_kind_t proto, sl_conn_t *conn);
@@ -240,6 +246,10 @@ extern const sl_handler_cbs_t sl_req_discard_cbs;
  * cookie-string "a=1; b=2"; HTTP/2 crumbs were joined with "; "): 0 and
  * *out, or SL_EINVAL when absent. */
 int sl_req_cookie(const sl_req_t *req, const char *name, sl_str_t *out);
+
+/* Whether the request carries "Authorization: Bearer <token>" (compared
+ * in constant time). */
+int sl_req_bearer_is(const sl_req_t *req, const char *token);
 
 /* Reason phrase for a status code ("OK"); "" when not known. */
 const char *sl_status_reason(int status);

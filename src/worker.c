@@ -169,6 +169,18 @@ static void start_drain(sl_worker_t *w)
     ev_timer_start(w->loop, &w->drain_timer);
 }
 
+static void (*exit_hooks[4])(void);
+
+void sl_worker_at_exit(void (*fn)(void))
+{
+    for (size_t i = 0; i < SL_ARRAY_LEN(exit_hooks); i++)
+        if (!exit_hooks[i] || exit_hooks[i] == fn) {
+            exit_hooks[i] = fn;
+            return;
+        }
+    SL_ASSERT(0 && "worker exit hooks full");
+}
+
 int sl_worker_on_drain(sl_worker_t *w, void (*fn)(sl_worker_t *w, void *arg), void *arg)
 {
     if (w->ndrain_hooks == SL_ARRAY_LEN(w->drain_hooks))
@@ -405,6 +417,8 @@ static void *worker_main(void *arg)
         sl_conn_close(c, 0);
     }
     sl_conn_reap(&w->conns);
+    for (size_t i = 0; i < SL_ARRAY_LEN(exit_hooks) && exit_hooks[i]; i++)
+        exit_hooks[i]();
     run_mail(w, 1); /* after this nothing more is posted */
     stop_listeners(w); /* a reload that came late opened some */
     sl_access_flush(&w->access);

@@ -83,6 +83,12 @@ void sl_worker_dispose(sl_worker_t *w);
  * or SL_ENOMEM when the 8 slots are taken. */
 int sl_worker_on_drain(sl_worker_t *w, void (*fn)(sl_worker_t *w, void *arg), void *arg);
 
+/* Call fn() on every worker's thread once its loop is over and its
+ * connections are closed, for modules above core that own work with no
+ * connection (cache fills). Register from the main thread before the
+ * workers start; at most 4. */
+void sl_worker_at_exit(void (*fn)(void));
+
 /* Run fn(w, arg) on w's thread, in order of posting. Any thread. Returns
  * 0, or SL_ERROR when w's loop is over (fn will never run: the caller
  * keeps arg). */

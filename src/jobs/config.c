@@ -25,41 +25,13 @@ static const sl_conf_key_t jobs_keys[] = {
 
 /* The two secret files: whole content, trailing white space cut, at least
  * 16 bytes (a guessable secret is no secret). Returns 0 or SL_EINVAL. */
-static int read_secret(json_t *v, const char *path, const char *key, char *out, size_t cap,
-                       size_t *len, char *err, size_t errlen)
-{
-    const char *file;
-    if (sl_conf_get_str(v, path, key, NULL, &file, err, errlen))
-        return SL_EINVAL;
-    *len = 0;
-    if (!file)
-        return 0;
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s.%s: cannot read %s", path, key, file);
-        return SL_EINVAL;
-    }
-    size_t n = fread(out, 1, cap, f);
-    int more = fgetc(f) != EOF;
-    fclose(f);
-    while (n &&
-           (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ' || out[n - 1] == '\t'))
-        n--;
-    if (more || n < 16) {
-        snprintf(err, errlen, "%s.%s: %s must hold 16 to %zu bytes", path, key, file, cap - 1);
-        return SL_EINVAL;
-    }
-    *len = n;
-    return 0;
-}
-
 static int parse_secrets(json_t *v, const char *path, sl_jobs_cfg_t *c, char *err, size_t errlen)
 {
     char tok[257];
     size_t n;
-    if (read_secret(v, path, "owner_key_file", (char *)c->owner_key, sizeof(c->owner_key),
+    if (sl_conf_read_secret(v, path, "owner_key_file", (char *)c->owner_key, sizeof(c->owner_key),
                     &c->owner_key_len, err, errlen) ||
-        read_secret(v, path, "admin_token_file", tok, sizeof(tok), &n, err, errlen))
+        sl_conf_read_secret(v, path, "admin_token_file", tok, sizeof(tok), &n, err, errlen))
         return SL_EINVAL;
     if (n) {
         tok[n] = '\0';

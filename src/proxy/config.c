@@ -486,7 +486,15 @@ void px_route_free(void *state)
     sl_free(rt->strip_prefix);
     sl_free(rt->replace_prefix);
     sl_free(rt->host_value);
+    sl_cache_route_free(rt->cache);
     sl_free(rt);
+}
+
+/* Read after the other options: the key follows forward_raw_path. */
+static int parse_cache(json_t *route, const char *path, px_route_t *rt, char *err, size_t errlen)
+{
+    rt->cache_up = (sl_cache_upstream_t){px_forward, rt, rt->forward_raw_path};
+    return sl_cache_route_parse(route, path, &rt->cache_up, &rt->cache, err, errlen);
 }
 
 int px_route_configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
@@ -504,6 +512,7 @@ int px_route_configure(json_t *route, const char *path, void **state, char *err,
                                        "forward_raw_path",
                                        "request_id",
                                        "traceparent",
+                                       "cache",
                                        NULL};
     const char *name;
     const sl_config_t *cfg = sl_config_loading();
@@ -526,7 +535,7 @@ int px_route_configure(json_t *route, const char *path, void **state, char *err,
                         errlen) ||
         parse_name_list(route, path, "remove_response_headers", &rt->remove_resp_headers,
                         &rt->nremove_resp, err, errlen) ||
-        parse_trusted(route, path, rt, err, errlen)) {
+        parse_trusted(route, path, rt, err, errlen) || parse_cache(route, path, rt, err, errlen)) {
         px_route_free(rt);
         return SL_EINVAL;
     }

@@ -360,7 +360,7 @@ static void take_head(px_req_t *px, const sl_h1_head_t *h)
  * 0 when more bytes are needed, SL_ECLOSED after an error answer. */
 static int parse_heads(px_req_t *px)
 {
-    const sl_config_t *cfg = sl_conn_config(px->req->conn);
+    const sl_config_t *cfg = sl_req_config(px->req);
     sl_h1_limits_t lim = {cfg->limits.h1_uri_bytes, PX_HEAD_MAX, PX_MAX_RESP_HEADERS};
     while (!px->head_done) {
         sl_header_t hv[PX_MAX_RESP_HEADERS];
@@ -716,10 +716,20 @@ static const sl_handler_cbs_t px_cbs = {
 /* Unconsumed body bytes the protocol allows, in chunks, plus slack. */
 size_t px_body_chunks(const sl_req_t *req)
 {
-    const sl_config_t *cfg = sl_conn_config(req->conn);
+    const sl_config_t *cfg = sl_req_config(req);
     size_t window =
         req->proto == SL_PROTO_H2 ? cfg->limits.h2_initial_window : cfg->limits.body_window_bytes;
     return window / SL_BUF_CHUNK_SIZE + 2;
+}
+
+void px_forward(sl_req_t *req, void *arg)
+{
+    const px_route_t *rt = arg;
+    if (rt->up->proto != PX_PROTO_H1) {
+        px_h2_start(req, rt); /* h2up.c */
+        return;
+    }
+    px_h1_start(req, rt, NULL, req->body_done);
 }
 
 static void on_req(sl_req_t *req)
@@ -729,11 +739,9 @@ static void on_req(sl_req_t *req)
         px_tunnel_start(req, rt); /* tunnel.c */
         return;
     }
-    if (rt->up->proto != PX_PROTO_H1) {
-        px_h2_start(req, rt); /* h2up.c */
-        return;
-    }
-    px_h1_start(req, rt, NULL, req->body_done);
+    if (rt->cache && sl_cache_handle(req, rt->cache))
+        return; /* src/cache/ answers, or forwards through px_forward */
+    px_forward(req, (void *)rt);
 }
 
 void px_h1_start(sl_req_t *req, const px_route_t *rt, sl_buf_t *pending, int fin)

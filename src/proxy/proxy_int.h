@@ -22,6 +22,7 @@
 #include "../req.h"
 #include "../h1/h1.h"
 #include "../metrics.h"
+#include "../cache/cache.h"
 #include <ev.h>
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
@@ -116,6 +117,8 @@ typedef struct px_route {
     int forward_raw_path;     /* upstream gets the path as received, not normalised */
     int request_id;           /* X-Request-Id passed on or made (default on) */
     int traceparent;          /* traceparent passed on or started (default on) */
+    sl_cache_route_t *cache;  /* "cache": answered from a zone first, or NULL */
+    sl_cache_upstream_t cache_up; /* how the cache reaches this route's upstream */
 } px_route_t;
 
 /* ---- per-worker state (balance.c) ---- */
@@ -418,6 +421,9 @@ void px_h2_discard(px_wstate_t *ws, int live);
 
 /* ---- the request handler (handler.c) and WebSocket tunnels (tunnel.c) ---- */
 
+/* Forward req to rt's upstream (HTTP/1.1 or HTTP/2): a request the
+ * cache does not answer, and the cache's fills. */
+void px_forward(sl_req_t *req, void *rt);
 /* Forward req over HTTP/1.1: on_req's path, also taken by an "auto"
  * request that learned its server speaks only HTTP/1.1; pending holds the
  * body bytes that arrived meanwhile (moved, may be NULL), fin whether the

@@ -143,14 +143,7 @@ int sl_reply_owner_key(const sl_req_t *req, const sl_reply_owner_rule_t *r, char
 int sl_reply_is_admin(const sl_req_t *req)
 {
     const sl_jobs_cfg_t *cfg = sl_jobs_config();
-    const sl_header_t *h = sl_req_header(req, "authorization");
-    if (!cfg || !cfg->admin_token || !h || h->value.n < 7 ||
-        strncasecmp(h->value.p, "bearer ", 7) != 0)
-        return 0;
-    size_t n = strlen(cfg->admin_token);
-    sl_str_t t = {h->value.p + 7, h->value.n - 7};
-    /* Constant time in the token's content; its length is no secret. */
-    return t.n == n && CRYPTO_memcmp(t.p, cfg->admin_token, n) == 0;
+    return cfg && sl_req_bearer_is(req, cfg->admin_token);
 }
 
 static int owner_may(const sl_reply_caller_t *c, sl_jobs_job_t *job)

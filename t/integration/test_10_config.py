@@ -164,6 +164,7 @@ HANDLER_ROUTES = {
     "jobs_api": {},
     "proxy": {"upstream": "app"},
     "static": {"root": "."},
+    "cache_purge": {"zone": "main", "admin_token_file": "TOKEN_FILE"},
 }
 
 
@@ -177,10 +178,14 @@ def handler_names(tmp_path):
 
 
 def walk_config(tmp_path, name, extra):
+    route = dict({"path": "/r", "handler": name}, **HANDLER_ROUTES[name], **extra)
+    if route.get("admin_token_file") == "TOKEN_FILE":
+        route["admin_token_file"] = write(tmp_path, "token", "0123456789abcdef0123")
     cfg = {"listen": [{"addr": "127.0.0.1:0"}],
            "executors": {"tick": {"type": "builtin", "kind": "ticker"}},
            "upstreams": {"app": {"servers": ["127.0.0.1:9"]}},
-           "routes": [dict({"path": "/r", "handler": name}, **HANDLER_ROUTES[name], **extra)]}
+           "caches": {"main": {"memory_bytes": 1048576}},
+           "routes": [route]}
     return write(tmp_path, name + ".json", json.dumps(cfg))
 
 

@@ -1,0 +1,404 @@
+/* sluice - SPDX-License-Identifier: MIT
+ *
+ * Readers: one client request answered from an entry. A complete entry is
+ * sent from its chunks, one chunk per send (the bytes stay valid: the
+ * reader holds a ref). An entry still filling is followed: the reader
+ * sends what is there, then waits in the entry's reader list until the
+ * fill wakes it (cc_wake). A reader that waited for a fill whose answer
+ * may not be shared (not storable, a Vary mismatch, the fill failed) goes
+ * upstream itself through the route's proxy (cc_pass), as does one that
+ * waited longer than lock_s for the head.
+ *
+ * Stored responses answer the client's own conditionals (304) and single
+ * ranges (206 / 416) once their length is known. Every answer says what
+ * happened in Cache-Status (RFC 9211) and carries Age (RFC 9111 5.1).
+ */
+#include "cache_int.h"
+#include "../http.h"
+#include "../log.h"
+#include "../worker.h"
+#include <stdio.h>
+
+static void pump(cc_reader_t *r);
+
+static double wall_now(void)
+{
+    return (double)sl_wall_ms() / 1000.0;
+}
+
+/* ---- attaching ---- */
+
+static void attach(cc_reader_t *r)
+{
+    cc_entry_t *e = r->e;
+    r->prev = NULL;
+    r->next = e->readers;
+    if (e->readers)
+        e->readers->prev = r;
+    e->readers = r;
+    r->attached = 1;
+}
+
+static void detach(cc_reader_t *r)
+{
+    if (!r->attached)
+        return;
+    cc_entry_t *e = r->e;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        e->readers = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->attached = 0;
+    cc_fill_readers_moved(e);
+}
+
+static void stop_lock(cc_reader_t *r)
+{
+    if (r->lock_on) {
+        sl_worker_t *w = sl_worker_current();
+        ev_timer_stop(w->loop, &r->lock);
+        r->lock_on = 0;
+    }
+}
+
+static void release(cc_reader_t *r)
+{
+    stop_lock(r);
+    cc_entry_t *e = r->e;
+    if (!e)
+        return;
+    detach(r);
+    r->e = NULL;
+    cc_entry_unref(e);
+}
+
+static void give_up(cc_reader_t *r, const char *detail)
+{
+    sl_req_t *req = r->req;
+    const sl_cache_route_t *cr = r->cr;
+    release(r);
+    r->done = 1;
+    cc_pass(req, cr, CC_R_PASS, detail);
+}
+
+/* ---- the head ---- */
+
+static void status_field(cc_reader_t *r, const cc_entry_t *e, double ttl, char *out, size_t cap)
+{
+    long long t = (long long)(ttl < 0 ? ttl - 0.999 : ttl);
+    const char *stored = e->shareable && !e->transient ? "; stored" : "";
+    switch (r->kind) {
+    case CC_R_HIT: snprintf(out, cap, "sluice; hit; ttl=%lld", t); break;
+    case CC_R_STALE:
+        if (r->fwd_status)
+            snprintf(out, cap, "sluice; fwd=stale; fwd-status=%d; detail=stale-if-error",
+                     r->fwd_status);
+        else
+            snprintf(out, cap, "sluice; hit; ttl=%lld; detail=stale", t);
+        break;
+    case CC_R_REVALIDATED: snprintf(out, cap, "sluice; fwd=stale; fwd-status=304%s", stored); break;
+    case CC_R_COLLAPSED:
+        snprintf(out, cap, "sluice; fwd=uri-miss; fwd-status=%d; collapsed%s", e->fwd_status,
+                 stored);
+        break;
+    default:
+        snprintf(out, cap, "sluice; fwd=%s; fwd-status=%d%s%s%s", r->fwd, e->fwd_status, stored,
+                 e->why_pass ? "; detail=" : "", e->why_pass ? e->why_pass : "");
+    }
+}
+
+/* RFC 9110 13.1.2 / 13.1.3: does the client already have it? */
+static int not_modified(const sl_req_t *req, const cc_entry_t *e)
+{
+    if (e->status != 200)
+        return 0;
+    const sl_header_t *inm = sl_req_header(req, "if-none-match");
+    if (inm)
+        return e->etag.n && sl_http_etag_match(inm->value, e->etag.p, 1);
+    const sl_header_t *ims = sl_req_header(req, "if-modified-since");
+    if (!ims || !e->last_modified.n)
+        return 0;
+    int64_t since = sl_http_date_parse(ims->value), lm = sl_http_date_parse(e->last_modified);
+    return since >= 0 && lm >= 0 && lm <= since;
+}
+
+/* The fields a 304 carries (RFC 9110 15.4.5). */
+static int in_304(sl_str_t n)
+{
+    return sl_str_eq(n, "cache-control") || sl_str_eq(n, "content-location") ||
+           sl_str_eq(n, "date") || sl_str_eq(n, "etag") || sl_str_eq(n, "expires") ||
+           sl_str_eq(n, "vary") || sl_str_eq(n, "last-modified");
+}
+
+/* A single Range on a representation of known size: 206 or 416, else
+ * the whole (If-Range that does not match: the whole too). */
+static int range_of(cc_reader_t *r, const cc_entry_t *e, uint64_t size)
+{
+    const sl_req_t *req = r->req;
+    const sl_header_t *rg = sl_req_header(req, "range");
+    if (!rg || e->status != 200 || !sl_str_eq(req->method, "GET"))
+        return 200;
+    const sl_header_t *ir = sl_req_header(req, "if-range");
+    if (ir) {
+        int ok = ir->value.n && ir->value.p[0] == '"'
+                     ? e->etag.n && sl_http_etag_match(ir->value, e->etag.p, 0)
+                     : e->last_modified.n &&
+                           sl_http_date_parse(ir->value) == sl_http_date_parse(e->last_modified);
+        if (!ok)
+            return 200;
+    }
+    uint64_t first, last;
+    sl_http_range_t k = sl_http_range_parse(rg->value, size, &first, &last);
+    char cr[80];
+    if (k == SL_HTTP_RANGE_UNSAT) {
+        snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)size);
+        sl_resp_header_add(r->req, "content-range", cr);
+        return 416;
+    }
+    if (k != SL_HTTP_RANGE_ONE)
+        return 200;
+    snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)first,
+             (unsigned long long)last, (unsigned long long)size);
+    sl_resp_header_add(r->req, "content-range", cr);
+    r->off = first;
+    r->end = last + 1;
+    return 206;
+}
+
+static void send_head(cc_reader_t *r)
+{
+    cc_entry_t *e = r->e;
+    sl_req_t *req = r->req;
+    double now = wall_now(), age = cc_age(e, now);
+    const cc_entry_t *b = cc_body(e);
+    int complete = atomic_load(&e->state) == CE_COMPLETE;
+    int64_t size = e->clen >= 0 ? e->clen : complete ? (int64_t)b->body_len : -1;
+    int status = e->status;
+    stop_lock(r);
+    if (r->kind == CC_R_MISS && e->fwd_status == 304 && e->body_of)
+        r->kind = CC_R_REVALIDATED;
+    if (not_modified(req, e))
+        status = 304;
+    else if (size >= 0)
+        status = range_of(r, e, (uint64_t)size);
+    for (size_t i = 0; i < e->nh; i++)
+        if (status != 304 || in_304(e->h[i].name))
+            sl_resp_header_add_ref(req, e->h[i].name.p, e->h[i].name.n, e->h[i].value.p,
+                                   e->h[i].value.n);
+    char buf[256];
+    if (r->kind != CC_R_MISS || age >= 1) {
+        snprintf(buf, sizeof(buf), "%lld", (long long)age);
+        sl_resp_header_add(req, "age", buf);
+    }
+    status_field(r, e, e->lifetime - age, buf, sizeof(buf));
+    sl_resp_header_add(req, "cache-status", buf);
+    req->res.status = status == 200 ? e->status : status;
+    r->no_body = req->is_head || status == 304 || status == 416 || e->status == 204;
+    if (status == 206)
+        req->res.content_length = (int64_t)(r->end - r->off);
+    else if (status == 304)
+        req->res.content_length = -1;
+    else if (status == 416)
+        req->res.content_length = 0;
+    else
+        req->res.content_length = e->status == 204 ? -1 : size;
+    r->head_sent = 1;
+    cc_count(e->z, r->kind);
+}
+
+/* 1 when the head is out; 0 while waiting, or after handing req on. */
+static int head(cc_reader_t *r)
+{
+    cc_entry_t *e = r->e;
+    int st = atomic_load(&e->state);
+    if (st == CE_FAILED) {
+        if (!e->fallback) {
+            give_up(r, "fill-failed");
+            return 0;
+        }
+        cc_entry_t *fb = e->fallback;
+        cc_entry_ref(fb);
+        r->fwd_status = e->fwd_status;
+        release(r);
+        r->e = fb;
+        r->kind = CC_R_STALE;
+        send_head(r);
+        return 1;
+    }
+    if (!e->has_head)
+        return 0;
+    if (!e->shareable && !r->origin) {
+        give_up(r, e->why_pass);
+        return 0;
+    }
+    if (e->vary.n && !r->origin && r->kind == CC_R_COLLAPSED) {
+        char buf[CC_VARY_MAX];
+        ssize_t n = cc_vary_values(r->req, e->vary, buf, sizeof(buf));
+        if (n < 0 || (size_t)n != e->vary_len || memcmp(buf, e->vary_vals, (size_t)n) != 0) {
+            sl_req_t *req = r->req;
+            const sl_cache_route_t *cr = r->cr;
+            int again = r->restarted;
+            release(r);
+            r->done = 1;
+            if (again)
+                cc_pass(req, cr, CC_R_PASS, "vary");
+            else
+                cc_lookup(req, cr, 1); /* another variant, or a fill of its own */
+            return 0;
+        }
+    }
+    send_head(r);
+    return 1;
+}
+
+/* ---- the body ---- */
+
+static void add_trailers(cc_reader_t *r)
+{
+    const cc_entry_t *e = r->e;
+    for (size_t i = 0; i < e->nt; i++)
+        sl_resp_trailer_add(r->req, e->t[i].name.p, e->t[i].value.p);
+}
+
+static void final_send(cc_reader_t *r, const uint8_t *p, size_t n)
+{
+    r->done = 1;
+    if (!r->no_body)
+        add_trailers(r);
+    sl_resp_send(r->req, p, n, 1);
+}
+
+static void body(cc_reader_t *r)
+{
+    cc_entry_t *e = r->e;
+    const cc_entry_t *b = cc_body(e);
+    if (r->no_body) {
+        final_send(r, NULL, 0);
+        return;
+    }
+    int st = atomic_load(&e->state);
+    uint64_t avail = b->body_len;
+    uint64_t end = r->end != UINT64_MAX ? r->end : st == CE_COMPLETE ? avail : UINT64_MAX;
+    if (r->off >= end) {
+        final_send(r, NULL, 0);
+        return;
+    }
+    if (r->off < avail) {
+        if (!r->ck) {
+            r->ck = b->first;
+            r->ck_base = b->base;
+        }
+        while (r->off >= r->ck_base + r->ck->len && r->ck->next) {
+            r->ck_base += r->ck->len;
+            r->ck = r->ck->next;
+        }
+        size_t n = (size_t)SL_MIN(r->ck_base + r->ck->len - r->off, end - r->off);
+        const uint8_t *p = r->ck->data + (r->off - r->ck_base);
+        r->off += n;
+        if (r->off == end) {
+            final_send(r, p, n);
+            return;
+        }
+        r->sending = 1;
+        sl_resp_send(r->req, p, n, 0);
+        return;
+    }
+    if (st == CE_FAILED) {
+        r->done = 1;
+        sl_log_stream(SL_LOG_WARN, r->req->conn, r->req->stream_id,
+                      "cache: the fill of \"%s\" failed mid-body; response reset", e->key);
+        sl_resp_reset(r->req, SL_RESET_INTERNAL_ERROR);
+    }
+    /* else: wait for the fill (attached) */
+}
+
+static void pump(cc_reader_t *r)
+{
+    if (r->done || r->sending)
+        return;
+    if (!r->head_sent && !head(r))
+        return;
+    body(r);
+}
+
+void cc_wake(cc_entry_t *e)
+{
+    for (cc_reader_t *r = e->readers, *nx; r; r = nx) {
+        nx = r->next;
+        pump(r);
+    }
+}
+
+/* ---- callbacks ---- */
+
+static void on_proceed(sl_req_t *req)
+{
+    cc_reader_t *r = req->hdata;
+    r->sending = 0;
+    if (r->attached)
+        cc_fill_readers_moved(r->e);
+    pump(r);
+}
+
+static void on_close(sl_req_t *req, int err)
+{
+    SL_UNUSED(err);
+    cc_reader_t *r = req->hdata;
+    r->done = 1;
+    release(r);
+}
+
+static const sl_handler_cbs_t reader_cbs = {
+    .on_body = sl_req_discard_body,
+    .on_proceed = on_proceed,
+    .on_close = on_close,
+};
+
+static void on_lock_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    SL_UNUSED(loop);
+    SL_UNUSED(revents);
+    cc_reader_t *r = t->data;
+    r->lock_on = 0;
+    give_up(r, "lock-timeout");
+}
+
+void cc_serve(sl_req_t *req, const sl_cache_route_t *cr, cc_entry_t *e, cc_result_t kind,
+              int origin, int restarted)
+{
+    cc_reader_t *r = sl_pool_alloc(&req->pool, sizeof(*r));
+    memset(r, 0, sizeof(*r));
+    r->req = req;
+    r->e = e;
+    r->cr = cr;
+    r->kind = kind;
+    r->origin = origin;
+    r->restarted = restarted;
+    r->end = UINT64_MAX;
+    r->fwd = origin && kind == CC_R_MISS && restarted ? "vary-miss" : "uri-miss";
+    req->hdata = r;
+    req->cbs = &reader_cbs;
+    if (atomic_load(&e->state) == CE_FILLING) {
+        attach(r);
+        if (!e->has_head && !origin && cr->lock_s > 0) {
+            sl_worker_t *w = sl_worker_current();
+            ev_timer_init(&r->lock, on_lock_timeout, cr->lock_s, 0.);
+            r->lock.data = r;
+            ev_timer_start(w->loop, &r->lock);
+            r->lock_on = 1;
+        }
+    }
+    pump(r);
+}
+
+void cc_pass(sl_req_t *req, const sl_cache_route_t *cr, cc_result_t kind, const char *detail)
+{
+    char buf[160];
+    cc_count(cr->z, kind);
+    snprintf(buf, sizeof(buf), "sluice; fwd=%s; detail=%s",
+             kind == CC_R_BYPASS ? "bypass" : "uri-miss", detail);
+    sl_resp_header_add(req, "cache-status", buf);
+    cr->up->start(req, cr->up->arg);
+}
