@@ -22,6 +22,7 @@
 #include "../config.h"
 #include "../log.h"
 #include "../worker.h"
+#include <ctype.h>
 #include <stdio.h>
 
 struct cc_fill {
@@ -105,8 +106,9 @@ static void close_soon(cc_fill_t *f, int err)
 
 /* ---- the entry's head ---- */
 
-/* Fields into one block: the array, then the strings. Age is dropped
- * (it is made when serving); so are fields listed in skip. */
+/* Fields into one block: the array, then the strings, names lower-cased
+ * (an HTTP/1.1 upstream's keep their case). Age is dropped: it is made
+ * when serving. */
 static sl_header_t *copy_fields(const sl_header_t *h, size_t n, size_t *nout, char **mem,
                                 size_t *bytes)
 {
@@ -118,9 +120,10 @@ static sl_header_t *copy_fields(const sl_header_t *h, size_t n, size_t *nout, ch
     char *s = m + n * sizeof(sl_header_t);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (sl_str_eq(h[i].name, "age"))
+        if (sl_str_caseeq(h[i].name, "age"))
             continue;
-        memcpy(s, h[i].name.p, h[i].name.n);
+        for (size_t j = 0; j < h[i].name.n; j++)
+            s[j] = (char)tolower((unsigned char)h[i].name.p[j]);
         s[h[i].name.n] = 0;
         v[k].name = (sl_str_t){s, h[i].name.n};
         s += h[i].name.n + 1;
@@ -237,7 +240,7 @@ static void refresh(cc_fill_t *f, const cc_resp_t *r304)
     sl_header_t merged[256];
     size_t n = 0;
     for (size_t i = 0; i < s->nh && n < SL_ARRAY_LEN(merged); i++)
-        if (!cc_find(r304->h, r304->n, s->h[i].name.p))
+        if (!cc_find(r304->h, r304->n, s->h[i].name.p)) /* stored names are lower-case */
             merged[n++] = s->h[i];
     for (size_t i = 0; i < r304->n && n < SL_ARRAY_LEN(merged); i++)
         merged[n++] = r304->h[i];

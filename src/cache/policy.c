@@ -88,10 +88,10 @@ void cc_cc_parse(const sl_header_t *h, size_t n, cc_cc_t *c)
     c->max_age = c->s_maxage = c->swr = c->sie = c->min_fresh = c->max_stale = -1;
     int pragma_no_cache = 0, seen = 0;
     for (size_t i = 0; i < n; i++) {
-        if (sl_str_eq(h[i].name, "cache-control")) {
+        if (sl_str_caseeq(h[i].name, "cache-control")) {
             parse_value(c, h[i].value);
             seen = 1;
-        } else if (sl_str_eq(h[i].name, "pragma") && sl_str_has_token(h[i].value, "no-cache")) {
+        } else if (sl_str_caseeq(h[i].name, "pragma") && sl_str_has_token(h[i].value, "no-cache")) {
             pragma_no_cache = 1;
         }
     }
@@ -99,10 +99,12 @@ void cc_cc_parse(const sl_header_t *h, size_t n, cc_cc_t *c)
         c->no_cache = 1; /* RFC 9111 5.4: Pragma only without Cache-Control */
 }
 
+/* HTTP/1.1 upstreams' field names keep their case (the request model
+ * lower-cases only requests): every comparison here ignores it. */
 const sl_header_t *cc_find(const sl_header_t *h, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
-        if (sl_str_eq(h[i].name, name))
+        if (sl_str_caseeq(h[i].name, name))
             return &h[i];
     return NULL;
 }

@@ -6,7 +6,14 @@ front of the same upstream serving the same 1 KiB file:
   - an HTTP/1.1 upstream (nginx, static file, keep-alive): all three proxies;
   - an h2c upstream (nghttpd, static file): sluice ("protocol": "h2c") and
     nghttpx (backend proto=h2); nginx cannot proxy HTTP/2 to a plain
-    upstream, so it has no row there.
+    upstream, so it has no row there;
+  - cached: the HTTP/1.1 upstream says Cache-Control: max-age=3600
+    (nginx "expires 1h"), and sluice (a "cache" zone on the proxy route)
+    and nginx (proxy_cache, with proxy_cache_lock) answer every measured
+    request from their caches (the warm-up fills them). The extra row
+    "sluice-static" is sluice's static handler serving the same file from
+    a document root: the hit path against the file path. sluice adds Age
+    and Cache-Status to every hit, nginx neither.
 
 Equal work: every proxy adds the forwarding fields (X-Forwarded-For,
 X-Forwarded-Proto, Forwarded, Via; sluice and nginx also X-Forwarded-Host),
@@ -90,26 +97,36 @@ class Bench:
         return p
 
     def upstreams(self):
-        self.h1_port, self.h2_port = free_port(), free_port()
+        self.h1_port, self.h2_port, self.c_port = free_port(), free_port(), free_port()
         self.start(nginx_conf(os.path.join(self.d, "up"),
-                              "server { listen 127.0.0.1:%d; root %s; keepalive_requests 1000000; }"
-                              % (self.h1_port, self.www)), self.h1_port, "nginx-upstream", 0)
+                              "server { listen 127.0.0.1:%d; root %s; keepalive_requests 1000000; }\n"
+                              "server { listen 127.0.0.1:%d; root %s; keepalive_requests 1000000;"
+                              " expires 1h; }"
+                              % (self.h1_port, self.www, self.c_port, self.www)),
+                   self.h1_port, "nginx-upstream", 0)
         self.start(["nghttpd", "--no-tls", "-a", "127.0.0.1", "-d", self.www, str(self.h2_port)],
                    self.h2_port, "nghttpd-upstream", 0)
 
-    def sluice(self, h2, ids=False):
+    def sluice(self, h2, ids=False, cache=False, static=False):
         port = free_port()
-        cfg = os.path.join(self.d, "sluice-%s%s.json" % ("h2" if h2 else "h1", "-ids" if ids else ""))
-        up = {"servers": ["127.0.0.1:%d" % (self.h2_port if h2 else self.h1_port)],
+        cfg = os.path.join(self.d, "sluice-%d.json" % port)
+        up = {"servers": ["127.0.0.1:%d" % (self.h2_port if h2 else
+                                            self.c_port if cache else self.h1_port)],
               "keepalive": 64}
         if h2:
             up["protocol"] = "h2c"
+        route = {"path": "/", "handler": "proxy", "upstream": "app",
+                 "request_id": ids, "traceparent": ids}
+        if cache:
+            route["cache"] = {"zone": "main"}
+        if static:
+            route = {"path": "/", "handler": "static", "root": self.www}
         with open(cfg, "w") as f:
             json.dump({"workers": 1, "access_log": False, "log_level": "warn",
                        "listen": [{"addr": "127.0.0.1:%d" % port}],
                        "upstreams": {"app": up},
-                       "routes": [{"path": "/", "handler": "proxy", "upstream": "app",
-                                   "request_id": ids, "traceparent": ids}]}, f)
+                       "caches": {"main": {"memory_bytes": 64 << 20}},
+                       "routes": [route]}, f)
         return self.start([self.a.sluice, "-c", cfg], port, "sluice", 1), port
 
     def nghttpx(self, h2):
@@ -125,20 +142,24 @@ class Bench:
                            "--pid-file=" + os.path.join(self.d, "nghttpx-%d.pid" % port)],
                           port, "nghttpx", 1), port
 
-    def nginx(self):
+    def nginx(self, cache=False):
         port = free_port()
-        body = ("upstream app { server 127.0.0.1:%d; keepalive 64; }\n"
-                "server { listen 127.0.0.1:%d http2; http2_max_concurrent_streams 128;\n"
-                "  keepalive_requests 1000000; location / { proxy_pass http://app;\n"
-                "  proxy_http_version 1.1; proxy_set_header Connection \"\";\n"
-                "  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
-                "  proxy_set_header X-Forwarded-Proto $scheme;\n"
-                "  proxy_set_header X-Forwarded-Host $http_host;\n"
-                "  proxy_set_header Forwarded \"for=$remote_addr;proto=$scheme;host=\\\"$http_host\\\"\";\n"
-                "  proxy_set_header Via \"2 nginx\"; } }"
-                % (self.h1_port, port))
-        return self.start(nginx_conf(os.path.join(self.d, "ngx-%d" % port), body), port,
-                          "nginx", 1), port
+        d = os.path.join(self.d, "ngx-%d" % port)
+        cache_conf = ("proxy_cache_path %s/cache levels=1:2 keys_zone=main:16m max_size=64m "
+                      "inactive=1h use_temp_path=off;\n" % d if cache else "")
+        body = (cache_conf
+                + "upstream app { server 127.0.0.1:%d; keepalive 64; }\n"
+                  "server { listen 127.0.0.1:%d http2; http2_max_concurrent_streams 128;\n"
+                  "  keepalive_requests 1000000; location / { proxy_pass http://app;\n"
+                  % (self.c_port if cache else self.h1_port, port)
+                + ("  proxy_cache main; proxy_cache_lock on;\n" if cache else "")
+                + "  proxy_http_version 1.1; proxy_set_header Connection \"\";\n"
+                  "  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+                  "  proxy_set_header X-Forwarded-Proto $scheme;\n"
+                  "  proxy_set_header X-Forwarded-Host $http_host;\n"
+                  "  proxy_set_header Forwarded \"for=$remote_addr;proto=$scheme;host=\\\"$http_host\\\"\";\n"
+                  "  proxy_set_header Via \"2 nginx\"; } }")
+        return self.start(nginx_conf(d, body), port, "nginx", 1), port
 
     def load(self, port, n):
         r = subprocess.run(["taskset", "-c", "0", "h2load", "-n", str(n), "-c", str(self.a.c),
@@ -192,14 +213,20 @@ def main():
     try:
         b.upstreams()
         blocks = [("http/1.1 upstream (nginx)", False, ("sluice", "nghttpx", "nginx", "sluice+ids")),
-                  ("h2c upstream (nghttpd)", True, ("sluice", "nghttpx", "sluice+ids"))]
+                  ("h2c upstream (nghttpd)", True, ("sluice", "nghttpx", "sluice+ids")),
+                  ("cached (max-age=3600 from the http/1.1 upstream)", "cache",
+                   ("sluice", "nginx", "sluice-static"))]
         print("proxy benchmark: h2load -n %d -c %d -m %d over h2c, a 1 KiB file; each proxy 1 "
               "worker on CPU 1, upstream and h2load on CPU 0; %d rounds: median [min-max]"
               % (a.n, a.c, a.m, a.rounds))
         for title, h2, names in blocks:
-            servers = {"sluice": b.sluice(h2), "nghttpx": b.nghttpx(h2),
-                       "sluice+ids": b.sluice(h2, ids=True)}
-            if "nginx" in names:
+            if h2 == "cache":
+                servers = {"sluice": b.sluice(False, cache=True), "nginx": b.nginx(cache=True),
+                           "sluice-static": b.sluice(False, static=True)}
+            else:
+                servers = {"sluice": b.sluice(h2), "nghttpx": b.nghttpx(h2),
+                           "sluice+ids": b.sluice(h2, ids=True)}
+            if "nginx" in names and "nginx" not in servers:
                 servers["nginx"] = b.nginx()
             res = {k: ([], []) for k in names}
             for _ in range(a.rounds):
@@ -213,8 +240,8 @@ def main():
                 r, u = summary(res[k][0]), summary(res[k][1])
                 print("  %-10s %8.0f [%7.0f-%7.0f] %12.2f [%5.2f-%5.2f]" % ((k,) + r + u))
             s_r, s_u = statistics.median(res["sluice"][0]), statistics.median(res["sluice"][1])
-            for k in [n for n in names if not n.startswith("sluice")]:
-                print("  sluice / %-7s req/s %.2fx, CPU per request %.2fx"
+            for k in [n for n in names if n != "sluice"]:
+                print("  sluice / %-13s req/s %.2fx, CPU per request %.2fx"
                       % (k, s_r / statistics.median(res[k][0]),
                          s_u / statistics.median(res[k][1])))
             for p, _ in servers.values():

@@ -406,3 +406,58 @@ def test_config_errors(sluice_factory, tmp_path):
     r = check(dict(base, caches={"main": {"memory_bytes": 1 << 20, "disk": {"path": "/x"}}},
                    routes=[route]))
     assert r.returncode == 1 and b"disk tier" in r.stderr
+
+
+def test_nginx_origin_with_capitalised_fields(sluice_factory, tmp_path):
+    """nginx writes Cache-Control, ETag, Last-Modified with capitals: the
+    cache reads them whatever their case, and revalidates with them."""
+    from conftest import require
+    require("nginx")
+    d = tmp_path / "ngx"
+    (d / "www").mkdir(parents=True)
+    (d / "www" / "f.txt").write_bytes(pattern(4000))
+    port = free_port()
+    conf = d / "nginx.conf"
+    conf.write_text(
+        "user root; pid %s/nginx.pid; error_log %s/error.log warn; worker_processes 1;\n"
+        "daemon off; events { worker_connections 64; }\n"
+        "http { access_log %s/access.log; client_body_temp_path %s/cb;\n"
+        " proxy_temp_path %s/pt; fastcgi_temp_path %s/ft; uwsgi_temp_path %s/ut;\n"
+        " scgi_temp_path %s/st;\n"
+        " server { listen 127.0.0.1:%d; root %s/www; location /r/ { alias %s/www/; }\n"
+        "  location /r/short/ { alias %s/www/; expires 1s; } expires 1h; } }\n"
+        % ((d,) * 8 + (port, d, d, d)))
+    p = subprocess.Popen(["nginx", "-p", str(d) + "/", "-c", str(conf)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+        class O:
+            pass
+        o = O()
+        o.port = port
+        s = cached_server(sluice_factory, tmp_path, o)
+
+        def hits():
+            return len((d / "access.log").read_text().splitlines())
+        for mode in ("h1", "h2c"):
+            r = get(s, "/r/f.txt", mode=mode)
+            assert r.status == 200 and r.body == pattern(4000)
+        assert "hit" in r.header("cache-status") and hits() == 1
+        r = get(s, "/r/short/f.txt")
+        assert "stored" in r.header("cache-status")
+        time.sleep(2.1)
+        r = get(s, "/r/short/f.txt")
+        assert r.status == 200 and r.body == pattern(4000)
+        assert "fwd=stale; fwd-status=304" in r.header("cache-status"), r.headers
+        log = (d / "access.log").read_text()
+        assert '"GET /r/short/f.txt HTTP/1.1" 304' in log, log
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=10)

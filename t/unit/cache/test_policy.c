@@ -35,6 +35,9 @@ START_TEST(cache_control)
     ck_assert_int_eq(c.s_maxage, 30);
     ck_assert_int_eq(c.swr, 5);
     ck_assert_int_eq(c.sie, -1);
+    const sl_header_t up[] = {H("Cache-Control", "Max-Age=7, PRIVATE")};
+    cc_cc_parse(up, 1, &c); /* an HTTP/1.1 upstream's names keep their case */
+    ck_assert(c.priv && c.max_age == 7);
     const sl_header_t p[] = {H("pragma", "no-cache")};
     cc_cc_parse(p, 1, &c);
     ck_assert(c.no_cache); /* Pragma counts only without Cache-Control */
@@ -62,7 +65,7 @@ START_TEST(storable)
     const sl_header_t priv[] = {H("cache-control", "private, max-age=60")};
     r = resp(200, priv, 1, 1000);
     ck_assert_str_eq(cc_unstorable(&r, &q, 0), "private");
-    const sl_header_t ck[] = {H("cache-control", "max-age=60"), H("set-cookie", "a=1")};
+    const sl_header_t ck[] = {H("cache-control", "max-age=60"), H("Set-Cookie", "a=1")};
     r = resp(200, ck, 2, 1000);
     ck_assert_str_eq(cc_unstorable(&r, &q, 0), "set-cookie");
     const sl_header_t vs[] = {H("cache-control", "max-age=60"), H("vary", "a, *")};
