@@ -164,6 +164,7 @@ static size_t format_line(char *p, const sl_req_t *req, int worker_id)
     o += opt_field(p + o, "trace_id", req->log_trace_id);
     o += opt_field(p + o, "job_id", req->log_job_id);
     o += opt_field(p + o, "auth", req->log_auth);
+    o += opt_field(p + o, "cache", req->log_cache);
     o += (size_t)sprintf(p + o, "}\n");
     return o;
 }
@@ -172,7 +173,7 @@ static size_t format_line(char *p, const sl_req_t *req, int worker_id)
 static size_t line_bound(const sl_req_t *req)
 {
     size_t esc = req->method.n + req->target.n + req->log_request_id.n + req->log_trace_id.n +
-                 req->log_job_id.n + req->log_auth.n;
+                 req->log_job_id.n + req->log_auth.n + req->log_cache.n;
     if (req->tls.client_subject)
         esc += strlen(req->tls.client_subject);
     return LINE_FIXED + 6 * esc;

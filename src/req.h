@@ -145,7 +145,8 @@ struct sl_req {
     /* Identifiers the access log shows when a handler knows them
      * (sl_req_note copies them into the pool). */
     sl_str_t log_request_id, log_trace_id, log_job_id;
-    sl_str_t log_auth; /* route auth's copied fields, "name=value ..." */
+    sl_str_t log_auth;  /* route auth's copied fields, "name=value ..." */
+    sl_str_t log_cache; /* what the HTTP cache did: "hit", "miss", ... (static) */
     unsigned head_sent : 1;
     unsigned final_sent : 1;
 };

@@ -12,9 +12,9 @@
  *   "not cacheable" remembered (pass_s) -------> proxied
  *   nothing -----------------------------------> fill, reader
  *
- * Fills are followed only on the worker that runs them: a request that
- * lands on another worker meanwhile starts its own fill. Stored entries
- * are shared by every worker.
+ * A fill runs on the worker of the request that started it; requests on
+ * any worker follow it (follow.c). Stored entries are shared by every
+ * worker.
  */
 #include "cache_int.h"
 #include "../worker.h"
@@ -60,8 +60,7 @@ typedef struct found {
     int vary_miss;    /* stored variants exist, none matches */
 } found_t;
 
-static void find(cc_zone_t *z, const char *key, size_t klen, const sl_req_t *req, int worker,
-                 found_t *f)
+static void find(cc_zone_t *z, const char *key, size_t klen, const sl_req_t *req, found_t *f)
 {
     uint64_t h = cc_key_hash(z, key, klen);
     double now = wall_now();
@@ -78,9 +77,8 @@ static void find(cc_zone_t *z, const char *key, size_t klen, const sl_req_t *req
                 f->vary_miss = 1;
             else if (!f->best || e->resp_time > f->best->resp_time)
                 f->best = e;
-        } else if (st == CE_FILLING && e->owner == worker && !f->fill &&
-                   (!e->has_head || (e->shareable && vary_ok(e, req)))) {
-            f->fill = e;
+        } else if (st == CE_FILLING && !f->fill) {
+            f->fill = e; /* its head is looked at under its own lock (followable) */
         }
     }
     if (f->best) {
@@ -92,16 +90,55 @@ static void find(cc_zone_t *z, const char *key, size_t klen, const sl_req_t *req
     cc_zone_unlock(z);
 }
 
-/* A new entry for key, in the table when there is room, and its fill
- * with req's fields. read: req reads it as the fill's origin (attached
+/* A fill another request may follow: the head is still to come, or it
+ * came, may be shared and matches the request's Vary values. */
+static int followable(cc_entry_t *e, const sl_req_t *req)
+{
+    pthread_mutex_lock(&e->mu);
+    int ok = atomic_load(&e->state) == CE_FILLING && !e->transient &&
+             (!e->has_head || (e->shareable && vary_ok(e, req)));
+    pthread_mutex_unlock(&e->mu);
+    return ok;
+}
+
+/* A new entry for key, in the table when there is room. With other: NULL
+ * and *other set (ref) when a fill of the key began since the lookup. */
+static cc_entry_t *new_entry(const sl_cache_route_t *cr, const char *key, size_t klen,
+                             cc_entry_t **other)
+{
+    cc_entry_t *e = cc_entry_new(cr->z, key, klen, cc_key_hash(cr->z, key, klen));
+    sl_worker_t *w = sl_worker_current();
+    e->owner = w ? w->id : -1; /* before anyone can find it */
+    e->owner_w = w;
+    if (cc_zone_link_or_join(e, other) != 0)
+        e->transient = 1;
+    if (other && *other) {
+        cc_entry_unref(e);
+        return NULL;
+    }
+    return e;
+}
+
+/* A fill for key with req's fields; one that began since the lookup is
+ * followed instead. read: req reads it as the fill's origin (attached
  * before the fill starts, so an answer that comes at once finds it);
  * else the fill runs in the background (stale-while-revalidate). */
 static void start_fill(sl_req_t *req, int read, const sl_cache_route_t *cr, const char *key,
                        size_t klen, cc_entry_t *stale, cc_result_t kind, int restarted)
 {
-    cc_entry_t *e = cc_entry_new(cr->z, key, klen, cc_key_hash(cr->z, key, klen));
-    if (cc_zone_link(e) != 0)
-        e->transient = 1;
+    cc_entry_t *other = NULL, *e = new_entry(cr, key, klen, &other);
+    if (other) {
+        if (read && followable(other, req)) {
+            cc_serve(req, cr, other, CC_R_COLLAPSED, 0, restarted);
+            return;
+        }
+        cc_entry_unref(other);
+        if (!read) { /* a background refresh: that fill renews the key */
+            atomic_store(&stale->refreshing, 0);
+            return;
+        }
+        e = new_entry(cr, key, klen, NULL);
+    }
     if (read) {
         cc_entry_ref(e);
         cc_serve(req, cr, e, kind, 1, restarted);
@@ -137,7 +174,7 @@ static int usable(const cc_entry_t *e, const cc_cc_t *q, double now)
 
 static void answer_504(sl_req_t *req, const sl_cache_route_t *cr)
 {
-    cc_count(cr->z, CC_R_MISS);
+    cc_count(cr->z, req, CC_R_MISS);
     req->cbs = &sl_req_discard_cbs;
     sl_resp_header_add(req, "cache-status", "sluice; fwd=miss; detail=only-if-cached");
     sl_resp_error(req, 504, "not in the cache (only-if-cached)");
@@ -153,9 +190,12 @@ void cc_lookup(sl_req_t *req, const sl_cache_route_t *cr, int restarted)
     }
     cc_cc_t q;
     cc_cc_parse(req->headers.v, req->headers.n, &q);
-    sl_worker_t *w = sl_worker_current();
     found_t f;
-    find(cr->z, key, (size_t)klen, req, w ? w->id : -1, &f);
+    find(cr->z, key, (size_t)klen, req, &f);
+    if (f.fill && !followable(f.fill, req)) {
+        cc_entry_unref(f.fill);
+        f.fill = NULL;
+    }
     if (f.best) {
         int use = usable(f.best, &q, wall_now());
         if (use == USE_FRESH || use == USE_STALE || use == USE_SWR) {
@@ -210,11 +250,11 @@ int sl_cache_handle(sl_req_t *req, const sl_cache_route_t *cr)
             if (klen > 0)
                 cc_zone_purge(cr->z, key, (size_t)klen, 0);
         }
-        cc_count(cr->z, CC_R_BYPASS);
+        cc_count(cr->z, req, CC_R_BYPASS);
         return 0;
     }
     if (!req->body_done || req->content_length > 0 || req->protocol.n) {
-        cc_count(cr->z, CC_R_BYPASS);
+        cc_count(cr->z, req, CC_R_BYPASS);
         return 0;
     }
     cc_lookup(req, cr, 0);

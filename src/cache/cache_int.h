@@ -7,10 +7,15 @@
  * Ownership and threads:
  *   zone (shared by the workers; its mutex guards the table, the LRU list
  *       and the byte count) --table--> entry (one ref held by the table)
- *   entry: refcounted (atomic). Its fill and its readers live on the
- *       worker that started the fill (entry->owner); only that worker
- *       touches the body while it grows. A complete entry is immutable,
- *       so readers on any worker serve it with a ref and no lock.
+ *   entry: refcounted (atomic). Its fill runs on one worker (owner);
+ *       readers on any worker follow it. While it fills, its mutex (mu)
+ *       guards what the fill changes and readers look at: the head, the
+ *       chunk list and body_len, the state, the reader groups. Bytes below
+ *       a published length never change, so they are sent without it. A
+ *       complete entry is immutable: readers serve it with a ref and no
+ *       lock. Lock order: entry, then zone.
+ *   group: an entry's readers on one worker, woken there by one post
+ *       (sl_worker_post) per wake-up however many they are.
  *   fill --> a detached sl_req_t run by the proxy engine, whose response
  *       sink appends to the entry instead of a client connection.
  *   reader --> one client request answered from an entry (req pool).
@@ -97,12 +102,15 @@ struct cc_entry {
     _Atomic int state;     /* cc_state_t; COMPLETE is set under the zone lock */
     atomic_int refreshing; /* a background fill renews it (stale-while-revalidate) */
     int owner;             /* the worker that fills it */
-    unsigned linked : 1;   /* in the table (zone lock) */
-    unsigned on_lru : 1;
-    unsigned has_head : 1;  /* status and fields set (then immutable) */
-    unsigned shareable : 1; /* may go to requests other than the fill's own */
-    unsigned transient : 1; /* not in the table: streamed with backpressure */
-    double pass_until;      /* CE_PASS: a marker that says "not cacheable" */
+    struct sl_worker *owner_w;
+    uint8_t linked;            /* in the table (zone lock) */
+    uint8_t on_lru;            /* (zone lock) */
+    pthread_mutex_t mu;        /* while filling: see above */
+    unsigned has_head : 1;     /* status and fields set (then immutable) */
+    unsigned shareable : 1;    /* may go to requests other than the fill's own */
+    unsigned transient : 1;    /* not in the table: streamed with backpressure */
+    unsigned moved_posted : 1; /* the owner is told that readers moved */
+    double pass_until;         /* CE_PASS: a marker that says "not cacheable" */
     /* the stored response */
     int status;
     sl_header_t *h;
@@ -122,14 +130,23 @@ struct cc_entry {
     double resp_time, init_age, lifetime;
     int64_t swr, sie; /* stale-while-revalidate / stale-if-error seconds, -1: none */
     unsigned must_revalidate : 1, no_cache : 1;
-    int fwd_status;       /* what the upstream answered the fill */
-    const char *why_pass; /* not stored because (a token, static), or NULL */
-    size_t mem;           /* charged to the zone */
-    /* owner worker only */
-    cc_fill_t *fill;
-    cc_reader_t *readers;
-    cc_entry_t *fallback; /* stale-if-error: served instead of a failed fill (ref) */
+    int fwd_status;          /* what the upstream answered the fill */
+    const char *why_pass;    /* not stored because (a token, static), or NULL */
+    size_t mem;              /* charged to the zone */
+    cc_fill_t *fill;         /* owner worker only */
+    struct cc_group *groups; /* readers by worker (mu) */
+    cc_entry_t *fallback;    /* stale-if-error: served instead of a failed fill (ref) */
 };
+
+/* An entry's readers on one worker (serve.c). */
+typedef struct cc_group {
+    struct cc_group *next; /* e->groups */
+    cc_entry_t *e;
+    int worker;
+    struct sl_worker *w;
+    cc_reader_t *readers; /* changed by its worker only, under e->mu */
+    unsigned posted : 1;  /* a wake-up is queued for its worker (e->mu) */
+} cc_group_t;
 
 struct cc_zone {
     char *name;
@@ -159,14 +176,20 @@ void cc_entry_unref(cc_entry_t *e);
 /* Put e in the table (it takes a ref); evicts the least recently used
  * complete entries past max_entries. SL_ETOOBIG when no room is made. */
 int cc_zone_link(cc_entry_t *e);
+/* The same unless a fill of e's key is under way (found and linked in
+ * one hold of the lock, so that simultaneous misses on several workers
+ * make one fill): then *other is that entry (ref) and e stays out. */
+int cc_zone_link_or_join(cc_entry_t *e, cc_entry_t **other);
 /* Out of the table (the table's ref is dropped); no-op when not in it. */
 void cc_zone_unlink(cc_entry_t *e);
 /* Charge n more bytes of e to its zone, evicting others past
  * memory_bytes. SL_ETOOBIG when the zone stays over. */
 int cc_zone_charge(cc_entry_t *e, size_t n);
 void cc_zone_uncharge(cc_entry_t *e, size_t n);
-/* e's fill ended whole: it becomes a hit for every worker. */
-void cc_zone_complete(cc_entry_t *e);
+/* e's fill ended whole: it becomes a hit for every worker. Returns
+ * whether e is (still) in the table: an evicted one serves only its
+ * readers. */
+int cc_zone_complete(cc_entry_t *e);
 /* e (complete, or a pass marker) is the newest of its key: entries it
  * replaces leave (same Vary values; older markers), then the oldest
  * variants past max_variants. */
@@ -179,9 +202,13 @@ cc_entry_t *cc_zone_chain(cc_zone_t *z, uint64_t hash);
 void cc_zone_touch(cc_entry_t *e);
 /* Unlink the entries whose key is key (exact) or starts with it. */
 size_t cc_zone_purge(cc_zone_t *z, const char *key, size_t n, int prefix);
-static inline void cc_count(cc_zone_t *z, cc_result_t r)
+const char *cc_result_name(cc_result_t r);
+/* Count r for the metrics and name it in the access log. */
+static inline void cc_count(cc_zone_t *z, sl_req_t *req, cc_result_t r)
 {
     atomic_fetch_add_explicit(&z->results[r], 1, memory_order_relaxed);
+    const char *n = cc_result_name(r);
+    req->log_cache = (sl_str_t){n, strlen(n)};
 }
 /* The body of e, for a reader (a refreshed entry reads its original). */
 static inline const cc_entry_t *cc_body(const cc_entry_t *e)
@@ -215,9 +242,16 @@ struct sl_cache_route {
  * and is the stale-if-error fallback. */
 int cc_fill_start(cc_entry_t *e, const sl_req_t *origin, const sl_cache_route_t *cr,
                   cc_entry_t *stale);
-/* A reader of a transient entry moved on: drop what every reader has
- * passed, and let a paused fill go on; no readers left: cancel it. */
+/* Owner worker: a reader of a transient entry moved on or left: drop
+ * what every reader has passed, and let a paused fill go on; no readers
+ * left: cancel it. */
 void cc_fill_readers_moved(cc_entry_t *e);
+/* The same from any worker (posted to the owner when need be). */
+void cc_readers_moved(cc_entry_t *e);
+/* Any group has readers (e->mu held). */
+int cc_has_readers(const cc_entry_t *e);
+/* The lowest offset a reader still needs (e->mu held). */
+uint64_t cc_slowest(const cc_entry_t *e);
 
 /* ---- readers (serve.c) ---- */
 
@@ -225,7 +259,8 @@ struct cc_reader {
     sl_req_t *req;
     cc_entry_t *e; /* ref held */
     const sl_cache_route_t *cr;
-    cc_reader_t *prev, *next; /* e->readers while following a fill */
+    cc_group_t *g;            /* while following a fill (attached) */
+    cc_reader_t *prev, *next; /* g->readers */
     const cc_chunk_t *ck;     /* the chunk off is in */
     uint64_t ck_base;         /* its offset */
     uint64_t off, end;        /* next byte to send; UINT64_MAX: to the end */
@@ -237,10 +272,18 @@ struct cc_reader {
         lock_on : 1, no_body : 1;
 };
 
+/* Send what r can send now (serve.c). */
+void cc_reader_pump(cc_reader_t *r);
+/* Join e's readers on this worker (e->mu held), and leave (follow.c). */
+void cc_attach_locked(cc_reader_t *r);
+void cc_detach(cc_reader_t *r);
+
 /* Answer req from e (ref moved in): now, or as e's fill goes on. */
 void cc_serve(sl_req_t *req, const sl_cache_route_t *cr, cc_entry_t *e, cc_result_t kind,
               int origin, int restarted);
-/* The fill of e moved (head, bytes, end, failure): wake its readers. */
+/* The fill of e moved (head, bytes, end, failure): wake its readers,
+ * this worker's at once, the others' through their workers' mailboxes.
+ * Not with e->mu held. */
 void cc_wake(cc_entry_t *e);
 /* Forward req upstream uncached, saying why in Cache-Status. */
 void cc_pass(sl_req_t *req, const sl_cache_route_t *cr, cc_result_t kind, const char *detail);

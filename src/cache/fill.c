@@ -191,7 +191,7 @@ static void go_transient(cc_fill_t *f)
         return;
     e->transient = 1;
     cc_zone_unlink(e);
-    if (!e->readers)
+    if (!cc_has_readers(e))
         close_soon(f, SL_ECANCELED);
 }
 
@@ -256,13 +256,10 @@ static void refresh(cc_fill_t *f, const cc_resp_t *r304)
     e->has_head = 1;
     f->drop = 1;
     cc_zone_unlink(s);
-    if (e->linked) {
-        cc_zone_complete(e);
+    if (cc_zone_complete(e)) {
         cc_zone_settle(e, f->cr->max_variants);
-    } else {
-        atomic_store(&e->state, CE_COMPLETE);
+        atomic_fetch_add_explicit(&e->z->stored, 1, memory_order_relaxed);
     }
-    atomic_fetch_add_explicit(&e->z->stored, 1, memory_order_relaxed);
 }
 
 static void on_head(cc_fill_t *f)
@@ -295,14 +292,6 @@ static void on_head(cc_fill_t *f)
 }
 
 /* ---- the body ---- */
-
-static uint64_t slowest(const cc_entry_t *e)
-{
-    uint64_t m = e->body_len;
-    for (const cc_reader_t *r = e->readers; r; r = r->next)
-        m = SL_MIN(m, r->off);
-    return m;
-}
 
 static void append(cc_fill_t *f, const uint8_t *p, size_t n)
 {
@@ -341,7 +330,7 @@ static void append(cc_fill_t *f, const uint8_t *p, size_t n)
         p += k;
         n -= k;
     }
-    if (e->transient && e->body_len - slowest(e) > CC_WINDOW)
+    if (e->transient && e->body_len - cc_slowest(e) > CC_WINDOW)
         f->paused = 1;
 }
 
@@ -362,30 +351,32 @@ static void finish(cc_fill_t *f)
     if (f->drop)
         return;
     copy_trailers(f);
-    if (e->linked) {
-        cc_zone_complete(e);
+    if (cc_zone_complete(e)) {
         cc_zone_settle(e, f->cr->max_variants);
         atomic_fetch_add_explicit(&e->z->stored, 1, memory_order_relaxed);
         if (f->stale)
             cc_zone_unlink(f->stale); /* replaced */
-    } else {
-        atomic_store(&e->state, CE_COMPLETE);
     }
 }
 
 /* ---- the response sink (sl_req_ops_t) ---- */
 
+/* Everything the fill changes in its entry happens under the entry's
+ * mutex (readers on other workers look); the wake-up comes after. */
 static int fill_send(sl_req_t *req, const uint8_t *p, size_t n, int final)
 {
     cc_fill_t *f = req->pdata;
+    pthread_mutex_lock(&f->e->mu);
     if (!req->head_sent) {
         req->head_sent = 1;
         on_head(f);
     }
     if (!f->drop && n)
         append(f, p, n);
-    if (final) {
+    if (final)
         finish(f);
+    pthread_mutex_unlock(&f->e->mu);
+    if (final) {
         close_soon(f, 0);
     } else {
         f->want_proceed = 1;
@@ -409,12 +400,14 @@ static void fill_reset(sl_req_t *req, uint32_t code)
     SL_UNUSED(code);
     cc_fill_t *f = req->pdata;
     cc_entry_t *e = f->e;
+    pthread_mutex_lock(&e->mu);
     if (!e->has_head && !f->drop && stale_on_error_ok(f->stale, wall_now())) {
         fail_over(f);
     } else if (!f->drop) {
         atomic_store(&e->state, CE_FAILED);
         go_transient(f);
     }
+    pthread_mutex_unlock(&e->mu);
     f->drop = 1;
     close_soon(f, SL_ECANCELED);
     cc_wake(e);
@@ -433,31 +426,43 @@ static const sl_req_ops_t fill_ops = {
     .consume = fill_consume,
 };
 
+/* A chunk some reader still reads from (its ck). */
+static int chunk_held(const cc_entry_t *e, const cc_chunk_t *c)
+{
+    for (const cc_group_t *g = e->groups; g; g = g->next)
+        for (const cc_reader_t *r = g->readers; r; r = r->next)
+            if (r->ck == c)
+                return 1;
+    return 0;
+}
+
 void cc_fill_readers_moved(cc_entry_t *e)
 {
     cc_fill_t *f = e->fill;
-    if (!e->transient)
+    pthread_mutex_lock(&e->mu);
+    if (!e->transient) {
+        pthread_mutex_unlock(&e->mu);
         return;
-    uint64_t low = slowest(e);
-    /* Chunks every reader has left behind (a reader's ck is where it
-     * reads; the last chunk stays for the fill to append to). */
-    while (e->first && e->first != e->last && e->base + e->first->len <= low) {
-        int held = 0;
-        for (const cc_reader_t *r = e->readers; r; r = r->next)
-            held |= r->ck == e->first;
-        if (held)
-            break;
+    }
+    uint64_t low = cc_slowest(e);
+    /* Chunks every reader has left behind; the last stays for the fill
+     * to append to. */
+    while (e->first && e->first != e->last && e->base + e->first->len <= low &&
+           !chunk_held(e, e->first)) {
         cc_chunk_t *c = e->first;
         e->first = c->next;
         e->base += c->len;
         cc_zone_uncharge(e, sizeof(*c) + c->cap);
         sl_free(c);
     }
+    int readers = cc_has_readers(e);
+    uint64_t ahead = e->body_len - low;
+    pthread_mutex_unlock(&e->mu);
     if (!f || f->want_close)
         return;
-    if (!e->readers) {
+    if (!readers) {
         close_soon(f, SL_ECANCELED); /* nobody left to read it */
-    } else if (f->paused && e->body_len - low <= CC_WINDOW / 2) {
+    } else if (f->paused && ahead <= CC_WINDOW / 2) {
         f->paused = 0;
         if (f->want_proceed)
             schedule(f);
@@ -539,8 +544,7 @@ int cc_fill_start(cc_entry_t *e, const sl_req_t *origin, const sl_cache_route_t 
     f->req.stream_id = origin->stream_id;
     f->e = e;
     cc_entry_ref(e);
-    e->fill = f;
-    e->owner = w->id;
+    e->fill = f; /* e->owner was set before e could be found */
     if (stale) {
         cc_entry_ref(stale);
         f->stale = stale;
@@ -565,6 +569,16 @@ void sl_cache_worker_exit(void)
 {
     while (fills) {
         cc_fill_t *f = fills;
+        cc_entry_t *e = f->e;
+        pthread_mutex_lock(&e->mu);
+        int filling = atomic_load(&e->state) == CE_FILLING;
+        if (filling)
+            atomic_store(&e->state, CE_FAILED); /* followers elsewhere stop waiting */
+        pthread_mutex_unlock(&e->mu);
+        if (filling) {
+            cc_zone_unlink(e);
+            cc_wake(e);
+        }
         if (!f->closed && f->req.cbs && f->req.cbs->on_close)
             f->req.cbs->on_close(&f->req, SL_ECANCELED);
         f->closed = 1;

@@ -2,9 +2,11 @@
  *
  * Readers: one client request answered from an entry. A complete entry is
  * sent from its chunks, one chunk per send (the bytes stay valid: the
- * reader holds a ref). An entry still filling is followed: the reader
- * sends what is there, then waits in the entry's reader list until the
- * fill wakes it (cc_wake). A reader that waited for a fill whose answer
+ * reader holds a ref). An entry still filling is followed, from any
+ * worker: the reader sends what is there, then waits among the entry's
+ * readers until the fill wakes it (follow.c). What the fill changes is
+ * read under the entry's mutex; bytes below the length read there are
+ * sent without it. A reader that waited for a fill whose answer
  * may not be shared (not storable, a Vary mismatch, the fill failed) goes
  * upstream itself through the route's proxy (cc_pass), as does one that
  * waited longer than lock_s for the head.
@@ -19,40 +21,12 @@
 #include "../worker.h"
 #include <stdio.h>
 
-static void pump(cc_reader_t *r);
-
 static double wall_now(void)
 {
     return (double)sl_wall_ms() / 1000.0;
 }
 
-/* ---- attaching ---- */
-
-static void attach(cc_reader_t *r)
-{
-    cc_entry_t *e = r->e;
-    r->prev = NULL;
-    r->next = e->readers;
-    if (e->readers)
-        e->readers->prev = r;
-    e->readers = r;
-    r->attached = 1;
-}
-
-static void detach(cc_reader_t *r)
-{
-    if (!r->attached)
-        return;
-    cc_entry_t *e = r->e;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        e->readers = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->attached = 0;
-    cc_fill_readers_moved(e);
-}
+/* ---- leaving ---- */
 
 static void stop_lock(cc_reader_t *r)
 {
@@ -69,7 +43,7 @@ static void release(cc_reader_t *r)
     cc_entry_t *e = r->e;
     if (!e)
         return;
-    detach(r);
+    cc_detach(r);
     r->e = NULL;
     cc_entry_unref(e);
 }
@@ -85,10 +59,11 @@ static void give_up(cc_reader_t *r, const char *detail)
 
 /* ---- the head ---- */
 
-static void status_field(cc_reader_t *r, const cc_entry_t *e, double ttl, char *out, size_t cap)
+static void status_field(cc_reader_t *r, const cc_entry_t *e, const char *why, int kept, double ttl,
+                         char *out, size_t cap)
 {
     long long t = (long long)(ttl < 0 ? ttl - 0.999 : ttl);
-    const char *stored = e->shareable && !e->transient ? "; stored" : "";
+    const char *stored = kept ? "; stored" : "";
     switch (r->kind) {
     case CC_R_HIT: snprintf(out, cap, "sluice; hit; ttl=%lld", t); break;
     case CC_R_STALE:
@@ -105,7 +80,7 @@ static void status_field(cc_reader_t *r, const cc_entry_t *e, double ttl, char *
         break;
     default:
         snprintf(out, cap, "sluice; fwd=%s; fwd-status=%d%s%s%s", r->fwd, e->fwd_status, stored,
-                 e->why_pass ? "; detail=" : "", e->why_pass ? e->why_pass : "");
+                 why ? "; detail=" : "", why ? why : "");
     }
 }
 
@@ -167,14 +142,51 @@ static int range_of(cc_reader_t *r, const cc_entry_t *e, uint64_t size)
     return 206;
 }
 
-static void send_head(cc_reader_t *r)
+/* What a reader needs of the fill's progress, read at once (under the
+ * entry's mutex while following a fill; a complete entry needs none). */
+typedef struct snap {
+    int state, has_head, shareable, kept, fwd_status;
+    const char *why_pass;
+    cc_entry_t *fallback; /* ref taken */
+    uint64_t avail;       /* body bytes there are */
+} snap_t;
+
+static void lock(const cc_reader_t *r)
+{
+    if (r->attached)
+        pthread_mutex_lock(&r->e->mu);
+}
+
+static void unlock(const cc_reader_t *r)
+{
+    if (r->attached)
+        pthread_mutex_unlock(&r->e->mu);
+}
+
+static void take_snap(const cc_reader_t *r, snap_t *s)
+{
+    const cc_entry_t *e = r->e;
+    lock(r);
+    s->state = atomic_load(&e->state);
+    s->has_head = e->has_head;
+    s->shareable = e->shareable;
+    s->kept = e->shareable && !e->transient;
+    s->why_pass = e->why_pass;
+    s->fwd_status = e->fwd_status;
+    s->fallback = e->fallback;
+    if (s->fallback)
+        cc_entry_ref(s->fallback);
+    s->avail = cc_body(e)->body_len;
+    unlock(r);
+}
+
+static void send_head(cc_reader_t *r, const snap_t *sn)
 {
     cc_entry_t *e = r->e;
     sl_req_t *req = r->req;
     double now = wall_now(), age = cc_age(e, now);
-    const cc_entry_t *b = cc_body(e);
-    int complete = atomic_load(&e->state) == CE_COMPLETE;
-    int64_t size = e->clen >= 0 ? e->clen : complete ? (int64_t)b->body_len : -1;
+    int complete = sn->state == CE_COMPLETE;
+    int64_t size = e->clen >= 0 ? e->clen : complete ? (int64_t)sn->avail : -1;
     int status = e->status;
     stop_lock(r);
     if (r->kind == CC_R_MISS && e->fwd_status == 304 && e->body_of)
@@ -192,7 +204,7 @@ static void send_head(cc_reader_t *r)
         snprintf(buf, sizeof(buf), "%lld", (long long)age);
         sl_resp_header_add(req, "age", buf);
     }
-    status_field(r, e, e->lifetime - age, buf, sizeof(buf));
+    status_field(r, e, sn->why_pass, sn->kept, e->lifetime - age, buf, sizeof(buf));
     sl_resp_header_add(req, "cache-status", buf);
     req->res.status = status == 200 ? e->status : status;
     r->no_body = req->is_head || status == 304 || status == 416 || e->status == 204;
@@ -205,51 +217,61 @@ static void send_head(cc_reader_t *r)
     else
         req->res.content_length = e->status == 204 ? -1 : size;
     r->head_sent = 1;
-    cc_count(e->z, r->kind);
+    cc_count(e->z, req, r->kind);
+}
+
+/* A Vary mismatch found once the fill's head is in: look again (another
+ * variant, or a fill of its own), or go upstream the second time. */
+static int vary_differs(cc_reader_t *r)
+{
+    const cc_entry_t *e = r->e;
+    if (!e->vary.n || r->origin || r->kind != CC_R_COLLAPSED)
+        return 0;
+    char buf[CC_VARY_MAX];
+    ssize_t n = cc_vary_values(r->req, e->vary, buf, sizeof(buf));
+    if (n >= 0 && (size_t)n == e->vary_len && memcmp(buf, e->vary_vals, (size_t)n) == 0)
+        return 0;
+    sl_req_t *req = r->req;
+    const sl_cache_route_t *cr = r->cr;
+    int again = r->restarted;
+    release(r);
+    r->done = 1;
+    if (again)
+        cc_pass(req, cr, CC_R_PASS, "vary");
+    else
+        cc_lookup(req, cr, 1);
+    return 1;
 }
 
 /* 1 when the head is out; 0 while waiting, or after handing req on. */
 static int head(cc_reader_t *r)
 {
-    cc_entry_t *e = r->e;
-    int st = atomic_load(&e->state);
-    if (st == CE_FAILED) {
-        if (!e->fallback) {
+    snap_t sn;
+    take_snap(r, &sn);
+    if (sn.state == CE_FAILED) {
+        if (!sn.fallback) {
             give_up(r, "fill-failed");
             return 0;
         }
-        cc_entry_t *fb = e->fallback;
-        cc_entry_ref(fb);
-        r->fwd_status = e->fwd_status;
+        r->fwd_status = sn.fwd_status;
         release(r);
-        r->e = fb;
+        r->e = sn.fallback; /* the snapshot's ref */
         r->kind = CC_R_STALE;
-        send_head(r);
+        take_snap(r, &sn); /* complete: no lock */
+        send_head(r, &sn);
         return 1;
     }
-    if (!e->has_head)
+    if (sn.fallback)
+        cc_entry_unref(sn.fallback);
+    if (!sn.has_head)
         return 0;
-    if (!e->shareable && !r->origin) {
-        give_up(r, e->why_pass);
+    if (!sn.shareable && !r->origin) {
+        give_up(r, sn.why_pass);
         return 0;
     }
-    if (e->vary.n && !r->origin && r->kind == CC_R_COLLAPSED) {
-        char buf[CC_VARY_MAX];
-        ssize_t n = cc_vary_values(r->req, e->vary, buf, sizeof(buf));
-        if (n < 0 || (size_t)n != e->vary_len || memcmp(buf, e->vary_vals, (size_t)n) != 0) {
-            sl_req_t *req = r->req;
-            const sl_cache_route_t *cr = r->cr;
-            int again = r->restarted;
-            release(r);
-            r->done = 1;
-            if (again)
-                cc_pass(req, cr, CC_R_PASS, "vary");
-            else
-                cc_lookup(req, cr, 1); /* another variant, or a fill of its own */
-            return 0;
-        }
-    }
-    send_head(r);
+    if (vary_differs(r))
+        return 0;
+    send_head(r, &sn);
     return 1;
 }
 
@@ -270,22 +292,21 @@ static void final_send(cc_reader_t *r, const uint8_t *p, size_t n)
     sl_resp_send(r->req, p, n, 1);
 }
 
-static void body(cc_reader_t *r)
+/* The next run to send, found under the lock; its bytes are below the
+ * published length, so they stay as they are after it. */
+static int next_run(cc_reader_t *r, const uint8_t **p, size_t *n, int *failed)
 {
-    cc_entry_t *e = r->e;
-    const cc_entry_t *b = cc_body(e);
-    if (r->no_body) {
-        final_send(r, NULL, 0);
-        return;
-    }
+    const cc_entry_t *e = r->e, *b = cc_body(e);
+    int final = 0;
+    *p = NULL;
+    *n = 0;
+    lock(r);
     int st = atomic_load(&e->state);
     uint64_t avail = b->body_len;
     uint64_t end = r->end != UINT64_MAX ? r->end : st == CE_COMPLETE ? avail : UINT64_MAX;
     if (r->off >= end) {
-        final_send(r, NULL, 0);
-        return;
-    }
-    if (r->off < avail) {
+        final = 1;
+    } else if (r->off < avail) {
         if (!r->ck) {
             r->ck = b->first;
             r->ck_base = b->base;
@@ -294,41 +315,46 @@ static void body(cc_reader_t *r)
             r->ck_base += r->ck->len;
             r->ck = r->ck->next;
         }
-        size_t n = (size_t)SL_MIN(r->ck_base + r->ck->len - r->off, end - r->off);
-        const uint8_t *p = r->ck->data + (r->off - r->ck_base);
-        r->off += n;
-        if (r->off == end) {
-            final_send(r, p, n);
-            return;
-        }
-        r->sending = 1;
-        sl_resp_send(r->req, p, n, 0);
+        *n = (size_t)SL_MIN(r->ck_base + r->ck->len - r->off, end - r->off);
+        *p = r->ck->data + (r->off - r->ck_base);
+        r->off += *n;
+        final = r->off == end;
+    }
+    *failed = st == CE_FAILED;
+    unlock(r);
+    return final;
+}
+
+static void body(cc_reader_t *r)
+{
+    if (r->no_body) {
+        final_send(r, NULL, 0);
         return;
     }
-    if (st == CE_FAILED) {
+    const uint8_t *p;
+    size_t n;
+    int failed;
+    if (next_run(r, &p, &n, &failed)) {
+        final_send(r, p, n);
+    } else if (n) {
+        r->sending = 1;
+        sl_resp_send(r->req, p, n, 0);
+    } else if (failed) {
         r->done = 1;
         sl_log_stream(SL_LOG_WARN, r->req->conn, r->req->stream_id,
-                      "cache: the fill of \"%s\" failed mid-body; response reset", e->key);
+                      "cache: the fill of \"%s\" failed mid-body; response reset", r->e->key);
         sl_resp_reset(r->req, SL_RESET_INTERNAL_ERROR);
     }
     /* else: wait for the fill (attached) */
 }
 
-static void pump(cc_reader_t *r)
+void cc_reader_pump(cc_reader_t *r)
 {
     if (r->done || r->sending)
         return;
     if (!r->head_sent && !head(r))
         return;
     body(r);
-}
-
-void cc_wake(cc_entry_t *e)
-{
-    for (cc_reader_t *r = e->readers, *nx; r; r = nx) {
-        nx = r->next;
-        pump(r);
-    }
 }
 
 /* ---- callbacks ---- */
@@ -338,8 +364,8 @@ static void on_proceed(sl_req_t *req)
     cc_reader_t *r = req->hdata;
     r->sending = 0;
     if (r->attached)
-        cc_fill_readers_moved(r->e);
-    pump(r);
+        cc_readers_moved(r->e);
+    cc_reader_pump(r);
 }
 
 static void on_close(sl_req_t *req, int err)
@@ -365,6 +391,22 @@ static void on_lock_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     give_up(r, "lock-timeout");
 }
 
+/* Follow e while it fills; 1 when the head is still to come. */
+static int follow(cc_reader_t *r)
+{
+    cc_entry_t *e = r->e;
+    if (atomic_load(&e->state) != CE_FILLING)
+        return 0; /* complete (immutable) or failed: nothing to follow */
+    pthread_mutex_lock(&e->mu);
+    int waiting = 0;
+    if (atomic_load(&e->state) == CE_FILLING) {
+        cc_attach_locked(r);
+        waiting = !e->has_head;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return waiting;
+}
+
 void cc_serve(sl_req_t *req, const sl_cache_route_t *cr, cc_entry_t *e, cc_result_t kind,
               int origin, int restarted)
 {
@@ -380,23 +422,20 @@ void cc_serve(sl_req_t *req, const sl_cache_route_t *cr, cc_entry_t *e, cc_resul
     r->fwd = origin && kind == CC_R_MISS && restarted ? "vary-miss" : "uri-miss";
     req->hdata = r;
     req->cbs = &reader_cbs;
-    if (atomic_load(&e->state) == CE_FILLING) {
-        attach(r);
-        if (!e->has_head && !origin && cr->lock_s > 0) {
-            sl_worker_t *w = sl_worker_current();
-            ev_timer_init(&r->lock, on_lock_timeout, cr->lock_s, 0.);
-            r->lock.data = r;
-            ev_timer_start(w->loop, &r->lock);
-            r->lock_on = 1;
-        }
+    if (follow(r) && !origin && cr->lock_s > 0) {
+        sl_worker_t *w = sl_worker_current();
+        ev_timer_init(&r->lock, on_lock_timeout, cr->lock_s, 0.);
+        r->lock.data = r;
+        ev_timer_start(w->loop, &r->lock);
+        r->lock_on = 1;
     }
-    pump(r);
+    cc_reader_pump(r);
 }
 
 void cc_pass(sl_req_t *req, const sl_cache_route_t *cr, cc_result_t kind, const char *detail)
 {
     char buf[160];
-    cc_count(cr->z, kind);
+    cc_count(cr->z, req, kind);
     snprintf(buf, sizeof(buf), "sluice; fwd=%s; detail=%s",
              kind == CC_R_BYPASS ? "bypass" : "uri-miss", detail);
     sl_resp_header_add(req, "cache-status", buf);

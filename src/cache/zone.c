@@ -121,6 +121,7 @@ cc_entry_t *cc_entry_new(cc_zone_t *z, const char *key, size_t klen, uint64_t ha
     e->hash = hash;
     e->clen = -1;
     e->swr = e->sie = -1;
+    pthread_mutex_init(&e->mu, NULL);
     atomic_init(&e->refs, 1);
     e->mem = sizeof(*e) + klen + 1;
     pthread_mutex_lock(&z->mu);
@@ -144,6 +145,11 @@ static void entry_free(cc_entry_t *e)
         cc_entry_unref(e->body_of);
     if (e->fallback)
         cc_entry_unref(e->fallback);
+    for (cc_group_t *g = e->groups, *nx; g; g = nx) {
+        nx = g->next;
+        sl_free(g);
+    }
+    pthread_mutex_destroy(&e->mu);
     cc_zone_t *z = e->z;
     pthread_mutex_lock(&z->mu);
     z->mem -= e->mem;
@@ -216,11 +222,30 @@ static void drop_all(cc_entry_t **drop, size_t k)
         cc_entry_unref(drop[i]); /* outside the lock: freeing takes it */
 }
 
+static cc_entry_t *filling_locked(cc_zone_t *z, const cc_entry_t *e)
+{
+    for (cc_entry_t *x = *slot_of(z, e->hash); x; x = x->hnext)
+        if (x != e && x->klen == e->klen && memcmp(x->key, e->key, e->klen) == 0 &&
+            atomic_load(&x->state) == CE_FILLING)
+            return x;
+    return NULL;
+}
+
 int cc_zone_link(cc_entry_t *e)
+{
+    return cc_zone_link_or_join(e, NULL);
+}
+
+int cc_zone_link_or_join(cc_entry_t *e, cc_entry_t **other)
 {
     cc_zone_t *z = e->z;
     cc_entry_t *drop[16];
     pthread_mutex_lock(&z->mu);
+    if (other && (*other = filling_locked(z, e)) != NULL) {
+        cc_entry_ref(*other);
+        pthread_mutex_unlock(&z->mu);
+        return 0;
+    }
     size_t k = evict_locked(z, e, 0, 0, drop, SL_ARRAY_LEN(drop));
     int full = z->n >= (size_t)z->max_entries;
     if (!full) {
@@ -271,16 +296,18 @@ void cc_zone_uncharge(cc_entry_t *e, size_t n)
     pthread_mutex_unlock(&e->z->mu);
 }
 
-void cc_zone_complete(cc_entry_t *e)
+int cc_zone_complete(cc_entry_t *e)
 {
     cc_zone_t *z = e->z;
     pthread_mutex_lock(&z->mu);
     atomic_store(&e->state, CE_COMPLETE);
-    if (e->linked && !e->on_lru) {
+    int linked = e->linked;
+    if (linked && !e->on_lru) {
         sl_lru_push(&z->lru, &e->lru);
         e->on_lru = 1;
     }
     pthread_mutex_unlock(&z->mu);
+    return linked;
 }
 
 static int same_variant(const cc_entry_t *a, const cc_entry_t *b)
@@ -388,6 +415,11 @@ double cc_age(const cc_entry_t *e, double now)
 
 static const char *const result_names[CC_R_MAX] = {"hit",         "stale", "miss",  "collapsed",
                                                    "revalidated", "pass",  "bypass"};
+
+const char *cc_result_name(cc_result_t r)
+{
+    return result_names[r];
+}
 
 enum { M_ENTRIES, M_BYTES, M_EVICTIONS, M_STORED, M_PURGED, M_MAX };
 

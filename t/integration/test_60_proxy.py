@@ -30,9 +30,10 @@ class Upstream:
     gunicorn with uvicorn workers, or hypercorn (HTTP/1.1 and h2c; with a
     pki, TLS with ALPN h2)."""
 
-    def __init__(self, kind="uvicorn", port=None, pki=None, app="asgi_app:app"):
+    def __init__(self, kind="uvicorn", port=None, pki=None, app="asgi_app:app", args=()):
         self.kind = kind
         self.app = app
+        self.args = list(args)
         self.port = port or free_port()
         self.pki = pki
         self.proc = None
@@ -44,14 +45,14 @@ class Upstream:
                     "--timeout-keep-alive", "30"]
         elif self.kind == "hypercorn":
             argv = [PY, "-m", "hypercorn", "--bind", "127.0.0.1:%d" % self.port,
-                    "--log-level", "warning", "asgi_app:app"]
+                    "--log-level", "warning", self.app]
             if self.pki:
                 argv += ["--certfile", self.pki.cert, "--keyfile", self.pki.key]
         else:
             require("gunicorn")
             argv = ["gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "2", "--chdir", APPS,
                     "-b", "127.0.0.1:%d" % self.port, "--log-level", "warning", "asgi_app:app"]
-        self.proc = subprocess.Popen(argv, cwd=APPS, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(argv + self.args, cwd=APPS, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 15 * SLOW
         while time.monotonic() < deadline:
