@@ -4,6 +4,7 @@ which counts its requests per path). Clients: curl (HTTP/1.1, h2c, h2 over
 TLS), raw HTTP/1.1 sockets in threads, the Prometheus text parser."""
 
 import hashlib
+import os
 import signal
 import socket
 import subprocess
@@ -442,3 +443,30 @@ def test_nginx_origin_with_capitalised_fields(sluice_factory, tmp_path):
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=10)
+
+
+def test_reload_keeps_the_zone(sluice_factory, tmp_path, origins):
+    """SIGHUP with the zone's name and size unchanged keeps what it holds;
+    a new size starts it empty."""
+    import json
+    o = origins()
+    s = cached_server(sluice_factory, tmp_path, o)
+    p = "/r/keep?cc=max-age%3D60"
+    get(s, p)
+
+    def reload_with(memory, gen):
+        cfg = dict(s.config)
+        cfg["caches"] = {"main": {"memory_bytes": memory}}
+        cfg["routes"] = [{"path": "/gen", "handler": "return", "status": 200, "body": gen}] + \
+            [r for r in s.config["routes"]]
+        with open(s.cfg_path + ".new", "w") as f:
+            json.dump(cfg, f)
+        os.replace(s.cfg_path + ".new", s.cfg_path)
+        s.signal(signal.SIGHUP)
+        assert wait_for(lambda: get(s, "/gen").body == gen.encode()), s.stderr()[-2000:]
+    reload_with(64 << 20, "A")
+    r = get(s, p)
+    assert "hit" in r.header("cache-status") and r.header("x-count") == "1"
+    reload_with(32 << 20, "B")
+    r = get(s, p)
+    assert "fwd=uri-miss" in r.header("cache-status") and r.header("x-count") == "2"
