@@ -16,48 +16,6 @@ typedef struct reader {
     unsigned answered : 1;
 } reader_t;
 
-/* jansson wants UTF-8; a header may carry obs-text. Such a string is shown
- * as Latin-1 (each byte one code point), the way Python's latin-1 codec
- * would read it, so nothing is lost and the JSON stays valid. */
-static json_t *jstr(sl_pool_t *pool, const char *p, size_t n)
-{
-    json_t *j = json_stringn(p, n);
-    if (j)
-        return j;
-    char *u = sl_pool_alloc(pool, 2 * n + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c < 0x80) {
-            u[o++] = (char)c;
-        } else {
-            u[o++] = (char)(0xc0 | c >> 6);
-            u[o++] = (char)(0x80 | (c & 0x3f));
-        }
-    }
-    return json_stringn(u, o);
-}
-
-/* Repeated names become arrays, in the order received. */
-static void add_multi(json_t *obj, sl_pool_t *pool, sl_str_t name, sl_str_t value)
-{
-    json_t *key = jstr(pool, name.p, name.n);
-    const char *k = json_string_value(key);
-    json_t *v = jstr(pool, value.p, value.n);
-    json_t *old = json_object_get(obj, k);
-    if (!old) {
-        json_object_set_new(obj, k, v);
-    } else if (json_is_array(old)) {
-        json_array_append_new(old, v);
-    } else {
-        json_t *arr = json_array();
-        json_array_append(arr, old);
-        json_array_append_new(arr, v);
-        json_object_set_new(obj, k, arr);
-    }
-    json_decref(key);
-}
-
 static json_t *describe_tls(const sl_req_t *req)
 {
     if (!req->tls.version)
@@ -71,21 +29,21 @@ static json_t *describe(sl_req_t *req, const reader_t *r, const char *hex)
     sl_pool_t *pool = &req->pool;
     json_t *query = json_object(), *headers = json_object();
     for (size_t i = 0; i < r->q.n; i++)
-        add_multi(query, pool, r->q.v[i].name, r->q.v[i].value);
+        sl_harness_json_add_multi(query, pool, r->q.v[i].name, r->q.v[i].value);
     for (size_t i = 0; i < req->headers.n; i++) {
         const sl_header_t *h = &req->headers.v[i];
         if (h->name.n && h->name.p[0] == ':')
             continue; /* pseudo-headers are reported as method, path, ... */
-        add_multi(headers, pool, h->name, h->value);
+        sl_harness_json_add_multi(headers, pool, h->name, h->value);
     }
     const char *proto = req->proto == SL_PROTO_H2 ? "HTTP/2"
                         : req->version_minor == 0 ? "HTTP/1.0"
                                                   : "HTTP/1.1";
     return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:I, s:o, s:s?, s:I, s:s}", "method",
-                     jstr(pool, req->method.p, req->method.n), "path",
-                     jstr(pool, req->path.p, req->path.n), "query", query, "headers", headers,
-                     "authority", jstr(pool, req->authority.p, req->authority.n), "scheme",
-                     jstr(pool, req->scheme.p, req->scheme.n), "protocol", proto, "stream_id",
+                     sl_harness_jstr(pool, req->method.p, req->method.n), "path",
+                     sl_harness_jstr(pool, req->path.p, req->path.n), "query", query, "headers", headers,
+                     "authority", sl_harness_jstr(pool, req->authority.p, req->authority.n), "scheme",
+                     sl_harness_jstr(pool, req->scheme.p, req->scheme.n), "protocol", proto, "stream_id",
                      (json_int_t)req->stream_id, "tls", describe_tls(req), "peer", req->peer,
                      "body_length", (json_int_t)r->sha.n, "body_sha256", hex);
 }
@@ -96,23 +54,11 @@ static void answer(sl_req_t *req, reader_t *r)
     r->answered = 1;
     if (sl_harness_sha_final_hex(&r->sha, hex) != 0)
         goto fail_digest;
-    json_t *doc = r->sink ? json_pack("{s:I, s:s}", "bytes", (json_int_t)r->sha.n, "sha256", hex)
-                          : describe(req, r, hex);
-    if (!doc)
-        goto fail_json;
-    /* Dump into the request pool: no heap copy of the body survives. */
-    size_t n = json_dumpb(doc, NULL, 0, JSON_INDENT(2));
-    char *body = sl_pool_alloc(&req->pool, n + 1);
-    json_dumpb(doc, body, n, JSON_INDENT(2));
-    body[n++] = '\n';
-    json_decref(doc);
-    req->res.status = 200;
-    req->res.content_length = (int64_t)n;
-    sl_resp_header_add(req, "content-type", "application/json");
-    sl_resp_send(req, body, n, 1);
+    sl_harness_json(req, 200,
+                    r->sink ? json_pack("{s:I, s:s}", "bytes", (json_int_t)r->sha.n, "sha256", hex)
+                            : describe(req, r, hex));
     return;
 
-fail_json:
 fail_digest:
     sl_resp_error(req, 500, "could not describe the request");
 }

@@ -96,3 +96,24 @@ void sl_harness_stream(sl_harness_ctx_t *cx)
     }
     start_octets(cx, -1, seed, n * size, (size_t)size, (double)interval / 1000.0);
 }
+
+/* httpbin's stream-bytes/N?seed=&chunk_size=: N bytes of the seed's
+ * stream, no length (chunked on HTTP/1.1), in pieces of chunk_size. */
+void sl_harness_hb_stream_bytes(sl_harness_ctx_t *cx)
+{
+    const sl_harness_opts_t *o = cx->opts;
+    uint64_t n, seed, chunk, max_chunk = (uint64_t)o->max_chunk_bytes;
+    int rv = sl_str_parse_u64(cx->arg, 0, (uint64_t)o->max_bytes, &n);
+    if (rv != 0) {
+        sl_harness_bad_param(cx->req, "N", rv, 0, (uint64_t)o->max_bytes);
+        return;
+    }
+    if (get_seed(cx, &seed) != 0)
+        return;
+    rv = sl_query_find_u64(&cx->q, "chunk_size", SL_MIN(10240, max_chunk), 1, max_chunk, &chunk);
+    if (rv != 0) {
+        sl_harness_bad_param(cx->req, "chunk_size", rv, 1, max_chunk);
+        return;
+    }
+    start_octets(cx, -1, seed, n, (size_t)SL_MAX(SL_MIN(chunk, n), 1), 0);
+}

@@ -31,6 +31,7 @@ static const opt_def_t opt_defs[] = {
     OPT(max_sse_events, 100000, 0, 100000000),
     OPT(max_trailers, 32, 0, 1000),
     OPT(max_query_params, 64, 1, 4096),
+    OPT(max_body_bytes, 1 << 20, 0, 1LL << 30),
 };
 
 enum { ARG_NONE, ARG_ANY, ARG_REQUIRED };
@@ -53,6 +54,39 @@ static const endpoint_t endpoints[] = {
     {"sse", sl_harness_sse, ARG_NONE},
     {"sink", sl_harness_sink, ARG_NONE},
     {"early-hints", sl_harness_early_hints, ARG_NONE},
+    /* httpbin's API (hb*.c) */
+    {"get", sl_harness_hb_get, ARG_NONE},
+    {"post", sl_harness_hb_body, ARG_NONE},
+    {"put", sl_harness_hb_body, ARG_NONE},
+    {"patch", sl_harness_hb_body, ARG_NONE},
+    {"delete", sl_harness_hb_body, ARG_NONE},
+    {"headers", sl_harness_hb_headers_ep, ARG_NONE},
+    {"ip", sl_harness_hb_ip, ARG_NONE},
+    {"user-agent", sl_harness_hb_user_agent, ARG_NONE},
+    {"uuid", sl_harness_hb_uuid, ARG_NONE},
+    {"basic-auth", sl_harness_hb_basic_auth, ARG_REQUIRED},
+    {"bearer", sl_harness_hb_bearer, ARG_NONE},
+    {"cookies", sl_harness_hb_cookies, ARG_ANY},
+    {"cache", sl_harness_hb_cache, ARG_ANY},
+    {"etag", sl_harness_hb_etag, ARG_REQUIRED},
+    {"range", sl_harness_hb_range, ARG_REQUIRED},
+    {"response-headers", sl_harness_hb_response_headers, ARG_NONE},
+    {"gzip", sl_harness_hb_compressed, ARG_NONE},
+    {"deflate", sl_harness_hb_compressed, ARG_NONE},
+    {"brotli", sl_harness_hb_compressed, ARG_NONE},
+    {"redirect", sl_harness_hb_redirect, ARG_REQUIRED},
+    {"relative-redirect", sl_harness_hb_redirect, ARG_REQUIRED},
+    {"absolute-redirect", sl_harness_hb_redirect, ARG_REQUIRED},
+    {"redirect-to", sl_harness_hb_redirect_to, ARG_NONE},
+    {"json", sl_harness_hb_sample, ARG_NONE},
+    {"html", sl_harness_hb_sample, ARG_NONE},
+    {"xml", sl_harness_hb_sample, ARG_NONE},
+    {"encoding", sl_harness_hb_sample, ARG_REQUIRED},
+    {"base64", sl_harness_hb_base64, ARG_REQUIRED},
+    {"links", sl_harness_hb_links, ARG_REQUIRED},
+    {"image", sl_harness_hb_image, ARG_REQUIRED},
+    {"drip", sl_harness_hb_drip, ARG_NONE},
+    {"stream-bytes", sl_harness_hb_stream_bytes, ARG_REQUIRED},
 };
 
 static void free_state(void *state)

@@ -13,6 +13,7 @@
 #include "../query.h"
 #include "../req.h"
 #include <ev.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 
 /* Route options; every bound has a default (docs/harness.md). */
@@ -25,6 +26,7 @@ typedef struct sl_harness_opts {
     int64_t max_sse_events;   /* sse?n= (100000) */
     int64_t max_trailers;     /* trailers?... (32) */
     int64_t max_query_params; /* parameters per query string (64) */
+    int64_t max_body_bytes;   /* request bodies the httpbin endpoints read whole (1 MiB) */
     EVP_MD *sha256;           /* fetched once per route, shared by workers */
 } sl_harness_opts_t;
 
@@ -124,6 +126,52 @@ void sl_harness_delay(sl_harness_ctx_t *cx);
 void sl_harness_status(sl_harness_ctx_t *cx);
 void sl_harness_trailers(sl_harness_ctx_t *cx);
 void sl_harness_early_hints(sl_harness_ctx_t *cx);
+
+/* ---- JSON answers and httpbin's shapes (hbjson.c) ---- */
+
+/* Send doc (taken) as the whole response: indented, a newline, its length. */
+void sl_harness_json(sl_req_t *req, int status, json_t *doc);
+/* A JSON string of p (not UTF-8: read as Latin-1). */
+json_t *sl_harness_jstr(sl_pool_t *pool, const char *p, size_t n);
+/* obj[name] = value; a repeated name becomes an array, in order. */
+void sl_harness_json_add_multi(json_t *obj, sl_pool_t *pool, sl_str_t name, sl_str_t value);
+json_t *sl_harness_hb_args(const sl_harness_ctx_t *cx);
+json_t *sl_harness_hb_headers(sl_req_t *req);
+json_t *sl_harness_hb_origin(const sl_req_t *req);
+json_t *sl_harness_hb_url(sl_req_t *req);
+/* {"args", "headers", "origin", "url"}: httpbin's /get. */
+json_t *sl_harness_hb_get_doc(sl_harness_ctx_t *cx);
+/* The route's path with one trailing '/' ("/_h/"): what the harness's
+ * own links and Locations start with. */
+const char *sl_harness_prefix(sl_req_t *req);
+/* 1 when the request's method is method (GET also takes HEAD); else
+ * answers 405 with Allow: allow and returns 0. */
+int sl_harness_method_is(sl_harness_ctx_t *cx, const char *method, const char *allow);
+
+/* ---- httpbin endpoints ---- */
+
+void sl_harness_hb_get(sl_harness_ctx_t *cx);
+void sl_harness_hb_body(sl_harness_ctx_t *cx); /* post, put, patch, delete */
+void sl_harness_hb_headers_ep(sl_harness_ctx_t *cx);
+void sl_harness_hb_ip(sl_harness_ctx_t *cx);
+void sl_harness_hb_user_agent(sl_harness_ctx_t *cx);
+void sl_harness_hb_uuid(sl_harness_ctx_t *cx);
+void sl_harness_hb_basic_auth(sl_harness_ctx_t *cx);
+void sl_harness_hb_bearer(sl_harness_ctx_t *cx);
+void sl_harness_hb_cookies(sl_harness_ctx_t *cx);
+void sl_harness_hb_cache(sl_harness_ctx_t *cx);
+void sl_harness_hb_etag(sl_harness_ctx_t *cx);
+void sl_harness_hb_range(sl_harness_ctx_t *cx);
+void sl_harness_hb_response_headers(sl_harness_ctx_t *cx);
+void sl_harness_hb_compressed(sl_harness_ctx_t *cx); /* gzip, deflate, brotli */
+void sl_harness_hb_redirect(sl_harness_ctx_t *cx);  /* redirect, relative-, absolute- */
+void sl_harness_hb_redirect_to(sl_harness_ctx_t *cx);
+void sl_harness_hb_sample(sl_harness_ctx_t *cx); /* json, html, xml, encoding/utf8 */
+void sl_harness_hb_base64(sl_harness_ctx_t *cx);
+void sl_harness_hb_links(sl_harness_ctx_t *cx);
+void sl_harness_hb_image(sl_harness_ctx_t *cx);
+void sl_harness_hb_drip(sl_harness_ctx_t *cx);
+void sl_harness_hb_stream_bytes(sl_harness_ctx_t *cx);
 
 /* HTTP/2 error code for a name ("CANCEL" -> 0x8), or -1. */
 int sl_harness_h2_error_code(sl_str_t name);
