@@ -68,6 +68,26 @@ typedef struct sl_handler_cbs {
     void (*on_revoke)(sl_req_t *req, const char *why);
 } sl_handler_cbs_t;
 
+/* A connection-level misbehaviour a test endpoint asks of the protocol
+ * (the harness's fault endpoints, docs/harness.md): never used to answer
+ * real traffic. */
+typedef enum sl_fault_kind {
+    SL_FAULT_GOAWAY = 1, /* HTTP/2: GOAWAY(code, last_stream_id); immediate: then close */
+    SL_FAULT_SETTINGS,   /* HTTP/2: a SETTINGS frame with settings[] now */
+    SL_FAULT_RAW,        /* HTTP/1.1: bytes written as they are, no response framing */
+} sl_fault_kind_t;
+
+typedef struct sl_fault {
+    sl_fault_kind_t kind;
+    uint32_t code;
+    int32_t last_stream_id; /* < 0: the last stream the server took */
+    int immediate;
+    const void *data; /* RAW */
+    size_t len;
+    const uint32_t (*settings)[2]; /* SETTINGS: (id, value) pairs */
+    size_t nsettings;
+} sl_fault_t;
+
 /* Filled in by each protocol. Called only through the sl_resp_* wrappers. */
 typedef struct sl_req_ops {
     int (*send)(sl_req_t *req, const uint8_t *data, size_t len, int final);
@@ -82,6 +102,11 @@ typedef struct sl_req_ops {
      * not for HEAD. Returns SL_EINVAL, taking nothing, when this exchange
      * cannot (TLS, no length): the handler then uses send(). */
     int (*sendfile)(sl_req_t *req, int fd, int64_t off, size_t len, int final);
+    /* Optional: carry out f (sl_fault_t). 0, SL_EINVAL when this protocol
+     * has no such thing (the caller answers), SL_ECLOSED when gone. After
+     * RAW the response is the handler's bytes: it ends it with
+     * sl_resp_reset (the connection closes once they are out). */
+    int (*fault)(sl_req_t *req, const sl_fault_t *f);
 } sl_req_ops_t;
 
 typedef struct sl_req_tls_info {
@@ -216,6 +241,12 @@ static inline int sl_resp_sendfile(sl_req_t *req, int fd, int64_t off, size_t le
 #define SL_RESET_REFUSED_STREAM 0x7
 #define SL_RESET_CANCEL 0x8
 #define SL_RESET_ENHANCE_YOUR_CALM 0xb
+
+/* sl_req_ops_t.fault, or SL_EINVAL where the protocol has none. */
+static inline int sl_resp_fault(sl_req_t *req, const sl_fault_t *f)
+{
+    return req->ops->fault ? req->ops->fault(req, f) : SL_EINVAL;
+}
 
 /* A 1xx response (100 is handled by the protocol; use for 103). */
 int sl_resp_informational(sl_req_t *req, int status, const sl_headers_t *hdrs);

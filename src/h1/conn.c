@@ -35,6 +35,7 @@ static const sl_req_ops_t h1_req_ops = {
     .informational = sl_h1_op_informational,
     .reset = sl_h1_op_reset,
     .consume = sl_h1_op_consume,
+    .fault = sl_h1_op_fault,
 };
 
 /* The only place the state changes; the asserts list the legal moves. */

@@ -452,6 +452,20 @@ int sl_h1_op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
     return sl_conn_write(hc->c, b.p, b.n);
 }
 
+/* Test faults (harness): RAW writes the handler's bytes as they are,
+ * in place of a response; the handler then resets, which closes the
+ * connection once they are out. */
+int sl_h1_op_fault(sl_req_t *req, const sl_fault_t *f)
+{
+    h1_exch_t *x = req->pdata;
+    h1_conn_t *hc = x->hc;
+    if (x->closed || hc->reset_pending || hc->c->closing || hc->c->lingering)
+        return SL_ECLOSED;
+    if (f->kind != SL_FAULT_RAW || x->head_written)
+        return SL_EINVAL;
+    return sl_conn_write(hc->c, f->data, f->len) == 0 ? 0 : SL_EINVAL;
+}
+
 /* Abort: close without finishing the response. Done from a timer so the
  * handler's on_close never runs inside its own reset() call; queued bytes
  * still leave (a chunked body without its last chunk reads as aborted). */

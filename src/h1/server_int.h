@@ -128,6 +128,7 @@ int sl_h1_op_send(sl_req_t *req, const uint8_t *data, size_t len, int final);
 int sl_h1_op_sendfile(sl_req_t *req, int fd, int64_t off, size_t len, int final);
 int sl_h1_op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs);
 void sl_h1_op_reset(sl_req_t *req, uint32_t h2_error_code);
+int sl_h1_op_fault(sl_req_t *req, const sl_fault_t *f);
 
 /* ---- body.c ---- */
 double sl_h1_body_timeout(const h1_conn_t *hc);

@@ -565,9 +565,37 @@ static void op_consume(sl_req_t *req, size_t n)
     sl_h2_session_want_pump(s);
 }
 
+/* Test faults (harness): GOAWAY and SETTINGS whenever a handler asks. */
+static int op_fault(sl_req_t *req, const sl_fault_t *f)
+{
+    sl_h2_stream_t *st = req->pdata;
+    sl_h2_session_t *s = st->sess;
+    if (st->closed || s->dead)
+        return SL_ECLOSED;
+    int rv;
+    if (f->kind == SL_FAULT_GOAWAY) {
+        int32_t last = f->last_stream_id >= 0 ? f->last_stream_id
+                                              : nghttp2_session_get_last_proc_stream_id(s->ng);
+        rv = f->immediate ? nghttp2_session_terminate_session2(s->ng, last, f->code)
+                          : nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE, last, f->code, NULL,
+                                                  0); /* counted when sent (session.c) */
+    } else if (f->kind == SL_FAULT_SETTINGS) {
+        nghttp2_settings_entry iv[8];
+        size_t n = SL_MIN(f->nsettings, SL_ARRAY_LEN(iv));
+        for (size_t i = 0; i < n; i++)
+            iv[i] = (nghttp2_settings_entry){(int32_t)f->settings[i][0], f->settings[i][1]};
+        rv = nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, iv, n);
+    } else {
+        return SL_EINVAL;
+    }
+    sl_h2_session_want_pump(s);
+    return rv == 0 ? 0 : SL_EINVAL;
+}
+
 static const sl_req_ops_t h2_ops = {
     .send = op_send,
     .informational = op_informational,
     .reset = op_reset,
     .consume = op_consume,
+    .fault = op_fault,
 };

@@ -87,6 +87,7 @@ static const endpoint_t endpoints[] = {
     {"image", sl_harness_hb_image, ARG_REQUIRED},
     {"drip", sl_harness_hb_drip, ARG_NONE},
     {"stream-bytes", sl_harness_hb_stream_bytes, ARG_REQUIRED},
+    {"fault", sl_harness_fault, ARG_REQUIRED},
 };
 
 static void free_state(void *state)
@@ -100,12 +101,23 @@ static void free_state(void *state)
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
-    const char *keys[SL_ARRAY_LEN(opt_defs)];
+    const char *keys[SL_ARRAY_LEN(opt_defs) + 2];
     for (size_t i = 0; i < SL_ARRAY_LEN(opt_defs); i++)
         keys[i] = opt_defs[i].key;
+    keys[SL_ARRAY_LEN(opt_defs)] = "faults";
+    keys[SL_ARRAY_LEN(opt_defs) + 1] = "fault_smuggling";
     if (sl_router_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
         return SL_EINVAL;
     sl_harness_opts_t *o = sl_calloc(1, sizeof(*o));
+    if (sl_conf_get_bool(route, path, "faults", 0, &o->faults, err, errlen) ||
+        sl_conf_get_bool(route, path, "fault_smuggling", 0, &o->fault_smuggling, err, errlen))
+        goto fail_option;
+    if (o->fault_smuggling && !o->faults) {
+        snprintf(err, errlen, "%s.fault_smuggling: needs \"faults\": true", path);
+        goto fail_option;
+    }
+    if (o->faults)
+        sl_harness_faults_metrics();
     for (size_t i = 0; i < SL_ARRAY_LEN(opt_defs); i++) {
         const opt_def_t *d = &opt_defs[i];
         int64_t v;

@@ -27,6 +27,8 @@ typedef struct sl_harness_opts {
     int64_t max_trailers;     /* trailers?... (32) */
     int64_t max_query_params; /* parameters per query string (64) */
     int64_t max_body_bytes;   /* request bodies the httpbin endpoints read whole (1 MiB) */
+    int faults;               /* fault/NAME allowed (off) */
+    int fault_smuggling;      /* ... and fault/h1-cl-and-chunked (off) */
     EVP_MD *sha256;           /* fetched once per route, shared by workers */
 } sl_harness_opts_t;
 
@@ -172,6 +174,19 @@ void sl_harness_hb_links(sl_harness_ctx_t *cx);
 void sl_harness_hb_image(sl_harness_ctx_t *cx);
 void sl_harness_hb_drip(sl_harness_ctx_t *cx);
 void sl_harness_hb_stream_bytes(sl_harness_ctx_t *cx);
+
+/* ---- faults (fault.c, fault_h1.c) ---- */
+
+#define SL_HARNESS_FAULTS 14
+#define SL_HARNESS_FAULT_H1_FIRST 7 /* h1-close-mid-headers .. */
+#define SL_HARNESS_FAULT_H1_SMUGGLING 12
+#define SL_HARNESS_FAULT_H1_SLOW 13
+void sl_harness_fault(sl_harness_ctx_t *cx);
+void sl_harness_fault_h1(sl_harness_ctx_t *cx, int kind);
+/* Count and log fault kind for req. */
+void sl_harness_fault_note(sl_req_t *req, int kind);
+/* Register sluice_harness_faults_total (once, at config load). */
+void sl_harness_faults_metrics(void);
 
 /* HTTP/2 error code for a name ("CANCEL" -> 0x8), or -1. */
 int sl_harness_h2_error_code(sl_str_t name);
