@@ -75,6 +75,8 @@ typedef enum sl_fault_kind {
     SL_FAULT_GOAWAY = 1, /* HTTP/2: GOAWAY(code, last_stream_id); immediate: then close */
     SL_FAULT_SETTINGS,   /* HTTP/2: a SETTINGS frame with settings[] now */
     SL_FAULT_RAW,        /* HTTP/1.1: bytes written as they are, no response framing */
+    SL_FAULT_PADDING,    /* HTTP/2: code bytes of padding on this stream's frames */
+    SL_FAULT_PING_ACK,   /* HTTP/2: the next count PING ACKs dropped, or delay_ms late */
 } sl_fault_kind_t;
 
 typedef struct sl_fault {
@@ -86,6 +88,7 @@ typedef struct sl_fault {
     size_t len;
     const uint32_t (*settings)[2]; /* SETTINGS: (id, value) pairs */
     size_t nsettings;
+    uint32_t count, delay_ms; /* PING_ACK: how many; 0 ms: dropped */
 } sl_fault_t;
 
 /* Filled in by each protocol. Called only through the sl_resp_* wrappers. */

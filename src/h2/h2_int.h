@@ -83,6 +83,7 @@ struct sl_h2_stream {
     unsigned discarding : 1;   /* response done: request body read and dropped */
     unsigned closed : 1;       /* stream gone; on_close has run or runs now */
     unsigned ncookies : 2;     /* cookie crumbs seen, saturating (joined at END_HEADERS) */
+    uint8_t pad;               /* harness fault: padding bytes per frame (0: none) */
     char status[4];            /* ":status" value */
     char clen[24];             /* "content-length" value */
 };
@@ -106,6 +107,13 @@ struct sl_h2_session {
     int32_t max_sid;            /* highest client stream id seen in a HEADERS */
     uint64_t sid_seen;          /* bit k: stream max_sid - 2k was opened (RFC 9113 5.1.1) */
     uint64_t sid_reset;         /* bit k: we sent RST_STREAM on stream max_sid - 2k */
+    unsigned padded : 1;        /* a stream asked for padding (fault): look up per frame */
+    /* PING ACKs are ours to send (a harness fault may drop or delay some). */
+    uint32_t ping_faults;       /* the next this many PINGs get the fault */
+    uint32_t ping_delay_ms;     /* 0: their ACKs are dropped */
+    uint8_t ping_held[4][8];    /* delayed ACKs' payloads */
+    uint8_t nping_held;
+    ev_timer ping_timer;
     unsigned want_close : 1;    /* close (after flush) at the end of the entry */
     unsigned await_preface : 1; /* h2c upgrade: no output before the client's SETTINGS */
     unsigned dead : 1;          /* torn down: ops answer SL_ECLOSED */
@@ -166,6 +174,11 @@ void sl_h2_stream_close(sl_h2_stream_t *st, uint32_t error_code);
 /* Build stream 1 from the HTTP/1.1 request that asked for h2c. */
 void sl_h2_stream_from_h1(sl_h2_stream_t *st, const sl_req_t *h1req);
 /* The DATA frame sender for NGHTTP2_DATA_FLAG_NO_COPY (session callback). */
+/* Harness fault: the next count PINGs' ACKs dropped (delay_ms 0) or sent
+ * delay_ms late. */
+void sl_h2_session_ping_fault(sl_h2_session_t *s, uint32_t count, uint32_t delay_ms);
+ssize_t sl_h2_select_padding(nghttp2_session *ng, const nghttp2_frame *frame,
+                             size_t max_payloadlen, void *user_data);
 int sl_h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd,
                            size_t length, nghttp2_data_source *source, void *user_data);
 

@@ -237,6 +237,43 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, nghttp2_rc
     return 0;
 }
 
+/* ---- PING ACKs (sent by us: nghttp2's automatic ones are off) ---- */
+
+static void on_ping_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    SL_UNUSED(loop);
+    SL_UNUSED(revents);
+    sl_h2_session_t *s = t->data;
+    for (uint8_t i = 0; i < s->nping_held; i++)
+        nghttp2_submit_ping(s->ng, NGHTTP2_FLAG_ACK, s->ping_held[i]);
+    s->nping_held = 0;
+    sl_h2_session_want_pump(s);
+}
+
+static void ping_received(sl_h2_session_t *s, const uint8_t data[8])
+{
+    if (s->ping_faults) {
+        s->ping_faults--;
+        if (!s->ping_delay_ms)
+            return; /* dropped */
+        if (s->nping_held < SL_ARRAY_LEN(s->ping_held)) {
+            memcpy(s->ping_held[s->nping_held++], data, 8);
+            if (!ev_is_active(&s->ping_timer)) {
+                ev_timer_set(&s->ping_timer, s->ping_delay_ms / 1000.0, 0.);
+                ev_timer_start(s->loop, &s->ping_timer);
+            }
+            return;
+        }
+    }
+    nghttp2_submit_ping(s->ng, NGHTTP2_FLAG_ACK, data);
+}
+
+void sl_h2_session_ping_fault(sl_h2_session_t *s, uint32_t count, uint32_t delay_ms)
+{
+    s->ping_faults = count;
+    s->ping_delay_ms = delay_ms;
+}
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user_data)
 {
     sl_h2_session_t *s = user_data;
@@ -244,6 +281,10 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     sl_h2_limits_on_recv(s, frame);
     switch (frame->hd.type) {
+    case NGHTTP2_PING:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
+            ping_received(s, frame->ping.opaque_data);
+        break;
     case NGHTTP2_GOAWAY: sl_metrics_h2_frame(1, 1, frame->goaway.error_code); break;
     case NGHTTP2_RST_STREAM: sl_metrics_h2_frame(1, 0, frame->rst_stream.error_code); break;
     case NGHTTP2_HEADERS:
@@ -386,6 +427,7 @@ static void callbacks_create(void)
     nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, on_frame_not_send);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
     nghttp2_session_callbacks_set_send_data_callback(cb, sl_h2_stream_send_data);
+    nghttp2_session_callbacks_set_select_padding_callback(cb, sl_h2_select_padding);
     nghttp2_session_callbacks_set_error_callback2(cb, on_error);
     callbacks = cb;
 }
@@ -396,6 +438,7 @@ static void set_options(nghttp2_option *opt, const sl_limits_t *lim)
 {
     /* Window credit is given back as handlers consume (sl_req_consume). */
     nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_no_auto_ping_ack(opt, 1); /* ping_received: a fault may hold them */
     nghttp2_option_set_no_closed_streams(opt, 1);
     nghttp2_option_set_max_settings(opt, lim->h2_max_settings);
     nghttp2_option_set_max_outbound_ack(opt, lim->h2_max_outbound_ack);
@@ -439,6 +482,8 @@ sl_h2_session_t *sl_h2_session_new(sl_conn_t *c)
     s->conn = c;
     s->cfg = cfg;
     s->loop = c->table->loop;
+    ev_init(&s->ping_timer, on_ping_timer);
+    s->ping_timer.data = s;
     if (nghttp2_option_new(&opt) != 0)
         goto fail_option;
     set_options(opt, &cfg->limits);
@@ -834,6 +879,7 @@ static void h2_on_close(sl_conn_t *c)
      * from under it; entry points report SL_ECLOSED instead. */
     SL_ASSERT(s->depth == 0);
     s->dead = 1;
+    ev_timer_stop(s->loop, &s->ping_timer);
     while (s->streams)
         sl_h2_stream_close(s->streams, NGHTTP2_CANCEL);
     nghttp2_session_del(s->ng);

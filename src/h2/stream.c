@@ -435,6 +435,20 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     return (ssize_t)n;
 }
 
+/* Padding only for a stream a harness fault asked it for; every other
+ * frame goes out as it is (one flag test per frame). */
+ssize_t sl_h2_select_padding(nghttp2_session *ng, const nghttp2_frame *frame,
+                             size_t max_payloadlen, void *user_data)
+{
+    const sl_h2_session_t *s = user_data;
+    if (!s->padded)
+        return (ssize_t)frame->hd.length;
+    const sl_h2_stream_t *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+    if (!st || !st->pad)
+        return (ssize_t)frame->hd.length;
+    return (ssize_t)SL_MIN(frame->hd.length + st->pad + 1, max_payloadlen);
+}
+
 int sl_h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd,
                            size_t length, nghttp2_data_source *source, void *user_data)
 {
@@ -442,11 +456,15 @@ int sl_h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint
     sl_h2_session_t *s = user_data;
     sl_conn_t *c = s->conn;
     (void)ng;
-    SL_ASSERT(frame->data.padlen == 0); /* we never pad */
-    if (sl_conn_out_space(c) < SL_H2_FRAME_HDLEN + length)
+    size_t padlen = frame->data.padlen; /* only a harness fault pads */
+    if (sl_conn_out_space(c) < SL_H2_FRAME_HDLEN + length + padlen)
         return NGHTTP2_ERR_WOULDBLOCK; /* nghttp2 retries on the next pump */
+    static const uint8_t zeros[256];
+    uint8_t padfield = (uint8_t)(padlen ? padlen - 1 : 0);
     if (sl_conn_write(c, framehd, SL_H2_FRAME_HDLEN) != 0 ||
-        (length && sl_conn_write(c, st->pend, length) != 0))
+        (padlen && sl_conn_write(c, &padfield, 1) != 0) ||
+        (length && sl_conn_write(c, st->pend, length) != 0) ||
+        (padlen > 1 && sl_conn_write(c, zeros, padlen - 1) != 0))
         return NGHTTP2_ERR_CALLBACK_FAILURE; /* the conn is closing */
     st->pend += length;
     st->pend_len -= length;
@@ -579,6 +597,13 @@ static int op_fault(sl_req_t *req, const sl_fault_t *f)
         rv = f->immediate ? nghttp2_session_terminate_session2(s->ng, last, f->code)
                           : nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE, last, f->code, NULL,
                                                   0); /* counted when sent (session.c) */
+    } else if (f->kind == SL_FAULT_PING_ACK) {
+        sl_h2_session_ping_fault(s, f->count, f->delay_ms);
+        rv = 0;
+    } else if (f->kind == SL_FAULT_PADDING) {
+        st->pad = (uint8_t)SL_MIN(f->code, 255u);
+        s->padded = 1;
+        rv = 0;
     } else if (f->kind == SL_FAULT_SETTINGS) {
         nghttp2_settings_entry iv[8];
         size_t n = SL_MIN(f->nsettings, SL_ARRAY_LEN(iv));

@@ -26,7 +26,7 @@
 #define MAX_BIG_HEADERS 60000 /* nghttp2 sends header blocks up to 64 KiB */
 #define DEFAULT_HOLD_MS 10000
 
-static const char *const names[SL_HARNESS_FAULTS] = {
+static const char *const names[] = {
     "hold",
     "window-stall",
     "info-burst",
@@ -34,6 +34,8 @@ static const char *const names[SL_HARNESS_FAULTS] = {
     "big-headers",
     "goaway",
     "settings",
+    "padded",
+    "ping-ack",
     "h1-close-mid-headers",
     "h1-close-mid-body",
     "h1-close-mid-chunked",
@@ -42,6 +44,7 @@ static const char *const names[SL_HARNESS_FAULTS] = {
     "h1-cl-and-chunked",
     "h1-slow-headers",
 };
+_Static_assert(SL_ARRAY_LEN(names) == SL_HARNESS_FAULTS, "a name for every fault");
 static _Atomic uint64_t counts[SL_HARNESS_FAULTS];
 
 static void metrics_source(sl_metrics_text_t *t, const struct sl_config *cfg)
@@ -379,6 +382,53 @@ static void fault_settings(sl_harness_ctx_t *cx)
     sl_resp_simple(req, 200, "application/json", body, (size_t)bn);
 }
 
+static void fault_padded(sl_harness_ctx_t *cx)
+{
+    sl_req_t *req = cx->req;
+    uint64_t pad;
+    if (req->proto != SL_PROTO_H2) {
+        need_h2(req);
+        return;
+    }
+    int rv = sl_query_find_u64(&cx->q, "pad", 16, 1, 255, &pad);
+    if (rv != 0) {
+        sl_harness_bad_param(req, "pad", rv, 1, 255);
+        return;
+    }
+    sl_fault_t f = {.kind = SL_FAULT_PADDING, .code = (uint32_t)pad};
+    req->cbs = &sl_req_discard_cbs;
+    sl_resp_fault(req, &f);
+    uint8_t *body = sl_pool_alloc(&req->pool, 2000);
+    sl_harness_gen_fill(0, 0, body, 2000);
+    sl_resp_simple(req, 200, "application/octet-stream", body, 2000);
+}
+
+static void fault_ping_ack(sl_harness_ctx_t *cx)
+{
+    sl_req_t *req = cx->req;
+    const sl_str_t *mode = sl_query_find(&cx->q, "mode");
+    uint64_t n, ms = 0;
+    if (req->proto != SL_PROTO_H2) {
+        need_h2(req);
+        return;
+    }
+    int delay = mode && sl_str_eq(*mode, "delay");
+    int rv = sl_query_find_u64(&cx->q, "n", 1, 1, 100, &n);
+    if (rv == 0 && delay)
+        rv = sl_query_find_u64(&cx->q, "ms", 1000, 1, (uint64_t)cx->opts->max_delay_ms, &ms);
+    if (rv != 0 || (mode && !delay && !sl_str_eq(*mode, "drop"))) {
+        sl_harness_bad_request(req, "mode: drop or delay; n: 1..100; ms: up to max_delay_ms");
+        return;
+    }
+    sl_fault_t f = {.kind = SL_FAULT_PING_ACK, .count = (uint32_t)n, .delay_ms = (uint32_t)ms};
+    req->cbs = &sl_req_discard_cbs;
+    sl_resp_fault(req, &f);
+    char body[64];
+    int bn = snprintf(body, sizeof(body), "{\"ping_acks\":%llu,\"delay_ms\":%llu}\n",
+                      (unsigned long long)n, (unsigned long long)ms);
+    sl_resp_simple(req, 200, "application/json", body, (size_t)bn);
+}
+
 /* ---- dispatch ---- */
 
 typedef void (*fault_fn)(sl_harness_ctx_t *cx);
@@ -387,7 +437,8 @@ void sl_harness_fault(sl_harness_ctx_t *cx)
 {
     static const fault_fn fns[SL_HARNESS_FAULT_H1_FIRST] = {
         fault_hold,        fault_window_stall, fault_info_burst, fault_reset_before_headers,
-        fault_big_headers, fault_goaway,       fault_settings,
+        fault_big_headers, fault_goaway,       fault_settings,   fault_padded,
+        fault_ping_ack,
     };
     sl_req_t *req = cx->req;
     if (!cx->opts->faults) {

@@ -177,10 +177,10 @@ void sl_harness_hb_stream_bytes(sl_harness_ctx_t *cx);
 
 /* ---- faults (fault.c, fault_h1.c) ---- */
 
-#define SL_HARNESS_FAULTS 14
-#define SL_HARNESS_FAULT_H1_FIRST 7 /* h1-close-mid-headers .. */
-#define SL_HARNESS_FAULT_H1_SMUGGLING 12
-#define SL_HARNESS_FAULT_H1_SLOW 13
+#define SL_HARNESS_FAULTS 16
+#define SL_HARNESS_FAULT_H1_FIRST 9 /* h1-close-mid-headers .. */
+#define SL_HARNESS_FAULT_H1_SMUGGLING 14
+#define SL_HARNESS_FAULT_H1_SLOW 15
 void sl_harness_fault(sl_harness_ctx_t *cx);
 void sl_harness_fault_h1(sl_harness_ctx_t *cx, int kind);
 /* Count and log fault kind for req. */

@@ -119,6 +119,9 @@ typedef struct sl_jobs_spec {
     const char *owner; /* SL_JOBS_OWNER_LEN hex chars, or "" / NULL: no owner */
     sl_str_t method, path, query, traceparent, idem_key;
     const char *idem_fp; /* the request's fingerprint (SL_JOBS_FP_LEN hex) */
+    /* The body's digest when it is whole at submission (no body), so that
+     * the key's first write in Redis carries it; NULL: it comes later. */
+    const char *body_fp;
     int want_stdin;      /* create a pipe for the request body */
     /* The request's header fields; copied only for executors that send
      * them on (upstream), which pick the configured ones. */

@@ -354,6 +354,8 @@ int sl_jobs_store_create(const sl_jobs_spec_t *spec, void *params, sl_jobs_job_t
         sl_jobs_idem_insert(key, spec->idem_fp, job);
         job->idem = key;
         job->idem_fp = sl_strdup(spec->idem_fp ? spec->idem_fp : "");
+        if (spec->body_fp) /* before the jobs thread can write the key */
+            snprintf(job->body_fp, sizeof(job->body_fp), "%s", spec->body_fp);
         sl_jobs_idem_unlock();
     }
     insert(job);

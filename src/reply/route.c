@@ -209,10 +209,11 @@ static void idem_body(sl_reply_t *r, sl_jobs_job_t *job, int existing, const cha
     if (checked) {
         snprintf(r->body_fp, sizeof(r->body_fp), "%s", checked);
     } else if (req->body_done || req->content_length == 0) {
+        char known[SL_JOBS_FP_LEN + 1];
         struct evp_md_ctx_st *md = sl_reply_body_hash_begin();
         if (md)
             sl_reply_body_hash_end(md, r->body_fp);
-        if (!existing && md)
+        if (!existing && md && !sl_jobs_get_body_fp(job, known)) /* submit had none */
             sl_jobs_set_body_fp(job, r->body_fp);
     } else if (!existing) {
         r->body_md = sl_reply_body_hash_begin();
@@ -359,6 +360,14 @@ static void on_req(sl_req_t *req)
     if (idem)
         sl_reply_idem_fingerprint(req, fp);
     sl_reply_prefer(req, &async, &wait);
+    /* No body: its digest is known now, and goes into the key's first
+     * write, so that a replay on another instance never finds it missing. */
+    char body_fp[SL_JOBS_FP_LEN + 1] = "";
+    if (idem && (req->body_done || req->content_length == 0)) {
+        struct evp_md_ctx_st *md = sl_reply_body_hash_begin();
+        if (md)
+            sl_reply_body_hash_end(md, body_fp);
+    }
     sl_jobs_spec_t spec = {
         .exec = s->exec,
         .cfg = sl_conn_config(req->conn),
@@ -370,6 +379,7 @@ static void on_req(sl_req_t *req)
         .traceparent = traceparent(req),
         .idem_key = idem ? idem->value : (sl_str_t){NULL, 0},
         .idem_fp = fp,
+        .body_fp = body_fp[0] ? body_fp : NULL,
         .want_stdin = !req->body_done && req->content_length != 0,
         .headers = req->headers.v,
         .nheaders = req->headers.n,

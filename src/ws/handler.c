@@ -4,6 +4,7 @@
  * default, bounds) and starts the route's app on each handshake.
  *   {"path": "/_h/ws/echo", "handler": "ws", "app": "echo"}
  *   {"path": "/_h/ws/broadcast/", "handler": "ws", "app": "broadcast"}
+ *   {"path": "/_f/ws", "handler": "ws", "app": "fault", "faults": true}
  */
 #include "ws_int.h"
 #include "../config.h"
@@ -33,9 +34,9 @@ static void free_state(void *state)
 
 static int configure(json_t *route, const char *path, void **state, char *err, size_t errlen)
 {
-    const char *keys[O_N + 2] = {"deflate", "app"};
+    const char *keys[O_N + 3] = {"deflate", "app", "faults"};
     for (size_t i = 0; i < O_N; i++)
-        keys[i + 2] = opt_defs[i].key;
+        keys[i + 3] = opt_defs[i].key;
     if (sl_router_check_keys(route, path, keys, SL_ARRAY_LEN(keys), err, errlen))
         return SL_EINVAL;
     sl_ws_route_t *r = sl_calloc(1, sizeof(*r));
@@ -50,10 +51,19 @@ static int configure(json_t *route, const char *path, void **state, char *err, s
         goto fail;
     if (sl_conf_get_str(route, path, "app", NULL, &r->app, err, errlen))
         goto fail;
-    if (!r->app || (strcmp(r->app, "echo") != 0 && strcmp(r->app, "broadcast") != 0)) {
-        snprintf(err, errlen, "%s.app: must be \"echo\" or \"broadcast\"", path);
+    if (sl_conf_get_bool(route, path, "faults", 0, &r->faults, err, errlen))
+        goto fail;
+    if (!r->app || (strcmp(r->app, "echo") != 0 && strcmp(r->app, "broadcast") != 0 &&
+                    strcmp(r->app, "fault") != 0)) {
+        snprintf(err, errlen, "%s.app: must be \"echo\", \"broadcast\" or \"fault\"", path);
         goto fail;
     }
+    if (strcmp(r->app, "fault") == 0 && !r->faults) {
+        snprintf(err, errlen, "%s.app: \"fault\" needs \"faults\": true on the route", path);
+        goto fail;
+    }
+    if (r->faults)
+        sl_ws_fault_metrics();
     r->opts.max_message_bytes = (size_t)v[O_MAX_MSG];
     r->opts.send_queue_bytes = (size_t)v[O_SENDQ];
     r->opts.ping_interval_s = (int)v[O_PING];
@@ -75,6 +85,8 @@ static void on_req(sl_req_t *req)
     const sl_ws_route_t *r = req->route->state;
     if (r->app[0] == 'e')
         sl_ws_echo_start(req, r);
+    else if (r->app[0] == 'f')
+        sl_ws_fault_start(req, r);
     else
         sl_ws_broadcast_start(req, r);
 }

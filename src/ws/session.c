@@ -105,13 +105,14 @@ static const struct wslay_frame_callbacks frame_cbs = {wr_cb, rd_cb, mask_cb};
 
 /* ---- output ---- */
 
-static int send_frame(sl_ws_t *ws, uint8_t op, uint8_t rsv, const uint8_t *p, size_t n)
+static int send_frame_fin(sl_ws_t *ws, uint8_t op, uint8_t rsv, int fin, const uint8_t *p,
+                          size_t n)
 {
     if (sl_buf_space(&ws->out) < n + FRAME_HEAD_MAX)
         return SL_EAGAIN;
     struct wslay_frame_iocb io;
     memset(&io, 0, sizeof(io));
-    io.fin = 1;
+    io.fin = fin ? 1 : 0;
     io.rsv = rsv;
     io.opcode = op;
     io.payload_length = n;
@@ -120,6 +121,11 @@ static int send_frame(sl_ws_t *ws, uint8_t op, uint8_t rsv, const uint8_t *p, si
     ssize_t r = wslay_frame_send(ws->fr, &io);
     SL_ASSERT(r == (ssize_t)n); /* the queue had room for all of it */
     return 0;
+}
+
+static int send_frame(sl_ws_t *ws, uint8_t op, uint8_t rsv, const uint8_t *p, size_t n)
+{
+    return send_frame_fin(ws, op, rsv, 1, p, n);
 }
 
 static void queue_close(sl_ws_t *ws, uint16_t code, const char *reason)
@@ -707,6 +713,16 @@ int sl_ws_send(sl_ws_t *ws, int binary, const void *data, size_t len)
 void sl_ws_close(sl_ws_t *ws, uint16_t code, const char *reason)
 {
     queue_close(ws, code, reason);
+}
+
+int sl_ws_send_frame(sl_ws_t *ws, int opcode, int fin, const void *data, size_t len)
+{
+    if (ws->close_sent || ws->gone)
+        return SL_ECLOSED;
+    int r = send_frame_fin(ws, (uint8_t)opcode, 0, fin, data, len);
+    if (r == 0 && !ws->in_send)
+        flush(ws);
+    return r;
 }
 
 void sl_ws_set_data(sl_ws_t *ws, void *data)

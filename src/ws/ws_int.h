@@ -66,13 +66,22 @@ void sl_ws_pmd_dispose(sl_ws_pmd_t *pmd);
 
 typedef struct sl_ws_route {
     sl_ws_opts_t opts;
-    const char *app; /* "echo", "broadcast" */
+    const char *app; /* "echo", "broadcast", "fault" */
+    int faults;      /* "fault" needs "faults": true */
     size_t max_channels;
     size_t max_subscribers;
     size_t inbox_bytes; /* broadcast: bytes waiting per worker inbox */
 } sl_ws_route_t;
 
 void sl_ws_echo_start(sl_req_t *req, const sl_ws_route_t *r);
+/* The fault app (fault.c): echo, and one misbehaviour the handshake's
+ * query asks for. */
+void sl_ws_fault_start(sl_req_t *req, const sl_ws_route_t *r);
+/* Register sluice_ws_faults_total (at config load, once). */
+void sl_ws_fault_metrics(void);
+/* One frame as given (any opcode, fin or not, never compressed): for the
+ * fault app. 0, SL_EAGAIN (queue full) or SL_ECLOSED. */
+int sl_ws_send_frame(sl_ws_t *ws, int opcode, int fin, const void *data, size_t len);
 void sl_ws_broadcast_start(sl_req_t *req, const sl_ws_route_t *r);
 
 #endif

@@ -2,19 +2,23 @@
 observed from an independent client: raw HTTP/2 frames (h2raw), the
 python3-h2 client, curl's exit codes and raw HTTP/1.1 sockets."""
 
+import asyncio
 import socket
 import subprocess
 import time
 
 import pytest
+import websockets
 
 import h1raw
 from conftest import SLOW, curl, module_server, require
-from h2raw import (CANCEL, CONTINUATION, DATA, HEADERS, REFUSED_STREAM, RST_STREAM,
+from h2raw import (CANCEL, CONTINUATION, DATA, HEADERS, PADDED, PING, ping_frame, REFUSED_STREAM, RST_STREAM,
                    SETTINGS, ACK, END_STREAM, H2Client, RawH2, headers_frame, req_headers)
 
 ROUTES = [{"path": "/healthz", "match": "exact", "handler": "health", "check": "live"},
           {"path": "/metrics", "match": "exact", "handler": "metrics"},
+          {"path": "/_f/ws", "match": "exact", "handler": "ws", "app": "fault", "faults": True,
+           "max_message_bytes": 65536, "send_queue_bytes": 1048576},
           {"path": "/_f/", "handler": "harness", "faults": True, "max_delay_ms": 5000},
           {"path": "/_s/", "handler": "harness", "faults": True, "fault_smuggling": True},
           {"path": "/_h/", "handler": "harness"}]
@@ -138,6 +142,45 @@ def test_info_burst_and_big_headers(srv):
     assert curl(srv, "h2c", "/_f/fault/big-headers?bytes=30000").status == 200
 
 
+def test_padded_frames(srv):
+    c = raw_h2(srv, "/_f/fault/padded?pad=40")
+    end = c.wait_end(1, goaway=False)
+    assert end is not None
+    frames = [f for f in c.stream_frames(1) if f.type in (HEADERS, DATA)]
+    data = [f for f in frames if f.type == DATA and f.payload]
+    assert all(f.flags & PADDED for f in frames), frames
+    body = b""
+    for f in data:  # pad length byte, data, that many zeros
+        pad = f.payload[0]
+        assert f.payload[len(f.payload) - pad:] == b"\0" * pad and pad == 40
+        body += f.payload[1:len(f.payload) - pad]
+    assert len(body) == 2000
+    # python3-h2 strips the padding and gets the same body
+    h = H2Client(srv.h2c_port)
+    st = h.get("/_f/fault/padded?pad=200")
+    assert st.status == 200 and len(st.data) == 2000
+    # other streams on the connection are not padded
+    c.send(headers_frame(3, req_headers(path="/_h/bytes/100")))
+    c.wait_end(3, goaway=False)
+    assert not any(f.flags & PADDED for f in c.stream_frames(3) if f.type in (HEADERS, DATA))
+
+
+def test_ping_ack_dropped_and_delayed(srv):
+    c = raw_h2(srv, "/_f/fault/ping-ack?mode=drop&n=2")
+    assert c.wait_end(1, goaway=False) is not None
+    for i in range(2):
+        c.send(ping_frame(b"drop%04d" % i))
+    assert c.wait_for(lambda f: f.type == PING and f.flags & ACK, timeout=0.7) is None
+    assert c.ping_ok()  # the third is answered again
+    c = raw_h2(srv, "/_f/fault/ping-ack?mode=delay&ms=600&n=1")
+    assert c.wait_end(1, goaway=False) is not None
+    t0 = time.monotonic()
+    c.send(ping_frame(b"late!!!!"))
+    f = c.wait_for(lambda f: f.type == PING and f.flags & ACK, timeout=5 * SLOW)
+    assert f is not None and f.payload == b"late!!!!" and time.monotonic() - t0 >= 0.5
+    assert curl(srv, "h1", "/_f/fault/ping-ack").status == 400
+
+
 def raw_h1(srv, path, timeout=10.0):
     """Every byte until the server closes."""
     s = socket.create_connection(("127.0.0.1", srv.h2c_port), timeout=timeout * SLOW)
@@ -192,3 +235,56 @@ def test_faults_are_counted(srv):
          if line.startswith('sluice_harness_faults_total{fault="reset-before-headers"}')]
     assert m and int(m[0].split()[-1]) >= 1, out[-2000:]
     assert "harness fault: reset-before-headers" in srv.stderr()
+
+
+# --------------------------------------------------------------------------
+# WebSocket faults (python3-websockets)
+# --------------------------------------------------------------------------
+def ws_run(srv, query, body, **kw):
+    async def go():
+        url = "ws://127.0.0.1:%d/_f/ws?%s" % (srv.h2c_port, query)
+        async with websockets.connect(url, close_timeout=1, **kw) as ws:
+            return await body(ws)
+    return asyncio.run(asyncio.wait_for(go(), 20 * SLOW))
+
+
+def closed_with(srv, query, **kw):
+    async def body(ws):
+        with pytest.raises(websockets.ConnectionClosed) as e:
+            while True:
+                await ws.recv()
+        return e.value
+    return ws_run(srv, query, body, **kw)
+
+
+def test_ws_close_code_and_reason(srv):
+    e = closed_with(srv, "do=close&code=4001&reason=going%20away%20now")
+    assert e.rcvd.code == 4001 and e.rcvd.reason == "going away now"
+
+
+def test_ws_fragments_and_ping_storm(srv):
+    async def frag(ws):
+        return await ws.recv()
+    assert ws_run(srv, "do=fragments&sizes=1,10,100,1000", frag) == "a" * 1111
+    assert ws_run(srv, "do=fragments&sizes=3,4&binary=1", frag) == b"a" * 7
+
+    async def storm(ws):
+        await ws.send("still here")  # the 200 pings are answered by the client
+        return await ws.recv()
+    assert ws_run(srv, "do=ping-storm&n=200", storm) == "still here"
+
+    async def after(ws):  # the fault after two echoes
+        await ws.send("one")
+        await ws.send("two")
+        return [await ws.recv(), await ws.recv(), await ws.recv()]
+    assert ws_run(srv, "do=fragments&sizes=2,2&after=2", after) == ["one", "two", "aaaa"]
+
+
+def test_ws_oversized_abrupt_invalid_utf8(srv):
+    e = closed_with(srv, "do=oversized&bytes=200000", max_size=100000)
+    assert e.sent is not None and e.sent.code == 1009  # the client refused it
+    e = closed_with(srv, "do=abrupt")
+    assert e.rcvd is None  # no Close frame: the connection just ended (1006)
+    e = closed_with(srv, "do=invalid-utf8")
+    assert e.sent is not None and e.sent.code == 1007
+    assert "ws fault: invalid-utf8" in srv.stderr()
