@@ -8,7 +8,7 @@
  * on the server itself.
  *
  *   any protocol: hold, window-stall, info-burst, reset-before-headers,
- *                 big-headers
+ *                 big-headers, trailers-only (trailers.c)
  *   HTTP/2:       goaway (before / after the answer, or mid-body and
  *                 immediate), settings
  *   HTTP/1.1:     h1-* (fault_h1.c: raw bytes, then the connection closes)
@@ -36,6 +36,7 @@ static const char *const names[] = {
     "settings",
     "padded",
     "ping-ack",
+    "trailers-only",
     "h1-close-mid-headers",
     "h1-close-mid-body",
     "h1-close-mid-chunked",
@@ -436,9 +437,11 @@ typedef void (*fault_fn)(sl_harness_ctx_t *cx);
 void sl_harness_fault(sl_harness_ctx_t *cx)
 {
     static const fault_fn fns[SL_HARNESS_FAULT_H1_FIRST] = {
-        fault_hold,        fault_window_stall, fault_info_burst, fault_reset_before_headers,
-        fault_big_headers, fault_goaway,       fault_settings,   fault_padded,
-        fault_ping_ack,
+        fault_hold,        fault_window_stall,
+        fault_info_burst,  fault_reset_before_headers,
+        fault_big_headers, fault_goaway,
+        fault_settings,    fault_padded,
+        fault_ping_ack,    sl_harness_trailers_only,
     };
     sl_req_t *req = cx->req;
     if (!cx->opts->faults) {

@@ -127,6 +127,7 @@ void sl_harness_sse(sl_harness_ctx_t *cx);
 void sl_harness_delay(sl_harness_ctx_t *cx);
 void sl_harness_status(sl_harness_ctx_t *cx);
 void sl_harness_trailers(sl_harness_ctx_t *cx);
+void sl_harness_trailers_only(sl_harness_ctx_t *cx); /* fault/trailers-only */
 void sl_harness_early_hints(sl_harness_ctx_t *cx);
 
 /* ---- JSON answers and httpbin's shapes (hbjson.c) ---- */
@@ -177,10 +178,10 @@ void sl_harness_hb_stream_bytes(sl_harness_ctx_t *cx);
 
 /* ---- faults (fault.c, fault_h1.c) ---- */
 
-#define SL_HARNESS_FAULTS 16
-#define SL_HARNESS_FAULT_H1_FIRST 9 /* h1-close-mid-headers .. */
-#define SL_HARNESS_FAULT_H1_SMUGGLING 14
-#define SL_HARNESS_FAULT_H1_SLOW 15
+#define SL_HARNESS_FAULTS 17
+#define SL_HARNESS_FAULT_H1_FIRST 10 /* h1-close-mid-headers .. */
+#define SL_HARNESS_FAULT_H1_SMUGGLING 15
+#define SL_HARNESS_FAULT_H1_SLOW 16
 void sl_harness_fault(sl_harness_ctx_t *cx);
 void sl_harness_fault_h1(sl_harness_ctx_t *cx, int kind);
 /* Count and log fault kind for req. */

@@ -47,11 +47,13 @@ static int check_pairs(sl_harness_ctx_t *cx)
     return 0;
 }
 
-void sl_harness_trailers(sl_harness_ctx_t *cx)
+/* The query's pairs as trailers, announced in Trailer; the head is set
+ * for a body without a length. SL_EINVAL after a 400. */
+static int take(sl_harness_ctx_t *cx)
 {
     sl_req_t *req = cx->req;
     if (check_pairs(cx) != 0)
-        return;
+        return SL_EINVAL;
     /* "trailer: a, b" announces them; built from the validated names. */
     char *announce = sl_pool_alloc(&req->pool, req->query.n + 2 * cx->q.n + 1);
     size_t alen = 0;
@@ -67,5 +69,19 @@ void sl_harness_trailers(sl_harness_ctx_t *cx)
     sl_resp_header_add(req, "content-type", "text/plain; charset=utf-8");
     if (alen)
         sl_resp_header_add(req, "trailer", announce);
-    sl_resp_send(req, body, sizeof(body) - 1, 1);
+    return 0;
+}
+
+void sl_harness_trailers(sl_harness_ctx_t *cx)
+{
+    if (take(cx) == 0)
+        sl_resp_send(cx->req, body, sizeof(body) - 1, 1);
+}
+
+/* fault/trailers-only: the head, then the trailers, no body byte (over
+ * HTTP/2 no DATA payload: gRPC's trailers-only shape). */
+void sl_harness_trailers_only(sl_harness_ctx_t *cx)
+{
+    if (take(cx) == 0)
+        sl_resp_send(cx->req, NULL, 0, 1);
 }

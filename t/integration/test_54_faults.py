@@ -181,6 +181,20 @@ def test_ping_ack_dropped_and_delayed(srv):
     assert curl(srv, "h1", "/_f/fault/ping-ack").status == 400
 
 
+def test_trailers_only(srv):
+    c = raw_h2(srv, "/_f/fault/trailers-only?grpc-status=0&grpc-message=fine")
+    end = c.wait_end(1, goaway=False)
+    frames = [f for f in c.stream_frames(1) if f.type in (HEADERS, DATA)]
+    assert [f.type for f in frames if f.type == HEADERS] == [HEADERS, HEADERS], frames
+    assert not any(f.type == DATA and f.payload for f in frames)
+    assert end.type == HEADERS and end.flags & END_STREAM
+    h = H2Client(srv.h2c_port)
+    st = h.get("/_f/fault/trailers-only?grpc-status=0")
+    assert st.status == 200 and not st.data and ("grpc-status", "0") in st.trailers
+    r = curl(srv, "h1", "/_f/fault/trailers-only?x-t=1", "--raw")
+    assert r.status == 200 and r.body == b"0\r\nx-t: 1\r\n\r\n", r.body
+
+
 def raw_h1(srv, path, timeout=10.0):
     """Every byte until the server closes."""
     s = socket.create_connection(("127.0.0.1", srv.h2c_port), timeout=timeout * SLOW)
