@@ -146,6 +146,11 @@ struct sl_config;
 void sl_metrics_printf(sl_metrics_text_t *t, const char *fmt, ...) SL_PRINTF(2, 3);
 /* "# HELP name help" and "# TYPE name type". */
 void sl_metrics_head(sl_metrics_text_t *t, const char *name, const char *type, const char *help);
+/* A counter family with one label over n fixed values (a module's own
+ * atomic counters, e.g. the test faults'). */
+void sl_metrics_counter_family(sl_metrics_text_t *t, const char *name, const char *help,
+                               const char *label, const char *const *values,
+                               _Atomic uint64_t *counts, size_t n);
 /* s as a label value (backslash, quote and newline escaped) in buf. */
 const char *sl_metrics_label(char *buf, size_t cap, const char *s);
 /* A histogram's bucket lines, _sum and _count from per-bucket (not

@@ -51,6 +51,16 @@ void sl_metrics_head(sl_metrics_text_t *t, const char *name, const char *type, c
     sl_metrics_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+void sl_metrics_counter_family(sl_metrics_text_t *t, const char *name, const char *help,
+                               const char *label, const char *const *values,
+                               _Atomic uint64_t *counts, size_t n)
+{
+    sl_metrics_head(t, name, "counter", help);
+    for (size_t i = 0; i < n; i++)
+        sl_metrics_printf(t, "%s{%s=\"%s\"} %llu\n", name, label, values[i],
+                          (unsigned long long)atomic_load(&counts[i]));
+}
+
 void sl_metrics_histogram(sl_metrics_text_t *t, const char *name, const char *labels,
                           const uint64_t counts[SL_M_BUCKETS], double sum_s)
 {

@@ -287,3 +287,15 @@ int sl_req_bearer_is(const sl_req_t *req, const char *token)
     /* Constant time in the token's content; its length is no secret. */
     return t.n == n && CRYPTO_memcmp(t.p, token, n) == 0;
 }
+
+sl_str_t sl_peer_ip(const char *peer)
+{
+    if (!peer)
+        return (sl_str_t){"", 0};
+    if (peer[0] == '[') {
+        const char *rb = strchr(peer, ']');
+        return (sl_str_t){peer + 1, rb ? (size_t)(rb - peer - 1) : strlen(peer + 1)};
+    }
+    const char *colon = strrchr(peer, ':');
+    return (sl_str_t){peer, colon ? (size_t)(colon - peer) : strlen(peer)};
+}

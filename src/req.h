@@ -282,6 +282,10 @@ extern const sl_handler_cbs_t sl_req_discard_cbs;
  * *out, or SL_EINVAL when absent. */
 int sl_req_cookie(const sl_req_t *req, const char *name, sl_str_t *out);
 
+/* The address of a peer string ("ip:port" or "[v6]:port", req->peer)
+ * without its port or brackets; a view into peer. */
+sl_str_t sl_peer_ip(const char *peer);
+
 /* Whether the request carries "Authorization: Bearer <token>" (compared
  * in constant time). */
 int sl_req_bearer_is(const sl_req_t *req, const char *token);

@@ -200,21 +200,9 @@ static void key_of(const sl_auth_t *a, const sl_req_t *req, uint8_t *k)
     EVP_MD_CTX_free(md);
 }
 
-/* "ip:port" or "[v6]:port" -> the address alone. */
-static sl_str_t peer_ip(const char *peer)
-{
-    if (!peer)
-        return (sl_str_t){"", 0};
-    const char *colon = strrchr(peer, ':');
-    size_t n = colon ? (size_t)(colon - peer) : strlen(peer);
-    if (peer[0] == '[' && n >= 2)
-        return (sl_str_t){peer + 1, n - 2};
-    return (sl_str_t){peer, n};
-}
-
 static char *fields_of(const sl_auth_t *a, const sl_req_t *req)
 {
-    sl_str_t ip = peer_ip(req->peer);
+    sl_str_t ip = sl_peer_ip(req->peer);
     /* Every part counted: each header at most once per forwarded name. */
     size_t cap = 256 + req->method.n + req->target.n + req->scheme.n + req->authority.n + ip.n, len;
     for (size_t j = 0; j < req->headers.n; j++)

@@ -43,23 +43,33 @@ static void start_octets(sl_harness_ctx_t *cx, int64_t length, uint64_t seed, ui
     sl_harness_pump_start(p);
 }
 
-void sl_harness_bytes(sl_harness_ctx_t *cx)
+/* N from the path, seed, and the piece size under chunk_name (default
+ * def): 0, or SL_EINVAL after a 400. */
+static int octets_params(sl_harness_ctx_t *cx, const char *chunk_name, uint64_t def,
+                         uint64_t *n, uint64_t *seed, uint64_t *chunk)
 {
     const sl_harness_opts_t *o = cx->opts;
-    uint64_t n, seed, chunk;
     uint64_t max_chunk = (uint64_t)o->max_chunk_bytes;
-    int rv = sl_str_parse_u64(cx->arg, 0, (uint64_t)o->max_bytes, &n);
+    int rv = sl_str_parse_u64(cx->arg, 0, (uint64_t)o->max_bytes, n);
     if (rv != 0) {
         sl_harness_bad_param(cx->req, "N", rv, 0, (uint64_t)o->max_bytes);
-        return;
+        return SL_EINVAL;
     }
-    if (get_seed(cx, &seed) != 0)
-        return;
-    rv = sl_query_find_u64(&cx->q, "chunk", SL_MIN(DEFAULT_CHUNK, max_chunk), 1, max_chunk, &chunk);
+    if (get_seed(cx, seed) != 0)
+        return SL_EINVAL;
+    rv = sl_query_find_u64(&cx->q, chunk_name, SL_MIN(def, max_chunk), 1, max_chunk, chunk);
     if (rv != 0) {
-        sl_harness_bad_param(cx->req, "chunk", rv, 1, max_chunk);
-        return;
+        sl_harness_bad_param(cx->req, chunk_name, rv, 1, max_chunk);
+        return SL_EINVAL;
     }
+    return 0;
+}
+
+void sl_harness_bytes(sl_harness_ctx_t *cx)
+{
+    uint64_t n, seed, chunk;
+    if (octets_params(cx, "chunk", DEFAULT_CHUNK, &n, &seed, &chunk) != 0)
+        return;
     /* The buffer never needs to be larger than the body. */
     size_t cap = (size_t)SL_MAX(SL_MIN(chunk, n), 1);
     start_octets(cx, (int64_t)n, seed, n, cap, 0);
@@ -101,19 +111,7 @@ void sl_harness_stream(sl_harness_ctx_t *cx)
  * stream, no length (chunked on HTTP/1.1), in pieces of chunk_size. */
 void sl_harness_hb_stream_bytes(sl_harness_ctx_t *cx)
 {
-    const sl_harness_opts_t *o = cx->opts;
-    uint64_t n, seed, chunk, max_chunk = (uint64_t)o->max_chunk_bytes;
-    int rv = sl_str_parse_u64(cx->arg, 0, (uint64_t)o->max_bytes, &n);
-    if (rv != 0) {
-        sl_harness_bad_param(cx->req, "N", rv, 0, (uint64_t)o->max_bytes);
-        return;
-    }
-    if (get_seed(cx, &seed) != 0)
-        return;
-    rv = sl_query_find_u64(&cx->q, "chunk_size", SL_MIN(10240, max_chunk), 1, max_chunk, &chunk);
-    if (rv != 0) {
-        sl_harness_bad_param(cx->req, "chunk_size", rv, 1, max_chunk);
-        return;
-    }
-    start_octets(cx, -1, seed, n, (size_t)SL_MAX(SL_MIN(chunk, n), 1), 0);
+    uint64_t n, seed, chunk;
+    if (octets_params(cx, "chunk_size", 10240, &n, &seed, &chunk) == 0)
+        start_octets(cx, -1, seed, n, (size_t)SL_MAX(SL_MIN(chunk, n), 1), 0);
 }

@@ -51,11 +51,9 @@ static _Atomic uint64_t counts[SL_HARNESS_FAULTS];
 static void metrics_source(sl_metrics_text_t *t, const struct sl_config *cfg)
 {
     SL_UNUSED(cfg);
-    sl_metrics_head(t, "sluice_harness_faults_total", "counter",
-                    "Faults the harness carried out on request");
-    for (int i = 0; i < SL_HARNESS_FAULTS; i++)
-        sl_metrics_printf(t, "sluice_harness_faults_total{fault=\"%s\"} %llu\n", names[i],
-                          (unsigned long long)atomic_load(&counts[i]));
+    sl_metrics_counter_family(t, "sluice_harness_faults_total",
+                              "Faults the harness carried out on request", "fault", names, counts,
+                              SL_HARNESS_FAULTS);
 }
 
 void sl_harness_faults_metrics(void)

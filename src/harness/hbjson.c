@@ -119,18 +119,8 @@ json_t *sl_harness_hb_headers(sl_req_t *req)
 
 json_t *sl_harness_hb_origin(const sl_req_t *req)
 {
-    const char *p = req->peer ? req->peer : "";
-    size_t n = strlen(p);
-    if (p[0] == '[') {
-        const char *rb = strchr(p, ']');
-        p++;
-        n = rb ? (size_t)(rb - p) : strlen(p);
-    } else {
-        const char *c = strrchr(p, ':');
-        if (c)
-            n = (size_t)(c - p);
-    }
-    return json_stringn(p, n);
+    sl_str_t ip = sl_peer_ip(req->peer);
+    return json_stringn(ip.p, ip.n);
 }
 
 json_t *sl_harness_hb_url(sl_req_t *req)

@@ -141,20 +141,9 @@ int px_resp_header_dropped(const px_route_t *rt, sl_str_t name, sl_str_t connect
 
 void px_peer_ip(const char *peer, char *out, size_t cap)
 {
-    const char *p = peer ? peer : "";
-    size_t n = strlen(p);
-    if (p[0] == '[') {
-        const char *rb = strchr(p, ']');
-        p++;
-        n = rb ? (size_t)(rb - p) : strlen(p);
-    } else {
-        const char *c = strrchr(p, ':');
-        if (c)
-            n = (size_t)(c - p);
-    }
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(out, p, n);
+    sl_str_t ip = sl_peer_ip(peer);
+    size_t n = SL_MIN(ip.n, cap - 1);
+    memcpy(out, ip.p, n);
     out[n] = 0;
 }
 

@@ -41,11 +41,9 @@ typedef struct wfault {
 static void metrics_source(sl_metrics_text_t *t, const struct sl_config *cfg)
 {
     SL_UNUSED(cfg);
-    sl_metrics_head(t, "sluice_ws_faults_total", "counter",
-                    "WebSocket faults the fault app carried out on request");
-    for (int i = 0; i < F_N; i++)
-        sl_metrics_printf(t, "sluice_ws_faults_total{fault=\"%s\"} %llu\n", names[i],
-                          (unsigned long long)atomic_load(&counts[i]));
+    sl_metrics_counter_family(t, "sluice_ws_faults_total",
+                              "WebSocket faults the fault app carried out on request", "fault",
+                              names, counts, F_N);
 }
 
 static uint64_t num(sl_str_t q, const char *name, uint64_t def, uint64_t min, uint64_t max)
