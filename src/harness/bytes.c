@@ -45,8 +45,8 @@ static void start_octets(sl_harness_ctx_t *cx, int64_t length, uint64_t seed, ui
 
 /* N from the path, seed, and the piece size under chunk_name (default
  * def): 0, or SL_EINVAL after a 400. */
-static int octets_params(sl_harness_ctx_t *cx, const char *chunk_name, uint64_t def,
-                         uint64_t *n, uint64_t *seed, uint64_t *chunk)
+static int octets_params(sl_harness_ctx_t *cx, const char *chunk_name, uint64_t def, uint64_t *n,
+                         uint64_t *seed, uint64_t *chunk)
 {
     const sl_harness_opts_t *o = cx->opts;
     uint64_t max_chunk = (uint64_t)o->max_chunk_bytes;
