@@ -129,7 +129,7 @@ static void start_fill(sl_req_t *req, int read, const sl_cache_route_t *cr, cons
     cc_entry_t *other = NULL, *e = new_entry(cr, key, klen, &other);
     if (other) {
         if (read && followable(other, req)) {
-            cc_serve(req, cr, other, CC_R_COLLAPSED, 0, restarted);
+            cc_serve(req, cr, other, CC_R_COLLAPSED, NULL, restarted);
             return;
         }
         cc_entry_unref(other);
@@ -141,9 +141,11 @@ static void start_fill(sl_req_t *req, int read, const sl_cache_route_t *cr, cons
     }
     if (read) {
         cc_entry_ref(e);
-        cc_serve(req, cr, e, kind, 1, restarted);
-        if (stale && req->hdata)
-            ((cc_reader_t *)req->hdata)->fwd = "stale";
+        cc_serve(req, cr, e, kind,
+                 stale       ? "stale"
+                 : restarted ? "vary-miss"
+                             : "uri-miss",
+                 restarted);
     }
     if (cc_fill_start(e, req, cr, stale) != 0) {
         atomic_store(&e->state, CE_FAILED);
@@ -203,14 +205,14 @@ void cc_lookup(sl_req_t *req, const sl_cache_route_t *cr, int restarted)
                 start_fill(req, 0, cr, key, (size_t)klen, f.best, CC_R_MISS, 0);
             if (f.fill)
                 cc_entry_unref(f.fill);
-            cc_serve(req, cr, f.best, use == USE_FRESH ? CC_R_HIT : CC_R_STALE, 0, restarted);
+            cc_serve(req, cr, f.best, use == USE_FRESH ? CC_R_HIT : CC_R_STALE, NULL, restarted);
             return;
         }
     }
     if (f.fill) {
         if (f.best)
             cc_entry_unref(f.best);
-        cc_serve(req, cr, f.fill, CC_R_COLLAPSED, 0, restarted);
+        cc_serve(req, cr, f.fill, CC_R_COLLAPSED, NULL, restarted);
         return;
     }
     if (q.only_if_cached) {

@@ -278,9 +278,11 @@ void cc_reader_pump(cc_reader_t *r);
 void cc_attach_locked(cc_reader_t *r);
 void cc_detach(cc_reader_t *r);
 
-/* Answer req from e (ref moved in): now, or as e's fill goes on. */
+/* Answer req from e (ref moved in): now, or as e's fill goes on. fwd:
+ * req started e's fill, and why it went upstream (Cache-Status fwd=:
+ * "uri-miss", "vary-miss", "stale"); NULL for every other reader. */
 void cc_serve(sl_req_t *req, const sl_cache_route_t *cr, cc_entry_t *e, cc_result_t kind,
-              int origin, int restarted);
+              const char *fwd, int restarted);
 /* The fill of e moved (head, bytes, end, failure): wake its readers,
  * this worker's at once, the others' through their workers' mailboxes.
  * Not with e->mu held. */

@@ -408,7 +408,7 @@ static int follow(cc_reader_t *r)
 }
 
 void cc_serve(sl_req_t *req, const sl_cache_route_t *cr, cc_entry_t *e, cc_result_t kind,
-              int origin, int restarted)
+              const char *fwd, int restarted)
 {
     cc_reader_t *r = sl_pool_alloc(&req->pool, sizeof(*r));
     memset(r, 0, sizeof(*r));
@@ -416,13 +416,13 @@ void cc_serve(sl_req_t *req, const sl_cache_route_t *cr, cc_entry_t *e, cc_resul
     r->e = e;
     r->cr = cr;
     r->kind = kind;
-    r->origin = origin;
+    r->origin = fwd != NULL;
     r->restarted = restarted;
     r->end = UINT64_MAX;
-    r->fwd = origin && kind == CC_R_MISS && restarted ? "vary-miss" : "uri-miss";
+    r->fwd = fwd ? fwd : "uri-miss";
     req->hdata = r;
     req->cbs = &reader_cbs;
-    if (follow(r) && !origin && cr->lock_s > 0) {
+    if (follow(r) && !r->origin && cr->lock_s > 0) {
         sl_worker_t *w = sl_worker_current();
         ev_timer_init(&r->lock, on_lock_timeout, cr->lock_s, 0.);
         r->lock.data = r;

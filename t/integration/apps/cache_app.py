@@ -17,6 +17,8 @@ import email.utils
 import json
 from urllib.parse import parse_qs
 
+from asgi_app import lifespan
+
 counts = {}
 conditional = {"n": 0}
 
@@ -27,13 +29,8 @@ def pattern(n):
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            m = await receive()
-            if m["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif m["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     path = scope["path"]
     q = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
     hdrs = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
