@@ -100,6 +100,18 @@ void sl_http_date_format(int64_t t, char out[30])
              months[tm.tm_mon % 12], (tm.tm_year + 1900) % 10000, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+const char *sl_http_date_now(double now, size_t *len)
+{
+    static __thread int64_t sec = -1;
+    static __thread char str[30];
+    if ((int64_t)now != sec) {
+        sec = (int64_t)now;
+        sl_http_date_format(sec, str);
+    }
+    *len = 29;
+    return str;
+}
+
 /* ---- entity tags ---- */
 
 int sl_http_etag_match(sl_str_t v, const char *etag, int weak)

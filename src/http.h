@@ -13,6 +13,12 @@
 int64_t sl_http_date_parse(sl_str_t v);
 /* IMF-fixdate of t into out (30 bytes incl. NUL). */
 void sl_http_date_format(int64_t t, char out[30]);
+/* The Date field value for a response sent at loop time now (RFC 9110
+ * 6.6.1: an origin with a clock MUST send one): one string per thread,
+ * formatted again only when the second changes. It stays valid (and 29
+ * bytes long) for the thread's life, so a protocol may point at it
+ * until the head is written. */
+const char *sl_http_date_now(double now, size_t *len);
 /* Does the If-None-Match / If-Match list v match etag? "*" matches any.
  * weak=1 uses the weak comparison (W/ ignored on both sides), weak=0 the
  * strong one (a W/ tag never matches). Malformed lists match nothing. */

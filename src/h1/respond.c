@@ -9,6 +9,7 @@
  * on_proceed runs later, from conn.c's on_writable).
  */
 #include "server_int.h"
+#include "../http.h"
 #include "../log.h"
 #include "../metrics.h"
 #include <errno.h>
@@ -23,11 +24,6 @@ typedef struct hbuf {
 } hbuf_t;
 
 static __thread char head_buf[SL_H1_HEAD_MAX];
-
-/* "date:" value, formatted once per second per worker thread. */
-static __thread time_t date_sec = -1;
-static __thread char date_str[40];
-static __thread size_t date_len;
 
 static void hb_put(hbuf_t *b, const void *s, size_t n)
 {
@@ -64,14 +60,9 @@ static void hb_header(hbuf_t *b, const char *name, size_t nlen, const char *valu
 
 static void hb_date(hbuf_t *b, sl_conn_t *c)
 {
-    time_t now = (time_t)ev_now(c->table->loop);
-    if (now != date_sec) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        date_len = strftime(date_str, sizeof(date_str), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        date_sec = now;
-    }
-    hb_header(b, "date", 4, date_str, date_len);
+    size_t len;
+    const char *date = sl_http_date_now(ev_now(c->table->loop), &len);
+    hb_header(b, "date", 4, date, len);
 }
 
 static void hb_status_line(hbuf_t *b, int status)

@@ -416,3 +416,20 @@ def test_early_response_to_upload_curl(sluice, tmp_path):
             r = curl(sluice, mode, "/healthz", "--data-binary", "@%s" % body)
             assert r.rc == 0, r
             assert r.status == 200, r
+
+
+@pytest.mark.parametrize("mode", H2_MODES)
+@pytest.mark.parametrize("path", ["/_h/bytes/5", "/_h/status/404", "/healthz"])
+def test_date_on_h2_responses(sluice, mode, path):
+    """RFC 9110 6.6.1: an origin with a clock MUST send Date in 2xx, 3xx
+    and 4xx responses; over HTTP/2 as over HTTP/1.1, an IMF-fixdate of now."""
+    import email.utils
+    r = curl(sluice, mode, path)
+    assert r.rc == 0, r.stderr
+    assert r.http_version == "2"
+    date = r.header("date")
+    assert date and re.fullmatch(r"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT",
+                                 date), r.headers
+    sent = email.utils.parsedate_to_datetime(date).timestamp()
+    assert abs(sent - time.time()) < 5, date
+    assert [n for n, _ in r.headers].count("date") == 1
