@@ -84,6 +84,27 @@ static inline int sl_str_caseeq(sl_str_t a, const char *lit)
     size_t n = strlen(lit);
     return a.n == n && strncasecmp(a.p, lit, n) == 0;
 }
+/* Whether s has an ASCII upper-case letter, eight bytes at a time: field
+ * names are checked on every response, and nearly all are lower-case. For
+ * a byte b < 0x80, (b | 0x80) - 0x41 keeps bit 7 iff b >= 'A', and
+ * (b | 0x80) - 0x5b keeps it iff b > 'Z'; no borrow crosses bytes. */
+static inline int sl_has_upper(const char *s, size_t n)
+{
+    const uint64_t hi = 0x8080808080808080ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t ge_a = (w | hi) - 0x4141414141414141ull;
+        uint64_t gt_z = (w | hi) - 0x5b5b5b5b5b5b5b5bull;
+        if (ge_a & ~gt_z & ~w & hi)
+            return 1;
+    }
+    for (; i < n; i++)
+        if (s[i] >= 'A' && s[i] <= 'Z')
+            return 1;
+    return 0;
+}
 /* The value of a hex digit, or -1. */
 int sl_hex_value(int c);
 /* n bytes as 2n lower-case hex digits and a NUL into out. */

@@ -10,6 +10,7 @@
  */
 #include "h2_int.h"
 #include "../finish.h"
+#include "../http.h"
 #include "../metrics.h"
 #include "../router.h"
 #include "../slab.h"
@@ -325,15 +326,12 @@ static nghttp2_nv mknv(const char *name, size_t nlen, const char *value, size_t 
 static nghttp2_nv field_nv(sl_req_t *req, const sl_header_t *h)
 {
     const char *name = h->name.p;
-    for (size_t i = 0; i < h->name.n; i++) {
-        if (name[i] >= 'A' && name[i] <= 'Z') {
-            char *low = sl_pool_strndup(&req->pool, name, h->name.n);
-            for (size_t k = i; k < h->name.n; k++)
-                if (low[k] >= 'A' && low[k] <= 'Z')
-                    low[k] = (char)(low[k] - 'A' + 'a');
-            name = low;
-            break;
-        }
+    if (sl_has_upper(name, h->name.n)) {
+        char *low = sl_pool_strndup(&req->pool, name, h->name.n);
+        for (size_t k = 0; k < h->name.n; k++)
+            if (low[k] >= 'A' && low[k] <= 'Z')
+                low[k] = (char)(low[k] - 'A' + 'a');
+        name = low;
     }
     return mknv(name, h->name.n, h->value.p, h->value.n, NV_NO_COPY);
 }
@@ -359,8 +357,8 @@ static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
     sl_req_t *req = &st->req;
     const sl_config_t *cfg = st->sess->cfg;
     const sl_headers_t *hs = &req->res.headers;
-    nghttp2_nv *nva = sl_pool_alloc(&req->pool, (hs->n + 3) * sizeof(*nva));
-    int have_server = 0;
+    nghttp2_nv *nva = sl_pool_alloc(&req->pool, (hs->n + 4) * sizeof(*nva));
+    int have_server = 0, have_date = 0;
     size_t n = 0;
     if (req->res.status < 200 || req->res.status > 999) {
         sl_log_stream(SL_LOG_ERROR, st->sess->conn, st->id, "handler set status %d; sending 500",
@@ -375,9 +373,14 @@ static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
             continue;
         if (req->res.content_length >= 0 && sl_str_caseeq(h->name, "content-length"))
             continue;
-        if (sl_str_caseeq(h->name, "server"))
-            have_server = 1;
+        have_server |= sl_str_caseeq(h->name, "server");
+        have_date |= sl_str_caseeq(h->name, "date");
         nva[n++] = field_nv(req, h);
+    }
+    if (!have_date) {
+        size_t dlen;
+        const char *date = sl_http_date_now(ev_now(st->sess->loop), &dlen);
+        nva[n++] = mknv("date", 4, date, dlen, NV_NO_COPY);
     }
     if (req->res.content_length >= 0) {
         size_t len = format_u64(st->clen, (uint64_t)req->res.content_length);

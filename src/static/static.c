@@ -424,12 +424,16 @@ static void on_req(sl_req_t *req)
         sl_resp_error(req, 405, "method not allowed");
         return;
     }
-    size_t cap = SL_STATIC_PATH_MAX + 256 + SUFFIX_ROOM;
+    sl_str_t rest = route_rest(req);
+    /* Normalising never lengthens a path by more than its implied trailing
+     * '/', so a short path gets a short buffer (from the pool's inline
+     * block, not a 4 KiB one of its own). */
+    size_t ncap = SL_MIN(rest.n + 2, (size_t)SL_STATIC_PATH_MAX);
+    size_t cap = ncap + 256 + SUFFIX_ROOM;
     char *path = sl_pool_alloc(&req->pool, cap);
     size_t plen;
     const char *why;
-    sl_str_t rest = route_rest(req);
-    int rv = sl_static_path_normalize(rest.p, rest.n, path, SL_STATIC_PATH_MAX, &plen, &why);
+    int rv = sl_static_path_normalize(rest.p, rest.n, path, ncap, &plen, &why);
     if (rv == SL_ETOOBIG) {
         sl_resp_error(req, 414, "path too long");
         return;

@@ -1,11 +1,21 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
  * Unit tests for src/pool.c: alignment, the inline first block, big
- * allocations in their own block, string helpers and cleanup order.
+ * allocations in their own block, standard blocks recycled through the
+ * thread's slab cache, string helpers and cleanup order.
  */
 #include "pool.h"
 #include "helpers.h"
+#include "slab.h"
 #include <stdio.h>
+
+/* Dispose and hand the slab cache's spare blocks back to malloc, so the
+ * live-block count says whether anything leaked. */
+static void pool_dispose(sl_pool_t *p)
+{
+    sl_pool_dispose(p);
+    sl_slab_flush();
+}
 
 static int in_first(const sl_pool_t *p, const void *q)
 {
@@ -29,7 +39,7 @@ START_TEST(test_alignment_and_no_overlap)
     for (size_t i = 0; i < 200; i++)
         for (size_t j = 0; j < sizes[i]; j++)
             ck_assert_uint_eq(prev[i][j], i & 0xff);
-    sl_pool_dispose(&p);
+    pool_dispose(&p);
 }
 END_TEST
 
@@ -40,11 +50,11 @@ START_TEST(test_small_requests_stay_inline)
     for (int i = 0; i < 16; i++)
         ck_assert(in_first(&p, sl_pool_alloc(&p, 48)));
     ck_assert_int_eq(sl_alloc_count(), sl_test_alloc_baseline);
-    /* The 1 KiB inline block runs out: the next block is malloc'd. */
+    /* The 1 KiB inline block runs out: the next block is allocated. */
     void *q = sl_pool_alloc(&p, 512);
     ck_assert(!in_first(&p, q));
     ck_assert_int_eq(sl_alloc_count(), sl_test_alloc_baseline + 1);
-    sl_pool_dispose(&p);
+    pool_dispose(&p);
     ck_assert_int_eq(sl_alloc_count(), sl_test_alloc_baseline);
 }
 END_TEST
@@ -70,7 +80,7 @@ START_TEST(test_big_allocs_own_block)
     ck_assert_int_eq(sl_alloc_count(), sl_test_alloc_baseline + 2);
     /* Zero bytes is a valid, aligned request. */
     ck_assert_ptr_nonnull(sl_pool_alloc(&p, 0));
-    sl_pool_dispose(&p);
+    pool_dispose(&p);
 }
 END_TEST
 
@@ -88,9 +98,27 @@ START_TEST(test_many_blocks)
         ck_assert_uint_ge(total, 100000);
         ck_assert_int_gt(sl_alloc_count(), sl_test_alloc_baseline + 20);
         /* Reusable after dispose, and nothing is left behind. */
-        sl_pool_dispose(&p);
+        pool_dispose(&p);
         ck_assert_int_eq(sl_alloc_count(), sl_test_alloc_baseline);
     }
+}
+END_TEST
+
+START_TEST(test_standard_blocks_recycled)
+{
+    sl_pool_t p;
+    sl_pool_init(&p);
+    for (int i = 0; i < 20; i++)
+        memset(sl_pool_alloc(&p, 900), 1, 900);
+    long live = sl_alloc_count();
+    ck_assert_int_ge(live, sl_test_alloc_baseline + 4);
+    sl_pool_dispose(&p);
+    /* The blocks went to the thread's slab cache (under ASan, back to
+     * malloc): either way the same request again needs no more. */
+    for (int i = 0; i < 20; i++)
+        memset(sl_pool_alloc(&p, 900), 2, 900);
+    ck_assert_int_le(sl_alloc_count(), live);
+    pool_dispose(&p);
 }
 END_TEST
 
@@ -114,7 +142,7 @@ START_TEST(test_strings)
     ck_assert_uint_eq(strlen(long2), 5004);
     ck_assert_str_eq(long2 + 5000, "|end");
     ck_assert_str_eq(f, "stream-7");
-    sl_pool_dispose(&p);
+    pool_dispose(&p);
 }
 END_TEST
 
@@ -147,14 +175,14 @@ START_TEST(test_cleanup_order)
     char *mem = sl_pool_alloc(&p, 3000); /* cleanups sit among blocks */
     memset(mem, 0, 3000);
     sl_pool_on_dispose(&p, record, &tags[3]);
-    sl_pool_dispose(&p);
+    pool_dispose(&p);
     order[norder] = '\0';
     /* Last registered first; one added during dispose runs next. */
     ck_assert_str_eq(order, "432L1");
     /* Reused pool: cleanups from the last round do not run again. */
     norder = 0;
     sl_pool_on_dispose(&p, record, &tags[4]);
-    sl_pool_dispose(&p);
+    pool_dispose(&p);
     order[norder] = '\0';
     ck_assert_str_eq(order, "5");
 }
@@ -168,6 +196,7 @@ static Suite *pool_suite(void)
     tcase_add_test(tc, test_small_requests_stay_inline);
     tcase_add_test(tc, test_big_allocs_own_block);
     tcase_add_test(tc, test_many_blocks);
+    tcase_add_test(tc, test_standard_blocks_recycled);
     tcase_add_test(tc, test_strings);
     tcase_add_test(tc, test_cleanup_order);
     suite_add_tcase(s, tc);
