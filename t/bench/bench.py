@@ -156,13 +156,19 @@ def run_client(cmd, timeout):
 # ------------------------------------------------------------------ servers
 
 # nghttpx is a proxy: it only takes part where no backend is involved.
-RELEVANT = {"nghttpx": ("hs_ec", "hs_rsa", "idle")}
+# h2c_return is an extra line, not a comparison: sluice's fixed-body
+# `return` route, against which its static path can be read.
+RELEVANT = {"nghttpx": ("hs_ec", "hs_rsa", "idle"), "h2o": "not-return", "nginx": "not-return"}
+RETURN_PATH = "/return/small.txt"
 ALL_PORTS = ("tls", "tls_rsa", "h2c", "h1")
 LISTENS = {"nghttpx": ("tls", "tls_rsa")}
 
 
 def relevant(name, w):
-    return w in RELEVANT.get(name, (w,))
+    rel = RELEVANT.get(name, (w,))
+    if rel == "not-return":
+        return w != "h2c_return"
+    return w in rel
 
 
 class Server:
@@ -337,8 +343,8 @@ def wl_cmds(w, s, cfg):
     dur = str(cfg["duration"])
     hs = str(cfg["handshakes"])
     small = "/small.txt"
-    if w == "h2c":
-        u = s.url("h2c", small)
+    if w in ("h2c", "h2c_return"):
+        u = s.url("h2c", small if w == "h2c" else RETURN_PATH)
         return (h2load(u, ["-n", "5000", "-c16", "-m32"], False),
                 h2load(u, ["-c16", "-m32", "-D", dur], False))
     if w == "h2tls":
@@ -364,9 +370,11 @@ def wl_cmds(w, s, cfg):
 
 WORKLOADS = {
     # key: (label, unit, metric name)
-    "h2c": ("h2c GET 13 B (h2load -c16 -m32)", "req", "µs/req"),
-    "h2tls": ("h2 TLS GET 13 B (h2load -c16 -m100)", "req", "µs/req"),
-    "h1": ("HTTP/1.1 keep-alive GET 13 B (wrk -c64)", "req", "µs/req"),
+    "h2c": ("h2c GET 13 B file (h2load -c16 -m32)", "req", "µs/req"),
+    "h2tls": ("h2 TLS GET 13 B file (h2load -c16 -m100)", "req", "µs/req"),
+    "h1": ("HTTP/1.1 keep-alive GET 13 B file (wrk -c64)", "req", "µs/req"),
+    "h2c_return": ("extra, not equal work: h2c GET 13 B from sluice's return route", "req",
+                   "µs/req"),
     "large": ("1 MiB over h2 TLS, sluice generates it (/_h/bytes)", "MiB", "µs/MiB"),
     "large_static": ("1 MiB file over h2 TLS (h2load -c4 -m1)", "MiB", "µs/MiB"),
     "hs_ec": ("new TLS 1.3 conn + 1 GET, ECDSA P-256", "conn", "µs/conn"),
@@ -467,7 +475,15 @@ def measure(w, name, ctx, cfg):
 
 # ---------------------------------------------------------------- callgrind
 
-def callgrind_ir(name, ctx, n):
+# The small-request rows callgrind counts, with the h2load flags of each.
+CG_ROWS = (("h2c", "h2c GET 13 B file", "h2c", "/small.txt", ["-c16", "-m32"]),
+           ("h2tls", "h2 TLS GET 13 B file", "tls", "/small.txt", ["-c16", "-m32"]),
+           ("h1", "HTTP/1.1 GET 13 B file", "h1", "/small.txt", ["--h1", "-c16"]),
+           ("h2c_return", "extra: h2c GET 13 B, sluice's return route", "h2c", RETURN_PATH,
+            ["-c16", "-m32"]))
+
+
+def callgrind_ir(name, ctx, n, row):
     # %p: h2o forks a helper that would overwrite the server's profile.
     pattern = os.path.join(ctx["work"], "cg.%s.%d.%%p.out" % (name, n))
     s = Server(name, ctx, callgrind=pattern)
@@ -478,8 +494,9 @@ def callgrind_ir(name, ctx, n):
         return None, str(e).split("\n")[0]
     out = pattern.replace("%p", str(s.proc.pid))  # taskset execs valgrind: same PID
     try:
-        u = s.url("h2c", "/small.txt")
-        rc, text = run_client(h2load(u, ["-n", str(n), "-c16", "-m32"], False), 600)
+        _, _, port, path, flags = row
+        u = s.url(port, path)
+        rc, text = run_client(h2load(u, ["-n", str(n)] + flags, port == "tls"), 600)
         r = parse_h2load(text)
     finally:
         s.stop()
@@ -495,23 +512,31 @@ def callgrind_ir(name, ctx, n):
     return None, "no totals in " + out
 
 
-def run_callgrind(servers, ctx):
+def run_callgrind(servers, ctx, workloads):
+    """{row key: {server: {"value": instructions per request} or {"error"}}}.
+    TLS handshakes happen in both runs (16 connections each) and cancel."""
     res = {}
     n1, n2 = 2000, 22000
     # sluice counts requests for the metrics handler only when a config has
     # a metrics route: the same work with one shows what counting costs
     extra = ["sluice+metrics"] if "sluice" in servers else []
-    for name in servers + extra:
-        if not relevant(name, "h2c"):
+    for row in CG_ROWS:
+        key = row[0]
+        if key not in workloads:
             continue
-        a, err = callgrind_ir(name, ctx, n1)
-        b, err2 = (None, None) if a is None else callgrind_ir(name, ctx, n2)
-        if a is None or b is None:
-            res[name] = {"error": err or err2}
-            log("  callgrind %-6s failed: %s" % (name, err or err2))
-        else:
-            res[name] = {"value": (b - a) / float(n2 - n1)}
-            log("  callgrind %-6s %.0f instructions/request" % (name, res[name]["value"]))
+        res[key] = {}
+        for name in servers + (extra if key == "h2c" else []):
+            if not relevant(name.split("+")[0], key) or name == "nghttpx":
+                continue
+            a, err = callgrind_ir(name, ctx, n1, row)
+            b, err2 = (None, None) if a is None else callgrind_ir(name, ctx, n2, row)
+            if a is None or b is None:
+                res[key][name] = {"error": err or err2}
+                log("  callgrind %-10s %-6s failed: %s" % (key, name, err or err2))
+            else:
+                res[key][name] = {"value": (b - a) / float(n2 - n1)}
+                log("  callgrind %-10s %-6s %.0f instructions/request" % (
+                    key, name, res[key][name]["value"]))
     return res
 
 
@@ -656,16 +681,19 @@ def render(rows, servers, cg, meta):
                 rs = row["ratios"].get(p, [])
                 cells.append("%.2f" % statistics.median(rs) if rs else "-")
         lines.append("| " + " | ".join(cells) + " |")
-    if cg:
-        cells = ["h2c GET 13 B (callgrind, 22k-2k req)", "instr/req"]
+    for key, label, _, _, _ in CG_ROWS if cg else ():
+        row = cg.get(key)
+        if not row:
+            continue
+        cells = [label + " (callgrind, 22k-2k req)", "instr/req"]
         for n in servers:
-            cells.append(fmt(cg.get(n, {}).get("value")))
+            cells.append(fmt(row.get(n, {}).get("value")))
         if "sluice" in servers:
             for p in peers:
-                a, b = cg.get("sluice", {}).get("value"), cg.get(p, {}).get("value")
+                a, b = row.get("sluice", {}).get("value"), row.get(p, {}).get("value")
                 cells.append("%.2f" % (a / b) if a and b else "-")
         lines.append("| " + " | ".join(cells) + " |")
-        a, b = cg.get("sluice+metrics", {}).get("value"), cg.get("sluice", {}).get("value")
+        a, b = row.get("sluice+metrics", {}).get("value"), row.get("sluice", {}).get("value")
         if a and b:  # an extra line, not a peer comparison: sluice against itself
             cells = ["the same, sluice with a metrics route (counting on: %+.0f, %.3fx)" % (a - b, a / b),
                      "instr/req"] + [fmt(a) if n == "sluice" else "-" for n in servers]
@@ -714,8 +742,9 @@ def render(rows, servers, cg, meta):
     return table, "\n".join(md) + "\n"
 
 
-def check_targets(rows):
-    """Issue 2 targets, as a short verdict under the table."""
+def check_targets(rows, cg):
+    """Issue 14's goals (equal work, ratios from the same run), as a short
+    verdict under the table."""
     out = []
     find = {(r["w"], r["key"]): r for r in rows}
 
@@ -724,19 +753,23 @@ def check_targets(rows):
         rs = r["ratios"].get(peer) if r else None
         return statistics.median(rs) if rs else None
 
-    for w in ("h2c", "h2tls"):
-        x = ratio(w, "rps", "h2o")
+    def verdict(what, x, bar):
         if x is not None:
-            out.append("%s req/s >= h2o: %s (%.2f)" % (w, "yes" if x >= 1 else "NO", x))
-        y = ratio(w, "value", "h2o")
-        if y is not None:
-            out.append("%s CPU/req <= h2o: %s (%.2f)" % (w, "yes" if y <= 1 else "NO", y))
-    x = ratio("h1", "rps", "nginx")
-    if x is not None:
-        out.append("h1 req/s >= nginx: %s (%.2f)" % ("yes" if x >= 1 else "NO", x))
-    x = ratio("idle", "value", "h2o")
-    if x is not None:
-        out.append("idle KiB/conn <= h2o: %s (%.2f)" % ("yes" if x <= 1 else "NO", x))
+            out.append("%s: %s (%.2f, goal <= %.2f)" % (what, "yes" if x <= bar else "NO", x, bar))
+
+    for w in ("h2c", "h2tls"):
+        verdict("%s CPU/req vs h2o" % w, ratio(w, "value", "h2o"), 1.0)
+    verdict("1 MiB file over h2 TLS CPU/MiB vs h2o", ratio("large_static", "value", "h2o"), 1.0)
+    verdict("h1 CPU/req vs nginx", ratio("h1", "value", "nginx"), 0.9)
+    r = find.get(("idle", "value"))
+    kib = r["med"].get("sluice") if r else None
+    if kib is not None:
+        out.append("idle h2 TLS KiB/conn: %s (%.1f, goal <= 16)" % ("yes" if kib <= 16 else "NO", kib))
+    for key in ("h2c", "h2tls"):
+        v = ((cg or {}).get(key) or {}).get("sluice", {}).get("value")
+        if v:
+            out.append("%s instructions/request: %s (%.0f, goal <= 10,500)" % (
+                key, "yes" if v <= 10500 else "NO", v))
     return out
 
 
@@ -814,13 +847,14 @@ def main():
                         ("%s req/s" % fmt(res["rps"])) if "rps" in res else "",
                         ("  ERROR " + res["error"]) if "error" in res else ""))
         log("bench: load runs took %.0f s" % (time.time() - t0))
-        cg = run_callgrind(active, ctx) if os.environ.get("BENCH_CALLGRIND") == "1" else None
+        cg = (run_callgrind(active, ctx, workloads)
+              if os.environ.get("BENCH_CALLGRIND") == "1" else None)
 
         rows = summarize(results, servers, workloads, cfg["rounds"])
         table, md = render(rows, servers, cg, meta)
-        targets = check_targets(rows) if "sluice" in active else []
+        targets = check_targets(rows, cg) if "sluice" in active else []
         if targets:
-            md += "\n## Issue 2 targets\n\n" + "\n".join("- " + t for t in targets) + "\n"
+            md += "\n## Issue 14 goals\n\n" + "\n".join("- " + t for t in targets) + "\n"
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "latest.md"), "w") as f:
             f.write(md)
