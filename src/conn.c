@@ -566,6 +566,35 @@ static int tls_flush(sl_conn_t *c)
     return 0;
 }
 
+/* Room in tls.out for what one SSL_write of a full record may add: the
+ * record, and a session ticket OpenSSL may send first. Below it the direct
+ * path is skipped, so it never meets WANT_WRITE in the usual case. */
+#define DIRECT_TLS_ROOM (2 * (16384 + 256))
+
+int sl_conn_write_direct(sl_conn_t *c, const void *p, size_t len)
+{
+    const uint8_t *b = p;
+    if (c->closing)
+        return SL_ECLOSED;
+    if (c->ssl && sl_buf_is_empty(&c->out) && SSL_is_init_finished(c->ssl)) {
+        while (len) {
+            /* Records queued up: send them now rather than copy. */
+            if (sl_buf_space(&c->tls.out) < DIRECT_TLS_ROOM &&
+                (tls_flush(c) != 0 || sl_buf_space(&c->tls.out) < DIRECT_TLS_ROOM))
+                break;
+            ERR_clear_error();
+            int r = SSL_write(c->ssl, b, (int)SL_MIN(len, (size_t)16384));
+            if (r <= 0)
+                break; /* WANT_*: the record is pending; the rest goes to out,
+                        * where tls_send retries it with these same bytes */
+            b += r;
+            len -= (size_t)r;
+        }
+        sl_conn_flush_soon(c);
+    }
+    return len ? sl_conn_write(c, b, len) : 0;
+}
+
 /* Encrypt c->out into tls.out while it has room, send, repeat. */
 static int tls_send(sl_conn_t *c)
 {

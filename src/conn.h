@@ -109,6 +109,12 @@ struct sl_conn {
 /* Queue output. Returns 0, or SL_EAGAIN when the whole of len does not fit
  * (nothing queued): wait for on_writable. */
 int sl_conn_write(sl_conn_t *c, const void *data, size_t len);
+/* The same bytes, queued without the plaintext copy when it can be: on a
+ * TLS connection with nothing plaintext queued ahead, p is encrypted
+ * straight from the caller's buffer into the record queue; what that does
+ * not take is queued as sl_conn_write does. The caller has checked
+ * sl_conn_out_space. Returns 0, SL_EAGAIN (nothing queued) or SL_ECLOSED. */
+int sl_conn_write_direct(sl_conn_t *c, const void *p, size_t len);
 /* Bytes that may still be queued. */
 size_t sl_conn_out_space(const sl_conn_t *c);
 /* True when the protocol should stop producing until on_writable. While it

@@ -155,6 +155,13 @@ struct sl_req {
         sl_headers_t headers;
         sl_headers_t trailers;  /* sent after final data when non-empty */
         int64_t content_length; /* -1: unknown (chunked / no length) */
+        /* Set by a handler whose body buffers are its own (not shared
+         * with another request): the protocol may overwrite the
+         * SL_RESP_SCRATCH bytes before each pointer it is sent, and the
+         * bytes already sent, until on_proceed. HTTP/2 over TLS writes a
+         * DATA frame's header there and encrypts frame and data in one
+         * piece, without copying the body first. */
+        unsigned body_scratch : 1;
     } res;
 
     /* --- handler attachment --- */
@@ -178,6 +185,8 @@ struct sl_req {
     unsigned head_sent : 1;
     unsigned final_sent : 1;
 };
+
+#define SL_RESP_SCRATCH 16
 
 /* Fill req->tls.client_fp / client_subject from c (protocols call it). */
 void sl_req_set_client_cert(sl_req_t *req, const char *client_cert);

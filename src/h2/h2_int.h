@@ -130,6 +130,7 @@ struct sl_h2_session {
  * without copying, so that the next frame nghttp2 packs (at most one
  * frame buffer chunk) always fits. */
 #define SL_H2_FRAME_HDLEN 9
+#define SL_H2_TLS_RECORD 16384 /* a full TLS record's plaintext */
 
 /* nghttp2 treats a stream over its acknowledged MAX_CONCURRENT_STREAMS as
  * a connection error; we refuse such streams (REFUSED_STREAM) ourselves

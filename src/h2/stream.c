@@ -429,6 +429,10 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     if (space > SL_H2_OUT_RESERVE + SL_H2_FRAME_HDLEN + 4096 &&
         n > space - SL_H2_OUT_RESERVE - SL_H2_FRAME_HDLEN)
         n = space - SL_H2_OUT_RESERVE - SL_H2_FRAME_HDLEN;
+    /* Sent from the handler's buffer (sl_h2_stream_send_data): a frame of
+     * one full TLS record, header included, so no record carries 9 bytes. */
+    if (st->req.res.body_scratch && st->sess->conn->ssl && n > SL_H2_TLS_RECORD - SL_H2_FRAME_HDLEN)
+        n = SL_H2_TLS_RECORD - SL_H2_FRAME_HDLEN;
     *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     if (n == st->pend_len && st->pend_final) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -464,7 +468,14 @@ int sl_h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint
         return NGHTTP2_ERR_WOULDBLOCK; /* nghttp2 retries on the next pump */
     static const uint8_t zeros[256];
     uint8_t padfield = (uint8_t)(padlen ? padlen - 1 : 0);
-    if (sl_conn_write(c, framehd, SL_H2_FRAME_HDLEN) != 0 ||
+    if (st->req.res.body_scratch && !padlen && c->ssl) {
+        /* The header goes in front of the data (scratch or bytes already
+         * sent, req.h), and frame and data are encrypted in one piece. */
+        uint8_t *hd = (uint8_t *)(uintptr_t)st->pend - SL_H2_FRAME_HDLEN;
+        memcpy(hd, framehd, SL_H2_FRAME_HDLEN);
+        if (sl_conn_write_direct(c, hd, SL_H2_FRAME_HDLEN + length) != 0)
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+    } else if (sl_conn_write(c, framehd, SL_H2_FRAME_HDLEN) != 0 ||
         (padlen && sl_conn_write(c, &padfield, 1) != 0) ||
         (length && sl_conn_write(c, st->pend, length) != 0) ||
         (padlen > 1 && sl_conn_write(c, zeros, padlen - 1) != 0))

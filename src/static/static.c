@@ -343,7 +343,9 @@ static void start_body(sreq_t *s, const sl_static_opts_t *o, uint64_t first, uin
     s->off = first;
     s->left = len;
     s->cap = (size_t)SL_MIN((uint64_t)o->read_bytes, len);
-    s->buf = sl_pool_alloc(&req->pool, s->cap);
+    /* Ours alone: the protocol may frame the body in place (req.h). */
+    s->buf = (uint8_t *)sl_pool_alloc(&req->pool, SL_RESP_SCRATCH + s->cap) + SL_RESP_SCRATCH;
+    req->res.body_scratch = 1;
     run(s);
 }
 

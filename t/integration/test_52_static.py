@@ -168,14 +168,51 @@ def test_h1_pipelined_and_http10(srv, tree):
     assert sha(r.body) == sha(a)
 
 
-def test_h2_many_streams_one_connection(srv, tree):
-    """python3-h2: several files interleaved on one connection."""
-    with H2Client(srv.h2c_port) as c:
+@pytest.mark.parametrize("tls", [False, True])
+def test_h2_many_streams_one_connection(srv, tree, tls):
+    """python3-h2: several files interleaved on one connection; over TLS
+    the DATA frames are encrypted straight from the handler's buffer."""
+    with H2Client(srv.tls_port if tls else srv.h2c_port, tls=tls) as c:
         sids = {c.request("/s/f%d.bin" % n): n for n in SIZES}
         for sid, n in sids.items():
             st = c.wait_stream(sid, timeout=20 * SLOW)
             assert st.status == 200 and st.ended, st
             assert sha(bytes(st.data)) == sha(tree["files"]["f%d.bin" % n])
+
+
+def test_h2_tls_frames_fill_records(srv, tree):
+    """Over TLS a DATA frame and its header make one full TLS record
+    (16,384 bytes of plaintext): payloads of at most 16,375 bytes, and the
+    bytes exact, also with several streams sharing the connection."""
+    data = tree["files"]["f1048576.bin"]
+    with H2Client(srv.tls_port, tls=True, timeout=20 * SLOW) as c:
+        st = c.get("/s/f1048576.bin")
+        assert st.status == 200 and st.ended, st
+        assert sha(bytes(st.data)) == sha(data)
+        # the first frames come before any window runs out
+        assert st.data_frames[:3] == [16384 - 9] * 3, st.data_frames[:10]
+        assert max(st.data_frames) <= 16384 - 9
+        sids = [c.request("/s/f1048576.bin") for _ in range(4)]
+        for sid in sids:
+            st = c.wait_stream(sid)
+            assert st.status == 200 and st.ended, st
+            assert sha(bytes(st.data)) == sha(data)
+            assert max(st.data_frames) <= 16384 - 9, max(st.data_frames)
+
+
+def test_h2_tls_small_window_frames(srv, tree):
+    """A 1,000-byte stream window: many small frames, each header written
+    over bytes already sent; the body still arrives exact."""
+    import h2.settings
+    data = tree["files"]["f1048576.bin"]
+    with H2Client(srv.tls_port, tls=True, timeout=30 * SLOW,
+                  settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000}) as c:
+        st = c.wait_stream(c.request("/s/f1048576.bin"))
+        assert st.status == 200 and st.ended, st
+        assert max(st.data_frames) <= 1000
+        assert sha(bytes(st.data)) == sha(data)
+        r = c.get("/s/f1048576.bin", headers=[("range", "bytes=1000-250000")])
+        assert r.status == 206 and bytes(r.data) == data[1000:250001]
 
 
 # ---------------------------------------------------------------------------
