@@ -132,12 +132,12 @@ static size_t opt_field(char *p, const char *name, sl_str_t v)
     return o;
 }
 
-static size_t format_line(char *p, const sl_req_t *req, int worker_id)
+static size_t format_line(char *p, const sl_req_t *req, int worker_id, uint64_t ns)
 {
     char ts[40];
     size_t o = 0;
     sl_log_format_time(ts, sizeof(ts));
-    double dur_ms = (double)(sl_now_ns() - req->start_ns) / 1e6;
+    double dur_ms = (double)ns / 1e6;
     o += (size_t)sprintf(p + o,
                          "{\"time\":\"%s\",\"worker\":%d,\"conn\":%llu,\"protocol\":\"%s\","
                          "\"stream\":%d,\"method\":\"",
@@ -179,18 +179,23 @@ static size_t line_bound(const sl_req_t *req)
     return LINE_FIXED + 6 * esc;
 }
 
-void sl_access_log(const sl_req_t *req)
+int sl_access_log_wanted(const sl_req_t *req)
+{
+    const sl_config_t *cfg = req->conn ? sl_conn_config(req->conn) : NULL;
+    return current && !(cfg && !cfg->access_log);
+}
+
+void sl_access_log(const sl_req_t *req, uint64_t ns)
 {
     sl_access_log_t *al = current;
-    const sl_config_t *cfg = req->conn ? sl_conn_config(req->conn) : NULL;
-    if (!al || (cfg && !cfg->access_log))
+    if (!sl_access_log_wanted(req))
         return;
     size_t need = line_bound(req);
     if (need > ACCESS_BUF_MAX) {
         /* Rare (a URI of several KiB): a line of its own, in order. */
         sl_access_flush(al);
         char *line = sl_malloc(need);
-        write_all(line, format_line(line, req, al->worker_id));
+        write_all(line, format_line(line, req, al->worker_id, ns));
         sl_free(line);
         return;
     }
@@ -200,5 +205,5 @@ void sl_access_log(const sl_req_t *req)
     }
     if (al->cap - al->len < need)
         sl_access_flush(al);
-    al->len += format_line(al->buf + al->len, req, al->worker_id);
+    al->len += format_line(al->buf + al->len, req, al->worker_id, ns);
 }

@@ -58,7 +58,7 @@ void sl_req_init(sl_req_t *req, sl_proto_kind_t proto, sl_conn_t *conn)
     req->content_length = -1;
     req->res.content_length = -1;
     req->res.status = 200;
-    req->start_ns = sl_now_ns();
+    req->start_ns = sl_clock_ns();
 }
 
 const struct sl_config *sl_req_config(const sl_req_t *req)

@@ -257,6 +257,18 @@ uint64_t sl_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static __thread uint64_t clock_cached;
+
+void sl_clock_tick(void)
+{
+    clock_cached = sl_now_ns();
+}
+
+uint64_t sl_clock_ns(void)
+{
+    return clock_cached ? clock_cached : sl_now_ns();
+}
+
 uint64_t sl_wall_ms(void)
 {
     struct timespec ts;

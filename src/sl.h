@@ -140,6 +140,12 @@ int64_t sl_str_to_u64(sl_str_t s);
 
 /* Monotonic clock in nanoseconds and wall clock in milliseconds. */
 uint64_t sl_now_ns(void);
+/* Monotonic ns as of the start of this loop iteration on a worker thread
+ * (sl_clock_tick runs once per iteration, right after the poll), a fresh
+ * reading on any other thread: a request's start costs no clock read of
+ * its own (a vDSO call is ~3% of a small HTTP/2 request's CPU here). */
+uint64_t sl_clock_ns(void);
+void sl_clock_tick(void);
 uint64_t sl_wall_ms(void);
 
 #endif

@@ -347,6 +347,14 @@ static void on_idle(struct ev_loop *loop, ev_idle *i, int revents)
     (void)revents; /* exists only so that the loop does not block */
 }
 
+static void on_tick(struct ev_loop *loop, ev_check *c, int revents)
+{
+    (void)loop;
+    (void)c;
+    (void)revents;
+    sl_clock_tick();
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     sl_worker_t *w = p->data;
@@ -388,6 +396,10 @@ int sl_worker_init(sl_worker_t *w, int id, const sl_config_t *cfg, const int *fd
     ev_prepare_init(&w->prepare, on_prepare);
     w->prepare.data = w;
     ev_prepare_start(w->loop, &w->prepare);
+    /* Highest priority: it runs before this iteration's I/O callbacks. */
+    ev_check_init(&w->tick, on_tick);
+    ev_set_priority(&w->tick, EV_MAXPRI);
+    ev_check_start(w->loop, &w->tick);
     ev_idle_init(&w->idle, on_idle);
     ev_init(&w->retire_timer, on_retire_timer);
     w->retire_timer.data = w;

@@ -41,6 +41,7 @@ typedef struct sl_worker {
     size_t nlisteners;
     sl_conn_table_t conns; /* its connections (drain flag included) */
     ev_prepare prepare;
+    ev_check tick; /* sl_clock_tick once per iteration */
     ev_idle idle;  /* keeps the loop from blocking while output is pending */
     ev_async wake; /* main -> worker: check `command` */
     ev_timer drain_timer;

@@ -204,7 +204,8 @@ def test_access_log_fields(sluice_factory):
     curl(s, "h1", "/_h/sink", upload=b"x" * 777)
     curl(s, "h2c", "/_h/status/404")
     curl(s, "h1-tls", "/_h/anything?q=1")
-    lines = s.wait_access(lambda ls: len(ls) >= 4 + 1)  # + the start-up /healthz
+    curl(s, "h2c", "/_h/delay/300")
+    lines = s.wait_access(lambda ls: len(ls) >= 5 + 1)  # + the start-up /healthz
     by_path = {x["path"]: x for x in lines}
     need = ["time", "worker", "conn", "protocol", "stream", "method", "path", "status",
             "bytes_in", "bytes_out", "duration_ms", "peer"]
@@ -214,6 +215,8 @@ def test_access_log_fields(sluice_factory):
         assert isinstance(x["worker"], int)
         assert isinstance(x["duration_ms"], (int, float)) and x["duration_ms"] >= 0
         assert x["time"][:4].isdigit()
+    # the duration runs from the request's arrival to its end
+    assert 290 <= by_path["/_h/delay/300"]["duration_ms"] < 3000, by_path["/_h/delay/300"]
     b = by_path["/_h/bytes/1234"]
     assert b["protocol"] == "HTTP/2" and b["method"] == "GET" and b["status"] == 200
     assert b["bytes_out"] == 1234
