@@ -365,17 +365,28 @@ static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
                       req->res.status);
         req->res.status = 500;
     }
-    format_u64(st->status, (uint64_t)req->res.status);
+    int code = req->res.status; /* 200..999: three digits */
+    st->status[0] = (char)('0' + code / 100);
+    st->status[1] = (char)('0' + code / 10 % 10);
+    st->status[2] = (char)('0' + code % 10);
+    st->status[3] = '\0';
     nva[n++] = mknv(":status", 7, st->status, 3, NV_NO_COPY);
     for (size_t i = 0; i < hs->n; i++) {
-        const sl_header_t *h = &hs->v[i];
-        if (sl_field_is_connection_specific(h->name))
+        /* Lower-cased first, so the names below compare as bytes. */
+        nghttp2_nv nv = field_nv(req, &hs->v[i]);
+        sl_str_t name = {(const char *)nv.name, nv.namelen};
+        if (sl_field_is_connection_specific(name))
             continue;
-        if (req->res.content_length >= 0 && sl_str_caseeq(h->name, "content-length"))
-            continue;
-        have_server |= sl_str_caseeq(h->name, "server");
-        have_date |= sl_str_caseeq(h->name, "date");
-        nva[n++] = field_nv(req, h);
+        switch (nv.namelen) {
+        case 4: have_date |= memcmp(nv.name, "date", 4) == 0; break;
+        case 6: have_server |= memcmp(nv.name, "server", 6) == 0; break;
+        case 14:
+            if (req->res.content_length >= 0 && memcmp(nv.name, "content-length", 14) == 0)
+                continue;
+            break;
+        default: break;
+        }
+        nva[n++] = nv;
     }
     if (!have_date) {
         size_t dlen;

@@ -6,9 +6,9 @@
 # the table and writes t/bench/out/latest.md. Knobs (environment):
 # BENCH_ROUNDS=3 BENCH_DURATION=4 BENCH_IDLE_CONNS=4000 BENCH_HANDSHAKES=2000
 # BENCH_SERVERS=sluice,h2o,nginx,nghttpx
-# BENCH_WORKLOADS=h2c,h2tls,h1,large,large_static,hs_ec,hs_rsa,idle
+# BENCH_WORKLOADS=h2c,h2tls,h1,large,large_static,h2c_return,hs_ec,hs_rsa,idle
 # BENCH_CALLGRIND=1 (adds instructions/request, slow) BENCH_KEEP=1 (keep temp dir).
-# BENCH_EXTRA=proxy,ws,static,jobs (area benchmarks run after the table; "" for none).
+# BENCH_EXTRA=proxy,ws,jobs (area benchmarks run after the table; "" for none).
 # See docs/bench.md for the method and how to read the table.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,7 +37,7 @@ export PATH=$PATH:/usr/sbin
 /usr/bin/python3 "$here/bench.py"
 
 # Area benchmarks, each standalone (see the scripts' headers).
-extra=",${BENCH_EXTRA-proxy,ws,static,jobs},"
+extra=",${BENCH_EXTRA-proxy,ws,jobs},"
 case $extra in *,proxy,*)
     echo; echo "== proxy: h2 clients -> proxy -> HTTP/1.1 and h2c upstreams (sluice vs nghttpx vs nginx)"
     /usr/bin/python3 "$here/proxy_bench.py" "$SLUICE_BIN" --rounds "${BENCH_ROUNDS:-3}" \
@@ -50,8 +50,4 @@ esac
 case $extra in *,jobs,*)
     echo; echo "== jobs: jobs/s, submit-to-first-byte p50/p99, fan-out to 1000 SSE subscribers; memory store, then the Redis store (two instances) and the redis executor"
     /usr/bin/python3 "$here/jobs_bench.py" "$SLUICE_BIN" || echo "jobs bench failed" >&2;;
-esac
-case $extra in *,static,*)
-    echo; echo "== static: files from a document root, sluice vs h2o"
-    /usr/bin/python3 "$here/static_bench.py" 4 || echo "static bench failed" >&2;;
 esac

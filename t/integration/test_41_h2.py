@@ -433,3 +433,17 @@ def test_date_on_h2_responses(sluice, mode, path):
     sent = email.utils.parsedate_to_datetime(date).timestamp()
     assert abs(sent - time.time()) < 5, date
     assert [n for n, _ in r.headers].count("date") == 1
+
+
+@pytest.mark.parametrize("mode", ["h2c", "h2-tls"])
+def test_handler_fields_any_case_not_doubled(sluice, mode):
+    """A handler's Server and Date in any case: sent once, lower-cased, in
+    place of sluice's own."""
+    date = "Tue, 01 Dec 2026 10:00:00 GMT"
+    r = curl(sluice, mode, "/_h/response-headers?Server=custom&DATE=" + date.replace(" ", "%20") +
+             "&X-Mixed-Case=1")
+    assert r.rc == 0 and r.status == 200, r.stderr
+    names = [n for n, _ in r.headers]
+    assert names.count("server") == 1 and r.header("server") == "custom", r.headers
+    assert names.count("date") == 1 and r.header("date") == date, r.headers
+    assert r.header("x-mixed-case") == "1"
