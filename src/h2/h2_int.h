@@ -94,6 +94,10 @@ struct sl_h2_session {
     const sl_config_t *cfg;
     struct ev_loop *loop;
     sl_h2_stream_t *streams; /* open streams */
+    /* The stream the last callback looked up: a request's callbacks all
+     * name one stream, and nghttp2's lookup is a hash probe each time
+     * (~8 per request). Cleared when that stream is unlinked. */
+    sl_h2_stream_t *last;
     size_t nstreams;
     sl_h2_stream_t *proceed_head, *proceed_tail;
     size_t nproceed;

@@ -57,6 +57,8 @@ void sl_h2_session_unlink(sl_h2_session_t *s, sl_h2_stream_t *st)
         st->next->prev = st->prev;
     st->prev = st->next = NULL;
     s->nstreams--;
+    if (s->last == st)
+        s->last = NULL;
 }
 
 void sl_h2_session_queue_proceed(sl_h2_session_t *s, sl_h2_stream_t *st)
@@ -84,9 +86,14 @@ void sl_h2_session_want_pump(sl_h2_session_t *s)
 
 /* ---- nghttp2 callbacks ---- */
 
-static sl_h2_stream_t *stream_of(nghttp2_session *ng, int32_t id)
+static sl_h2_stream_t *stream_of(sl_h2_session_t *s, int32_t id)
 {
-    return nghttp2_session_get_stream_user_data(ng, id);
+    if (s->last && s->last->id == id)
+        return s->last;
+    sl_h2_stream_t *st = nghttp2_session_get_stream_user_data(s->ng, id);
+    if (st)
+        s->last = st;
+    return st;
 }
 
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user_data)
@@ -229,9 +236,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, nghttp2_rc
                      nghttp2_rcbuf *value, uint8_t flags, void *user_data)
 {
     sl_h2_stream_t *st;
+    (void)ng;
     (void)flags;
-    (void)user_data;
-    if (frame->hd.type != NGHTTP2_HEADERS || !(st = stream_of(ng, frame->hd.stream_id)))
+    if (frame->hd.type != NGHTTP2_HEADERS || !(st = stream_of(user_data, frame->hd.stream_id)))
         return 0;
     sl_h2_stream_on_header(st, name, value, frame->headers.cat != NGHTTP2_HCAT_REQUEST);
     return 0;
@@ -288,7 +295,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     case NGHTTP2_GOAWAY: sl_metrics_h2_frame(1, 1, frame->goaway.error_code); break;
     case NGHTTP2_RST_STREAM: sl_metrics_h2_frame(1, 0, frame->rst_stream.error_code); break;
     case NGHTTP2_HEADERS:
-        if (!(st = stream_of(ng, frame->hd.stream_id)))
+        if (!(st = stream_of(s, frame->hd.stream_id)))
             break;
         if (frame->headers.cat == NGHTTP2_HCAT_REQUEST)
             sl_h2_stream_on_request(st, end);
@@ -296,7 +303,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
             sl_h2_stream_on_body_end(st); /* trailers end the body */
         break;
     case NGHTTP2_DATA:
-        if (end && (st = stream_of(ng, frame->hd.stream_id)))
+        if (end && (st = stream_of(s, frame->hd.stream_id)))
             sl_h2_stream_on_body_end(st);
         break;
     default: break;
@@ -307,9 +314,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
                          size_t len, void *user_data)
 {
-    sl_h2_stream_t *st = stream_of(ng, id);
+    sl_h2_stream_t *st = stream_of(user_data, id);
     (void)flags;
-    (void)user_data;
     if (!st) {
         nghttp2_session_consume(ng, id, len);
         return 0;
@@ -320,8 +326,8 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
 
 static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code, void *user_data)
 {
-    sl_h2_stream_t *st = stream_of(ng, id);
-    (void)user_data;
+    sl_h2_stream_t *st = stream_of(user_data, id);
+    (void)ng;
     if (st)
         sl_h2_stream_close(st, error_code);
     return 0;
@@ -354,7 +360,7 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
          * RST_STREAM(NO_ERROR), but clients mishandle it mid-upload (curl
          * 7.88 fails or spins). max_body_bytes and stream_idle_s bound it. */
         if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
-            (st = stream_of(ng, frame->hd.stream_id)) && !st->req.body_done && !st->app_reset)
+            (st = stream_of(s, frame->hd.stream_id)) && !st->req.body_done && !st->app_reset)
             sl_h2_stream_discard_body(st);
         break;
     default: break;

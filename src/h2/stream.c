@@ -397,11 +397,10 @@ static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
         size_t len = format_u64(st->clen, (uint64_t)req->res.content_length);
         nva[n++] = mknv("content-length", 14, st->clen, len, NV_NO_COPY);
     }
-    /* The config may be replaced by a reload while the frame waits: let
-     * nghttp2 copy the value. */
+    /* The connection holds its config (conn.c) for its whole life, so the
+     * name outlives the frame, reload or not. */
     if (!have_server && cfg->server_name)
-        nva[n++] = mknv("server", 6, cfg->server_name, strlen(cfg->server_name),
-                        NGHTTP2_NV_FLAG_NO_COPY_NAME);
+        nva[n++] = mknv("server", 6, cfg->server_name, strlen(cfg->server_name), NV_NO_COPY);
     *out = nva;
     return n;
 }
