@@ -570,18 +570,57 @@ static int tls_flush(sl_conn_t *c)
  * record, and a session ticket OpenSSL may send first. Below it the direct
  * path is skipped, so it never meets WANT_WRITE in the usual case. */
 #define DIRECT_TLS_ROOM (2 * (16384 + 256))
+/* Plaintext queued ahead that is encrypted first to clear the way. */
+#define DIRECT_AHEAD_MAX 4096
+
+/* Room for a direct record, sending queued records to make it. */
+static int tls_room(sl_conn_t *c)
+{
+    if (sl_buf_space(&c->tls.out) >= DIRECT_TLS_ROOM)
+        return 1;
+    tls_flush(c); /* an error shows in the next conn_send */
+    return sl_buf_space(&c->tls.out) >= DIRECT_TLS_ROOM;
+}
+
+/* Encrypt c->out into tls.out until it is empty, OpenSSL wants the socket
+ * (tls.out full) or, with direct, the room for a direct record is gone.
+ * Bytes OpenSSL did not take stay in c->out, where the retry finds them.
+ * Returns 0 or SL_ERROR. */
+static int tls_encrypt_out(sl_conn_t *c, int direct)
+{
+    while (!sl_buf_is_empty(&c->out) && (!direct || tls_room(c))) {
+        const uint8_t *p;
+        size_t len;
+        sl_buf_peek(&c->out, &p, &len);
+        ERR_clear_error();
+        int r = SSL_write(c->ssl, p, (int)len);
+        if (r > 0) {
+            sl_buf_skip(&c->out, (size_t)r);
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+            return 0;
+        log_ssl_error(c, "TLS write failed");
+        return SL_ERROR;
+    }
+    return 0;
+}
 
 int sl_conn_write_direct(sl_conn_t *c, const void *p, size_t len)
 {
     const uint8_t *b = p;
     if (c->closing)
         return SL_ECLOSED;
-    if (c->ssl && sl_buf_is_empty(&c->out) && SSL_is_init_finished(c->ssl)) {
-        while (len) {
-            /* Records queued up: send them now rather than copy. */
-            if (sl_buf_space(&c->tls.out) < DIRECT_TLS_ROOM &&
-                (tls_flush(c) != 0 || sl_buf_space(&c->tls.out) < DIRECT_TLS_ROOM))
-                break;
+    /* A frame head queued ahead (HEADERS, a DATA frame's header) goes
+     * first, as its own record, so the data behind it need no copy. */
+    if (c->ssl && SSL_is_init_finished(c->ssl) && sl_buf_len(&c->out) <= DIRECT_AHEAD_MAX &&
+        tls_encrypt_out(c, 1) == 0 && sl_buf_is_empty(&c->out)) {
+        sl_conn_flush_soon(c);
+        /* The socket is full: wait for it rather than copy the frame. */
+        if (!tls_room(c))
+            return SL_EAGAIN;
+        while (len && tls_room(c)) {
             ERR_clear_error();
             int r = SSL_write(c->ssl, b, (int)SL_MIN(len, (size_t)16384));
             if (r <= 0)
@@ -590,7 +629,6 @@ int sl_conn_write_direct(sl_conn_t *c, const void *p, size_t len)
             b += r;
             len -= (size_t)r;
         }
-        sl_conn_flush_soon(c);
     }
     return len ? sl_conn_write(c, b, len) : 0;
 }
@@ -600,22 +638,8 @@ static int tls_send(sl_conn_t *c)
 {
     for (;;) {
         size_t before = sl_buf_len(&c->out) + sl_buf_len(&c->tls.out);
-        while (!sl_buf_is_empty(&c->out)) {
-            const uint8_t *p;
-            size_t len;
-            sl_buf_peek(&c->out, &p, &len);
-            ERR_clear_error();
-            int r = SSL_write(c->ssl, p, (int)len);
-            if (r > 0) {
-                sl_buf_skip(&c->out, (size_t)r);
-                continue;
-            }
-            int e = SSL_get_error(c->ssl, r);
-            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
-                break;
-            log_ssl_error(c, "TLS write failed");
+        if (tls_encrypt_out(c, 0) != 0)
             return SL_ERROR;
-        }
         int f = tls_flush(c);
         if (f != 0)
             return f == SL_EAGAIN ? 0 : SL_ERROR;

@@ -113,7 +113,8 @@ int sl_conn_write(sl_conn_t *c, const void *data, size_t len);
  * TLS connection with nothing plaintext queued ahead, p is encrypted
  * straight from the caller's buffer into the record queue; what that does
  * not take is queued as sl_conn_write does. The caller has checked
- * sl_conn_out_space. Returns 0, SL_EAGAIN (nothing queued) or SL_ECLOSED. */
+ * sl_conn_out_space. Returns 0, SL_EAGAIN (nothing queued: the socket is
+ * full, wait for on_writable) or SL_ECLOSED. */
 int sl_conn_write_direct(sl_conn_t *c, const void *p, size_t len);
 /* Bytes that may still be queued. */
 size_t sl_conn_out_space(const sl_conn_t *c);

@@ -483,7 +483,10 @@ int sl_h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint
          * sent, req.h), and frame and data are encrypted in one piece. */
         uint8_t *hd = (uint8_t *)(uintptr_t)st->pend - SL_H2_FRAME_HDLEN;
         memcpy(hd, framehd, SL_H2_FRAME_HDLEN);
-        if (sl_conn_write_direct(c, hd, SL_H2_FRAME_HDLEN + length) != 0)
+        int rv = sl_conn_write_direct(c, hd, SL_H2_FRAME_HDLEN + length);
+        if (rv == SL_EAGAIN)
+            return NGHTTP2_ERR_WOULDBLOCK; /* retried on the next pump */
+        if (rv != 0)
             return NGHTTP2_ERR_CALLBACK_FAILURE;
     } else if (sl_conn_write(c, framehd, SL_H2_FRAME_HDLEN) != 0 ||
         (padlen && sl_conn_write(c, &padfield, 1) != 0) ||
