@@ -99,14 +99,21 @@ static const sl_handler_cbs_t static_cbs = {
 /* The file for key (a path relative to the root), from the worker's cache
  * or opened and offered to it. Regular files and directories come back
  * (directories are not cached); anything else is -EACCES. 0 or -errno. */
+/* 1 with *f filled (a ref taken) when this worker's cache has key. */
+static int cache_hit(sl_static_opts_t *o, const sl_req_t *req, const char *key, size_t klen,
+                     sl_static_file_t *f)
+{
+    f->_entry = NULL;
+    f->data = NULL;
+    f->fd = -1;
+    return sl_static_cache_get(o, req->worker_id, key, klen, ev_now(sl_worker_current()->loop), f);
+}
+
 static int lookup(sl_static_opts_t *o, sl_req_t *req, const char *key, size_t klen,
                   sl_static_file_t *f)
 {
     double now = ev_now(sl_worker_current()->loop);
-    f->_entry = NULL;
-    f->data = NULL;
-    f->fd = -1;
-    if (sl_static_cache_get(o, req->worker_id, key, klen, now, f))
+    if (cache_hit(o, req, key, klen, f))
         return 0;
     int fd = sl_static_open(o->rootfd, key);
     if (fd < 0)
@@ -435,6 +442,18 @@ static void on_req(sl_req_t *req)
     char *path = sl_pool_alloc(&req->pool, cap);
     size_t plen;
     const char *why;
+    /* A path in its normalised form is looked up as it came: every cache
+     * key is the normalised path of a regular file that passed the checks
+     * below, and a string equal to one normalises to itself unless it has
+     * a '%' (a key may hold one that arrived encoded). A hit skips the
+     * normalising; a directory ('/' last) always takes the long way. */
+    if (rest.n && rest.n < ncap && rest.p[rest.n - 1] != '/' && !memchr(rest.p, '%', rest.n) &&
+        cache_hit(o, req, rest.p, rest.n, &s->file)) {
+        memcpy(path, rest.p, rest.n);
+        path[rest.n] = '\0';
+        serve(s, o, path, rest.n);
+        return;
+    }
     int rv = sl_static_path_normalize(rest.p, rest.n, path, ncap, &plen, &why);
     if (rv == SL_ETOOBIG) {
         sl_resp_error(req, 414, "path too long");

@@ -270,6 +270,25 @@ TRAVERSAL = [
 
 
 @pytest.mark.parametrize("mode", ["h1", "h2c"])
+def test_cached_paths_still_decoded(srv, tree, mode):
+    """A path that matches a cached name as it came skips normalising, but
+    only without '%': the file named a%20b (asked for as a%2520b, so cached
+    under that name) must not answer a%20b, which is the file "a b"."""
+    root = tree["root"]
+    with open(os.path.join(root, "a%20b"), "wb") as f:
+        f.write(b"percent\n")
+    with open(os.path.join(root, "a b"), "wb") as f:
+        f.write(b"space\n")
+    for _ in range(2):  # the second round is answered from the cache
+        assert curl(srv, mode, "/s/a%2520b").body == b"percent\n"
+        assert curl(srv, mode, "/s/a%20b").body == b"space\n"
+        assert curl(srv, mode, "/s/small.txt").body == SMALL
+        assert curl(srv, mode, "/s//small.txt").body == SMALL
+        assert curl(srv, mode, "/s/sm%61ll.txt").body == SMALL
+        assert curl(srv, mode, "/s/.hidden").status == 404
+
+
+@pytest.mark.parametrize("mode", ["h1", "h2c"])
 def test_traversal_refused(srv, mode):
     for path in TRAVERSAL:
         r = curl(srv, mode, path, "--path-as-is")
