@@ -155,6 +155,14 @@ ssize_t sl_buf_write(sl_buf_t *b, const void *data, size_t len)
 
 int sl_buf_write_all(sl_buf_t *b, const void *data, size_t len)
 {
+    sl_buf_chunk_t *t = b->tail;
+    /* Most writes are a frame head or a short frame into the tail. */
+    if (t && len <= SL_BUF_CHUNK_SIZE - t->w) {
+        memcpy(t->data + t->w, data, len);
+        t->w += len;
+        b->len += len;
+        return 0;
+    }
     if (len == 0)
         return 0;
     if (len > sl_buf_space(b))
