@@ -250,6 +250,19 @@ int64_t sl_str_to_u64(sl_str_t s)
     return sl_str_parse_u64(s, 0, INT64_MAX, &v) == 0 ? (int64_t)v : -1;
 }
 
+size_t sl_u64_format(char *out, uint64_t v)
+{
+    char t[20];
+    size_t i = sizeof(t);
+    do
+        t[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    size_t n = sizeof(t) - i;
+    memcpy(out, t + i, n);
+    out[n] = '\0';
+    return n;
+}
+
 uint64_t sl_now_ns(void)
 {
     struct timespec ts;

@@ -137,6 +137,9 @@ int sl_str_has_token_s(sl_str_t list, sl_str_t tok);
 int sl_str_parse_u64(sl_str_t s, uint64_t min, uint64_t max, uint64_t *out);
 /* The same into int64 range; returns -1 on anything else. */
 int64_t sl_str_to_u64(sl_str_t s);
+/* v in decimal and a NUL into out (at least 21 bytes); returns the length.
+ * For header values on hot paths, where snprintf costs ~300 instructions. */
+size_t sl_u64_format(char *out, uint64_t v);
 
 /* Monotonic clock in nanoseconds and wall clock in milliseconds. */
 uint64_t sl_now_ns(void);

@@ -43,11 +43,7 @@ static void hb_str(hbuf_t *b, const char *s)
 static void hb_u64(hbuf_t *b, uint64_t v)
 {
     char t[24];
-    size_t i = sizeof(t);
-    do
-        t[--i] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    hb_put(b, t + i, sizeof(t) - i);
+    hb_put(b, t, sl_u64_format(t, v));
 }
 
 static void hb_header(hbuf_t *b, const char *name, size_t nlen, const char *value, size_t vlen)

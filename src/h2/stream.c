@@ -336,20 +336,6 @@ static nghttp2_nv field_nv(sl_req_t *req, const sl_header_t *h)
     return mknv(name, h->name.n, h->value.p, h->value.n, NV_NO_COPY);
 }
 
-static size_t format_u64(char *out, uint64_t v)
-{
-    char tmp[24];
-    size_t n = 0, i = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        out[i++] = tmp[--n];
-    out[i] = '\0';
-    return i;
-}
-
 /* The response head as an nva in the request pool (strings stay valid
  * until the stream is freed, so nghttp2 need not copy them). */
 static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
@@ -394,7 +380,7 @@ static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
         nva[n++] = mknv("date", 4, date, dlen, NV_NO_COPY);
     }
     if (req->res.content_length >= 0) {
-        size_t len = format_u64(st->clen, (uint64_t)req->res.content_length);
+        size_t len = sl_u64_format(st->clen, (uint64_t)req->res.content_length);
         nva[n++] = mknv("content-length", 14, st->clen, len, NV_NO_COPY);
     }
     /* The connection holds its config (conn.c) for its whole life, so the
@@ -573,7 +559,7 @@ static int op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
     if (status == 101)
         return SL_EINVAL; /* no such thing in HTTP/2 */
     nghttp2_nv *nva = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*nva));
-    format_u64(code, (uint64_t)status);
+    sl_u64_format(code, (uint64_t)status);
     /* The handler's list may be on its stack: let nghttp2 copy. */
     nva[n++] = mknv(":status", 7, code, 3, NGHTTP2_NV_FLAG_NONE);
     for (size_t i = 0; i < cnt; i++)
