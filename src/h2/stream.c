@@ -475,9 +475,9 @@ int sl_h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint
         if (rv != 0)
             return NGHTTP2_ERR_CALLBACK_FAILURE;
     } else if (sl_conn_write(c, framehd, SL_H2_FRAME_HDLEN) != 0 ||
-        (padlen && sl_conn_write(c, &padfield, 1) != 0) ||
-        (length && sl_conn_write(c, st->pend, length) != 0) ||
-        (padlen > 1 && sl_conn_write(c, zeros, padlen - 1) != 0))
+               (padlen && sl_conn_write(c, &padfield, 1) != 0) ||
+               (length && sl_conn_write(c, st->pend, length) != 0) ||
+               (padlen > 1 && sl_conn_write(c, zeros, padlen - 1) != 0))
         return NGHTTP2_ERR_CALLBACK_FAILURE; /* the conn is closing */
     st->pend += length;
     st->pend_len -= length;
