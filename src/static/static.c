@@ -96,9 +96,6 @@ static const sl_handler_cbs_t static_cbs = {
 
 /* ---- finding the file ---- */
 
-/* The file for key (a path relative to the root), from the worker's cache
- * or opened and offered to it. Regular files and directories come back
- * (directories are not cached); anything else is -EACCES. 0 or -errno. */
 /* 1 with *f filled (a ref taken) when this worker's cache has key. */
 static int cache_hit(sl_static_opts_t *o, const sl_req_t *req, const char *key, size_t klen,
                      sl_static_file_t *f)
@@ -109,6 +106,9 @@ static int cache_hit(sl_static_opts_t *o, const sl_req_t *req, const char *key, 
     return sl_static_cache_get(o, req->worker_id, key, klen, ev_now(sl_worker_current()->loop), f);
 }
 
+/* The file for key (a path relative to the root), from the worker's cache
+ * or opened and offered to it. Regular files and directories come back
+ * (directories are not cached); anything else is -EACCES. 0 or -errno. */
 static int lookup(sl_static_opts_t *o, sl_req_t *req, const char *key, size_t klen,
                   sl_static_file_t *f)
 {
@@ -446,8 +446,11 @@ static void on_req(sl_req_t *req)
      * key is the normalised path of a regular file that passed the checks
      * below, and a string equal to one normalises to itself unless it has
      * a '%' (a key may hold one that arrived encoded). A hit skips the
-     * normalising; a directory ('/' last) always takes the long way. */
+     * normalising; a directory ('/' last) always takes the long way. The
+     * dotfile rule is checked again: an index file found for a directory
+     * is cached under its own name, which the rule never saw. */
     if (rest.n && rest.n < ncap && rest.p[rest.n - 1] != '/' && !memchr(rest.p, '%', rest.n) &&
+        (o->dotfiles || !sl_static_path_has_dotfile(rest.p, rest.n)) &&
         cache_hit(o, req, rest.p, rest.n, &s->file)) {
         memcpy(path, rest.p, rest.n);
         path[rest.n] = '\0';

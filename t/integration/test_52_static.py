@@ -547,6 +547,21 @@ def test_precompressed(srv, mode):
     assert r.header("vary") is None
 
 
+def test_dot_index_not_served_by_name(sluice_factory, tmp_path):
+    """dotfiles off, an index file whose name starts with a dot: the
+    directory is answered with it, but asking for it by name is 404, also
+    once it sits in the open-file cache."""
+    root = tmp_path / "r"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / ".idx.html").write_bytes(b"index\n")
+    s = sluice_factory(workers=1, routes=[
+        {"path": "/healthz", "match": "exact", "handler": "health"},
+        {"path": "/", "handler": "static", "root": str(root), "index": [".idx.html"]}])
+    for _ in range(2):
+        assert curl(s, "h2c", "/sub/").body == b"index\n"
+        assert curl(s, "h2c", "/sub/.idx.html").status == 404
+
+
 # ---------------------------------------------------------------------------
 # configuration
 # ---------------------------------------------------------------------------
