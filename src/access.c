@@ -188,8 +188,8 @@ int sl_access_log_wanted(const sl_req_t *req)
 void sl_access_log(const sl_req_t *req, uint64_t ns)
 {
     sl_access_log_t *al = current;
-    if (!sl_access_log_wanted(req))
-        return;
+    if (!al)
+        return; /* the caller asked sl_access_log_wanted */
     size_t need = line_bound(req);
     if (need > ACCESS_BUF_MAX) {
         /* Rare (a URI of several KiB): a line of its own, in order. */

@@ -36,7 +36,8 @@ void sl_access_flush(sl_access_log_t *al);
 /* One line for a finished request into the thread's log. */
 /* Whether req gets a line (a log is bound and its config has it on). */
 int sl_access_log_wanted(const struct sl_req *req);
-/* Queue req's line; ns is its duration. */
+/* Queue req's line (when sl_access_log_wanted said so); ns is its
+ * duration. */
 void sl_access_log(const struct sl_req *req, uint64_t ns);
 
 #endif

@@ -620,7 +620,7 @@ int sl_conn_write_direct(sl_conn_t *c, const void *p, size_t len)
         /* The socket is full: wait for it rather than copy the frame. */
         if (!tls_room(c))
             return SL_EAGAIN;
-        while (len && tls_room(c)) {
+        do {
             ERR_clear_error();
             int r = SSL_write(c->ssl, b, (int)SL_MIN(len, (size_t)16384));
             if (r <= 0)
@@ -628,7 +628,7 @@ int sl_conn_write_direct(sl_conn_t *c, const void *p, size_t len)
                         * where tls_send retries it with these same bytes */
             b += r;
             len -= (size_t)r;
-        }
+        } while (len && tls_room(c));
     }
     return len ? sl_conn_write(c, b, len) : 0;
 }

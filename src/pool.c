@@ -61,7 +61,7 @@ void sl_pool_dispose(sl_pool_t *p)
 }
 
 /* Standard blocks come from the thread's slab cache: most requests outgrow
- * the inline block, and a malloc/free pair per request was ~1,000
+ * the inline block, and a malloc/free pair per request was ~800
  * instructions of a small HTTP/2 request. Big ones go to malloc (the slab
  * would give 16 KiB and more a mapping of their own). */
 static sl_pool_block_t *block_new(sl_pool_t *p, size_t data_len)

@@ -336,6 +336,15 @@ static nghttp2_nv field_nv(sl_req_t *req, const sl_header_t *h)
     return mknv(name, h->name.n, h->value.p, h->value.n, NV_NO_COPY);
 }
 
+/* A status (100..999) as three digits and a NUL. */
+static void status_digits(char out[4], int code)
+{
+    out[0] = (char)('0' + code / 100);
+    out[1] = (char)('0' + code / 10 % 10);
+    out[2] = (char)('0' + code % 10);
+    out[3] = '\0';
+}
+
 /* The response head as an nva in the request pool (strings stay valid
  * until the stream is freed, so nghttp2 need not copy them). */
 static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
@@ -351,11 +360,7 @@ static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
                       req->res.status);
         req->res.status = 500;
     }
-    int code = req->res.status; /* 200..999: three digits */
-    st->status[0] = (char)('0' + code / 100);
-    st->status[1] = (char)('0' + code / 10 % 10);
-    st->status[2] = (char)('0' + code % 10);
-    st->status[3] = '\0';
+    status_digits(st->status, req->res.status);
     nva[n++] = mknv(":status", 7, st->status, 3, NV_NO_COPY);
     for (size_t i = 0; i < hs->n; i++) {
         /* Lower-cased first, so the names below compare as bytes. */
@@ -559,7 +564,7 @@ static int op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
     if (status == 101)
         return SL_EINVAL; /* no such thing in HTTP/2 */
     nghttp2_nv *nva = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*nva));
-    sl_u64_format(code, (uint64_t)status);
+    status_digits(code, status);
     /* The handler's list may be on its stack: let nghttp2 copy. */
     nva[n++] = mknv(":status", 7, code, 3, NGHTTP2_NV_FLAG_NONE);
     for (size_t i = 0; i < cnt; i++)

@@ -198,6 +198,22 @@ def test_connections_on_both_workers(sluice_factory):
     assert len(conns) == 50
 
 
+def test_access_duration_starts_after_idle(sluice_factory):
+    """A request's start is the time its loop iteration woke up, not an
+    earlier one: after 1.5 s of silence on a keep-alive connection, a fast
+    request still logs a duration of milliseconds."""
+    s = sluice_factory()
+    with h1raw.H1Conn(s.h2c_port, timeout=10 * SLOW) as c:
+        c.send(b"GET /_h/bytes/3?first HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.read_response().status == 200
+        time.sleep(1.5)
+        c.send(b"GET /_h/bytes/3?second HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.read_response().status == 200
+    lines = s.wait_access(lambda ls: any("second" in x["path"] for x in ls))
+    second = [x for x in lines if "second" in x["path"]]
+    assert second and second[0]["duration_ms"] < 500, second
+
+
 def test_access_log_fields(sluice_factory):
     s = sluice_factory()
     curl(s, "h2-tls", "/_h/bytes/1234")
