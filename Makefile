@@ -20,9 +20,9 @@ endif
 OPT ?= -O2
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -g $(OPT) -pthread -MMD -MP $(WARN_CFLAGS) -Werror \
 	$(NGHTTP2_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) $(ZLIB_CFLAGS) $(HIREDIS_CFLAGS) $(BROTLI_CFLAGS) \
-	$(SAN_FLAGS) $(CFLAGS)
+	$(QUIC_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 LIBS_ALL := $(NGHTTP2_LIBS) $(OPENSSL_LIBS) $(JANSSON_LIBS) $(EV_LIBS) $(ZLIB_LIBS) $(WSLAY_LIBS) \
-	$(HIREDIS_LIBS) $(BROTLI_LIBS) -lpthread -lm
+	$(HIREDIS_LIBS) $(BROTLI_LIBS) $(QUIC_LIBS) -lpthread -lm
 LDFLAGS_ALL := -pthread $(SAN_FLAGS) $(LDFLAGS)
 
 SRCS := $(sort $(wildcard src/*.c src/*/*.c))
@@ -40,6 +40,7 @@ endif
 
 DEB_PKGS := build-essential autoconf automake pkg-config \
 	libnghttp2-dev libev-dev libssl-dev libjansson-dev check libwslay-dev libhiredis-dev zlib1g-dev libbrotli-dev \
+	libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev ngtcp2-client iproute2 \
 	openssl ca-certificates curl nghttp2-client nghttp2-proxy nghttp2-server wrk redis-server haproxy \
 	python3 python3-pytest python3-h2 python3-websockets python3-uvicorn gunicorn python3-hypercorn python3-grpcio python3-prometheus-client python3-redis \
 	python3-httpx python3-requests python3-brotli \

@@ -142,10 +142,7 @@ static size_t format_line(char *p, const sl_req_t *req, int worker_id, uint64_t 
                          "{\"time\":\"%s\",\"worker\":%d,\"conn\":%llu,\"protocol\":\"%s\","
                          "\"stream\":%d,\"method\":\"",
                          ts, worker_id, req->conn ? (unsigned long long)req->conn->tag.id : 0ULL,
-                         req->proto == SL_PROTO_H2 ? "HTTP/2"
-                         : req->version_minor == 0 ? "HTTP/1.0"
-                                                   : "HTTP/1.1",
-                         (int)req->stream_id);
+                         sl_req_proto_name(req), (int)req->stream_id);
     o += json_escape(p + o, req->method.p, req->method.n);
     o += (size_t)sprintf(p + o, "\",\"path\":\"");
     o += json_escape(p + o, req->target.p, req->target.n);

@@ -311,8 +311,9 @@ static void tls_cfg_dispose(sl_tls_cfg_t *t)
 static int parse_listener(sl_config_t *cfg, json_t *obj, const char *path, sl_listener_cfg_t *lc,
                           char *err, size_t errlen)
 {
-    static const char *const keys[] = {"addr", "tls", "h2c", "h2c_upgrade", "backlog",
-                                       "proxy_protocol"};
+    static const char *const keys[] = {
+        "addr",           "tls", "h2c", "h2c_upgrade", "backlog", "proxy_protocol", "quic",
+        "alt_svc_max_age"};
     char p[PATH_LEN];
     const char *addr;
     int64_t backlog;
@@ -328,6 +329,9 @@ static int parse_listener(sl_config_t *cfg, json_t *obj, const char *path, sl_li
         sl_conf_get_bool(obj, path, "h2c", 1, &lc->h2c, err, errlen) ||
         sl_conf_get_bool(obj, path, "h2c_upgrade", 0, &lc->h2c_upgrade, err, errlen) ||
         sl_conf_get_bool(obj, path, "proxy_protocol", 0, &lc->proxy_protocol, err, errlen) ||
+        sl_conf_get_bool(obj, path, "quic", 0, &lc->quic, err, errlen) ||
+        sl_conf_get_int(obj, path, "alt_svc_max_age", 86400, 0, INT32_MAX, &lc->alt_svc_max_age,
+                        err, errlen) ||
         sl_conf_get_int(obj, path, "backlog", 511, 1, 65535, &backlog, err, errlen))
         return SL_EINVAL;
     lc->backlog = (int)backlog;
@@ -340,7 +344,26 @@ static int parse_listener(sl_config_t *cfg, json_t *obj, const char *path, sl_li
         if (parse_tls(tls, p, lc->tls, err, errlen))
             return SL_EINVAL;
     }
+    sl_conf_path(p, path, "quic");
+    /* QUIC is TLS 1.3 inside; a PROXY header has no place in a datagram. */
+    if (lc->quic && (!lc->tls || lc->proxy_protocol))
+        return sl_conf_fail(err, errlen, "%s: needs \"tls\" and no \"proxy_protocol\"", p);
+    /* Client certificates are checked by the TCP side only (docs/h3.md):
+     * refused rather than let HTTP/3 bypass them. */
+    if (lc->quic && lc->tls->verify_client != SL_TLS_VERIFY_OFF)
+        return sl_conf_fail(err, errlen, "%s: not with tls.verify_client (not supported yet)", p);
     return 0;
+}
+
+void sl_listener_cfg_bound(const sl_listener_cfg_t *lc, int port)
+{
+    /* Written once, by the main thread, before the snapshot is shared. */
+    sl_listener_cfg_t *w = (sl_listener_cfg_t *)(uintptr_t)lc;
+    w->bound_port = port;
+    w->alt_svc[0] = '\0';
+    if (lc->quic && lc->alt_svc_max_age > 0)
+        snprintf(w->alt_svc, sizeof(w->alt_svc), "h3=\":%d\"; ma=%lld", port,
+                 (long long)lc->alt_svc_max_age);
 }
 
 static int top_listen(sl_config_t *cfg, json_t *v, char *err, size_t errlen)

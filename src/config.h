@@ -44,6 +44,13 @@ typedef struct sl_listener_cfg {
     int h2c;           /* cleartext: accept the h2 prior-knowledge preface (default 1) */
     int h2c_upgrade;   /* cleartext: also HTTP/1.1 "Upgrade: h2c" (default 0: h2c smuggling) */
     int proxy_protocol; /* a PROXY protocol v1/v2 header comes first (default 0) */
+    int quic;           /* TLS: also HTTP/3 over UDP on the same address and port (0) */
+    int64_t alt_svc_max_age; /* quic: Alt-Svc "ma" on HTTP/1.1 and HTTP/2 answers; 0 = none */
+    /* Set by the main thread once the port is bound, before any worker
+     * sees the snapshot (sl_listener_cfg_bound): the Alt-Svc value, or
+     * empty when none is sent. */
+    int bound_port;
+    char alt_svc[48];
     int backlog;
     int index;
     int slot; /* its metrics label (sl_metrics_intern), -1 when none */
@@ -121,6 +128,10 @@ typedef struct sl_config {
     double replaced_at; /* ev_time() when a reload replaced it; 0 while current */
     struct sl_config *next_retired;
 } sl_config_t;
+
+/* The listener's socket is bound to port: fill bound_port and alt_svc.
+ * Main thread only, before the snapshot reaches a worker. */
+void sl_listener_cfg_bound(const sl_listener_cfg_t *lc, int port);
 
 /* Load and validate. On failure returns NULL and writes a one-line message
  * naming the JSON path (and line for syntax errors) into err. */

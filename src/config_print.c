@@ -41,9 +41,10 @@ json_t *sl_config_listeners_json(const sl_config_t *cfg)
     json_t *a = json_array();
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const sl_listener_cfg_t *l = &cfg->listeners[i];
-        json_t *o = json_pack("{s:s, s:b, s:b, s:b, s:i}", "addr", l->addr, "h2c", l->h2c,
+        json_t *o = json_pack("{s:s, s:b, s:b, s:b, s:i, s:b}", "addr", l->addr, "h2c", l->h2c,
                               "h2c_upgrade", l->h2c_upgrade, "proxy_protocol", l->proxy_protocol,
-                              "backlog", l->backlog);
+                              "backlog", l->backlog, "quic", l->quic);
+        json_object_set_new(o, "alt_svc_max_age", json_integer(l->alt_svc_max_age));
         json_object_set_new(o, "tls", l->tls ? tls_json(l->tls) : json_null());
         json_array_append_new(a, o);
     }

@@ -199,13 +199,13 @@ static int on_pp_event(sl_conn_t *c)
     return 0;
 }
 
-sl_conn_t *sl_conn_new(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg, SSL_CTX *ssl_ctx,
-                       const struct sockaddr *peer, socklen_t plen)
+/* What every connection starts with: its id, snapshot, peer, queues,
+ * watchers and its place on the live list. */
+static sl_conn_t *conn_alloc(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg,
+                             const struct sockaddr *peer, socklen_t plen)
 {
     const sl_config_t *cfg = t->cfg;
     sl_conn_t *c = sl_calloc(1, sizeof(*c));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->tag.id = ++t->next_id;
     if (lcfg)
         sl_metrics_conn_accepted(lcfg->slot);
@@ -231,6 +231,15 @@ sl_conn_t *sl_conn_new(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg
         t->live->prev = c;
     t->live = c;
     t->nlive++;
+    return c;
+}
+
+sl_conn_t *sl_conn_new(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg, SSL_CTX *ssl_ctx,
+                       const struct sockaddr *peer, socklen_t plen)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    sl_conn_t *c = conn_alloc(t, fd, lcfg, peer, plen);
     if (ssl_ctx) {
         c->ssl = SSL_new(ssl_ctx);
         if (!c->ssl || sl_tls_bio_attach(c->ssl, &c->tls) != 0) {
@@ -242,13 +251,24 @@ sl_conn_t *sl_conn_new(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg
     }
     if (lcfg && lcfg->proxy_protocol) {
         c->pp = sl_calloc(1, sizeof(*c->pp));
-        sl_conn_timer_set(c, cfg->timeouts.tls_handshake_s);
+        sl_conn_timer_set(c, c->cfg->timeouts.tls_handshake_s);
     } else if (admit_client(c) != 0 || begin(c) != 0) {
         do_close(c);
         return NULL;
     }
     if (!c->closing)
         ev_io_start(t->loop, &c->rio);
+    return c;
+}
+
+sl_conn_t *sl_conn_new_datagram(sl_conn_table_t *t, const sl_listener_cfg_t *lcfg,
+                                const struct sockaddr *peer, socklen_t plen)
+{
+    sl_conn_t *c = conn_alloc(t, -1, lcfg, peer, plen);
+    if (admit_client(c) != 0) {
+        do_close(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -317,17 +337,18 @@ static int listener_index(const sl_conn_t *c)
     return c->lcfg ? c->lcfg->slot : -1;
 }
 
-static int proto_is_h2(const sl_proto_t *p)
+/* The metrics index of a protocol named "h1", "h2" or "h3". */
+static int proto_index(const sl_proto_t *p)
 {
-    return p->name[0] == 'h' && p->name[1] == '2';
+    return p->name[1] - '1';
 }
 
 void sl_conn_set_proto(sl_conn_t *c, const sl_proto_t *p, void *pdata)
 {
     if (c->proto) /* h1 -> h2 (Upgrade: h2c) */
-        sl_metrics_conn_proto(listener_index(c), proto_is_h2(c->proto), -1);
+        sl_metrics_conn_proto(listener_index(c), proto_index(c->proto), -1);
     if (p)
-        sl_metrics_conn_proto(listener_index(c), proto_is_h2(p), +1);
+        sl_metrics_conn_proto(listener_index(c), proto_index(p), +1);
     c->proto = p;
     c->pdata = pdata;
 }
@@ -352,7 +373,7 @@ static void do_close(sl_conn_t *c)
         sl_climit_release(&c->climit);
     c->climit_held = 0;
     if (c->proto)
-        sl_metrics_conn_proto(listener_index(c), proto_is_h2(c->proto), -1);
+        sl_metrics_conn_proto(listener_index(c), proto_index(c->proto), -1);
     c->closing = 1;
     ev_io_stop(t->loop, &c->rio);
     ev_io_stop(t->loop, &c->wio);
@@ -366,7 +387,8 @@ static void do_close(sl_conn_t *c)
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     c->fd = -1;
     sl_free(c->pp);
     c->pp = NULL;
@@ -387,7 +409,7 @@ void sl_conn_close(sl_conn_t *c, int flush)
 {
     if (c->closing || c->lingering)
         return;
-    if (!flush || c->eof) {
+    if (!flush || c->eof || c->fd < 0) { /* a datagram conn has no queue to linger on */
         do_close(c);
         return;
     }

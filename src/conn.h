@@ -148,6 +148,13 @@ void sl_conn_set_starters(sl_conn_start_fn h1, sl_conn_start_fn h2);
  * cleartext. Returns the conn or NULL (fd closed). */
 sl_conn_t *sl_conn_new(sl_conn_table_t *t, int fd, const sl_listener_cfg_t *lcfg, SSL_CTX *ssl_ctx,
                        const struct sockaddr *peer, socklen_t plen);
+/* A connection that owns no socket: a QUIC connection, whose packets its
+ * protocol receives and sends through the worker's UDP socket (src/h3/).
+ * It is counted, limited (limits.conns_per_ip), drained and retired like
+ * any other; the protocol is set with sl_conn_set_proto and closes it with
+ * sl_conn_close(c, 0). NULL when the client is over its limit. */
+sl_conn_t *sl_conn_new_datagram(sl_conn_table_t *t, const sl_listener_cfg_t *lcfg,
+                                const struct sockaddr *peer, socklen_t plen);
 /* Worker internals: flush queued output of listed conns; free closed conns. */
 void sl_conn_flush_pending(sl_conn_table_t *t);
 void sl_conn_reap(sl_conn_table_t *t);

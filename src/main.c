@@ -20,6 +20,7 @@
 #include "worker.h"
 #include "h1/h1.h"
 #include "h2/h2.h"
+#include "h3/h3.h"
 #include "harness/harness.h"
 #include "ws/ws.h"
 #include "jobs/jobs.h"
@@ -71,6 +72,7 @@ static void register_handlers(void)
     /* upstreams before executors: the "upstream" executor looks its group up */
     sl_config_register_section(&sl_proxy_upstreams_section);
     sl_config_register_section(&sl_cache_section);
+    sl_h3_register();
     sl_config_register_section(&sl_jobs_section);
     sl_reply_to_register(); /* its executor key before "executors" is parsed */
     sl_config_register_section(&sl_jobs_executors_section);
@@ -121,6 +123,7 @@ static int open_sockets(server_t *s, char *err, size_t errlen)
             port = sl_listener_port(f);
         }
         port = sl_listener_port(s->fds[l]);
+        sl_listener_cfg_bound(&s->cfg->listeners[l], port);
         fprintf(stderr, "sluice: listening on %s port %d (%s%s)\n", s->cfg->listeners[l].addr,
                 port,
                 s->cfg->listeners[l].tls   ? "tls, alpn h2,http/1.1"

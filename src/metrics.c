@@ -82,12 +82,11 @@ sl_metrics_t *sl_metrics_worker(int worker_id)
     return worker_id >= 0 && worker_id < SL_M_MAX_WORKERS ? registry[worker_id] : NULL;
 }
 
-void sl_metrics_request(int h2, size_t route, int status, uint64_t in, uint64_t out, uint64_t ns)
+void sl_metrics_request(int p, size_t route, int status, uint64_t in, uint64_t out, uint64_t ns)
 {
     sl_metrics_t *m = current;
-    if (!m)
+    if (!m || p < 0 || p >= SL_M_PROTOS)
         return;
-    int p = h2 ? 1 : 0;
     int cls = status >= 100 && status < 600 ? status / 100 : 0;
     if (route > SL_M_ROUTE_OTHER)
         route = SL_M_ROUTE_NONE;
@@ -109,12 +108,11 @@ void sl_metrics_conn_accepted(int listener)
         sl_counter_add(&m->accepted[listener], 1);
 }
 
-void sl_metrics_conn_proto(int listener, int h2, int delta)
+void sl_metrics_conn_proto(int listener, int p, int delta)
 {
     sl_metrics_t *m = current;
-    if (!m || listener < 0 || listener >= SL_M_MAX_LISTENERS)
+    if (!m || listener < 0 || listener >= SL_M_MAX_LISTENERS || p < 0 || p >= SL_M_PROTOS)
         return;
-    int p = h2 ? 1 : 0;
     sl_counter_add(delta > 0 ? &m->opened[listener][p] : &m->closed[listener][p], 1);
 }
 

@@ -18,8 +18,7 @@
 #include "sl.h"
 #include <stdatomic.h>
 
-
-#define SL_M_PROTOS 2      /* 0 HTTP/1.x, 1 HTTP/2 */
+#define SL_M_PROTOS 3      /* 0 HTTP/1.x, 1 HTTP/2, 2 HTTP/3 (sl_proto_kind_t - 1) */
 #define SL_M_CLASSES 6     /* 0: no response, then 1xx .. 5xx */
 #define SL_M_BUCKETS 12    /* request duration: 11 bounds, then +Inf */
 #define SL_M_TLS_VERSIONS 3 /* TLSv1.2, TLSv1.3, other */
@@ -38,7 +37,7 @@
 
 /* Limits a client tripped (docs/ops.md, sluice_abuse_limits_total). */
 typedef enum sl_metrics_abuse {
-    SL_M_ABUSE_RAPID_RESET, /* HTTP/2 RST_STREAM bucket empty */
+    SL_M_ABUSE_RAPID_RESET, /* HTTP/2 RST_STREAM or HTTP/3 RESET_STREAM bucket empty */
     SL_M_ABUSE_FLOOD,       /* HTTP/2 abusive frames (PING, SETTINGS, empty DATA, ...) */
     SL_M_ABUSE_HEADERS,     /* request header section too large (431) */
     SL_M_ABUSE_CONNS,       /* max_conns_per_worker: a connection refused */
@@ -116,9 +115,10 @@ const char *const *sl_metrics_names(int kind, size_t *n);
 /* Hooks, on the worker thread. */
 /* A request finished: protocol, route slot (SL_M_ROUTE_NONE: none), status
  * (0: no response), body bytes both ways, time since its head. */
-void sl_metrics_request(int h2, size_t route, int status, uint64_t in, uint64_t out, uint64_t ns);
+void sl_metrics_request(int proto, size_t route, int status, uint64_t in, uint64_t out,
+                        uint64_t ns);
 void sl_metrics_conn_accepted(int listener); /* listener slot, -1: none */
-void sl_metrics_conn_proto(int listener, int h2, int delta); /* +1 started, -1 closed */
+void sl_metrics_conn_proto(int listener, int proto, int delta); /* +1 started, -1 closed */
 void sl_metrics_tls(const char *version, int ok);
 /* An HTTP/2 GOAWAY (goaway=1) or RST_STREAM sent or received. */
 void sl_metrics_h2_frame(int received, int goaway, uint32_t code);

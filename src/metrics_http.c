@@ -123,7 +123,7 @@ static unsigned long long sum(const workers_t *ws, int kind, size_t i)
     return s;
 }
 
-static const char *const protos[SL_M_PROTOS] = {"http/1.1", "h2"};
+static const char *const protos[SL_M_PROTOS] = {"http/1.1", "h2", "h3"};
 static const char *const classes[SL_M_CLASSES] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
 
 /* Listener and route series by interned label: a listener or route a

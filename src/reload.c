@@ -88,8 +88,8 @@ static int same_listener(const sl_config_t *old, const sl_listener_cfg_t *l)
 }
 
 /* fds[w * nl + i]: worker w's new socket for listener i, -1 when kept. */
-static int open_new(int nworkers, const sl_config_t *cfg, const int *keep, int *fds, char *err,
-                    size_t errlen)
+static int open_new(int nworkers, const sl_config_t *old, const sl_config_t *cfg, const int *keep,
+                    int *fds, char *err, size_t errlen)
 {
     size_t nl = cfg->nlisteners;
     for (size_t i = 0; i < nl * (size_t)nworkers; i++)
@@ -106,6 +106,9 @@ static int open_new(int nworkers, const sl_config_t *cfg, const int *keep, int *
         if (keep[i] < 0)
             fprintf(stderr, "sluice: reload: listening on %s port %d\n", cfg->listeners[i].addr,
                     port);
+        else
+            port = old->listeners[keep[i]].bound_port;
+        sl_listener_cfg_bound(&cfg->listeners[i], port);
     }
     return 0;
 }
@@ -134,7 +137,7 @@ int sl_reload_apply(sl_worker_t *workers, int nworkers, const sl_config_t *old,
     int *fds = sl_malloc((nl ? nl : 1) * (size_t)nworkers * sizeof(int));
     for (size_t i = 0; i < nl; i++)
         keep[i] = same_listener(old, &cfg->listeners[i]);
-    int rv = open_new(nworkers, cfg, keep, fds, err, errlen);
+    int rv = open_new(nworkers, old, cfg, keep, fds, err, errlen);
     if (rv != 0) {
         for (size_t i = 0; i < nl * (size_t)nworkers; i++)
             if (fds[i] >= 0)

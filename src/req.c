@@ -299,3 +299,12 @@ sl_str_t sl_peer_ip(const char *peer)
     const char *colon = strrchr(peer, ':');
     return (sl_str_t){peer, colon ? (size_t)(colon - peer) : strlen(peer)};
 }
+
+const char *sl_req_proto_name(const sl_req_t *req)
+{
+    switch (req->proto) {
+    case SL_PROTO_H2: return "HTTP/2";
+    case SL_PROTO_H3: return "HTTP/3";
+    default: return req->version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    }
+}

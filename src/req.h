@@ -39,6 +39,7 @@ typedef struct sl_route sl_route_t;
 typedef enum sl_proto_kind {
     SL_PROTO_H1 = 1,
     SL_PROTO_H2 = 2,
+    SL_PROTO_H3 = 3,
 } sl_proto_kind_t;
 
 typedef struct sl_header {
@@ -298,6 +299,10 @@ sl_str_t sl_peer_ip(const char *peer);
 /* Whether the request carries "Authorization: Bearer <token>" (compared
  * in constant time). */
 int sl_req_bearer_is(const sl_req_t *req, const char *token);
+
+/* "HTTP/1.0", "HTTP/1.1", "HTTP/2" or "HTTP/3": what the access log and
+ * the harness report. */
+const char *sl_req_proto_name(const sl_req_t *req);
 
 /* Reason phrase for a status code ("OK"); "" when not known. */
 const char *sl_status_reason(int status);

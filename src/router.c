@@ -8,6 +8,7 @@
 #include "router.h"
 #include "metrics.h"
 #include "config.h"
+#include "conn.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "uri.h"
@@ -229,6 +230,10 @@ void sl_router_dispatch(const sl_config_t *cfg, sl_req_t *req)
 {
     const char *why;
     sl_str_t norm;
+    const sl_conn_t *c = req->conn;
+    /* RFC 7838: HTTP/3 is on offer at this listener's port (docs/h3.md). */
+    if (c && c->lcfg && c->lcfg->alt_svc[0] && req->proto != SL_PROTO_H3)
+        sl_resp_header_add_ref(req, "alt-svc", 7, c->lcfg->alt_svc, strlen(c->lcfg->alt_svc));
     req->raw_path = req->path;
     if (sl_uri_normalize_path(req->path, cfg->allow_encoded_slash ? SL_URI_KEEP_ENCODED_SLASH : 0,
                               &req->pool, &norm, &why) != 0) {

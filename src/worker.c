@@ -170,6 +170,23 @@ static void start_drain(sl_worker_t *w)
 }
 
 static void (*exit_hooks[4])(void);
+static void (*config_hooks[4])(sl_worker_t *w);
+
+void sl_worker_on_config(void (*fn)(sl_worker_t *w))
+{
+    for (size_t i = 0; i < SL_ARRAY_LEN(config_hooks); i++)
+        if (!config_hooks[i] || config_hooks[i] == fn) {
+            config_hooks[i] = fn;
+            return;
+        }
+    SL_ASSERT(0 && "worker config hooks full");
+}
+
+static void run_config_hooks(sl_worker_t *w)
+{
+    for (size_t i = 0; i < SL_ARRAY_LEN(config_hooks) && config_hooks[i]; i++)
+        config_hooks[i](w);
+}
 
 void sl_worker_at_exit(void (*fn)(void))
 {
@@ -304,6 +321,7 @@ void sl_worker_reload(sl_worker_t *w, const sl_config_t *cfg, const int *keep, c
     const sl_config_t *prev = w->cfg;
     w->cfg = w->conns.cfg = cfg;
     bind_metrics(w);
+    run_config_hooks(w);
     retire_due(w);
     sl_config_release(prev);
 }
@@ -421,6 +439,7 @@ static void *worker_main(void *arg)
     sl_log_bind_worker(w->id);
     sl_access_bind(&w->access);
     bind_metrics(w);
+    run_config_hooks(w);
     ev_run(w->loop, 0);
     /* Leftovers after a STOP: abort, then free everything. */
     stop_listeners(w);

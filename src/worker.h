@@ -89,6 +89,12 @@ int sl_worker_on_drain(sl_worker_t *w, void (*fn)(sl_worker_t *w, void *arg), vo
  * connection (cache fills). Register from the main thread before the
  * workers start; at most 4. */
 void sl_worker_at_exit(void (*fn)(void));
+/* Call fn(w) on every worker's thread whenever its configuration is set:
+ * just before its loop first runs and after each reload (w->cfg and
+ * w->listeners are the new ones), for modules above core that own sockets
+ * of their own (HTTP/3's UDP sockets). Register from the main thread
+ * before the workers start; at most 4. */
+void sl_worker_on_config(void (*fn)(sl_worker_t *w));
 
 /* Run fn(w, arg) on w's thread, in order of posting. Any thread. Returns
  * 0, or SL_ERROR when w's loop is over (fn will never run: the caller

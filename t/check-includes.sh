@@ -9,6 +9,7 @@ declare -A allow=(
   [src]="src"
   [src/h1]="src src/h1 src/h2 src/ws"
   [src/h2]="src src/h2 src/ws"
+  [src/h3]="src src/h3"
   [src/ws]="src src/ws"
   [src/proxy]="src src/proxy src/h1 src/ws src/cache"  # ws: handshake helpers for WebSocket proxying; cache: answered first
   [src/cache]="src src/cache"

@@ -9,8 +9,8 @@
  * (NGHTTP2_DATA_FLAG_NO_COPY), trailers, 1xx, resets.
  */
 #include "h2_int.h"
+#include "../fields.h"
 #include "../finish.h"
-#include "../http.h"
 #include "../metrics.h"
 #include "../router.h"
 #include "../slab.h"
@@ -125,37 +125,6 @@ void sl_h2_stream_on_header(sl_h2_stream_t *st, nghttp2_rcbuf *name, nghttp2_rcb
         st->ncookies++;
 }
 
-/* HTTP/2 may split Cookie into crumbs (RFC 9113 8.2.3); handlers and
- * HTTP/1.1 upstreams expect one field joined with "; ". */
-static void join_cookies(sl_req_t *req)
-{
-    sl_headers_t *h = &req->headers;
-    size_t total = 0, first = SIZE_MAX, w = 0, o = 0;
-    for (size_t i = 0; i < h->n; i++)
-        if (sl_str_eq(h->v[i].name, "cookie"))
-            total += h->v[i].value.n + 2;
-    char *buf = sl_pool_alloc(&req->pool, total + 1);
-    for (size_t i = 0; i < h->n; i++) {
-        if (!sl_str_eq(h->v[i].name, "cookie")) {
-            h->v[w++] = h->v[i];
-            continue;
-        }
-        if (o) {
-            memcpy(buf + o, "; ", 2);
-            o += 2;
-        }
-        memcpy(buf + o, h->v[i].value.p, h->v[i].value.n);
-        o += h->v[i].value.n;
-        if (first == SIZE_MAX) {
-            first = w;
-            h->v[w++] = h->v[i];
-        }
-    }
-    buf[o] = '\0';
-    h->v[first].value = (sl_str_t){buf, o};
-    h->n = w;
-}
-
 static void send_continue(sl_h2_stream_t *st)
 {
     nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"100", 7, 3,
@@ -168,26 +137,10 @@ void sl_h2_stream_on_request(sl_h2_stream_t *st, int end_stream)
     sl_h2_session_t *s = st->sess;
     sl_req_t *req = &st->req;
     const sl_limits_t *lim = &s->cfg->limits;
-    const char *q = req->target.n ? memchr(req->target.p, '?', req->target.n) : NULL;
 
-    req->path = req->target;
-    req->query = (sl_str_t){"", 0};
-    if (q) {
-        req->path.n = (size_t)(q - req->target.p);
-        req->query = (sl_str_t){q + 1, req->target.n - req->path.n - 1};
-    }
-    if (!req->authority.n) {
-        const sl_header_t *host = sl_req_header(req, "host");
-        if (host)
-            req->authority = host->value;
-    }
-    if (!req->scheme.n)
-        req->scheme = sl_conn_is_tls(s->conn) ? SL_STR("https") : SL_STR("http");
-    req->is_head = sl_str_eq(req->method, "HEAD");
+    sl_fields_request_done(req, st->ncookies);
     if (end_stream)
         req->body_done = 1;
-    if (st->ncookies > 1)
-        join_cookies(req);
     st->last_active = ev_now(s->loop);
     /* A connection past its abuse limit serves no new requests. */
     if (s->lim.tripped)
@@ -322,27 +275,9 @@ static nghttp2_nv mknv(const char *name, size_t nlen, const char *value, size_t 
     return (nghttp2_nv){(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, nlen, vlen, flags};
 }
 
-/* Field names must be lower-case on the wire; copy only when needed. */
-static nghttp2_nv field_nv(sl_req_t *req, const sl_header_t *h)
+static nghttp2_nv field_nv(const sl_header_t *h)
 {
-    const char *name = h->name.p;
-    if (sl_has_upper(name, h->name.n)) {
-        char *low = sl_pool_strndup(&req->pool, name, h->name.n);
-        for (size_t k = 0; k < h->name.n; k++)
-            if (low[k] >= 'A' && low[k] <= 'Z')
-                low[k] = (char)(low[k] - 'A' + 'a');
-        name = low;
-    }
-    return mknv(name, h->name.n, h->value.p, h->value.n, NV_NO_COPY);
-}
-
-/* A status (100..999) as three digits and a NUL. */
-static void status_digits(char out[4], int code)
-{
-    out[0] = (char)('0' + code / 100);
-    out[1] = (char)('0' + code / 10 % 10);
-    out[2] = (char)('0' + code % 10);
-    out[3] = '\0';
+    return mknv(h->name.p, h->name.n, h->value.p, h->value.n, NV_NO_COPY);
 }
 
 /* The response head as an nva in the request pool (strings stay valid
@@ -350,48 +285,11 @@ static void status_digits(char out[4], int code)
 static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
 {
     sl_req_t *req = &st->req;
-    const sl_config_t *cfg = st->sess->cfg;
-    const sl_headers_t *hs = &req->res.headers;
-    nghttp2_nv *nva = sl_pool_alloc(&req->pool, (hs->n + 4) * sizeof(*nva));
-    int have_server = 0, have_date = 0;
-    size_t n = 0;
-    if (req->res.status < 200 || req->res.status > 999) {
-        sl_log_stream(SL_LOG_ERROR, st->sess->conn, st->id, "handler set status %d; sending 500",
-                      req->res.status);
-        req->res.status = 500;
-    }
-    status_digits(st->status, req->res.status);
-    nva[n++] = mknv(":status", 7, st->status, 3, NV_NO_COPY);
-    for (size_t i = 0; i < hs->n; i++) {
-        /* Lower-cased first, so the names below compare as bytes. */
-        nghttp2_nv nv = field_nv(req, &hs->v[i]);
-        sl_str_t name = {(const char *)nv.name, nv.namelen};
-        if (sl_field_is_connection_specific(name))
-            continue;
-        switch (nv.namelen) {
-        case 4: have_date |= memcmp(nv.name, "date", 4) == 0; break;
-        case 6: have_server |= memcmp(nv.name, "server", 6) == 0; break;
-        case 14:
-            if (req->res.content_length >= 0 && memcmp(nv.name, "content-length", 14) == 0)
-                continue;
-            break;
-        default: break;
-        }
-        nva[n++] = nv;
-    }
-    if (!have_date) {
-        size_t dlen;
-        const char *date = sl_http_date_now(ev_now(st->sess->loop), &dlen);
-        nva[n++] = mknv("date", 4, date, dlen, NV_NO_COPY);
-    }
-    if (req->res.content_length >= 0) {
-        size_t len = sl_u64_format(st->clen, (uint64_t)req->res.content_length);
-        nva[n++] = mknv("content-length", 14, st->clen, len, NV_NO_COPY);
-    }
-    /* The connection holds its config (conn.c) for its whole life, so the
-     * name outlives the frame, reload or not. */
-    if (!have_server && cfg->server_name)
-        nva[n++] = mknv("server", 6, cfg->server_name, strlen(cfg->server_name), NV_NO_COPY);
+    sl_header_t *f = sl_pool_alloc(&req->pool, (req->res.headers.n + 4) * sizeof(*f));
+    size_t n = sl_fields_response(req, ev_now(st->sess->loop), f, st->status, st->clen);
+    nghttp2_nv *nva = sl_pool_alloc(&req->pool, n * sizeof(*nva));
+    for (size_t i = 0; i < n; i++)
+        nva[i] = field_nv(&f[i]);
     *out = nva;
     return n;
 }
@@ -399,12 +297,11 @@ static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
 static void submit_trailers(sl_h2_stream_t *st, uint32_t *flags)
 {
     sl_req_t *req = &st->req;
-    const sl_headers_t *ts = &req->res.trailers;
-    nghttp2_nv *nva = sl_pool_alloc(&req->pool, ts->n * sizeof(*nva));
-    size_t n = 0;
-    for (size_t i = 0; i < ts->n; i++)
-        if (!sl_field_is_connection_specific(ts->v[i].name))
-            nva[n++] = field_nv(req, &ts->v[i]);
+    sl_header_t *f = sl_pool_alloc(&req->pool, req->res.trailers.n * sizeof(*f));
+    size_t n = sl_fields_trailers(req, f);
+    nghttp2_nv *nva = sl_pool_alloc(&req->pool, n * sizeof(*nva));
+    for (size_t i = 0; i < n; i++)
+        nva[i] = field_nv(&f[i]);
     /* Submitting trailers from the data source callback is allowed. */
     if (n && nghttp2_submit_trailer(st->sess->ng, st->id, nva, n) == 0)
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
@@ -564,12 +461,13 @@ static int op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
     if (status == 101)
         return SL_EINVAL; /* no such thing in HTTP/2 */
     nghttp2_nv *nva = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*nva));
-    status_digits(code, status);
+    sl_fields_status(code, status);
     /* The handler's list may be on its stack: let nghttp2 copy. */
     nva[n++] = mknv(":status", 7, code, 3, NGHTTP2_NV_FLAG_NONE);
     for (size_t i = 0; i < cnt; i++)
         if (!sl_field_is_connection_specific(hdrs->v[i].name)) {
-            nva[n] = field_nv(req, &hdrs->v[i]);
+            sl_header_t h = {sl_fields_lower(req, hdrs->v[i].name), hdrs->v[i].value};
+            nva[n] = field_nv(&h);
             nva[n++].flags = NGHTTP2_NV_FLAG_NONE;
         }
     int rv = nghttp2_submit_headers(s->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL);

@@ -36,9 +36,7 @@ static json_t *describe(sl_req_t *req, const reader_t *r, const char *hex)
             continue; /* pseudo-headers are reported as method, path, ... */
         sl_harness_json_add_multi(headers, pool, h->name, h->value);
     }
-    const char *proto = req->proto == SL_PROTO_H2 ? "HTTP/2"
-                        : req->version_minor == 0 ? "HTTP/1.0"
-                                                  : "HTTP/1.1";
+    const char *proto = sl_req_proto_name(req);
     return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:I, s:o, s:s?, s:I, s:s}", "method",
                      sl_harness_jstr(pool, req->method.p, req->method.n), "path",
                      sl_harness_jstr(pool, req->path.p, req->path.n), "query", query, "headers", headers,

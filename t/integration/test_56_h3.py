@@ -1,0 +1,318 @@
+"""HTTP/3 over QUIC (docs/h3.md), driven by ngtcp2's example client
+(gtlsclient, Debian's ngtcp2-client) and by raw UDP for what no client
+shows: Version Negotiation and stateless resets.
+
+Debian 12's h2load and curl are built without HTTP/3, so gtlsclient is the
+independent client here: its own HTTP/3 request code over nghttp3's client
+side, its own packet loss simulation (-t/-r) and file downloads."""
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import SLOW, curl, module_server, require
+
+CLIENT = "gtlsclient"
+
+
+def quic_listen(tls_port, h2c_port, certs, **extra):
+    lst = {"addr": "127.0.0.1:%d" % tls_port, "quic": True,
+           "tls": {"cert": certs.cert, "key": certs.key}}
+    lst.update(extra)
+    return [lst, {"addr": "127.0.0.1:%d" % h2c_port, "h2c": True}]
+
+
+class H3Result:
+    def __init__(self, proc, out):
+        self.rc = proc.returncode
+        self.out = out
+        # "http: stream 0x4 [name: value]" lines, in order, per stream
+        self.fields = {}
+        self.trailers = {}
+        section = {}
+        for m in re.finditer(r"http: stream (0x[0-9a-f]+) (.*)", out):
+            sid, rest = int(m.group(1), 16), m.group(2)
+            if rest.startswith("trailers started"):
+                section[sid] = self.trailers
+                continue
+            if rest.startswith("response headers started"):
+                section[sid] = self.fields
+                continue
+            f = re.match(r"\[([^:\]]*|:[a-z]+): (.*)\]$", rest)
+            if f and sid in section:
+                section[sid].setdefault(sid, []).append((f.group(1), f.group(2)))
+        self.closed = {int(m.group(1)): int(m.group(2))
+                       for m in re.finditer(r"HTTP stream (\d+) closed with error code (\d+)", out)}
+
+    def statuses(self):
+        return [v for fl in self.fields.values() for n, v in fl if n == ":status"]
+
+    def field(self, name, sid=0):
+        for n, v in self.fields.get(sid, []):
+            if n == name:
+                return v
+        return None
+
+
+def h3(server, path, *args, n=None, download=None, timeout=30, quic_dump=False, port=None):
+    require(CLIENT)
+    argv = [CLIENT, "--exit-on-all-streams-close", "--timeout=%ds" % int(timeout * SLOW)]
+    if not quic_dump:
+        argv.append("--no-quic-dump")
+    if n:
+        argv += ["-n", str(n)]
+    if download:
+        argv.append("--download=" + download)
+    port = port or server.tls_port
+    argv += list(args) + ["localhost", str(port), "https://localhost:%d%s" % (port, path)]
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=timeout * SLOW + 10)
+    return H3Result(p, p.stdout.decode("latin-1"))
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory, certs):
+    def config(tmp):
+        os.makedirs(os.path.join(tmp, "www"))
+        with open(os.path.join(tmp, "www", "small.txt"), "w") as f:
+            f.write("hello over h3\n")
+        return {"routes": [
+            {"path": "/healthz", "match": "exact", "handler": "health", "check": "live"},
+            {"path": "/metrics", "match": "exact", "handler": "metrics"},
+            {"path": "/_h/", "handler": "harness"},
+            {"path": "/", "handler": "static", "root": os.path.join(tmp, "www")},
+        ]}
+    with module_server(tmp_path_factory, certs, "h3", config=config, listen=quic_listen) as s:
+        yield s
+
+
+def test_get_a_static_file(srv):
+    r = h3(srv, "/small.txt", download=tempfile.mkdtemp())
+    assert r.rc == 0, r.out[-2000:]
+    assert r.statuses() == ["200"]
+    assert r.field("content-length") == "14"
+    assert r.field("etag") and r.field("last-modified") and r.field("date")
+    # HTTP/3 answers do not advertise themselves
+    assert r.field("alt-svc") is None
+    def mine(lines):
+        return [a for a in lines if a.get("path") == "/small.txt" and a.get("protocol") == "HTTP/3"]
+    line = mine(srv.wait_access(mine))[0]
+    assert line["status"] == 200 and line["alpn"] == "h3" and line["tls"] == "TLSv1.3"
+
+
+def test_head_has_no_body(srv):
+    d = tempfile.mkdtemp()
+    r = h3(srv, "/small.txt", "-m", "HEAD", download=d)
+    assert r.statuses() == ["200"]
+    assert r.field("content-length") == "14"
+    assert not os.path.exists(os.path.join(d, "small.txt")) or \
+        os.path.getsize(os.path.join(d, "small.txt")) == 0
+
+
+def test_bytes_are_the_same_as_over_h2(srv):
+    for size in (1, 65536, 1048576):
+        d = tempfile.mkdtemp()
+        r = h3(srv, "/_h/bytes/%d" % size, download=d)
+        assert r.statuses() == ["200"], r.out[-2000:]
+        got = open(os.path.join(d, str(size)), "rb").read()
+        ref = curl(srv, "h2-tls", "/_h/bytes/%d" % size)
+        assert ref.status == 200 and len(ref.body) == size
+        assert got == ref.body
+
+
+def test_20000_requests_on_one_connection(srv):
+    """100 streams at a time (quic.max_streams), all answered."""
+    r = h3(srv, "/small.txt", n=20000, timeout=120)
+    assert r.rc == 0, r.out[-2000:]
+    st = r.statuses()
+    assert len(st) == 20000 and set(st) == {"200"}
+
+
+def test_upload_is_echoed_whole(srv):
+    d = tempfile.mkdtemp()
+    body = os.urandom(300000)
+    up = os.path.join(d, "up.bin")
+    with open(up, "wb") as f:
+        f.write(body)
+    r = h3(srv, "/_h/echo", "-m", "POST", "-d", up, download=d)
+    assert r.statuses() == ["200"], r.out[-2000:]
+    assert open(os.path.join(d, "echo"), "rb").read() == body
+
+
+def test_trailers(srv):
+    r = h3(srv, "/_h/trailers?x-a=1&x-b=two")
+    assert r.statuses() == ["200"]
+    assert dict(r.trailers[0]) == {"x-a": "1", "x-b": "two"}
+
+
+def test_reset_is_an_http3_code(srv):
+    """The harness's CANCEL is H3_REQUEST_CANCELLED (0x10c) on a stream."""
+    r = h3(srv, "/_h/reset?after=0&code=CANCEL")
+    assert r.closed.get(0) == 0x10c, r.out[-2000:]
+
+
+def test_status_codes_and_404(srv):
+    assert h3(srv, "/_h/status/418").statuses() == ["418"]
+    assert h3(srv, "/nope.txt").statuses() == ["404"]
+
+
+def test_alt_svc_on_the_tcp_side(srv):
+    for mode in ("h2-tls", "h1-tls"):
+        r = curl(srv, mode, "/small.txt")
+        assert r.status == 200
+        assert r.header("alt-svc") == 'h3=":%d"; ma=86400' % srv.tls_port
+    # the cleartext listener has no QUIC: no offer
+    assert curl(srv, "h2c", "/small.txt").header("alt-svc") is None
+
+
+def test_metrics_count_h3(srv):
+    h3(srv, "/small.txt")
+    r = curl(srv, "h2c", "/metrics")
+    assert re.search(r'sluice_requests_total\{protocol="h3",[^}]*\} [1-9]', r.body.decode()), \
+        r.body.decode()[:3000]
+
+
+def test_lossy_path_still_delivers_10_mib(srv):
+    """5% of packets lost each way (the client drops them): loss recovery
+    resends, the body arrives intact."""
+    d = tempfile.mkdtemp()
+    r = h3(srv, "/_h/bytes/10485760", "-t", "0.05", "-r", "0.05", download=d, timeout=120)
+    assert r.statuses() == ["200"], r.out[-3000:]
+    got = open(os.path.join(d, "10485760"), "rb").read()
+    ref = curl(srv, "h2-tls", "/_h/bytes/10485760")
+    assert hashlib.sha256(got).digest() == hashlib.sha256(ref.body).digest()
+
+
+def udp_exchange(port, payload, timeout=2.0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout * SLOW)
+    try:
+        s.sendto(payload, ("127.0.0.1", port))
+        return s.recv(65536)
+    except socket.timeout:
+        return None
+    finally:
+        s.close()
+
+
+def test_unknown_version_gets_version_negotiation(srv):
+    dcid, scid = os.urandom(8), os.urandom(8)
+    pkt = bytes([0xc0]) + bytes.fromhex("1a2a3a4a") + bytes([8]) + dcid + bytes([8]) + scid
+    pkt += b"\0" * (1200 - len(pkt))
+    got = udp_exchange(srv.tls_port, pkt)
+    assert got is not None
+    assert got[0] & 0x80 and got[1:5] == b"\0\0\0\0"  # long header, version 0
+    # its DCID is our SCID and its SCID our DCID (RFC 9000 17.2.1)
+    assert got[5] == 8 and got[6:14] == scid and got[14] == 8 and got[15:23] == dcid
+    versions = [got[i:i + 4] for i in range(23, len(got), 4)]
+    assert bytes.fromhex("00000001") in versions
+
+
+def test_unknown_connection_gets_a_stateless_reset(srv):
+    pkt = bytes([0x40]) + os.urandom(18) + os.urandom(60)
+    got = udp_exchange(srv.tls_port, pkt)
+    assert got is not None
+    assert len(got) < len(pkt) and len(got) >= 21
+    assert got[0] & 0xc0 == 0x40  # looks like a short-header packet
+
+
+def test_short_junk_gets_nothing(srv):
+    """Too small to be answered with a smaller reset: silence."""
+    assert udp_exchange(srv.tls_port, bytes([0x40]) + os.urandom(20), timeout=0.5) is None
+
+
+# ---- per-config behaviour ------------------------------------------------
+
+def test_retry_always(sluice_factory):
+    s = sluice_factory(listen=quic_listen, quic={"retry": "always"})
+    r = h3(s, "/healthz", quic_dump=True)
+    assert r.statuses() == ["200"], r.out[-3000:]
+    assert "type=Retry" in r.out
+
+
+def test_retry_never_and_auto_go_straight_in(sluice_factory):
+    s = sluice_factory(listen=quic_listen, quic={"retry": "never"})
+    r = h3(s, "/healthz", quic_dump=True)
+    assert r.statuses() == ["200"] and "type=Retry" not in r.out
+    s = sluice_factory(listen=quic_listen)  # auto: only under load
+    r = h3(s, "/healthz", quic_dump=True)
+    assert r.statuses() == ["200"] and "type=Retry" not in r.out
+
+
+def test_auto_retry_under_load(sluice_factory):
+    """quic.retry_handshakes 1: once one handshake is open on a worker
+    (a client that sent an Initial and went quiet), the next gets a Retry."""
+    s = sluice_factory(listen=quic_listen, workers=1, quic={"retry_handshakes": 1})
+    # a half-open handshake from a raw Initial is not possible without
+    # QUIC crypto; one from gtlsclient is: -r 1.0 drops all it receives
+    p = subprocess.Popen([CLIENT, "--no-quic-dump", "--no-http-dump", "-r", "1.0",
+                          "--timeout=5s", "localhost", str(s.tls_port),
+                          "https://localhost:%d/healthz" % s.tls_port],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5 * SLOW)
+        r = h3(s, "/healthz", quic_dump=True)
+        assert r.statuses() == ["200"], r.out[-3000:]
+        assert "type=Retry" in r.out
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_alt_svc_max_age_and_off(sluice_factory):
+    s = sluice_factory(listen=lambda t, h, c: quic_listen(t, h, c, alt_svc_max_age=60))
+    assert curl(s, "h2-tls", "/healthz").header("alt-svc") == 'h3=":%d"; ma=60' % s.tls_port
+    s = sluice_factory(listen=lambda t, h, c: quic_listen(t, h, c, alt_svc_max_age=0))
+    assert curl(s, "h2-tls", "/healthz").header("alt-svc") is None
+    assert h3(s, "/healthz").statuses() == ["200"]
+
+
+def test_no_quic_no_udp(sluice_factory):
+    s = sluice_factory()
+    assert curl(s, "h2-tls", "/healthz").header("alt-svc") is None
+    r = h3(s, "/healthz", timeout=2)
+    assert r.statuses() == []
+
+
+def test_config_refuses_quic_without_tls_or_with_client_certs(tmp_path, certs):
+    from conftest import SLUICE_BIN
+    bad = [
+        {"listen": [{"addr": "127.0.0.1:0", "quic": True}]},
+        {"listen": [{"addr": "127.0.0.1:0", "quic": True,
+                     "tls": {"cert": certs.cert, "key": certs.key, "client_ca": certs.cert,
+                             "verify_client": "require"}}]},
+        {"listen": [{"addr": "127.0.0.1:0", "tls": {"cert": certs.cert, "key": certs.key}}],
+         "quic": {"retry": "sometimes"}},
+    ]
+    for cfg in bad:
+        p = tmp_path / "bad.json"
+        p.write_text(json.dumps(cfg))
+        r = subprocess.run([SLUICE_BIN, "-t", "-c", str(p)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=20)
+        assert r.returncode != 0
+        assert b"quic" in r.stderr, r.stderr
+
+
+def test_drain_lets_a_stream_finish(sluice_factory):
+    """SIGTERM: GOAWAY, and the stream in flight finishes in drain time."""
+    s = sluice_factory(listen=quic_listen)
+    d = tempfile.mkdtemp()
+    argv = [CLIENT, "--no-quic-dump", "--exit-on-all-streams-close", "--download=" + d,
+            "localhost", str(s.tls_port),
+            "https://localhost:%d/_h/stream/8?size=1000&interval_ms=150" % s.tls_port]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(0.5 * SLOW)  # a few of the 8 chunks are out
+    s.signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=20 * SLOW)
+    assert p.returncode == 0
+    files = os.listdir(d)
+    assert len(files) == 1, out.decode("latin-1")[-2000:]
+    assert os.path.getsize(os.path.join(d, files[0])) == 8000, out.decode("latin-1")[-2000:]
+    assert s.wait_exit(15) == 0
