@@ -40,7 +40,7 @@ endif
 
 DEB_PKGS := build-essential autoconf automake pkg-config \
 	libnghttp2-dev libev-dev libssl-dev libjansson-dev check libwslay-dev libhiredis-dev zlib1g-dev libbrotli-dev \
-	libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev ngtcp2-client iproute2 \
+	libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev ngtcp2-client ngtcp2-server \
 	openssl ca-certificates curl nghttp2-client nghttp2-proxy nghttp2-server wrk redis-server haproxy \
 	python3 python3-pytest python3-h2 python3-websockets python3-uvicorn gunicorn python3-hypercorn python3-grpcio python3-prometheus-client python3-redis \
 	python3-httpx python3-requests python3-brotli \

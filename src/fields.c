@@ -123,6 +123,18 @@ size_t sl_fields_response(sl_req_t *req, double now, sl_header_t *out, char stat
     return n;
 }
 
+size_t sl_fields_informational(sl_req_t *req, int status, const sl_headers_t *hdrs,
+                               sl_header_t *out, char code[4])
+{
+    size_t n = 0;
+    sl_fields_status(code, status);
+    out[n++] = (sl_header_t){SL_STR(":status"), {code, 3}};
+    for (size_t i = 0; hdrs && i < hdrs->n; i++)
+        if (!sl_field_is_connection_specific(hdrs->v[i].name))
+            out[n++] = (sl_header_t){sl_fields_lower(req, hdrs->v[i].name), hdrs->v[i].value};
+    return n;
+}
+
 size_t sl_fields_trailers(sl_req_t *req, sl_header_t *out)
 {
     const sl_headers_t *ts = &req->res.trailers;

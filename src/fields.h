@@ -33,6 +33,12 @@ sl_str_t sl_fields_lower(sl_req_t *req, sl_str_t name);
 size_t sl_fields_response(sl_req_t *req, double now, sl_header_t *out, char status[4],
                           char clen[24]);
 
+/* A 1xx head: ":status" (code gets the digits) and hdrs without the
+ * connection-specific fields, lower-cased; out has room for hdrs->n + 1
+ * (hdrs may be NULL). Returns the count. */
+size_t sl_fields_informational(sl_req_t *req, int status, const sl_headers_t *hdrs,
+                               sl_header_t *out, char code[4]);
+
 /* The handler's trailers without connection-specific fields, lower-cased;
  * out has room for res.trailers.n. Returns the count. */
 size_t sl_fields_trailers(sl_req_t *req, sl_header_t *out);

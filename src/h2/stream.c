@@ -275,35 +275,32 @@ static nghttp2_nv mknv(const char *name, size_t nlen, const char *value, size_t 
     return (nghttp2_nv){(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, nlen, vlen, flags};
 }
 
-static nghttp2_nv field_nv(const sl_header_t *h)
+/* fields as an nva in the request pool; the strings stay valid until the
+ * stream is freed, so nghttp2 need not copy them (flags NV_NO_COPY). */
+static nghttp2_nv *to_nva(sl_req_t *req, const sl_header_t *f, size_t n, uint8_t flags)
 {
-    return mknv(h->name.p, h->name.n, h->value.p, h->value.n, NV_NO_COPY);
+    nghttp2_nv *nva = sl_pool_alloc(&req->pool, (n ? n : 1) * sizeof(*nva));
+    for (size_t i = 0; i < n; i++)
+        nva[i] = mknv(f[i].name.p, f[i].name.n, f[i].value.p, f[i].value.n, flags);
+    return nva;
 }
 
-/* The response head as an nva in the request pool (strings stay valid
- * until the stream is freed, so nghttp2 need not copy them). */
 static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
 {
     sl_req_t *req = &st->req;
     sl_header_t *f = sl_pool_alloc(&req->pool, (req->res.headers.n + 4) * sizeof(*f));
     size_t n = sl_fields_response(req, ev_now(st->sess->loop), f, st->status, st->clen);
-    nghttp2_nv *nva = sl_pool_alloc(&req->pool, n * sizeof(*nva));
-    for (size_t i = 0; i < n; i++)
-        nva[i] = field_nv(&f[i]);
-    *out = nva;
+    *out = to_nva(req, f, n, NV_NO_COPY);
     return n;
 }
 
 static void submit_trailers(sl_h2_stream_t *st, uint32_t *flags)
 {
     sl_req_t *req = &st->req;
-    sl_header_t *f = sl_pool_alloc(&req->pool, req->res.trailers.n * sizeof(*f));
+    sl_header_t *f = sl_pool_alloc(&req->pool, (req->res.trailers.n + 1) * sizeof(*f));
     size_t n = sl_fields_trailers(req, f);
-    nghttp2_nv *nva = sl_pool_alloc(&req->pool, n * sizeof(*nva));
-    for (size_t i = 0; i < n; i++)
-        nva[i] = field_nv(&f[i]);
     /* Submitting trailers from the data source callback is allowed. */
-    if (n && nghttp2_submit_trailer(st->sess->ng, st->id, nva, n) == 0)
+    if (n && nghttp2_submit_trailer(st->sess->ng, st->id, to_nva(req, f, n, NV_NO_COPY), n) == 0)
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
 }
 
@@ -454,22 +451,16 @@ static int op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
 {
     sl_h2_stream_t *st = req->pdata;
     sl_h2_session_t *s = st->sess;
-    size_t n = 0, cnt = hdrs ? hdrs->n : 0;
+    size_t cnt = hdrs ? hdrs->n : 0;
     char code[4];
     if (st->closed || s->dead)
         return SL_ECLOSED;
     if (status == 101)
         return SL_EINVAL; /* no such thing in HTTP/2 */
-    nghttp2_nv *nva = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*nva));
-    sl_fields_status(code, status);
+    sl_header_t *f = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*f));
+    size_t n = sl_fields_informational(req, status, hdrs, f, code);
     /* The handler's list may be on its stack: let nghttp2 copy. */
-    nva[n++] = mknv(":status", 7, code, 3, NGHTTP2_NV_FLAG_NONE);
-    for (size_t i = 0; i < cnt; i++)
-        if (!sl_field_is_connection_specific(hdrs->v[i].name)) {
-            sl_header_t h = {sl_fields_lower(req, hdrs->v[i].name), hdrs->v[i].value};
-            nva[n] = field_nv(&h);
-            nva[n++].flags = NGHTTP2_NV_FLAG_NONE;
-        }
+    nghttp2_nv *nva = to_nva(req, f, n, NGHTTP2_NV_FLAG_NONE);
     int rv = nghttp2_submit_headers(s->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL);
     sl_h2_session_want_pump(s);
     return rv == 0 ? 0 : SL_ECLOSED;

@@ -70,11 +70,15 @@ static sl_h3_cid_slot_t *cid_slot(sl_h3_worker_t *hw, const uint8_t *id, size_t 
     return for_insert ? tomb : NULL;
 }
 
-static void cid_grow(sl_h3_worker_t *hw)
+/* Rehash into a table sized for the live entries (at most 3/8 full), so
+ * that tombstones left by connection-ID churn are swept, not grown on. */
+static void cid_rehash(sl_h3_worker_t *hw)
 {
     sl_h3_cid_slot_t *old = hw->cids;
     size_t ocap = hw->cap;
-    hw->cap = ocap ? ocap * 2 : 64;
+    hw->cap = 64;
+    while (hw->cap * 3 < (hw->ncids + 1) * 8)
+        hw->cap *= 2;
     hw->cids = sl_calloc(hw->cap, sizeof(*hw->cids));
     hw->used = hw->ncids;
     for (size_t i = 0; i < ocap; i++)
@@ -86,7 +90,7 @@ static void cid_grow(sl_h3_worker_t *hw)
 int sl_h3_cid_add(sl_h3_worker_t *hw, const ngtcp2_cid *cid, sl_h3_conn_t *hc)
 {
     if ((hw->used + 1) * 4 > hw->cap * 3)
-        cid_grow(hw);
+        cid_rehash(hw);
     sl_h3_cid_slot_t *s = cid_slot(hw, cid->data, cid->datalen, 1);
     if (s->len && !s->tomb)
         return SL_ECONFLICT; /* 18 random bytes twice: never in practice */
@@ -162,7 +166,10 @@ int sl_h3_ep_send(sl_h3_ep_t *ep, const ngtcp2_path *path, const uint8_t *data, 
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            ep->blocked = 1;
+            if (!ep->blocked) {
+                ep->blocked = 1;
+                sl_h3_ep_wait_writable(ep);
+            }
             return SL_EAGAIN;
         }
         return SL_ERROR;
@@ -401,8 +408,10 @@ static void on_io(struct ev_loop *loop, ev_io *io, int revents)
 void sl_h3_ep_wait_writable(sl_h3_ep_t *ep)
 {
     sl_h3_worker_t *hw = current;
-    if (!hw || ev_is_active(&ep->io) == 0)
+    if (!hw || !ev_is_active(&ep->io)) { /* draining with no reader: nothing waits */
+        ep->blocked = 0;
         return;
+    }
     ev_io_stop(hw->w->loop, &ep->io);
     ev_io_set(&ep->io, ep->fd, EV_READ | EV_WRITE);
     ev_io_start(hw->w->loop, &ep->io);

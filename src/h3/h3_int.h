@@ -126,8 +126,9 @@ int sl_h3_cid_add(sl_h3_worker_t *hw, const ngtcp2_cid *cid, sl_h3_conn_t *hc);
 void sl_h3_cid_remove(sl_h3_worker_t *hw, const ngtcp2_cid *cid);
 sl_h3_conn_t *sl_h3_cid_find(sl_h3_worker_t *hw, const uint8_t *id, size_t len);
 
-/* Send one datagram (or a GSO batch of seg-sized ones) from ep. 0, or
- * SL_EAGAIN when the socket is full (ep->blocked is set), SL_ERROR. */
+/* Send one datagram from ep. 0, or SL_EAGAIN when the socket is full
+ * (ep->blocked is set until it drains; its connections are then told),
+ * SL_ERROR. */
 int sl_h3_ep_send(sl_h3_ep_t *ep, const ngtcp2_path *path, const uint8_t *data, size_t len);
 /* Write readiness wanted: the socket was full (sl_h3_ep_send said
  * SL_EAGAIN); the ep's connections are told when it drains. */

@@ -442,10 +442,9 @@ static void write_pass(sl_h3_conn_t *hc)
         }
         if (n == 0)
             break;
-        /* A full socket loses this packet; QUIC's loss recovery resends
-         * what it carried once the socket drains. */
-        if (sl_h3_ep_send(hc->ep, &ps.path, buf, (size_t)n) == SL_EAGAIN)
-            sl_h3_ep_wait_writable(hc->ep);
+        /* A full socket loses this packet (and stops the pass); QUIC's
+         * loss recovery resends what it carried once the socket drains. */
+        sl_h3_ep_send(hc->ep, &ps.path, buf, (size_t)n);
         pkts++;
     }
     ngtcp2_conn_update_pkt_tx_time(hc->qc, ts);

@@ -434,21 +434,23 @@ static nghttp3_ssize read_body(nghttp3_conn *h3, int64_t id, nghttp3_vec *vec, s
     return (nghttp3_ssize)n;
 }
 
-static nghttp3_nv field_nv(const sl_header_t *h, uint8_t flags)
+/* fields as an nva in the request pool (nghttp3 copies what it keeps). */
+static nghttp3_nv *to_nva(sl_req_t *req, const sl_header_t *f, size_t n)
 {
-    return (nghttp3_nv){(uint8_t *)(uintptr_t)h->name.p, (uint8_t *)(uintptr_t)h->value.p,
-                        h->name.n, h->value.n, flags};
+    nghttp3_nv *nva = sl_pool_alloc(&req->pool, (n ? n : 1) * sizeof(*nva));
+    for (size_t i = 0; i < n; i++)
+        nva[i] = (nghttp3_nv){(uint8_t *)(uintptr_t)f[i].name.p,
+                              (uint8_t *)(uintptr_t)f[i].value.p, f[i].name.n, f[i].value.n,
+                              NGHTTP3_NV_FLAG_NONE};
+    return nva;
 }
 
 static void submit_trailers(sl_h3_stream_t *st, uint32_t *flags)
 {
     sl_req_t *req = &st->req;
-    sl_header_t *f = sl_pool_alloc(&req->pool, req->res.trailers.n * sizeof(*f));
+    sl_header_t *f = sl_pool_alloc(&req->pool, (req->res.trailers.n + 1) * sizeof(*f));
     size_t n = sl_fields_trailers(req, f);
-    nghttp3_nv *nva = sl_pool_alloc(&req->pool, n * sizeof(*nva));
-    for (size_t i = 0; i < n; i++)
-        nva[i] = field_nv(&f[i], NGHTTP3_NV_FLAG_NONE);
-    if (n && nghttp3_conn_submit_trailers(st->hc->h3, st->id, nva, n) == 0)
+    if (n && nghttp3_conn_submit_trailers(st->hc->h3, st->id, to_nva(req, f, n), n) == 0)
         *flags |= NGHTTP3_DATA_FLAG_NO_END_STREAM;
 }
 
@@ -459,9 +461,7 @@ static int submit_response(sl_h3_stream_t *st, int with_body)
     static const nghttp3_data_reader dr = {.read_data = read_body};
     sl_header_t *f = sl_pool_alloc(&req->pool, (req->res.headers.n + 4) * sizeof(*f));
     size_t n = sl_fields_response(req, ev_now(hc->hw->w->loop), f, st->status, st->clen);
-    nghttp3_nv *nva = sl_pool_alloc(&req->pool, n * sizeof(*nva));
-    for (size_t i = 0; i < n; i++)
-        nva[i] = field_nv(&f[i], NGHTTP3_NV_FLAG_NONE);
+    nghttp3_nv *nva = to_nva(req, f, n);
     st->submitted = 1;
     req->head_sent = 1;
     int rv = nghttp3_conn_submit_response(hc->h3, st->id, nva, n, with_body ? &dr : NULL);
@@ -528,22 +528,15 @@ static int op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
 {
     sl_h3_stream_t *st = req->pdata;
     sl_h3_conn_t *hc = st->hc;
-    size_t n = 0, cnt = hdrs ? hdrs->n : 0;
+    size_t cnt = hdrs ? hdrs->n : 0;
     char code[4];
     if (st->closed || hc->dead)
         return SL_ECLOSED;
     if (status == 101)
         return SL_EINVAL; /* no such thing in HTTP/3 */
-    nghttp3_nv *nva = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*nva));
-    sl_fields_status(code, status);
-    /* The handler's list may be on its stack: nghttp3 copies (flags none). */
-    sl_header_t st_field = {SL_STR(":status"), {code, 3}};
-    nva[n++] = field_nv(&st_field, NGHTTP3_NV_FLAG_NONE);
-    for (size_t i = 0; i < cnt; i++)
-        if (!sl_field_is_connection_specific(hdrs->v[i].name)) {
-            sl_header_t h = {sl_fields_lower(req, hdrs->v[i].name), hdrs->v[i].value};
-            nva[n++] = field_nv(&h, NGHTTP3_NV_FLAG_NONE);
-        }
+    sl_header_t *f = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*f));
+    size_t n = sl_fields_informational(req, status, hdrs, f, code);
+    nghttp3_nv *nva = to_nva(req, f, n);
     int rv = nghttp3_conn_submit_info(hc->h3, st->id, nva, n);
     sl_h3_conn_want_write(hc);
     return rv == 0 ? 0 : SL_ECLOSED;

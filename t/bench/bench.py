@@ -15,9 +15,13 @@
 # Memory: VmRSS of the tree before and after opening N idle h2 TLS
 # connections, divided by N.
 #
+# HTTP/3: Debian 12's h2o, nginx and nghttpx have none, so the h3 row sets
+# sluice against ngtcp2's example server (gtlsserver, ngtcp2-server) and
+# against sluice's own h2 TLS row; the load is h3load.py (gtlsclient).
+#
 # Environment: SLUICE_BIN, BENCH_ROUNDS (3), BENCH_DURATION (4 s per load
 # run), BENCH_IDLE_CONNS (4000), BENCH_HANDSHAKES (2000), BENCH_SERVERS
-# ("sluice,h2o,nginx,nghttpx"), BENCH_WORKLOADS (all), BENCH_CALLGRIND (0),
+# ("sluice,h2o,nginx,nghttpx,gtlsserver"), BENCH_WORKLOADS (all), BENCH_CALLGRIND (0),
 # BENCH_OUT (t/bench/out), BENCH_KEEP (0: keep the temp dir).
 import json
 import os
@@ -158,16 +162,17 @@ def run_client(cmd, timeout):
 # nghttpx is a proxy: it only takes part where no backend is involved.
 # h2c_return is an extra line, not a comparison: sluice's fixed-body
 # `return` route, against which its static path can be read.
-RELEVANT = {"nghttpx": ("hs_ec", "hs_rsa", "idle"), "h2o": "not-return", "nginx": "not-return"}
+RELEVANT = {"nghttpx": ("hs_ec", "hs_rsa", "idle"), "h2o": "tcp", "nginx": "tcp",
+            "gtlsserver": ("h3",)}
 RETURN_PATH = "/return/small.txt"
 ALL_PORTS = ("tls", "tls_rsa", "h2c", "h1")
-LISTENS = {"nghttpx": ("tls", "tls_rsa")}
+LISTENS = {"nghttpx": ("tls", "tls_rsa"), "gtlsserver": ()}  # gtlsserver: UDP only
 
 
 def relevant(name, w):
     rel = RELEVANT.get(name, (w,))
-    if rel == "not-return":
-        return w != "h2c_return"
+    if rel == "tcp":  # h2o and nginx: every equal-work row but HTTP/3
+        return w not in ("h2c_return", "h3")
     return w in rel
 
 
@@ -212,6 +217,9 @@ class Server:
                     "-e", os.path.join(self.work, "nginx.err")]
         if self.name == "nghttpx":
             return ["nghttpx", "--conf=" + self.subst("nghttpx.conf.in", "nghttpx.conf")]
+        if self.name == "gtlsserver":
+            return ["gtlsserver", "-q", "-d", self.ctx["docroot"], "127.0.0.1",
+                    str(self.ports["tls"]), self.ctx["key_ec"], self.ctx["cert_ec"]]
         raise ValueError(self.name)
 
     def start(self):
@@ -232,6 +240,8 @@ class Server:
                 raise RuntimeError("%s exited with %s at start-up:\n%s"
                                    % (self.name, self.proc.returncode, self.output_tail()))
             if all(port_open(self.ports[k]) for k in LISTENS.get(self.name, ALL_PORTS)):
+                if not LISTENS.get(self.name, ALL_PORTS):
+                    time.sleep(0.5)  # a UDP socket cannot be probed; give it time to bind
                 self.pids = proc_tree(self.proc.pid)
                 return self
             time.sleep(0.05)
@@ -359,6 +369,11 @@ def wl_cmds(w, s, cfg):
         u = s.url("tls", LARGE_PATH if w == "large" else STATIC_PATH)
         return (h2load(u, ["-n", "16", "-c4"], True),
                 h2load(u, ["-c4", "-m1", "-D", dur], True))
+    if w == "h3":
+        u = "https://localhost:%d%s" % (s.ports["tls"], small)
+        h3load = [sys.executable, os.path.join(HERE, "h3load.py")]
+        return (h3load + ["-c", "1", "-n", "2000", u],
+                h3load + ["-c", "4", "-n", str(cfg["h3_requests"]), u])
     if w in ("hs_ec", "hs_rsa"):
         u = s.url("tls" if w == "hs_ec" else "tls_rsa", small)
         # One request per connection: -c N -n N, connections opened at a
@@ -373,6 +388,7 @@ WORKLOADS = {
     "h2c": ("h2c GET 13 B file (h2load -c16 -m32)", "req", "µs/req"),
     "h2tls": ("h2 TLS GET 13 B file (h2load -c16 -m100)", "req", "µs/req"),
     "h1": ("HTTP/1.1 keep-alive GET 13 B file (wrk -c64)", "req", "µs/req"),
+    "h3": ("HTTP/3 GET 13 B file (4 gtlsclient conns, 100 streams each)", "req", "µs/req"),
     "h2c_return": ("extra, not equal work: h2c GET 13 B from sluice's return route", "req",
                    "µs/req"),
     "large": ("1 MiB over h2 TLS, sluice generates it (/_h/bytes)", "MiB", "µs/MiB"),
@@ -583,6 +599,12 @@ def preflight(name, ctx):
         ]
         if name == "nghttpx":  # healthmon: 200 with no body, TLS only
             checks = [(a, "200 2 0") for a, _ in checks[:2]]
+        if name == "gtlsserver":  # HTTP/3 only
+            checks = []
+        if name in ("sluice", "gtlsserver"):
+            why = h3_check(s.ports["tls"])
+            if why:
+                return why
         for args, want in checks:
             got = curl(args)
             if got != want:
@@ -596,6 +618,17 @@ def preflight(name, ctx):
         return None
     finally:
         s.stop()
+
+
+def h3_check(port):
+    """One HTTP/3 GET of the small file, or why it failed."""
+    out = subprocess.run(["gtlsclient", "--no-quic-dump", "--exit-on-all-streams-close",
+                          "--timeout=5s", "localhost", str(port),
+                          "https://localhost:%d/small.txt" % port],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30).stdout
+    if b"[:status: 200]" not in out or b"body 13 bytes" not in out:
+        return "HTTP/3 GET /small.txt failed: %r" % out[-300:]
+    return None
 
 
 def make_docroot(work):
@@ -742,6 +775,17 @@ def render(rows, servers, cg, meta):
     return table, "\n".join(md) + "\n"
 
 
+def h3_against_h2(rows):
+    """Issue 15's comparison of sluice with itself: an HTTP/3 request
+    against an HTTP/2-over-TLS one, CPU per request, same run."""
+    med = {r["w"]: r["med"].get("sluice") for r in rows if r["key"] == "value"}
+    a, b = med.get("h3"), med.get("h2tls")
+    if not a or not b:
+        return None
+    return ("sluice HTTP/3 against its own h2 TLS row: %s against %s µs/req (%.2fx; QUIC "
+            "encrypts and acknowledges per packet in user space)" % (fmt(a), fmt(b), a / b))
+
+
 def check_targets(rows, cg):
     """Issue 14's goals (equal work, ratios from the same run), as a short
     verdict under the table."""
@@ -785,13 +829,15 @@ def main():
     signal.signal(signal.SIGHUP, on_term)
     cfg = {"rounds": env_int("BENCH_ROUNDS", 3), "duration": env_int("BENCH_DURATION", 4),
            "idle_conns": env_int("BENCH_IDLE_CONNS", 4000),
-           "handshakes": env_int("BENCH_HANDSHAKES", 2000)}
+           "handshakes": env_int("BENCH_HANDSHAKES", 2000),
+           "h3_requests": env_int("BENCH_H3_REQUESTS", 25000)}
     if cfg["idle_conns"] > 9000:
         sys.exit("bench: BENCH_IDLE_CONNS above 9000 would exhaust file descriptors")
-    servers = [s for s in os.environ.get("BENCH_SERVERS", "sluice,h2o,nginx,nghttpx").split(",") if s]
+    known = ("sluice", "h2o", "nginx", "nghttpx", "gtlsserver")
+    servers = [s for s in os.environ.get("BENCH_SERVERS", ",".join(known)).split(",") if s]
     for name in servers:
-        if name not in ("sluice", "h2o", "nginx", "nghttpx"):
-            sys.exit("bench: unknown server %r (known: sluice,h2o,nginx,nghttpx)" % name)
+        if name not in known:
+            sys.exit("bench: unknown server %r (known: %s)" % (name, ",".join(known)))
     workloads = [w for w in os.environ.get("BENCH_WORKLOADS", ",".join(WORKLOADS)).split(",") if w]
     for w in workloads:
         if w not in WORKLOADS:
@@ -822,7 +868,8 @@ def main():
         # Keep the sluice column (as "-") so the table shape never changes.
         active = [s for s in servers if s not in skipped]
         vers = {"sluice": [ctx["sluice_bin"], "--version"], "h2o": ["h2o", "--version"],
-                "nginx": ["nginx", "-v"], "nghttpx": ["nghttpx", "--version"]}
+                "nginx": ["nginx", "-v"], "nghttpx": ["nghttpx", "--version"],
+                "gtlsserver": ["dpkg-query", "-W", "-f", "ngtcp2-server ${Version}", "ngtcp2-server"]}
         for k in active:
             meta["versions"][k] = tool_version(vers[k])
         meta["versions"]["h2load"] = tool_version(["h2load", "--version"])
@@ -855,6 +902,9 @@ def main():
         targets = check_targets(rows, cg) if "sluice" in active else []
         if targets:
             md += "\n## Issue 14 goals\n\n" + "\n".join("- " + t for t in targets) + "\n"
+        h3line = h3_against_h2(rows)
+        if h3line:
+            md += "\n" + h3line + "\n"
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "latest.md"), "w") as f:
             f.write(md)
@@ -865,6 +915,8 @@ def main():
         print(table)
         for t in targets:
             print("target: " + t)
+        if h3line:
+            print(h3line)
         for name, why in skipped.items():
             print("skipped %s: %s" % (name, why))
         print("\nwritten: %s" % os.path.join(out_dir, "latest.md"))

@@ -190,6 +190,96 @@ def test_lossy_path_still_delivers_10_mib(srv):
     assert hashlib.sha256(got).digest() == hashlib.sha256(ref.body).digest()
 
 
+class LossyRelay:
+    """A UDP relay between one client and the server that drops a share
+    of the datagrams each way: a lossy path (tc netem is not available on
+    every kernel this runs on; this needs nothing from it)."""
+
+    def __init__(self, server_port, loss, seed=7, cut_after=None):
+        import random
+        import threading
+        self.rng = random.Random(seed)
+        self.loss = loss
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.port = self.front.getsockname()[1]
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.connect(("127.0.0.1", server_port))
+        self.client = None
+        self.cut_after = cut_after  # server datagrams let through, then none
+        self.dropped = self.passed = self.down = 0
+        self.stop = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        import select
+        while not self.stop:
+            r, _, _ = select.select([self.front, self.back], [], [], 0.1)
+            for sock in r:
+                data, addr = sock.recvfrom(65536)
+                if sock is self.front:
+                    self.client = addr
+                else:
+                    self.down += 1
+                cut = self.cut_after is not None and self.down > self.cut_after
+                if cut or self.rng.random() < self.loss:
+                    self.dropped += 1
+                    continue
+                self.passed += 1
+                if sock is self.front:
+                    self.back.send(data)
+                elif self.client:
+                    self.front.sendto(data, self.client)
+
+    def close(self):
+        self.stop = True
+        self.t.join(5)
+        self.front.close()
+        self.back.close()
+
+
+def test_lossy_relay_delivers_10_mib(srv):
+    """The same through a relay that drops 5% of datagrams each way."""
+    relay = LossyRelay(srv.tls_port, 0.05)
+    try:
+        d = tempfile.mkdtemp()
+        r = h3(srv, "/_h/bytes/10485760", download=d, timeout=120, port=relay.port)
+        assert r.statuses() == ["200"], r.out[-3000:]
+        got = open(os.path.join(d, "10485760"), "rb").read()
+    finally:
+        relay.close()
+    assert relay.dropped > 100, (relay.dropped, relay.passed)
+    ref = curl(srv, "h2-tls", "/_h/bytes/10485760")
+    assert hashlib.sha256(got).digest() == hashlib.sha256(ref.body).digest()
+
+
+def test_a_client_that_stops_reading_holds_bounded_memory(srv):
+    """20 streams of 50 MB each to a client whose incoming packets stop
+    after the first 300: the server may hold quic.response_buffer (256 KiB)
+    per stream plus what is in flight, never the bodies."""
+    relay = LossyRelay(srv.tls_port, 0.0, cut_after=300)
+    before = srv.rss_kb()
+    p = subprocess.Popen([CLIENT, "--no-quic-dump", "--no-http-dump", "-n", "20",
+                          "--timeout=30s", "localhost", str(relay.port),
+                          "https://localhost:%d/_h/bytes/52428800" % relay.port],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10 * SLOW
+        while relay.down <= 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert relay.down > 300, "the download never started"
+        peak = 0
+        for _ in range(20):  # two seconds of a stalled reader
+            time.sleep(0.1)
+            peak = max(peak, srv.rss_kb() - before)
+    finally:
+        p.kill()
+        p.wait()
+        relay.close()
+    assert peak < 48 * 1024, "RSS grew %d KiB" % peak
+
+
 def udp_exchange(port, payload, timeout=2.0):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(timeout * SLOW)
@@ -316,3 +406,93 @@ def test_drain_lets_a_stream_finish(sluice_factory):
     assert len(files) == 1, out.decode("latin-1")[-2000:]
     assert os.path.getsize(os.path.join(d, files[0])) == 8000, out.decode("latin-1")[-2000:]
     assert s.wait_exit(15) == 0
+
+
+# ---- every handler over HTTP/3: proxy and jobs ------------------------------
+
+def ticks(n, size=16):
+    """What the builtin ticker produces for n events of size bytes."""
+    out = b""
+    for i in range(1, n + 1):
+        ev = bytearray(b"." * size)
+        head = b"tick %d" % i
+        ev[:min(len(head), size)] = head[:size]
+        ev[size - 1:size] = b"\n"
+        out += bytes(ev)
+    return out
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory, certs):
+    """A second sluice with the harness: the proxy's upstream."""
+    with module_server(tmp_path_factory, certs, "h3-backend") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def front(tmp_path_factory, certs, backend):
+    cfg = {
+        "upstreams": {"up": {"servers": ["127.0.0.1:%d" % backend.h2c_port],
+                             "protocol": "h2c"}},
+        "executors": {"tick": {"type": "builtin", "kind": "ticker", "max_events": 10000}},
+        "routes": [
+            {"path": "/healthz", "match": "exact", "handler": "health", "check": "live"},
+            {"path": "/up/", "handler": "proxy", "upstream": "up", "strip_prefix": "/up",
+             "replace_prefix": "/"},
+            {"path": "/v1/tick", "handler": "job", "executor": "tick"},
+            {"path": "/v1/atick", "handler": "job", "executor": "tick", "reply": "async"},
+            {"path": "/jobs", "handler": "jobs_api"},
+            {"path": "/_h/", "handler": "harness"},
+        ],
+    }
+    with module_server(tmp_path_factory, certs, "h3-front", listen=quic_listen, **cfg) as s:
+        yield s
+
+
+def test_proxy_get_and_upload(front, backend):
+    d = tempfile.mkdtemp()
+    r = h3(front, "/up/_h/bytes/200000?seed=3", download=d)
+    assert r.statuses() == ["200"], r.out[-2000:]
+    ref = curl(backend, "h2c", "/_h/bytes/200000?seed=3")
+    assert open(os.path.join(d, os.listdir(d)[0]), "rb").read() == ref.body
+    body = os.urandom(150000)
+    up = os.path.join(d, "up.bin")
+    with open(up, "wb") as f:
+        f.write(body)
+    d2 = tempfile.mkdtemp()
+    r = h3(front, "/up/_h/echo", "-m", "PUT", "-d", up, download=d2)
+    assert r.statuses() == ["200"], r.out[-2000:]
+    assert open(os.path.join(d2, "echo"), "rb").read() == body
+
+
+def test_job_streams_its_output(front):
+    d = tempfile.mkdtemp()
+    r = h3(front, "/v1/tick?n=20&size=32&interval_ms=5", download=d)
+    assert r.statuses() == ["200"], r.out[-2000:]
+    jid = r.field("job-id")
+    assert jid and r.field("location") == "/jobs/" + jid
+    assert open(os.path.join(d, os.listdir(d)[0]), "rb").read() == ticks(20, 32)
+
+
+def test_job_respond_async_then_events_and_result(front):
+    r = h3(front, "/v1/atick?n=5&interval_ms=20")
+    assert r.statuses() == ["202"], r.out[-2000:]
+    loc = r.field("location")
+    assert loc and loc.startswith("/jobs/")
+    d = tempfile.mkdtemp()
+    r = h3(front, loc + "/events", download=d)  # SSE until "end"
+    assert r.statuses() == ["200"] and r.field("content-type") == "text/event-stream"
+    sse = open(os.path.join(d, "events"), "rb").read().decode()
+    assert "event: end" in sse and sse.count("event: data") == 5
+    d = tempfile.mkdtemp()
+    r = h3(front, loc + "/result", download=d)
+    assert r.statuses() == ["200"] and r.field("job-state") == "succeeded"
+    assert open(os.path.join(d, "result"), "rb").read() == ticks(5)
+
+
+def test_harness_sse(front):
+    d = tempfile.mkdtemp()
+    r = h3(front, "/_h/sse?n=3&interval_ms=10", download=d)
+    assert r.statuses() == ["200"] and r.field("content-type") == "text/event-stream"
+    body = open(os.path.join(d, os.listdir(d)[0]), "rb").read().decode()
+    assert body.count("data: ") == 3, body
