@@ -439,9 +439,8 @@ static nghttp3_nv *to_nva(sl_req_t *req, const sl_header_t *f, size_t n)
 {
     nghttp3_nv *nva = sl_pool_alloc(&req->pool, (n ? n : 1) * sizeof(*nva));
     for (size_t i = 0; i < n; i++)
-        nva[i] = (nghttp3_nv){(uint8_t *)(uintptr_t)f[i].name.p,
-                              (uint8_t *)(uintptr_t)f[i].value.p, f[i].name.n, f[i].value.n,
-                              NGHTTP3_NV_FLAG_NONE};
+        nva[i] = (nghttp3_nv){(uint8_t *)(uintptr_t)f[i].name.p, (uint8_t *)(uintptr_t)f[i].value.p,
+                              f[i].name.n, f[i].value.n, NGHTTP3_NV_FLAG_NONE};
     return nva;
 }
 
