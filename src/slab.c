@@ -177,25 +177,25 @@ void sl_slab_flush(void)
     spare_bytes = 0;
 }
 
-static void *mem_malloc(size_t n, void *ud)
+void *sl_slab_mem_malloc(size_t n, void *ud)
 {
     (void)ud;
     return sl_slab_alloc(n);
 }
 
-static void mem_free(void *p, void *ud)
+void sl_slab_mem_free(void *p, void *ud)
 {
     (void)ud;
     sl_slab_free(p);
 }
 
-static void *mem_calloc(size_t n, size_t size, void *ud)
+void *sl_slab_mem_calloc(size_t n, size_t size, void *ud)
 {
     (void)ud;
     return sl_slab_calloc(n, size);
 }
 
-static void *mem_realloc(void *p, size_t n, void *ud)
+void *sl_slab_mem_realloc(void *p, size_t n, void *ud)
 {
     (void)ud;
     return sl_slab_realloc(p, n);
@@ -203,6 +203,7 @@ static void *mem_realloc(void *p, size_t n, void *ud)
 
 nghttp2_mem *sl_slab_nghttp2_mem(void)
 {
-    static nghttp2_mem mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
+    static nghttp2_mem mem = {NULL, sl_slab_mem_malloc, sl_slab_mem_free, sl_slab_mem_calloc,
+                              sl_slab_mem_realloc};
     return &mem;
 }

@@ -1,8 +1,8 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
  * sl_slab: a per-thread small-object allocator for hot, short-lived
- * allocations made on a worker thread (nghttp2's per-stream and per-frame
- * objects). Size classes from 32 B to 4 KiB keep freed blocks on
+ * allocations made on a worker thread (nghttp2's, nghttp3's and ngtcp2's
+ * per-stream and per-frame objects). Size classes from 32 B to 4 KiB keep freed blocks on
  * thread-local free lists, bounded by SL_SLAB_SPARE_BYTES per thread;
  * blocks of 16 KiB and more get their own anonymous mapping (pages never
  * written cost nothing), the rest past the bound go to sl_malloc/sl_free.
@@ -26,6 +26,12 @@ void sl_slab_free(void *p);
  * that live on one worker thread: nghttp2 allocates several small objects
  * per request, which the cache serves without glibc's bins. */
 nghttp2_mem *sl_slab_nghttp2_mem(void);
+/* The same four as the libraries' allocator callbacks take them (nghttp3,
+ * ngtcp2: malloc, free, calloc, realloc with a user pointer). */
+void *sl_slab_mem_malloc(size_t n, void *ud);
+void sl_slab_mem_free(void *p, void *ud);
+void *sl_slab_mem_calloc(size_t n, size_t size, void *ud);
+void *sl_slab_mem_realloc(void *p, size_t n, void *ud);
 /* Return this thread's spare blocks to malloc (at worker exit). */
 void sl_slab_flush(void);
 

@@ -13,6 +13,7 @@
  */
 #include "h3_int.h"
 #include "../metrics.h"
+#include "../slab.h"
 #include <stdio.h>
 
 #define SL_H3_PKTS_PER_PASS 64
@@ -318,8 +319,11 @@ sl_h3_conn_t *sl_h3_conn_new(sl_h3_worker_t *hw, sl_h3_ep_t *ep, const ngtcp2_pk
     while (sl_h3_cid_find(hw, hc->scid.data, SL_H3_SCIDLEN));
     set_settings(&st, cfg, hc->qcfg);
     set_params(&params, hc->qcfg, hd, ocid, &hc->scid);
+    /* ngtcp2 allocates per packet and per stream: from the worker's slab. */
+    static const ngtcp2_mem mem = {NULL, sl_slab_mem_malloc, sl_slab_mem_free,
+                                   sl_slab_mem_calloc, sl_slab_mem_realloc};
     if (ngtcp2_conn_server_new(&hc->qc, &hd->scid, &hc->scid, path, hd->version, &callbacks, &st,
-                               &params, NULL, hc) != 0 ||
+                               &params, &mem, hc) != 0 ||
         sl_h3_tls_session(hc) != 0 || sl_h3_cid_add(hw, &hc->scid, hc) != 0 ||
         sl_h3_cid_add(hw, &hc->odcid, hc) != 0) {
         sl_log(SL_LOG_WARN, c, "quic: could not set up the connection");

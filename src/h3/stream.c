@@ -629,7 +629,9 @@ int sl_h3_http_start(sl_h3_conn_t *hc)
     s.max_field_section_size = q->header_list_bytes;
     s.qpack_max_dtable_capacity = q->qpack_table_bytes;
     s.qpack_blocked_streams = q->qpack_blocked;
-    if (nghttp3_conn_server_new(&hc->h3, &h3_callbacks, &s, NULL, hc) != 0)
+    static const nghttp3_mem mem = {NULL, sl_slab_mem_malloc, sl_slab_mem_free,
+                                    sl_slab_mem_calloc, sl_slab_mem_realloc};
+    if (nghttp3_conn_server_new(&hc->h3, &h3_callbacks, &s, &mem, hc) != 0)
         return SL_ERROR;
     nghttp3_conn_set_max_client_streams_bidi(hc->h3, q->max_streams);
     if (ngtcp2_conn_open_uni_stream(hc->qc, &ctrl, NULL) != 0 ||
