@@ -308,3 +308,9 @@ const char *sl_req_proto_name(const sl_req_t *req)
     default: return req->version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
     }
 }
+
+size_t sl_req_body_chunks(const sl_req_t *req)
+{
+    size_t w = req->body_window ? req->body_window : 65536;
+    return SL_MAX(w, (size_t)SL_BUF_CHUNK_SIZE) / SL_BUF_CHUNK_SIZE + 2;
+}

@@ -143,6 +143,11 @@ struct sl_req {
      * section), complete once body_done is set; pseudo-fields never. */
     sl_headers_t trailers;
     int64_t content_length; /* -1 when unknown (chunked / HTTP/2 without it) */
+    /* Request-body bytes the protocol may deliver before the handler
+     * consumes any (the HTTP/2 or HTTP/3 stream window, HTTP/1.1's
+     * limits.body_window_bytes), set by the protocol: what a handler that
+     * buffers the body sizes its buffer by (sl_req_body_chunks). */
+    size_t body_window;
     unsigned is_head : 1;
     unsigned expect_continue : 1;
     unsigned body_done : 1; /* the whole request body has been delivered */
@@ -279,6 +284,11 @@ static inline sl_str_t sl_req_conn_scheme(const sl_req_t *req)
 {
     return req->tls.version ? SL_STR("https") : SL_STR("http");
 }
+
+/* Buffer chunks (SL_BUF_CHUNK_SIZE) that hold req->body_window bytes
+ * unconsumed, plus two of slack for a read that straddles the bound
+ * (65536 bytes when the protocol set no window). */
+size_t sl_req_body_chunks(const sl_req_t *req);
 
 /* Give request-body credit back (see above). */
 void sl_req_consume(sl_req_t *req, size_t n);

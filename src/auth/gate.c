@@ -58,10 +58,7 @@ static void on_body(sl_req_t *req, const uint8_t *data, size_t len, int fin)
     gate_t *g = req->hdata;
     if (!g->body_on) {
         sl_worker_t *w = sl_worker_current();
-        size_t window = SL_MAX(req->proto == SL_PROTO_H2 ? w->cfg->limits.h2_initial_window
-                                                         : w->cfg->limits.body_window_bytes,
-                               (size_t)SL_BUF_CHUNK_SIZE);
-        sl_buf_init(&g->body, &w->bufpool, window / SL_BUF_CHUNK_SIZE + 2);
+        sl_buf_init(&g->body, &w->bufpool, sl_req_body_chunks(req));
         g->body_on = 1;
     }
     /* Within the protocol's own window, so this cannot overflow. */

@@ -205,6 +205,7 @@ void sl_h1_build_req(h1_conn_t *hc, const sl_h1_head_t *head)
     /* sl_req_init clears the req; clear the rest of the exchange. */
     memset((char *)x + offsetof(h1_exch_t, hc), 0, sizeof(*x) - offsetof(h1_exch_t, hc));
     sl_req_init(req, SL_PROTO_H1, c);
+    req->body_window = sl_conn_config(c)->limits.body_window_bytes;
     x->hc = hc;
     x->res_left = -1;
     req->version_minor = head->version_minor;

@@ -30,6 +30,7 @@ sl_h2_stream_t *sl_h2_stream_new(sl_h2_session_t *s, int32_t id)
     sl_req_t *req = &st->req;
     /* sl_req_init clears the req; clear our part after it. */
     sl_req_init(req, SL_PROTO_H2, c);
+    req->body_window = s->cfg->limits.h2_initial_window;
     memset((char *)st + sizeof(st->req), 0, sizeof(*st) - sizeof(st->req));
     st->sess = s;
     st->id = id;

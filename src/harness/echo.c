@@ -96,10 +96,7 @@ static const sl_handler_cbs_t echo_cbs = {
  * read that straddles the bound. */
 static size_t buffer_chunks(const sl_req_t *req)
 {
-    const sl_config_t *cfg = sl_conn_config(req->conn);
-    size_t window =
-        req->proto == SL_PROTO_H2 ? cfg->limits.h2_initial_window : cfg->limits.body_window_bytes;
-    return window / SL_BUF_CHUNK_SIZE + 2;
+    return sl_req_body_chunks(req);
 }
 
 void sl_harness_echo(sl_harness_ctx_t *cx)

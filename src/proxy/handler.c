@@ -716,10 +716,7 @@ static const sl_handler_cbs_t px_cbs = {
 /* Unconsumed body bytes the protocol allows, in chunks, plus slack. */
 size_t px_body_chunks(const sl_req_t *req)
 {
-    const sl_config_t *cfg = sl_req_config(req);
-    size_t window =
-        req->proto == SL_PROTO_H2 ? cfg->limits.h2_initial_window : cfg->limits.body_window_bytes;
-    return window / SL_BUF_CHUNK_SIZE + 2;
+    return sl_req_body_chunks(req);
 }
 
 void px_forward(sl_req_t *req, void *arg)

@@ -220,10 +220,7 @@ void sl_reply_stdin(sl_reply_t *r, int fd)
     r->in_fd = fd;
     ev_io_init(&r->in_io, on_stdin_writable, fd, EV_WRITE);
     r->in_io.data = r;
-    size_t window = SL_MAX(r->req->proto == SL_PROTO_H2 ? w->cfg->limits.h2_initial_window
-                                                        : w->cfg->limits.body_window_bytes,
-                           (size_t)SL_BUF_CHUNK_SIZE);
-    sl_buf_init(&r->in_buf, &w->bufpool, window / SL_BUF_CHUNK_SIZE + 2);
+    sl_buf_init(&r->in_buf, &w->bufpool, sl_req_body_chunks(r->req));
     r->in_buf_on = 1;
     if (r->req->body_done)
         stdin_done(r);

@@ -654,11 +654,7 @@ int sl_ws_accept(sl_req_t *req, const sl_ws_opts_t *opts, const sl_ws_app_t *app
     ws->o = *opts;
     sl_worker_t *w = sl_worker_current();
     sl_buf_pool_t *bp = w ? &w->bufpool : NULL;
-    const sl_config_t *cfg = req->conn ? sl_conn_config(req->conn) : NULL;
-    size_t window = !cfg                        ? 65536
-                    : req->proto == SL_PROTO_H2 ? cfg->limits.h2_initial_window
-                                                : cfg->limits.body_window_bytes;
-    sl_buf_init(&ws->in, bp, chunks_for(window));
+    sl_buf_init(&ws->in, bp, sl_req_body_chunks(req));
     sl_buf_init(&ws->out, bp,
                 chunks_for(opts->send_queue_bytes + opts->max_message_bytes +
                            deflate_slack(opts->max_message_bytes) + 1024));
