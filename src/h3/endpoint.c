@@ -17,6 +17,7 @@
 #include "h3_int.h"
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -104,15 +105,23 @@ int sl_h3_cid_add(sl_h3_worker_t *hw, const ngtcp2_cid *cid, sl_h3_conn_t *hc)
     return 0;
 }
 
-void sl_h3_cid_remove(sl_h3_worker_t *hw, const ngtcp2_cid *cid)
+void sl_h3_cid_remove(sl_h3_worker_t *hw, const ngtcp2_cid *cid, const sl_h3_conn_t *hc)
 {
     sl_h3_cid_slot_t *s = cid_slot(hw, cid->data, cid->datalen, 0);
-    if (!s)
+    if (!s || s->hc != hc)
         return;
     s->len = 0;
     s->tomb = 1;
     s->hc = NULL;
     hw->ncids--;
+}
+
+void sl_h3_cid_new(sl_h3_worker_t *hw, uint8_t *data, size_t len)
+{
+    do {
+        gnutls_rnd(GNUTLS_RND_NONCE, data, len);
+        data[0] = (uint8_t)hw->w->id;
+    } while (sl_h3_cid_find(hw, data, len));
 }
 
 sl_h3_conn_t *sl_h3_cid_find(sl_h3_worker_t *hw, const uint8_t *id, size_t len)
@@ -123,12 +132,10 @@ sl_h3_conn_t *sl_h3_cid_find(sl_h3_worker_t *hw, const uint8_t *id, size_t len)
 
 /* ---- sending ---- */
 
-static size_t put_pktinfo(struct msghdr *msg, uint8_t *ctl, size_t cap, const ngtcp2_addr *local)
+/* The source address a wildcard socket must answer from, as a cmsg at
+ * cm; returns its space. */
+static size_t put_pktinfo(struct cmsghdr *cm, const ngtcp2_addr *local)
 {
-    memset(ctl, 0, cap);
-    msg->msg_control = ctl;
-    msg->msg_controllen = cap;
-    struct cmsghdr *cm = CMSG_FIRSTHDR(msg);
     if (local->addr->sa_family == AF_INET) {
         struct in_pktinfo pi = {0};
         pi.ipi_spec_dst = ((const struct sockaddr_in *)local->addr)->sin_addr;
@@ -147,24 +154,57 @@ static size_t put_pktinfo(struct msghdr *msg, uint8_t *ctl, size_t cap, const ng
     return CMSG_SPACE(sizeof(pi6));
 }
 
-int sl_h3_ep_send(sl_h3_ep_t *ep, const ngtcp2_path *path, const uint8_t *data, size_t len)
+static size_t put_segment(struct cmsghdr *cm, size_t seg)
+{
+    uint16_t v = (uint16_t)seg;
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(v));
+    memcpy(CMSG_DATA(cm), &v, sizeof(v));
+    return CMSG_SPACE(sizeof(v));
+}
+
+int sl_h3_ep_send(sl_h3_ep_t *ep, const ngtcp2_path *path, const uint8_t *data, size_t len,
+                  size_t seg)
 {
     struct iovec iov = {(void *)(uintptr_t)data, len};
     struct msghdr msg = {0};
-    uint8_t ctl[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+    uint8_t ctl[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t))];
+    memset(ctl, 0, sizeof(ctl));
     msg.msg_name = path->remote.addr;
     msg.msg_namelen = path->remote.addrlen;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
+    msg.msg_control = ctl;
+    msg.msg_controllen = sizeof(ctl);
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    size_t used = 0;
     /* A wildcard socket answers from the address the client wrote to. */
-    if (ep->wildcard && path->local.addrlen)
-        msg.msg_controllen = put_pktinfo(&msg, ctl, sizeof(ctl), &path->local);
+    if (ep->wildcard && path->local.addrlen) {
+        used += put_pktinfo(cm, &path->local);
+        cm = CMSG_NXTHDR(&msg, cm);
+    }
+    if (seg && seg < len)
+        used += put_segment(cm, seg);
+    msg.msg_controllen = used;
+    if (!used)
+        msg.msg_control = NULL;
     for (;;) {
         ssize_t n = sendmsg(ep->fd, &msg, 0);
         if (n >= 0)
             return 0;
         if (errno == EINTR)
             continue;
+        if (seg && seg < len && (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP)) {
+            /* No segmentation offload here: one datagram at a time. */
+            ep->no_gso = 1;
+            for (size_t off = 0; off < len; off += seg) {
+                int rv = sl_h3_ep_send(ep, path, data + off, SL_MIN(seg, len - off), 0);
+                if (rv != 0)
+                    return rv;
+            }
+            return 0;
+        }
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             if (!ep->blocked) {
                 ep->blocked = 1;
@@ -183,18 +223,12 @@ static void ep_send_raw(sl_h3_ep_t *ep, const struct sockaddr *local, socklen_t 
     ngtcp2_path path = {{(struct sockaddr *)(uintptr_t)local, locallen},
                         {(struct sockaddr *)(uintptr_t)remote, remotelen},
                         NULL};
-    sl_h3_ep_send(ep, &path, p, n);
+    sl_h3_ep_send(ep, &path, p, n, 0);
 }
 
 /* ---- packets nobody here owns ---- */
 
-typedef struct pkt {
-    sl_h3_ep_t *ep;
-    const uint8_t *p;
-    size_t n;
-    struct sockaddr_storage local, remote;
-    socklen_t locallen, remotelen;
-} pkt_t;
+typedef sl_h3_pkt_t pkt_t;
 
 static void reply(const pkt_t *k, const uint8_t *p, ngtcp2_ssize n)
 {
@@ -249,20 +283,20 @@ static void send_refusal(const pkt_t *k, const ngtcp2_pkt_hd *hd, uint64_t code)
     uint8_t buf[256];
     ngtcp2_cid scid;
     scid.datalen = SL_H3_SCIDLEN;
-    rand_bytes(scid.data, scid.datalen);
+    rand_bytes(scid.data, scid.datalen); /* no connection will have it */
     reply(k, buf,
           ngtcp2_crypto_write_connection_close(buf, sizeof(buf), hd->version, &hd->scid, &scid,
                                                code, NULL, 0));
 }
 
-static void send_retry(const pkt_t *k, const ngtcp2_pkt_hd *hd)
+static void send_retry(sl_h3_worker_t *hw, const pkt_t *k, const ngtcp2_pkt_hd *hd)
 {
     uint8_t token[NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN], buf[512];
     ngtcp2_cid scid;
     size_t slen;
     const uint8_t *s = sl_h3_secret(&slen);
     scid.datalen = SL_H3_SCIDLEN;
-    rand_bytes(scid.data, scid.datalen);
+    sl_h3_cid_new(hw, scid.data, scid.datalen);
     ngtcp2_ssize tl = ngtcp2_crypto_generate_retry_token(
         token, s, slen, hd->version, (const struct sockaddr *)&k->remote, k->remotelen, &scid,
         &hd->dcid, sl_wall_ms() * NGTCP2_MILLISECONDS);
@@ -302,13 +336,13 @@ static int admit(sl_h3_worker_t *hw, const pkt_t *k, ngtcp2_pkt_hd *hd, ngtcp2_c
     hd->token.len = 0;
     if (q->retry == SL_H3_RETRY_ALWAYS ||
         (q->retry == SL_H3_RETRY_AUTO && hw->handshaking >= q->retry_handshakes)) {
-        send_retry(k, hd);
+        send_retry(hw, k, hd);
         return 1;
     }
     return 0;
 }
 
-static void on_packet(sl_h3_worker_t *hw, pkt_t *k)
+void sl_h3_ep_packet(sl_h3_worker_t *hw, pkt_t *k)
 {
     ngtcp2_version_cid vc;
     int rv = ngtcp2_pkt_decode_version_cid(&vc, k->p, k->n, SL_H3_SCIDLEN);
@@ -327,7 +361,8 @@ static void on_packet(sl_h3_worker_t *hw, pkt_t *k)
         return;
     }
     if (!(k->p[0] & 0x80)) { /* short header: a connection we do not have */
-        send_stateless_reset(hw, k, &vc);
+        if (!sl_h3_forward(hw, k, vc.dcid, vc.dcidlen))
+            send_stateless_reset(hw, k, &vc);
         return;
     }
     ngtcp2_pkt_hd hd;
@@ -401,7 +436,7 @@ static void on_io(struct ev_loop *loop, ev_io *io, int revents)
         k.n = (size_t)n;
         k.remotelen = msg.msg_namelen;
         local_of(ep, &msg, &k);
-        on_packet(hw, &k);
+        sl_h3_ep_packet(hw, &k);
     }
 }
 
@@ -497,6 +532,32 @@ static int tcp_bound(const sl_listener_t *l, struct sockaddr_storage *ss, sockle
     return l->fd >= 0 && getsockname(l->fd, (struct sockaddr *)ss, len) == 0 ? 0 : SL_ERROR;
 }
 
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                     : ((const struct sockaddr_in *)ss)->sin_port;
+}
+
+sl_h3_ep_t *sl_h3_ep_for(sl_h3_worker_t *hw, const struct sockaddr_storage *local)
+{
+    for (size_t i = 0; i < hw->neps; i++) {
+        sl_h3_ep_t *ep = hw->eps[i];
+        if (port_of(&ep->addr) != port_of(local))
+            continue;
+        if (ep->wildcard)
+            return ep;
+        if (ep->addr.ss_family == local->ss_family &&
+            (local->ss_family == AF_INET
+                 ? ((const struct sockaddr_in *)&ep->addr)->sin_addr.s_addr ==
+                       ((const struct sockaddr_in *)local)->sin_addr.s_addr
+                 : memcmp(&((const struct sockaddr_in6 *)&ep->addr)->sin6_addr,
+                          &((const struct sockaddr_in6 *)local)->sin6_addr,
+                          sizeof(struct in6_addr)) == 0))
+            return ep;
+    }
+    return NULL;
+}
+
 static sl_h3_ep_t *ep_find(sl_h3_worker_t *hw, const struct sockaddr_storage *ss, socklen_t len)
 {
     for (size_t i = 0; i < hw->neps; i++)
@@ -570,6 +631,7 @@ static void on_config(sl_worker_t *w)
         hw = current = sl_calloc(1, sizeof(*hw));
         hw->w = w;
         sl_worker_on_drain(w, on_drain, hw);
+        sl_h3_forward_register(w);
     }
     for (size_t i = 0; i < hw->neps; i++)
         hw->eps[i]->lcfg = NULL; /* set again below if still configured */

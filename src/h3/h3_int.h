@@ -89,6 +89,7 @@ struct sl_h3_ep {
     sl_h3_creds_t *creds;          /* for new connections */
     size_t nconns;
     unsigned blocked : 1; /* sendmsg said EAGAIN: writers wait for EV_WRITE */
+    unsigned no_gso : 1;  /* the kernel refused UDP_SEGMENT */
     unsigned stopped : 1; /* drain: no new connections */
 };
 
@@ -119,17 +120,50 @@ sl_h3_worker_t *sl_h3_worker(void);
  * that any worker recognises another's. */
 const uint8_t *sl_h3_secret(size_t *len);
 
-/* Server connection IDs: 18 random bytes. */
+/* Server connection IDs: 18 bytes, the first the worker's id and the
+ * rest random, so that a packet that reaches another worker (the client's
+ * address changed) can be handed to the one that owns its connection. */
 #define SL_H3_SCIDLEN 18
 
+/* A fresh connection ID of this worker's, unused in its table. */
+void sl_h3_cid_new(sl_h3_worker_t *hw, uint8_t *data, size_t len);
+
 int sl_h3_cid_add(sl_h3_worker_t *hw, const ngtcp2_cid *cid, sl_h3_conn_t *hc);
-void sl_h3_cid_remove(sl_h3_worker_t *hw, const ngtcp2_cid *cid);
+/* Remove cid if it names hc (a client's first DCID may have been taken
+ * again by a later connection after hc's setup failed). */
+void sl_h3_cid_remove(sl_h3_worker_t *hw, const ngtcp2_cid *cid, const sl_h3_conn_t *hc);
 sl_h3_conn_t *sl_h3_cid_find(sl_h3_worker_t *hw, const uint8_t *id, size_t len);
 
-/* Send one datagram from ep. 0, or SL_EAGAIN when the socket is full
- * (ep->blocked is set until it drains; its connections are then told),
- * SL_ERROR. */
-int sl_h3_ep_send(sl_h3_ep_t *ep, const ngtcp2_path *path, const uint8_t *data, size_t len);
+/* Send data from ep: one datagram, or with seg > 0 several of seg bytes
+ * (the last may be shorter) in one call (UDP GSO; one at a time where the
+ * kernel has none). 0, or SL_EAGAIN when the socket is full (ep->blocked
+ * is set until it drains; its connections are then told), SL_ERROR. */
+int sl_h3_ep_send(sl_h3_ep_t *ep, const ngtcp2_path *path, const uint8_t *data, size_t len,
+                  size_t seg);
+/* One datagram as it came in on ep. */
+typedef struct sl_h3_pkt {
+    sl_h3_ep_t *ep;
+    const uint8_t *p;
+    size_t n;
+    struct sockaddr_storage local, remote;
+    socklen_t locallen, remotelen;
+} sl_h3_pkt_t;
+
+/* What the worker does with a datagram (endpoint.c). */
+void sl_h3_ep_packet(sl_h3_worker_t *hw, sl_h3_pkt_t *k);
+/* The endpoint of hw bound where k->local is (a wildcard one matching by
+ * port), or NULL. */
+sl_h3_ep_t *sl_h3_ep_for(sl_h3_worker_t *hw, const struct sockaddr_storage *local);
+
+/* ---- forward.c ---- */
+
+/* Workers by id, for handing packets over (set as each starts). */
+void sl_h3_forward_register(sl_worker_t *w);
+/* A short-header packet whose connection ID names another worker: hand it
+ * to that worker (bounded; 1 when taken or dropped), else 0 (not ours to
+ * route: the caller answers with a stateless reset). */
+int sl_h3_forward(sl_h3_worker_t *hw, const sl_h3_pkt_t *k, const uint8_t *dcid, size_t dcidlen);
+
 /* Write readiness wanted: the socket was full (sl_h3_ep_send said
  * SL_EAGAIN); the ep's connections are told when it drains. */
 void sl_h3_ep_wait_writable(sl_h3_ep_t *ep);

@@ -46,9 +46,7 @@ static int cb_new_cid(ngtcp2_conn *qc, ngtcp2_cid *cid, uint8_t *token, size_t c
     const uint8_t *s = sl_h3_secret(&slen);
     (void)qc;
     cid->datalen = cidlen;
-    do
-        gnutls_rnd(GNUTLS_RND_NONCE, cid->data, cidlen);
-    while (sl_h3_cid_find(hc->hw, cid->data, cidlen));
+    sl_h3_cid_new(hc->hw, cid->data, cidlen);
     if (ngtcp2_crypto_generate_stateless_reset_token(token, s, slen, cid) != 0)
         return NGTCP2_ERR_CALLBACK_FAILURE;
     return sl_h3_cid_add(hc->hw, cid, hc) == 0 ? 0 : NGTCP2_ERR_CALLBACK_FAILURE;
@@ -57,7 +55,7 @@ static int cb_new_cid(ngtcp2_conn *qc, ngtcp2_cid *cid, uint8_t *token, size_t c
 static int cb_remove_cid(ngtcp2_conn *qc, const ngtcp2_cid *cid, void *ud)
 {
     (void)qc;
-    sl_h3_cid_remove(of(ud)->hw, cid);
+    sl_h3_cid_remove(of(ud)->hw, cid, of(ud));
     return 0;
 }
 
@@ -314,9 +312,7 @@ sl_h3_conn_t *sl_h3_conn_new(sl_h3_worker_t *hw, sl_h3_ep_t *ep, const ngtcp2_pk
     sl_conn_set_proto(c, &h3_proto, hc);
     remember_path(hc, path);
     hc->scid.datalen = SL_H3_SCIDLEN;
-    do
-        gnutls_rnd(GNUTLS_RND_NONCE, hc->scid.data, SL_H3_SCIDLEN);
-    while (sl_h3_cid_find(hw, hc->scid.data, SL_H3_SCIDLEN));
+    sl_h3_cid_new(hw, hc->scid.data, SL_H3_SCIDLEN);
     set_settings(&st, cfg, hc->qcfg);
     set_params(&params, hc->qcfg, hd, ocid, &hc->scid);
     /* ngtcp2 allocates per packet and per stream: from the worker's slab. */
@@ -349,7 +345,7 @@ static int send_close_packet(sl_h3_conn_t *hc)
     ngtcp2_path path = {{(struct sockaddr *)&hc->local, hc->locallen},
                         {(struct sockaddr *)&hc->remote, hc->remotelen},
                         hc->ep};
-    return sl_h3_ep_send(hc->ep, &path, hc->closebuf, hc->closelen);
+    return sl_h3_ep_send(hc->ep, &path, hc->closebuf, hc->closelen, 0);
 }
 
 /* Our CONNECTION_CLOSE (hc->err) and the closing period. */
@@ -393,18 +389,61 @@ static void fail_liberr(sl_h3_conn_t *hc, int rv)
     start_closing(hc);
 }
 
+/* The packets of one write pass, sent together (UDP GSO): one path, all
+ * of one size but the last, at most SL_H3_GSO_SEGS and SL_H3_GSO_BYTES
+ * (what one UDP datagram may carry over IPv4). */
+#define SL_H3_GSO_SEGS 64
+#define SL_H3_GSO_BYTES 65507
+
+typedef struct batch {
+    uint8_t *buf;
+    size_t cap, len, seg, n;
+    ngtcp2_path_storage ps;
+} batch_t;
+
+static void batch_flush(sl_h3_conn_t *hc, batch_t *b)
+{
+    /* A full socket loses these packets (and stops the pass); QUIC's loss
+     * recovery resends what they carried once the socket drains. */
+    if (b->len)
+        sl_h3_ep_send(hc->ep, &b->ps.path, b->buf, b->len, b->n > 1 ? b->seg : 0);
+    b->len = b->seg = b->n = 0;
+}
+
+/* A packet of n bytes was written at b->buf + b->len for path. */
+static void batch_add(sl_h3_conn_t *hc, batch_t *b, const ngtcp2_path *path, size_t n,
+                      size_t maxp)
+{
+    if (b->n && (!ngtcp2_path_eq(&b->ps.path, path) || n > b->seg)) {
+        size_t at = b->len;
+        batch_flush(hc, b); /* it cannot join these: first send them */
+        memmove(b->buf, b->buf + at, n);
+    }
+    if (!b->n) {
+        ngtcp2_path_copy(&b->ps.path, path);
+        b->seg = n;
+    }
+    b->len += n;
+    b->n++;
+    if (n < b->seg || b->n == SL_H3_GSO_SEGS || b->len + maxp > b->cap || hc->ep->no_gso)
+        batch_flush(hc, b);
+}
+
 /* Hand nghttp3's next stream data to ngtcp2 and send the packets, until
  * there is nothing to send, the congestion window is full or the socket
  * is. */
 static void write_pass(sl_h3_conn_t *hc)
 {
-    static __thread uint8_t buf[65536];
+    static __thread uint8_t buf[SL_H3_GSO_BYTES];
     ngtcp2_tstamp ts = sl_h3_now();
     size_t maxp = ngtcp2_conn_get_max_tx_udp_payload_size(hc->qc);
     size_t quantum = ngtcp2_conn_get_send_quantum(hc->qc) / maxp;
     size_t max_pkts = SL_MAX((size_t)1, SL_MIN(quantum, (size_t)SL_H3_PKTS_PER_PASS));
+    batch_t b = {.buf = buf, .cap = sizeof(buf)};
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
+    ngtcp2_path_storage_zero(&b.ps);
+    maxp = SL_MIN(maxp, sizeof(buf));
     for (size_t pkts = 0; pkts < max_pkts && !hc->ep->blocked;) {
         int64_t sid = -1;
         int fin = 0;
@@ -421,8 +460,9 @@ static void write_pass(sl_h3_conn_t *hc)
         ngtcp2_ssize ndata;
         ngtcp2_pkt_info pi;
         uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE | (fin ? NGTCP2_WRITE_STREAM_FLAG_FIN : 0);
-        ngtcp2_ssize n = ngtcp2_conn_writev_stream(hc->qc, &ps.path, &pi, buf, maxp, &ndata, flags,
-                                                   sid, (const ngtcp2_vec *)vec, (size_t)nvec, ts);
+        ngtcp2_ssize n =
+            ngtcp2_conn_writev_stream(hc->qc, &ps.path, &pi, b.buf + b.len, maxp, &ndata, flags,
+                                      sid, (const ngtcp2_vec *)vec, (size_t)nvec, ts);
         if (n < 0) {
             if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED) {
                 nghttp3_conn_block_stream(hc->h3, sid);
@@ -437,20 +477,21 @@ static void write_pass(sl_h3_conn_t *hc)
                     break;
                 continue;
             }
+            batch_flush(hc, &b);
             fail_liberr(hc, (int)n);
             return;
         }
         if (ndata >= 0 && nghttp3_conn_add_write_offset(hc->h3, sid, (size_t)ndata) != 0) {
+            batch_flush(hc, &b);
             sl_h3_conn_fail(hc, NGHTTP3_H3_INTERNAL_ERROR, "HTTP/3 framing failed");
             return;
         }
         if (n == 0)
             break;
-        /* A full socket loses this packet (and stops the pass); QUIC's
-         * loss recovery resends what it carried once the socket drains. */
-        sl_h3_ep_send(hc->ep, &ps.path, buf, (size_t)n);
+        batch_add(hc, &b, &ps.path, (size_t)n, maxp);
         pkts++;
     }
+    batch_flush(hc, &b);
     ngtcp2_conn_update_pkt_tx_time(hc->qc, ts);
 }
 
@@ -571,11 +612,11 @@ static void conn_free(sl_h3_conn_t *hc)
         if (n <= SL_ARRAY_LEN(scids)) {
             ngtcp2_conn_get_scid(hc->qc, scids);
             for (size_t i = 0; i < n; i++)
-                sl_h3_cid_remove(hc->hw, &scids[i]);
+                sl_h3_cid_remove(hc->hw, &scids[i], hc);
         }
     }
-    sl_h3_cid_remove(hc->hw, &hc->scid);
-    sl_h3_cid_remove(hc->hw, &hc->odcid);
+    sl_h3_cid_remove(hc->hw, &hc->scid, hc);
+    sl_h3_cid_remove(hc->hw, &hc->odcid, hc);
     if (hc->h3)
         nghttp3_conn_del(hc->h3);
     if (hc->qc)

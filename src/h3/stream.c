@@ -29,6 +29,7 @@ static sl_h3_stream_t *stream_new(sl_h3_conn_t *hc, int64_t id)
     sl_conn_t *c = hc->c;
     sl_req_t *req = &st->req;
     sl_req_init(req, SL_PROTO_H3, c);
+    req->body_window = hc->qcfg->stream_window;
     memset((char *)st + sizeof(st->req), 0, sizeof(*st) - sizeof(st->req));
     st->hc = hc;
     st->id = id;

@@ -42,8 +42,10 @@ START_TEST(test_add_find_remove)
     ck_assert_ptr_null(sl_h3_cid_find(&hw, shorter.data, shorter.datalen));
     for (uint32_t k = 0; k < 5000; k += 2) {
         ngtcp2_cid c = cid_of(k, SL_H3_SCIDLEN);
-        sl_h3_cid_remove(&hw, &c);
-        sl_h3_cid_remove(&hw, &c); /* twice: harmless */
+        sl_h3_cid_remove(&hw, &c, conn_of(k + 1)); /* another conn's: kept */
+        ck_assert_ptr_eq(sl_h3_cid_find(&hw, c.data, c.datalen), conn_of(k));
+        sl_h3_cid_remove(&hw, &c, conn_of(k));
+        sl_h3_cid_remove(&hw, &c, conn_of(k)); /* twice: harmless */
     }
     ck_assert_uint_eq(hw.ncids, 2500);
     for (uint32_t k = 0; k < 5000; k++) {
@@ -65,7 +67,7 @@ START_TEST(test_churn_reuses_tombstones)
         ck_assert_int_eq(sl_h3_cid_add(&hw, &c, conn_of(k)), 0);
         if (k >= 100) {
             ngtcp2_cid old = cid_of(k - 100, SL_H3_SCIDLEN);
-            sl_h3_cid_remove(&hw, &old);
+            sl_h3_cid_remove(&hw, &old, conn_of(k - 100));
         }
     }
     ck_assert_uint_eq(hw.ncids, 100);
