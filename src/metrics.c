@@ -155,6 +155,13 @@ void sl_metrics_abuse(sl_metrics_abuse_t kind)
         sl_counter_add(&m->abuse[kind], 1);
 }
 
+void sl_metrics_quic(sl_metrics_quic_t kind)
+{
+    sl_metrics_t *m = current;
+    if (m && kind < SL_M_QUIC_KINDS)
+        sl_counter_add(&m->quic[kind], 1);
+}
+
 void sl_metrics_auth(sl_metrics_auth_t kind)
 {
     sl_metrics_t *m = current;

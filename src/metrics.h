@@ -46,6 +46,17 @@ typedef enum sl_metrics_abuse {
     SL_M_ABUSE_KINDS
 } sl_metrics_abuse_t;
 
+/* QUIC packets no connection took (docs/ops.md, sluice_quic_packets_total). */
+typedef enum sl_metrics_quic {
+    SL_M_QUIC_RETRY,           /* Retry sent (address validation) */
+    SL_M_QUIC_VERSION_NEG,     /* Version Negotiation sent */
+    SL_M_QUIC_STATELESS_RESET, /* stateless reset sent */
+    SL_M_QUIC_REFUSED,         /* CONNECTION_CLOSE for a connection not made */
+    SL_M_QUIC_FORWARDED,       /* handed to the connection's own worker */
+    SL_M_QUIC_DROPPED,         /* dropped: not QUIC, no room to forward, ... */
+    SL_M_QUIC_KINDS
+} sl_metrics_quic_t;
+
 /* Route auth (docs/auth.md): requests to the auth service by outcome,
  * decisions taken from the cache, streams ended by a revocation. */
 typedef enum sl_metrics_auth {
@@ -76,6 +87,7 @@ typedef struct sl_metrics {
     sl_counter_t ws_messages[2];             /* [0 sent, 1 received] */
     sl_counter_t ws_close[2][SL_M_WS_CODES]; /* [0 sent, 1 received][code] */
     sl_counter_t auth[SL_M_AUTH_KINDS];
+    sl_counter_t quic[SL_M_QUIC_KINDS];
 } sl_metrics_t;
 
 /* The duration buckets' upper bounds in seconds (the last is +Inf). */
@@ -123,6 +135,7 @@ void sl_metrics_tls(const char *version, int ok);
 /* An HTTP/2 GOAWAY (goaway=1) or RST_STREAM sent or received. */
 void sl_metrics_h2_frame(int received, int goaway, uint32_t code);
 void sl_metrics_abuse(sl_metrics_abuse_t kind);
+void sl_metrics_quic(sl_metrics_quic_t kind);
 void sl_metrics_auth(sl_metrics_auth_t kind);
 /* An HTTP/2 DATA frame used up the client's stream (conn=0) or connection
  * (conn=1) window with more of the body to send. */

@@ -81,7 +81,7 @@ void sl_metrics_histogram(sl_metrics_text_t *t, const char *name, const char *la
 /* Which counter of a worker's block: kind and index. */
 enum { K_ACCEPTED, K_OPENED, K_CLOSED, K_REQUESTS, K_BYTES_IN, K_BYTES_OUT, K_DUR, K_DUR_NS,
        K_TLS_OK, K_TLS_FAILED, K_GOAWAY, K_RST, K_ABUSE, K_STALLS, K_WS_OPENED, K_WS_CLOSED, K_WS_MSGS,
-       K_WS_CLOSE, K_AUTH };
+       K_WS_CLOSE, K_AUTH, K_QUIC };
 
 static const sl_counter_t *counter(const sl_metrics_t *m, int kind, size_t i)
 {
@@ -104,6 +104,7 @@ static const sl_counter_t *counter(const sl_metrics_t *m, int kind, size_t i)
     case K_WS_MSGS: return &m->ws_messages[i];
     case K_WS_CLOSE: return &m->ws_close[i / SL_M_WS_CODES][i % SL_M_WS_CODES];
     case K_AUTH: return &m->auth[i];
+    case K_QUIC: return &m->quic[i];
     default: return &m->tls_failed;
     }
 }
@@ -249,6 +250,17 @@ static void abuse(sl_metrics_text_t *t, const workers_t *ws)
         sum(ws, K_STALLS, 1));
 }
 
+static void quic(sl_metrics_text_t *t, const workers_t *ws)
+{
+    static const char *const kinds[SL_M_QUIC_KINDS] = {
+        "retry", "version_negotiation", "stateless_reset", "refused", "forwarded", "dropped"};
+    sl_metrics_head(t, "sluice_quic_packets_total", "counter",
+         "QUIC packets no connection of the worker took, by what was done with them.");
+    for (int k = 0; k < SL_M_QUIC_KINDS; k++)
+        sl_metrics_printf(t, "sluice_quic_packets_total{kind=\"%s\"} %llu\n", kinds[k],
+            sum(ws, K_QUIC, (size_t)k));
+}
+
 static void websockets(sl_metrics_text_t *t, const workers_t *ws)
 {
     unsigned long long o = sum(ws, K_WS_OPENED, 0), c = sum(ws, K_WS_CLOSED, 0);
@@ -327,6 +339,7 @@ static void on_req(sl_req_t *req)
     auth(&t, ws);
     h2_frames(&t, ws);
     abuse(&t, ws);
+    quic(&t, ws);
     websockets(&t, ws);
     sl_metrics_run_sources(&t, cfg);
     process(&t);

@@ -15,6 +15,7 @@
  *   connection, and the client starts a new one (docs/h3.md).
  */
 #include "h3_int.h"
+#include "../metrics.h"
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
@@ -247,6 +248,7 @@ static void send_version_negotiation(const pkt_t *k, const ngtcp2_version_cid *v
     uint8_t buf[256], r;
     uint32_t sv[] = {NGTCP2_PROTO_VER_V1};
     rand_bytes(&r, 1);
+    sl_metrics_quic(SL_M_QUIC_VERSION_NEG);
     reply(k, buf,
           ngtcp2_pkt_write_version_negotiation(buf, sizeof(buf), r, vc->scid, vc->scidlen, vc->dcid,
                                                vc->dcidlen, sv, 1));
@@ -264,8 +266,10 @@ static void send_stateless_reset(sl_h3_worker_t *hw, const pkt_t *k, const ngtcp
         hw->resets_stamp = now;
         hw->resets_sent = 0;
     }
-    if (hw->resets_sent >= SL_H3_RESETS_PER_S || k->n < 43 || vc->dcidlen != SL_H3_SCIDLEN)
+    if (hw->resets_sent >= SL_H3_RESETS_PER_S || k->n < 43 || vc->dcidlen != SL_H3_SCIDLEN) {
+        sl_metrics_quic(SL_M_QUIC_DROPPED);
         return;
+    }
     randlen = SL_MIN(k->n - 1 - NGTCP2_STATELESS_RESET_TOKENLEN - 1, sizeof(rnd));
     ngtcp2_cid_init(&cid, vc->dcid, vc->dcidlen);
     const uint8_t *s = sl_h3_secret(&slen);
@@ -273,6 +277,7 @@ static void send_stateless_reset(sl_h3_worker_t *hw, const pkt_t *k, const ngtcp
         return;
     rand_bytes(rnd, randlen);
     hw->resets_sent++;
+    sl_metrics_quic(SL_M_QUIC_STATELESS_RESET);
     reply(k, buf, ngtcp2_pkt_write_stateless_reset(buf, sizeof(buf), token, rnd, randlen));
 }
 
@@ -284,6 +289,7 @@ static void send_refusal(const pkt_t *k, const ngtcp2_pkt_hd *hd, uint64_t code)
     ngtcp2_cid scid;
     scid.datalen = SL_H3_SCIDLEN;
     rand_bytes(scid.data, scid.datalen); /* no connection will have it */
+    sl_metrics_quic(SL_M_QUIC_REFUSED);
     reply(k, buf,
           ngtcp2_crypto_write_connection_close(buf, sizeof(buf), hd->version, &hd->scid, &scid,
                                                code, NULL, 0));
@@ -302,6 +308,7 @@ static void send_retry(sl_h3_worker_t *hw, const pkt_t *k, const ngtcp2_pkt_hd *
         &hd->dcid, sl_wall_ms() * NGTCP2_MILLISECONDS);
     if (tl < 0)
         return;
+    sl_metrics_quic(SL_M_QUIC_RETRY);
     reply(k, buf,
           ngtcp2_crypto_write_retry(buf, SL_MIN(sizeof(buf), k->n * 3), hd->version, &hd->scid,
                                     &scid, &hd->dcid, token, (size_t)tl));
@@ -350,8 +357,10 @@ void sl_h3_ep_packet(sl_h3_worker_t *hw, pkt_t *k)
         send_version_negotiation(k, &vc);
         return;
     }
-    if (rv != 0)
+    if (rv != 0) {
+        sl_metrics_quic(SL_M_QUIC_DROPPED);
         return;
+    }
     ngtcp2_path path = {{(struct sockaddr *)&k->local, k->locallen},
                         {(struct sockaddr *)&k->remote, k->remotelen},
                         k->ep};
@@ -368,7 +377,11 @@ void sl_h3_ep_packet(sl_h3_worker_t *hw, pkt_t *k)
     ngtcp2_pkt_hd hd;
     ngtcp2_cid ocid;
     int have_ocid = 0;
-    if (ngtcp2_accept(&hd, k->p, k->n) != 0 || admit(hw, k, &hd, &ocid, &have_ocid))
+    if (ngtcp2_accept(&hd, k->p, k->n) != 0) {
+        sl_metrics_quic(SL_M_QUIC_DROPPED);
+        return;
+    }
+    if (admit(hw, k, &hd, &ocid, &have_ocid))
         return;
     hc = sl_h3_conn_new(hw, k->ep, &hd, have_ocid ? &ocid : NULL, &path);
     if (hc)

@@ -14,6 +14,7 @@
  * carry IDs the client chose.
  */
 #include "h3_int.h"
+#include "../metrics.h"
 #include <stdatomic.h>
 
 #define SL_H3_FORWARD_MAX 1024
@@ -62,6 +63,7 @@ int sl_h3_forward(sl_h3_worker_t *hw, const sl_h3_pkt_t *k, const uint8_t *dcid,
         return 0;
     if (atomic_fetch_add(&pending[to->id], 1) >= SL_H3_FORWARD_MAX) {
         atomic_fetch_sub(&pending[to->id], 1);
+        sl_metrics_quic(SL_M_QUIC_DROPPED);
         return 1; /* dropped: a backlog there already */
     }
     fwd_t *f = sl_malloc(sizeof(*f) + k->n);
@@ -76,5 +78,6 @@ int sl_h3_forward(sl_h3_worker_t *hw, const sl_h3_pkt_t *k, const uint8_t *dcid,
         sl_free(f);
         return 0;
     }
+    sl_metrics_quic(SL_M_QUIC_FORWARDED);
     return 1;
 }

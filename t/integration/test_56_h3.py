@@ -305,6 +305,7 @@ def test_unknown_version_gets_version_negotiation(srv):
     assert got[5] == 8 and got[6:14] == scid and got[14] == 8 and got[15:23] == dcid
     versions = [got[i:i + 4] for i in range(23, len(got), 4)]
     assert bytes.fromhex("00000001") in versions
+    assert quic_packets(srv, "version_negotiation") >= 1
 
 
 def test_unknown_connection_gets_a_stateless_reset(srv):
@@ -313,6 +314,7 @@ def test_unknown_connection_gets_a_stateless_reset(srv):
     assert got is not None
     assert len(got) < len(pkt) and len(got) >= 21
     assert got[0] & 0xc0 == 0x40  # looks like a short-header packet
+    assert quic_packets(srv, "stateless_reset") >= 1
 
 
 def test_short_junk_gets_nothing(srv):
@@ -323,10 +325,13 @@ def test_short_junk_gets_nothing(srv):
 # ---- per-config behaviour ------------------------------------------------
 
 def test_retry_always(sluice_factory):
-    s = sluice_factory(listen=quic_listen, quic={"retry": "always"})
+    s = sluice_factory(listen=quic_listen, quic={"retry": "always"}, routes=[
+        {"path": "/healthz", "match": "exact", "handler": "health", "check": "live"},
+        {"path": "/metrics", "match": "exact", "handler": "metrics"}])
     r = h3(s, "/healthz", quic_dump=True)
     assert r.statuses() == ["200"], r.out[-3000:]
     assert "type=Retry" in r.out
+    assert quic_packets(s, "retry") == 1
 
 
 def test_retry_never_and_auto_go_straight_in(sluice_factory):
@@ -540,29 +545,46 @@ def test_limits_header_list_streams_idle(sluice_factory):
         p.wait()
 
 
-@pytest.mark.parametrize("how", ["migration", "nat-rebinding"])
+def quic_packets(s, kind):
+    body = curl(s, "h2c", "/metrics").body.decode()
+    m = re.search(r'sluice_quic_packets_total\{kind="%s"\} (\d+)' % kind, body)
+    return int(m.group(1)) if m else -1
+
+
 @pytest.mark.parametrize("workers", [1, 2])
-def test_client_address_change(sluice_factory, how, workers):
-    """The client's port changes in the middle of an upload (it moves on
-    purpose, or a NAT rebinds it). The new path is validated
-    (PATH_CHALLENGE) and the echo comes back whole; with two workers the
-    kernel hands about half of the new ports to the other worker, which
-    passes the packets to the connection's own (forward.c): six moves
-    make a miss there near-certain to show."""
-    s = sluice_factory(listen=quic_listen, workers=workers)
+def test_client_address_change(sluice_factory, workers):
+    """The client moves to a new port in the middle of an upload (active
+    migration: it probes the new path with PATH_CHALLENGE). The echo comes
+    back whole. With two workers the kernel hands about half of the new
+    ports to the other worker, which passes the packets to the
+    connection's own (forward.c): over 20 moves some are handed over (the
+    metric says so), and none is lost. (gtlsclient's --nat-rebinding
+    simulation is not used: now and then it sends nothing from its new
+    port until it times out, which no server can answer.)"""
+    s = sluice_factory(listen=quic_listen, workers=workers, routes=[
+        {"path": "/healthz", "match": "exact", "handler": "health", "check": "live"},
+        {"path": "/metrics", "match": "exact", "handler": "metrics"},
+        {"path": "/_h/", "handler": "harness"}])
     d = tempfile.mkdtemp()
     body = os.urandom(3000000)
     up = os.path.join(d, "up.bin")
     with open(up, "wb") as f:
         f.write(body)
-    extra = ["--change-local-addr=30ms"] + (["--nat-rebinding"] if how == "nat-rebinding" else [])
-    for _ in range(6 if workers > 1 else 1):
-        os.path.exists(os.path.join(d, "echo")) and os.unlink(os.path.join(d, "echo"))
-        r = h3(s, "/_h/echo", "-m", "POST", "-d", up, *extra, download=d, quic_dump=True,
-               timeout=20)
-        assert r.statuses() == ["200"], r.out[-3000:]
-        assert "Local address is now" in r.out and "PATH_CHALLENGE" in r.out
-        assert open(os.path.join(d, "echo"), "rb").read() == body
+    argv = [CLIENT, "--no-quic-dump", "--no-http-dump", "--exit-on-all-streams-close",
+            "--timeout=%ds" % int(10 * SLOW), "--change-local-addr=30ms", "-m", "POST", "-d", up,
+            "--download=" + d, "localhost", str(s.tls_port),
+            "https://localhost:%d/_h/echo" % s.tls_port]
+    for _ in range(20 if workers > 1 else 1):
+        echo = os.path.join(d, "echo")
+        if os.path.exists(echo):
+            os.unlink(echo)
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=30 * SLOW)
+        out = p.stdout.decode("latin-1")
+        assert "Local address is now" in out and "PATH_CHALLENGE" in out, out[-2000:]
+        assert open(echo, "rb").read() == body
+    if workers > 1:
+        assert quic_packets(s, "forwarded") > 0
 
 
 def test_reload_adds_and_removes_quic(sluice_factory):
