@@ -188,13 +188,15 @@ struct sl_h3_conn {
     ngtcp2_cid scid, odcid; /* ours; the client's first DCID */
     uint8_t *closebuf;      /* CONNECTION_CLOSE, resent during the closing period */
     size_t closelen;
-    sl_h3_stream_t *proceed; /* streams whose handler may send again */
+    sl_h3_stream_t *proceed, *proceed_tail; /* streams whose handler may send again */
+    size_t nproceed;
     sl_h3_stream_t *streams; /* open request streams */
     size_t nstreams;
     double reset_tokens, reset_stamp;
     int64_t max_sid; /* highest client bidi stream seen */
     uint8_t close_resends;
     double goaway_at; /* ev_now when the final GOAWAY is due */
+    double sweep_due; /* ev_now of the next idle-stream sweep; 0: none */
     unsigned handshake_done : 1;
     unsigned counted_handshake : 1;
     unsigned closing : 1;  /* CONNECTION_CLOSE sent: closing period */
@@ -234,6 +236,7 @@ struct sl_h3_stream {
     size_t pend_len;
     size_t hdr_bytes;
     size_t unconsumed; /* body bytes given to on_body, not consumed yet */
+    double last_active; /* ev_now of the last byte either way */
     unsigned pend_final : 1;
     unsigned eof_queued : 1; /* the last byte of the body is in out */
     unsigned submitted : 1;  /* response HEADERS submitted */
@@ -257,6 +260,9 @@ int sl_h3_http_start(sl_h3_conn_t *hc);
 void sl_h3_run_proceed(sl_h3_conn_t *hc);
 /* Abort every open stream (the connection is going away). */
 void sl_h3_streams_abort(sl_h3_conn_t *hc);
+/* Reset the streams with no bytes either way for timeouts.stream_idle_s
+ * (as HTTP/2 does); returns when the next sweep is due (0: no streams). */
+double sl_h3_streams_sweep(sl_h3_conn_t *hc, double now);
 /* An HTTP/3 GOAWAY: stop taking requests, finish those open. */
 void sl_h3_http_goaway(sl_h3_conn_t *hc);
 /* The final GOAWAY once its time has come; 1 when the connection has

@@ -335,8 +335,13 @@ static void arm_timer(sl_h3_conn_t *hc)
 {
     ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(hc->qc), now = sl_h3_now();
     double secs = exp > now ? (double)(exp - now) / NGTCP2_SECONDS : 1e-6;
+    double now_s = ev_now(hc->hw->w->loop);
     if (hc->goaway == 1)
-        secs = SL_MIN(secs, SL_MAX(hc->goaway_at - ev_now(hc->hw->w->loop), 1e-6));
+        secs = SL_MIN(secs, SL_MAX(hc->goaway_at - now_s, 1e-6));
+    if (hc->nstreams && !hc->sweep_due)
+        hc->sweep_due = sl_h3_streams_sweep(hc, now_s);
+    if (hc->sweep_due)
+        secs = SL_MIN(secs, SL_MAX(hc->sweep_due - now_s, 1e-6));
     sl_conn_timer_set(hc->c, secs);
 }
 
@@ -588,6 +593,9 @@ static int on_timeout(sl_conn_t *c)
     sl_h3_conn_t *hc = c->pdata;
     if (hc->closing || hc->draining)
         return SL_ECLOSED; /* the closing or draining period is over */
+    double now = ev_now(hc->hw->w->loop);
+    if (hc->sweep_due && now >= hc->sweep_due)
+        hc->sweep_due = sl_h3_streams_sweep(hc, now);
     int rv = ngtcp2_conn_handle_expiry(hc->qc, sl_h3_now());
     if (rv == NGTCP2_ERR_IDLE_CLOSE)
         return SL_ECLOSED; /* silently, as RFC 9000 10.1 says */

@@ -33,6 +33,7 @@ static sl_h3_stream_t *stream_new(sl_h3_conn_t *hc, int64_t id)
     memset((char *)st + sizeof(st->req), 0, sizeof(*st) - sizeof(st->req));
     st->hc = hc;
     st->id = id;
+    st->last_active = ev_now(hc->hw->w->loop);
     req->stream_id = (int32_t)id;
     req->worker_id = sl_conn_worker_id(c);
     req->ops = &h3_ops;
@@ -60,11 +61,17 @@ static void unlink_stream(sl_h3_conn_t *hc, sl_h3_stream_t *st)
     if (st->next)
         st->next->prev = st->prev;
     if (st->in_proceed) {
-        sl_h3_stream_t **pp = &hc->proceed;
-        while (*pp && *pp != st)
+        sl_h3_stream_t **pp = &hc->proceed, *prev = NULL;
+        while (*pp && *pp != st) {
+            prev = *pp;
             pp = &(*pp)->pnext;
-        if (*pp)
+        }
+        if (*pp) {
             *pp = st->pnext;
+            if (hc->proceed_tail == st)
+                hc->proceed_tail = prev;
+            hc->nproceed--;
+        }
     }
     hc->nstreams--;
 }
@@ -104,25 +111,32 @@ static void queue_proceed(sl_h3_stream_t *st)
     if (st->in_proceed)
         return;
     st->in_proceed = 1;
-    st->pnext = hc->proceed;
-    hc->proceed = st;
+    st->pnext = NULL;
+    if (hc->proceed_tail)
+        hc->proceed_tail->pnext = st;
+    else
+        hc->proceed = st;
+    hc->proceed_tail = st;
+    hc->nproceed++;
     sl_h3_conn_want_write(hc);
 }
 
 void sl_h3_run_proceed(sl_h3_conn_t *hc)
 {
-    /* Bounded: a handler that sends again is queued for the next pass. */
-    sl_h3_stream_t *list = hc->proceed;
-    hc->proceed = NULL;
-    while (list) {
-        sl_h3_stream_t *st = list;
-        list = st->pnext;
+    /* The streams queued when the pass began, first in first out; one a
+     * handler queues again waits for the next pass. Taken from the queue
+     * one at a time, so a stream another handler closes meanwhile is
+     * simply gone from it. */
+    for (size_t n = hc->nproceed; n && hc->proceed && !hc->dead; n--) {
+        sl_h3_stream_t *st = hc->proceed;
+        hc->proceed = st->pnext;
+        if (!hc->proceed)
+            hc->proceed_tail = NULL;
+        hc->nproceed--;
         st->in_proceed = 0;
         st->pnext = NULL;
         if (st->req.cbs && st->req.cbs->on_proceed)
             st->req.cbs->on_proceed(&st->req);
-        if (hc->dead)
-            return;
     }
 }
 
@@ -277,6 +291,7 @@ static int h_recv_data(nghttp3_conn *h3, int64_t id, const uint8_t *data, size_t
     sl_req_t *req = &st->req;
     int64_t max = sl_conn_config(hc->c)->limits.max_body_bytes;
     req->bytes_in += len;
+    st->last_active = ev_now(hc->hw->w->loop);
     if (max && !st->app_reset && req->bytes_in > (uint64_t)max) {
         sl_log_stream(SL_LOG_INFO, hc->c, (int32_t)id, "client sent a request body over %lld bytes",
                       (long long)max);
@@ -382,6 +397,7 @@ static int h_acked(nghttp3_conn *h3, int64_t id, uint64_t len, void *ud, void *s
         return 0;
     sl_buf_skip(&st->out, (size_t)len);
     st->out_given -= (size_t)len;
+    st->last_active = ev_now(st->hc->hw->w->loop);
     if (st->pend_len)
         copy_pending(st);
     if (st->blocked && sl_buf_len(&st->out) > st->out_given) {
@@ -513,6 +529,7 @@ static int op_send(sl_req_t *req, const uint8_t *data, size_t len, int final)
     st->pend = data ? data : (const uint8_t *)"";
     st->pend_len = len;
     st->pend_final = final ? 1 : 0;
+    st->last_active = ev_now(hc->hw->w->loop);
     copy_pending(st);
     if (final)
         discard_rest(st);
@@ -578,6 +595,24 @@ static const sl_req_ops_t h3_ops = {
 };
 
 /* ---- the HTTP/3 connection ---- */
+
+double sl_h3_streams_sweep(sl_h3_conn_t *hc, double now)
+{
+    double idle = sl_conn_config(hc->c)->timeouts.stream_idle_s;
+    if (idle <= 0 || !hc->streams)
+        return 0;
+    for (sl_h3_stream_t *st = hc->streams; st; st = st->next) {
+        if (st->app_reset || now - st->last_active < idle)
+            continue;
+        sl_log_stream(SL_LOG_INFO, hc->c, (int32_t)st->id, "stream idle for %.0f s, resetting",
+                      idle);
+        st->app_reset = 1;
+        ngtcp2_conn_shutdown_stream(hc->qc, st->id, NGHTTP3_H3_REQUEST_CANCELLED);
+        sl_h3_conn_want_write(hc);
+    }
+    /* A stream is reset between idle and 1.25 idle after its last byte. */
+    return now + SL_MAX(0.25, idle / 4);
+}
 
 /* RFC 9114 5.2: a GOAWAY that still lets in what the client may have sent
  * already, and after SL_H3_GOAWAY_GRACE_S the final one; the connection

@@ -611,3 +611,16 @@ def test_reload_adds_and_removes_quic(sluice_factory):
     assert curl(s, "h2-tls", "/healthz").header("alt-svc") is None
     r = h3(s, "/healthz", timeout=2)
     assert r.statuses() == [], r.out[-2000:]
+
+
+def test_idle_stream_is_reset(sluice_factory):
+    """No bytes either way on a stream for timeouts.stream_idle_s (1 s):
+    the stream is reset (H3_REQUEST_CANCELLED, 0x10c) and the connection
+    goes on, as on HTTP/2."""
+    s = sluice_factory(listen=quic_listen, timeouts={"stream_idle_s": 1})
+    t0 = time.monotonic()
+    r = h3(s, "/_h/delay/5000")
+    took = time.monotonic() - t0
+    assert r.closed.get(0) == 0x10c, r.out[-2000:]
+    assert took < 4 * SLOW, took
+    assert "stream idle for 1 s, resetting" in s.stderr()
