@@ -286,12 +286,11 @@ static void send_stateless_reset(sl_h3_worker_t *hw, const pkt_t *k, const ngtcp
 static void send_refusal(const pkt_t *k, const ngtcp2_pkt_hd *hd, uint64_t code)
 {
     uint8_t buf[256];
-    ngtcp2_cid scid;
-    scid.datalen = SL_H3_SCIDLEN;
-    rand_bytes(scid.data, scid.datalen); /* no connection will have it */
     sl_metrics_quic(SL_M_QUIC_REFUSED);
+    /* From the client's own first DCID: its Initial keys come from it, so
+     * the client can read the close (RFC 9001 5.2). */
     reply(k, buf,
-          ngtcp2_crypto_write_connection_close(buf, sizeof(buf), hd->version, &hd->scid, &scid,
+          ngtcp2_crypto_write_connection_close(buf, sizeof(buf), hd->version, &hd->scid, &hd->dcid,
                                                code, NULL, 0));
 }
 
@@ -386,6 +385,8 @@ void sl_h3_ep_packet(sl_h3_worker_t *hw, pkt_t *k)
     hc = sl_h3_conn_new(hw, k->ep, &hd, have_ocid ? &ocid : NULL, &path);
     if (hc)
         sl_h3_conn_read(hc, &path, k->p, k->n);
+    else /* limits.conns_per_ip (logged), or no memory: say so at once */
+        send_refusal(k, &hd, NGTCP2_CONNECTION_REFUSED);
 }
 
 /* The address the packet was sent to, from IP_PKTINFO / IPV6_PKTINFO. */

@@ -624,3 +624,31 @@ def test_idle_stream_is_reset(sluice_factory):
     assert r.closed.get(0) == 0x10c, r.out[-2000:]
     assert took < 4 * SLOW, took
     assert "stream idle for 1 s, resetting" in s.stderr()
+
+
+def test_conns_per_ip_counts_quic(sluice_factory):
+    """limits.conns_per_ip counts QUIC connections with the TCP ones: with
+    one allowed and an idle HTTP/3 connection open, the next gets
+    CONNECTION_CLOSE(CONNECTION_REFUSED) at once."""
+    s = sluice_factory(listen=quic_listen, limits={"conns_per_ip": 1}, workers=1,
+                       quic={"idle_timeout_s": 2}, routes=[
+        {"path": "/healthz", "match": "exact", "handler": "health", "check": "live"},
+        {"path": "/metrics", "match": "exact", "handler": "metrics"},
+        {"path": "/_h/", "handler": "harness"}])
+    p = subprocess.Popen([CLIENT, "--no-quic-dump", "--no-http-dump", "--exit-on-all-streams-close",
+                          "--timeout=10s", "localhost", str(s.tls_port),
+                          "https://localhost:%d/_h/delay/3000" % s.tls_port],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5 * SLOW)  # its handshake is done, its request waits
+        r = h3(s, "/healthz", quic_dump=True, timeout=5)
+        assert r.statuses() == [], s.stderr()[-2000:]
+        assert "CONNECTION_REFUSED" in r.out, r.out[-2000:]
+    finally:
+        p.kill()
+        p.wait()
+    time.sleep(0.5 * SLOW)  # the first connection's slot is free again (idle or closed)
+    deadline = time.monotonic() + 40 * SLOW
+    while quic_packets(s, "refused") < 0 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the killed client's connection ends at its idle timeout (2 s)
+    assert quic_packets(s, "refused") >= 1
