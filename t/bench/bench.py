@@ -163,7 +163,7 @@ def run_client(cmd, timeout):
 # h2c_return is an extra line, not a comparison: sluice's fixed-body
 # `return` route, against which its static path can be read.
 RELEVANT = {"nghttpx": ("hs_ec", "hs_rsa", "idle"), "h2o": "tcp", "nginx": "tcp",
-            "gtlsserver": ("h3",)}
+            "gtlsserver": ("h3", "h3_large")}
 RETURN_PATH = "/return/small.txt"
 ALL_PORTS = ("tls", "tls_rsa", "h2c", "h1")
 LISTENS = {"nghttpx": ("tls", "tls_rsa"), "gtlsserver": ()}  # gtlsserver: UDP only
@@ -172,7 +172,7 @@ LISTENS = {"nghttpx": ("tls", "tls_rsa"), "gtlsserver": ()}  # gtlsserver: UDP o
 def relevant(name, w):
     rel = RELEVANT.get(name, (w,))
     if rel == "tcp":  # h2o and nginx: every equal-work row but HTTP/3
-        return w not in ("h2c_return", "h3")
+        return w not in ("h2c_return", "h3", "h3_large")
     return w in rel
 
 
@@ -369,9 +369,12 @@ def wl_cmds(w, s, cfg):
         u = s.url("tls", LARGE_PATH if w == "large" else STATIC_PATH)
         return (h2load(u, ["-n", "16", "-c4"], True),
                 h2load(u, ["-c4", "-m1", "-D", dur], True))
-    if w == "h3":
-        u = "https://localhost:%d%s" % (s.ports["tls"], small)
+    if w in ("h3", "h3_large"):
         h3load = [sys.executable, os.path.join(HERE, "h3load.py")]
+        if w == "h3_large":
+            u = "https://localhost:%d%s" % (s.ports["tls"], STATIC_PATH)
+            return (h3load + ["-c", "1", "-n", "8", u], h3load + ["-c", "4", "-n", "64", u])
+        u = "https://localhost:%d%s" % (s.ports["tls"], small)
         return (h3load + ["-c", "1", "-n", "2000", u],
                 h3load + ["-c", "4", "-n", str(cfg["h3_requests"]), u])
     if w in ("hs_ec", "hs_rsa"):
@@ -389,6 +392,7 @@ WORKLOADS = {
     "h2tls": ("h2 TLS GET 13 B file (h2load -c16 -m100)", "req", "µs/req"),
     "h1": ("HTTP/1.1 keep-alive GET 13 B file (wrk -c64)", "req", "µs/req"),
     "h3": ("HTTP/3 GET 13 B file (4 gtlsclient conns, 100 streams each)", "req", "µs/req"),
+    "h3_large": ("1 MiB file over HTTP/3 (4 gtlsclient conns)", "MiB", "µs/MiB"),
     "h2c_return": ("extra, not equal work: h2c GET 13 B from sluice's return route", "req",
                    "µs/req"),
     "large": ("1 MiB over h2 TLS, sluice generates it (/_h/bytes)", "MiB", "µs/MiB"),
@@ -779,11 +783,15 @@ def h3_against_h2(rows):
     """Issue 15's comparison of sluice with itself: an HTTP/3 request
     against an HTTP/2-over-TLS one, CPU per request, same run."""
     med = {r["w"]: r["med"].get("sluice") for r in rows if r["key"] == "value"}
-    a, b = med.get("h3"), med.get("h2tls")
-    if not a or not b:
+    out = []
+    for h3, h2, unit in (("h3", "h2tls", "µs/req"), ("h3_large", "large_static", "µs/MiB")):
+        a, b = med.get(h3), med.get(h2)
+        if a and b:
+            out.append("%s %s against %s %s (%.2fx)" % (h3, fmt(a), fmt(b), unit, a / b))
+    if not out:
         return None
-    return ("sluice HTTP/3 against its own h2 TLS row: %s against %s µs/req (%.2fx; QUIC "
-            "encrypts and acknowledges per packet in user space)" % (fmt(a), fmt(b), a / b))
+    return ("sluice HTTP/3 against its own h2 TLS rows: " + "; ".join(out) +
+            " (QUIC encrypts, paces and acknowledges per packet in user space)")
 
 
 def check_targets(rows, cg):
