@@ -111,8 +111,14 @@ check-unit: $(UNIT_BINS)
 		echo "== $$t"; CK_DEFAULT_TIMEOUT=20 $$t || fail=1; \
 	done; exit $$fail
 
-check-integration: $(BUILD)/sluice
+# Test-only clients that misbehave on purpose (t/tools/).
+$(BUILD)/t/tools/%: t/tools/%.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) $(LIBS_ALL)
+
+check-integration: $(BUILD)/sluice $(BUILD)/t/tools/h3reset
 	SLUICE_BIN=$(abspath $(BUILD)/sluice) SLUICE_SANITIZE=$(SANITIZE) \
+		SLUICE_TOOLS=$(abspath $(BUILD)/t/tools) \
 		/usr/bin/python3 -m pytest -q -p no:cacheprovider t/integration $(PYTEST_ARGS)
 
 bench: $(BUILD)/sluice

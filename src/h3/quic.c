@@ -137,9 +137,16 @@ static int cb_stream_close(ngtcp2_conn *qc, uint32_t flags, int64_t sid, uint64_
 
 static int shutdown_read(sl_h3_conn_t *hc, int64_t sid)
 {
-    if (hc->h3 && nghttp3_conn_shutdown_stream_read(hc->h3, sid) != 0)
-        return NGTCP2_ERR_CALLBACK_FAILURE;
-    return 0;
+    int rv = hc->h3 ? nghttp3_conn_shutdown_stream_read(hc->h3, sid) : 0;
+    if (rv == 0)
+        return 0;
+    /* E.g. a client that grants our QPACK decoder stream no credit while
+     * it cancels stream after stream: the close names the HTTP/3 error. */
+    sl_log(SL_LOG_INFO, hc->c, "client reset a stream HTTP/3 cannot drop (%s)",
+           nghttp3_strerror(rv));
+    ngtcp2_connection_close_error_set_application_error(
+        &hc->err, nghttp3_err_infer_quic_app_error_code(rv), NULL, 0);
+    return NGTCP2_ERR_CALLBACK_FAILURE;
 }
 
 /* Client resets are counted like HTTP/2's (rapid reset, CVE-2023-44487):

@@ -652,3 +652,40 @@ def test_conns_per_ip_counts_quic(sluice_factory):
     while quic_packets(s, "refused") < 0 and time.monotonic() < deadline:
         time.sleep(0.2)  # the killed client's connection ends at its idle timeout (2 s)
     assert quic_packets(s, "refused") >= 1
+
+
+def h3reset(s, count, *extra):
+    tools = os.environ.get("SLUICE_TOOLS") or os.path.join(
+        os.path.dirname(os.environ.get("SLUICE_BIN", "")), "t", "tools")
+    exe = os.path.join(tools, "h3reset")
+    if not os.access(exe, os.X_OK):
+        pytest.fail("%s missing: make builds it with check-integration" % exe)
+    p = subprocess.run([exe, str(s.tls_port), str(count)] + list(extra), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30 * SLOW)
+    return p.stdout.decode().strip()
+
+
+def test_rapid_reset_closes_the_connection(sluice_factory):
+    """HTTP/3's rapid reset: streams opened and reset at once spend
+    quic.reset_burst; past it the connection is closed with
+    H3_EXCESSIVE_LOAD (0x107), a WARN line and the abuse counter. Fewer
+    than the burst go through."""
+    s = sluice_factory(listen=quic_listen, quic={"reset_burst": 200, "reset_rate": 10}, routes=[
+        {"path": "/healthz", "match": "exact", "handler": "health", "check": "live"},
+        {"path": "/metrics", "match": "exact", "handler": "metrics"}])
+    assert h3reset(s, 100) == "DONE 100"
+    assert h3reset(s, 3000) == "CLOSED app 0x107"
+    assert "client reset streams faster than quic.reset_rate" in s.stderr()
+    body = curl(s, "h2c", "/metrics").body.decode()
+    assert re.search(r'sluice_abuse_limits_total\{limit="rapid_reset"\} [1-9]', body), body[-3000:]
+    assert h3(s, "/healthz").statuses() == ["200"]  # others are served as before
+
+
+def test_resets_without_qpack_credit_close_cleanly(sluice_factory):
+    """A client that gives the server's QPACK decoder stream no credit and
+    cancels stream after stream: the connection ends with an HTTP/3 error
+    code and a log line, the server goes on."""
+    s = sluice_factory(listen=quic_listen)
+    out = h3reset(s, 3000, "nocredit")
+    assert out.startswith("CLOSED app 0x"), out
+    assert h3(s, "/healthz").statuses() == ["200"]
