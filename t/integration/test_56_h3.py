@@ -160,6 +160,12 @@ def test_reset_is_an_http3_code(srv):
     assert r.closed.get(0) == 0x10c, r.out[-2000:]
 
 
+def test_early_hints_then_the_answer(srv):
+    r = h3(srv, "/_h/early-hints")
+    assert r.statuses() == ["103", "200"], r.out[-2000:]
+    assert ("link", "</style.css>; rel=preload; as=style") in r.fields[0][:3]
+
+
 def test_status_codes_and_404(srv):
     assert h3(srv, "/_h/status/418").statuses() == ["418"]
     assert h3(srv, "/nope.txt").statuses() == ["404"]
