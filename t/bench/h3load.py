@@ -25,7 +25,8 @@ def main():
     if not m:
         sys.exit("h3load: url must be https://host:port/path")
     host, port, path = m.groups()
-    argv = ["gtlsclient", "--no-quic-dump", "--exit-on-all-streams-close", "--timeout=30s",
+    argv = ["gtlsclient", "--no-quic-dump", "--no-http-dump", "--exit-on-all-streams-close",
+            "--timeout=30s",
             "-n", str(a.n), host, port, "https://%s:%s%s" % (host, port, path)]
     t0 = time.monotonic()
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
