@@ -373,7 +373,9 @@ def wl_cmds(w, s, cfg):
         h3load = [sys.executable, os.path.join(HERE, "h3load.py")]
         if w == "h3_large":
             u = "https://localhost:%d%s" % (s.ports["tls"], STATIC_PATH)
-            return (h3load + ["-c", "1", "-n", "8", u], h3load + ["-c", "4", "-n", "64", u])
+            big = ["--bytes", str(LARGE_LEN)]
+            return (h3load + big + ["-c", "1", "-n", "8", u],
+                    h3load + big + ["-c", "4", "-n", "64", u])
         u = "https://localhost:%d%s" % (s.ports["tls"], small)
         return (h3load + ["-c", "1", "-n", "2000", u],
                 h3load + ["-c", "4", "-n", str(cfg["h3_requests"]), u])
