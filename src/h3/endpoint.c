@@ -217,25 +217,18 @@ int sl_h3_ep_send(sl_h3_ep_t *ep, const ngtcp2_path *path, const uint8_t *data, 
     }
 }
 
-static void ep_send_raw(sl_h3_ep_t *ep, const struct sockaddr *local, socklen_t locallen,
-                        const struct sockaddr *remote, socklen_t remotelen, const uint8_t *p,
-                        size_t n)
-{
-    ngtcp2_path path = {{(struct sockaddr *)(uintptr_t)local, locallen},
-                        {(struct sockaddr *)(uintptr_t)remote, remotelen},
-                        NULL};
-    sl_h3_ep_send(ep, &path, p, n, 0);
-}
-
 /* ---- packets nobody here owns ---- */
 
 typedef sl_h3_pkt_t pkt_t;
 
+/* One datagram back to where k came from (n < 0: nothing was written). */
 static void reply(const pkt_t *k, const uint8_t *p, ngtcp2_ssize n)
 {
+    ngtcp2_path path = {{(struct sockaddr *)(uintptr_t)&k->local, k->locallen},
+                        {(struct sockaddr *)(uintptr_t)&k->remote, k->remotelen},
+                        NULL};
     if (n > 0)
-        ep_send_raw(k->ep, (const struct sockaddr *)&k->local, k->locallen,
-                    (const struct sockaddr *)&k->remote, k->remotelen, p, (size_t)n);
+        sl_h3_ep_send(k->ep, &path, p, (size_t)n, 0);
 }
 
 static void rand_bytes(uint8_t *p, size_t n)
@@ -322,7 +315,7 @@ static int admit(sl_h3_worker_t *hw, const pkt_t *k, ngtcp2_pkt_hd *hd, ngtcp2_c
     const sl_h3_cfg_t *q = sl_h3_cfg(cfg);
     size_t slen;
     const uint8_t *s = sl_h3_secret(&slen);
-    if (hw->draining || k->ep->stopped || !k->ep->lcfg ||
+    if (hw->draining || !k->ep->lcfg ||
         hw->w->conns.nlive >= cfg->limits.max_conns_per_worker) {
         send_refusal(k, hd, NGTCP2_CONNECTION_REFUSED);
         return 1;
@@ -424,7 +417,7 @@ static void on_io(struct ev_loop *loop, ev_io *io, int revents)
         ev_io_start(hw->w->loop, &ep->io);
         for (size_t i = 0; i < hw->cap; i++)
             if (hw->cids[i].len && hw->cids[i].hc && hw->cids[i].hc->ep == ep)
-                sl_h3_conn_unblocked(hw->cids[i].hc);
+                sl_h3_conn_want_write(hw->cids[i].hc); /* the socket drained */
     }
     if (!(revents & EV_READ))
         return;

@@ -90,7 +90,6 @@ struct sl_h3_ep {
     size_t nconns;
     unsigned blocked : 1; /* sendmsg said EAGAIN: writers wait for EV_WRITE */
     unsigned no_gso : 1;  /* the kernel refused UDP_SEGMENT */
-    unsigned stopped : 1; /* drain: no new connections */
 };
 
 /* A connection ID table entry (open addressing, linear probing). */
@@ -193,7 +192,6 @@ struct sl_h3_conn {
     sl_h3_stream_t *streams; /* open request streams */
     size_t nstreams;
     double reset_tokens, reset_stamp;
-    int64_t max_sid; /* highest client bidi stream seen */
     uint8_t close_resends;
     double goaway_at; /* ev_now when the final GOAWAY is due */
     double sweep_due; /* ev_now of the next idle-stream sweep; 0: none */
@@ -203,7 +201,6 @@ struct sl_h3_conn {
     unsigned draining : 1; /* the peer closed: draining period */
     unsigned goaway : 2;   /* 1: GOAWAY notice sent (drain, retire), 2: the final one */
     unsigned dead : 1;
-    unsigned logged : 1;
 };
 
 /* A new connection from its first Initial packet hd (already accepted by
@@ -217,8 +214,6 @@ void sl_h3_conn_read(sl_h3_conn_t *hc, const ngtcp2_path *path, const uint8_t *p
 void sl_h3_conn_fail(sl_h3_conn_t *hc, uint64_t h3_code, const char *why);
 /* Ask for a write pass at the end of this loop iteration. */
 void sl_h3_conn_want_write(sl_h3_conn_t *hc);
-/* The endpoint's socket can take packets again. */
-void sl_h3_conn_unblocked(sl_h3_conn_t *hc);
 /* Monotonic ns, the clock ngtcp2 runs on. */
 ngtcp2_tstamp sl_h3_now(void);
 

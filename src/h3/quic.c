@@ -311,7 +311,6 @@ sl_h3_conn_t *sl_h3_conn_new(sl_h3_worker_t *hw, sl_h3_ep_t *ep, const ngtcp2_pk
     hc->odcid = hd->dcid;
     hc->reset_tokens = hc->qcfg->reset_burst;
     hc->reset_stamp = ev_now(hw->w->loop);
-    hc->max_sid = -1;
     ep->nconns++;
     hw->nconns++;
     hc->counted_handshake = 1;
@@ -521,11 +520,6 @@ static void done_or_timer(sl_h3_conn_t *hc)
 void sl_h3_conn_want_write(sl_h3_conn_t *hc)
 {
     sl_conn_flush_soon(hc->c);
-}
-
-void sl_h3_conn_unblocked(sl_h3_conn_t *hc)
-{
-    sl_h3_conn_want_write(hc);
 }
 
 static int on_writable(sl_conn_t *c)

@@ -165,8 +165,6 @@ static int h_begin_headers(nghttp3_conn *h3, int64_t id, void *ud, void *sud)
     sl_h3_conn_t *hc = ud;
     (void)sud;
     sl_h3_stream_t *st = stream_new(hc, id);
-    if (id > hc->max_sid)
-        hc->max_sid = id;
     nghttp3_conn_set_stream_user_data(h3, id, st);
     return 0;
 }
