@@ -84,23 +84,41 @@ static inline int sl_str_caseeq(sl_str_t a, const char *lit)
     size_t n = strlen(lit);
     return a.n == n && strncasecmp(a.p, lit, n) == 0;
 }
-/* Whether s has an ASCII upper-case letter, eight bytes at a time: field
- * names are checked on every response, and nearly all are lower-case. For
- * a byte b < 0x80, (b | 0x80) - 0x41 keeps bit 7 iff b >= 'A', and
- * (b | 0x80) - 0x5b keeps it iff b > 'Z'; no borrow crosses bytes. */
-static inline int sl_has_upper(const char *s, size_t n)
+/* Whether one of eight bytes is an ASCII upper-case letter. For a byte
+ * b < 0x80, (b | 0x80) - 0x41 keeps bit 7 iff b >= 'A', and (b | 0x80) -
+ * 0x5b keeps it iff b > 'Z'; no borrow crosses bytes. */
+static inline int sl_upper_in_word(uint64_t w)
 {
     const uint64_t hi = 0x8080808080808080ull;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        uint64_t ge_a = (w | hi) - 0x4141414141414141ull;
-        uint64_t gt_z = (w | hi) - 0x5b5b5b5b5b5b5b5bull;
-        if (ge_a & ~gt_z & ~w & hi)
-            return 1;
+    uint64_t ge_a = (w | hi) - 0x4141414141414141ull;
+    uint64_t gt_z = (w | hi) - 0x5b5b5b5b5b5b5b5bull;
+    return (ge_a & ~gt_z & ~w & hi) != 0;
+}
+
+/* Whether s has an ASCII upper-case letter, a word at a time: field names
+ * are checked on every response, and nearly all are lower-case. The tail
+ * is one more word ending at the last byte (a byte seen twice cannot
+ * change the answer), and 4 to 7 bytes are two overlapping halves. */
+static inline int sl_has_upper(const char *s, size_t n)
+{
+    uint64_t w;
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 < n; i += 8) {
+            memcpy(&w, s + i, 8);
+            if (sl_upper_in_word(w))
+                return 1;
+        }
+        memcpy(&w, s + n - 8, 8);
+        return sl_upper_in_word(w);
     }
-    for (; i < n; i++)
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        return sl_upper_in_word(a | (uint64_t)b << 32);
+    }
+    for (size_t i = 0; i < n; i++)
         if (s[i] >= 'A' && s[i] <= 'Z')
             return 1;
     return 0;

@@ -19,18 +19,12 @@
 
 #define NCLASSES 9
 #define BIG_CLASS 0xff
-#define MAP_CLASS 0xfe
-/* Blocks this big get their own mapping: nghttp2's 16 KiB frame buffer is
- * mostly never written on an idle connection, and untouched pages of a
- * fresh mapping cost no memory, where recycled heap pages would. */
-#define MAP_MIN 16384
 #define HDR 16 /* keeps the payload 16-byte aligned, as malloc's is */
 
 typedef union slab_hdr {
     struct {
         union slab_hdr *next; /* while on a free list */
         uint32_t cls;
-        uint32_t pages; /* MAP_CLASS: mapping length in pages */
     } h;
     uint8_t pad[HDR];
 } slab_hdr_t;
@@ -44,6 +38,123 @@ static __thread size_t spare_bytes;
 static __thread int exit_hook;
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+/* ---- page blocks ----
+ *
+ * A calloc of a page or more, and any block of PG_ALLOC_MIN or more, is
+ * whole pages of one reserved span of address space, with no header: a
+ * header would dirty the first page, and pages nothing has written cost no
+ * memory. That is most of an idle HTTP/2 connection's nghttp2 state:
+ * its stream table (a 4 KiB calloc, untouched until a stream opens) and
+ * its 16 KiB frame buffer (one page written per frame, given back by
+ * sl_slab_trim while the connection idles). A freed block is given back
+ * to the kernel at once (it reads as zeros again) and reused by blocks of
+ * its length. Block lengths are kept per page in a side table, also
+ * reserved and untouched until used. Blocks are per connection, never per
+ * request, so one lock for all threads costs nothing measurable. When the
+ * span cannot be had (an address-space limit) or is full, blocks come
+ * from malloc with a header, as small ones do. */
+#define PG 4096
+#define PG_ALLOC_MIN 16384
+#define PG_SPAN ((size_t)16 << 30) /* address space only: 4 Mi pages */
+#define PG_MAX_RUN 64              /* longest block, in pages (256 KiB) */
+
+static struct {
+    pthread_once_t once;
+    pthread_mutex_t lock;
+    uint8_t *base;
+    size_t len;                         /* 0: no span, every block goes to malloc */
+    uint32_t top;                       /* first page never handed out */
+    uint8_t *run;                       /* per first page of a block: its length in pages */
+    uint32_t *next;                     /* per first page of a free block: the next one + 1 */
+    uint32_t free_head[PG_MAX_RUN + 1]; /* first free block of a length + 1 */
+} pg = {PTHREAD_ONCE_INIT, PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, NULL, NULL, {0}};
+
+static void *reserve(size_t len)
+{
+    void *p =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void pg_setup(void)
+{
+    size_t npages = PG_SPAN / PG;
+    uint8_t *base = reserve(PG_SPAN), *run = reserve(npages);
+    uint32_t *next = reserve(npages * sizeof(uint32_t));
+    if (!base || !run || !next) {
+        if (base)
+            munmap(base, PG_SPAN);
+        if (run)
+            munmap(run, npages);
+        if (next)
+            munmap(next, npages * sizeof(uint32_t));
+        return;
+    }
+    /* A huge page would make one touched byte cost 2 MiB. */
+    (void)madvise(base, PG_SPAN, MADV_NOHUGEPAGE);
+    pg.base = base;
+    pg.run = run;
+    pg.next = next;
+    __atomic_store_n(&pg.len, PG_SPAN, __ATOMIC_RELEASE);
+}
+
+/* len is stored last (release), so a thread that sees it sees base. */
+static int is_page_block(const void *p)
+{
+    size_t len = __atomic_load_n(&pg.len, __ATOMIC_ACQUIRE);
+    return (uintptr_t)p - (uintptr_t)pg.base < len;
+}
+
+static size_t page_block_len(const void *p)
+{
+    return (size_t)pg.run[((const uint8_t *)p - pg.base) / PG] * PG;
+}
+
+/* NULL when there is no span, it is full, or n is too long for it. */
+static void *page_alloc(size_t n)
+{
+    size_t np = (n + PG - 1) / PG;
+    uint32_t idx;
+    if (np > PG_MAX_RUN)
+        return NULL;
+    pthread_once(&pg.once, pg_setup);
+    if (!pg.len)
+        return NULL;
+    pthread_mutex_lock(&pg.lock);
+    if (pg.free_head[np]) {
+        idx = pg.free_head[np] - 1;
+        pg.free_head[np] = pg.next[idx];
+    } else if (pg.top + np <= pg.len / PG) {
+        idx = pg.top;
+        pg.top += (uint32_t)np;
+    } else {
+        pthread_mutex_unlock(&pg.lock);
+        return NULL;
+    }
+    pg.run[idx] = (uint8_t)np;
+    pthread_mutex_unlock(&pg.lock);
+    return pg.base + (size_t)idx * PG;
+}
+
+static void page_free(void *p)
+{
+    uint32_t idx = (uint32_t)(((uint8_t *)p - pg.base) / PG);
+    size_t np = pg.run[idx];
+    (void)madvise(p, np * PG, MADV_DONTNEED);
+    pthread_mutex_lock(&pg.lock);
+    pg.next[idx] = pg.free_head[np];
+    pg.free_head[np] = idx + 1;
+    pthread_mutex_unlock(&pg.lock);
+}
+
+void sl_slab_trim(void *p)
+{
+    if (p && is_page_block(p))
+        (void)madvise(p, page_block_len(p), MADV_DONTNEED);
+}
+
+/* ---- small blocks ---- */
 
 static void on_thread_exit(void *unused)
 {
@@ -68,31 +179,20 @@ static uint32_t class_of(size_t n)
     return (uint32_t)(64 - __builtin_clzll((unsigned long long)(n - 1))) - 5;
 }
 
-static void *map_alloc(size_t n)
-{
-    size_t len = (HDR + n + 4095) & ~(size_t)4095;
-    if (len / 4096 > UINT32_MAX)
-        return NULL;
-    slab_hdr_t *b = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (b == MAP_FAILED)
-        return NULL;
-    b->h.cls = MAP_CLASS;
-    b->h.pages = (uint32_t)(len / 4096);
-    return (uint8_t *)b + HDR;
-}
-
+/* A block from this thread's cache first: that is the path every nghttp2
+ * allocation of a busy connection takes. */
 void *sl_slab_alloc(size_t n)
 {
     uint32_t cls = class_of(n);
     slab_hdr_t *b;
-    if (SLAB_CACHE && n >= MAP_MIN)
-        return map_alloc(n);
     if (SLAB_CACHE && cls != BIG_CLASS && free_list[cls]) {
         b = free_list[cls];
         free_list[cls] = b->h.next;
         spare_bytes -= class_size[cls];
         return (uint8_t *)b + HDR;
     }
+    if (SLAB_CACHE && n >= PG_ALLOC_MIN && (b = page_alloc(n)))
+        return b;
     b = sl_try_malloc(HDR + (cls == BIG_CLASS ? n : class_size[cls]));
     if (!b)
         return NULL;
@@ -100,13 +200,18 @@ void *sl_slab_alloc(size_t n)
     return (uint8_t *)b + HDR;
 }
 
+/* A page block needs no clearing: its pages are fresh or were given back,
+ * and untouched they stay free. */
 void *sl_slab_calloc(size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)
         return NULL;
-    void *p = sl_slab_alloc(n * size);
+    n *= size;
+    void *p = SLAB_CACHE && n >= PG ? page_alloc(n) : NULL;
     if (p)
-        memset(p, 0, n * size);
+        return p;
+    if ((p = sl_slab_alloc(n)))
+        memset(p, 0, n);
     return p;
 }
 
@@ -114,12 +219,12 @@ void sl_slab_free(void *p)
 {
     if (!p)
         return;
-    slab_hdr_t *b = (slab_hdr_t *)((uint8_t *)p - HDR);
-    uint32_t cls = b->h.cls;
-    if (cls == MAP_CLASS) {
-        munmap(b, (size_t)b->h.pages * 4096);
+    if (is_page_block(p)) {
+        page_free(p);
         return;
     }
+    slab_hdr_t *b = (slab_hdr_t *)((uint8_t *)p - HDR);
+    uint32_t cls = b->h.cls;
     if (!SLAB_CACHE || cls == BIG_CLASS || spare_bytes + class_size[cls] > SL_SLAB_SPARE_BYTES) {
         sl_free(b);
         return;
@@ -134,35 +239,33 @@ void sl_slab_free(void *p)
     spare_bytes += class_size[cls];
 }
 
+static void *moved(void *p, size_t have, size_t n)
+{
+    void *q = sl_slab_alloc(n);
+    if (!q)
+        return NULL;
+    memcpy(q, p, SL_MIN(have, n));
+    sl_slab_free(p);
+    return q;
+}
+
 void *sl_slab_realloc(void *p, size_t n)
 {
     if (!p)
         return sl_slab_alloc(n);
-    slab_hdr_t *b = (slab_hdr_t *)((uint8_t *)p - HDR);
-    if (b->h.cls == MAP_CLASS) {
-        size_t have = (size_t)b->h.pages * 4096 - HDR;
-        if (n <= have)
-            return p;
-        void *q = sl_slab_alloc(n);
-        if (q) {
-            memcpy(q, p, have);
-            sl_slab_free(p);
-        }
-        return q;
+    if (is_page_block(p)) {
+        size_t have = page_block_len(p);
+        return n <= have ? p : moved(p, have, n);
     }
-    if (b->h.cls != BIG_CLASS && n <= class_size[b->h.cls])
-        return p;
+    slab_hdr_t *b = (slab_hdr_t *)((uint8_t *)p - HDR);
     if (b->h.cls == BIG_CLASS) {
         /* Stays BIG even if it shrinks: free() then returns it to malloc. */
         slab_hdr_t *nb = sl_try_realloc(b, HDR + n);
         return nb ? (uint8_t *)nb + HDR : NULL;
     }
-    void *q = sl_slab_alloc(n);
-    if (!q)
-        return NULL;
-    memcpy(q, p, class_size[b->h.cls]);
-    sl_slab_free(p);
-    return q;
+    if (n <= class_size[b->h.cls])
+        return p;
+    return moved(p, class_size[b->h.cls], n);
 }
 
 void sl_slab_flush(void)

@@ -4,8 +4,9 @@
  * allocations made on a worker thread (nghttp2's, nghttp3's and ngtcp2's
  * per-stream and per-frame objects). Size classes from 32 B to 4 KiB keep freed blocks on
  * thread-local free lists, bounded by SL_SLAB_SPARE_BYTES per thread;
- * blocks of 16 KiB and more get their own anonymous mapping (pages never
- * written cost nothing), the rest past the bound go to sl_malloc/sl_free.
+ * the rest past the bound go to sl_malloc/sl_free. Blocks of 16 KiB and
+ * more, and callocs of a page and more, are whole pages of a reserved
+ * span (pages never written cost nothing; slab.c).
  * A block must be freed on the thread that allocated it or with an empty
  * cache there (it then goes back to malloc). Under AddressSanitizer the
  * cache is off so every block stays visible to it.
@@ -32,6 +33,9 @@ void *sl_slab_mem_malloc(size_t n, void *ud);
 void sl_slab_mem_free(void *p, void *ud);
 void *sl_slab_mem_calloc(size_t n, size_t size, void *ud);
 void *sl_slab_mem_realloc(void *p, size_t n, void *ud);
+/* Give a block's pages back to the kernel while its contents are dead (it
+ * reads as zeros afterwards); nothing for a block not made of pages. */
+void sl_slab_trim(void *p);
 /* Return this thread's spare blocks to malloc (at worker exit). */
 void sl_slab_flush(void);
 

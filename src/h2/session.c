@@ -17,6 +17,10 @@
 #define PUMP_ROUNDS 16     /* mem_send / on_proceed rounds per pass */
 #define DRAIN_NOTICE_S 1.0 /* shutdown notice -> final GOAWAY (about an RTT) */
 #define MIN_SWEEP_S 1.0    /* finest stream-idle timer granularity */
+/* How long a connection without streams keeps its frame buffer's pages
+ * (trim_idle): a client that sends one request at a time should not pay a
+ * madvise and a page fault per request; an idle one should cost little. */
+#define IDLE_TRIM_S 0.5
 
 /* ---- the open stream list and the proceed queue ---- */
 
@@ -477,6 +481,36 @@ static int submit_settings(sl_h2_session_t *s, const sl_limits_t *lim)
     return rv;
 }
 
+/* nghttp2 1.52's NGHTTP2_FRAMEBUF_CHUNKLEN (lib/nghttp2_session.h): a
+ * frame header, a pad length byte and the largest default payload. The
+ * session allocates its frame buffer, that long, while it is created. */
+#define FRAMEBUF_LEN (9 + 1 + 16384)
+
+/* nghttp2 reserves its frame buffer with a realloc from NULL, so only
+ * realloc and free need to know of it. */
+static void mem_free(void *p, void *ud)
+{
+    sl_h2_session_t *s = ud;
+    if (p && p == s->framebuf)
+        s->framebuf = NULL;
+    sl_slab_free(p);
+}
+
+static void *mem_realloc(void *p, size_t n, void *ud)
+{
+    sl_h2_session_t *s = ud;
+    if (!p) {
+        p = sl_slab_alloc(n);
+        if (s->capture && n == FRAMEBUF_LEN) {
+            s->framebuf = p;
+            s->capture = 0;
+        }
+        return p;
+    }
+    if (p == s->framebuf)
+        s->framebuf = NULL;
+    return sl_slab_realloc(p, n);
+}
 
 sl_h2_session_t *sl_h2_session_new(sl_conn_t *c)
 {
@@ -493,7 +527,10 @@ sl_h2_session_t *sl_h2_session_new(sl_conn_t *c)
     if (nghttp2_option_new(&opt) != 0)
         goto fail_option;
     set_options(opt, &cfg->limits);
-    rv = nghttp2_session_server_new3(&s->ng, callbacks, s, opt, sl_slab_nghttp2_mem());
+    s->mem = (nghttp2_mem){s, sl_slab_mem_malloc, mem_free, sl_slab_mem_calloc, mem_realloc};
+    s->capture = 1;
+    rv = nghttp2_session_server_new3(&s->ng, callbacks, s, opt, &s->mem);
+    s->capture = 0;
     nghttp2_option_del(opt);
     if (rv != 0)
         goto fail_session;
@@ -587,6 +624,7 @@ static int send_frames(sl_h2_session_t *s)
         }
         if (n == 0)
             break;
+        s->trimmed = 0;
         if (!s->settings_sent) {
             /* Always fits: the queue was below its high mark. */
             if (write_settings(s, p, (size_t)n) != 0)
@@ -661,6 +699,7 @@ static double next_sweep(sl_h2_session_t *s)
 
 static void arm_timer(sl_h2_session_t *s, double secs)
 {
+
     s->timer_due = ev_now(s->loop) + secs;
     sl_conn_timer_set(s->conn, secs);
 }
@@ -695,6 +734,16 @@ static int frame_timed_out(sl_h2_session_t *s)
     return 1;
 }
 
+/* An idle connection's frame buffer holds no frame: hand its pages back.
+ * hold points into it while it holds bytes c->out had no room for. */
+static void trim_idle(sl_h2_session_t *s)
+{
+    if (!s->framebuf || s->trimmed || s->hold_len || nghttp2_session_want_write(s->ng))
+        return;
+    sl_slab_trim(s->framebuf);
+    s->trimmed = 1;
+}
+
 /* One conn timer serves three purposes. When the last stream closes it is
  * armed for h2_idle_s. While streams are open it keeps its deadline unless
  * that is later than stream_idle_s away, and when it fires it sweeps for
@@ -713,13 +762,14 @@ static void update_timer(sl_h2_session_t *s)
     } else if (!s->idle_armed) {
         s->idle_armed = 1;
         s->idle_since = ev_now(s->loop);
-        arm_timer(s, t->h2_idle_s);
+        arm_timer(s, s->framebuf && !s->trimmed ? SL_MIN(IDLE_TRIM_S, t->h2_idle_s) : t->h2_idle_s);
     }
     arm_frame_timer(s);
 }
 
 static void on_timer(sl_h2_session_t *s)
 {
+
     const sl_timeouts_t *t = &s->cfg->timeouts;
     double now = ev_now(s->loop), next;
     s->idle_armed = 0; /* the conn stopped the timer: we re-arm it below */
@@ -741,6 +791,7 @@ static void on_timer(sl_h2_session_t *s)
             s->want_close = 1;
             return;
         }
+        trim_idle(s);
         s->idle_armed = 1;
     } else if (t->stream_idle_s > 0) {
         sweep_idle_streams(s);

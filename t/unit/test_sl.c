@@ -22,6 +22,29 @@ START_TEST(test_base64_vectors)
 }
 END_TEST
 
+/* Every length from 0 to 24, an upper-case letter at every position is
+ * found (the word, the overlapping tail, the two halves, single bytes),
+ * and the bytes around 'A'..'Z', also with bit 7 set, are not. */
+START_TEST(test_has_upper)
+{
+    static const char near[] = {'@', '[', 'a', 'z', '0', (char)0xc1, (char)0xda, (char)0x80};
+    char buf[32];
+    for (size_t n = 0; n <= 24; n++) {
+        for (size_t k = 0; k < SL_ARRAY_LEN(near); k++) {
+            memset(buf, near[k], n);
+            ck_assert_int_eq(sl_has_upper(buf, n), 0);
+        }
+        for (size_t at = 0; at < n; at++) {
+            memset(buf, 'q', n);
+            buf[at] = (char)('A' + at % 26);
+            ck_assert_msg(sl_has_upper(buf, n), "n %zu at %zu", n, at);
+            buf[at] = 'Z';
+            ck_assert(sl_has_upper(buf, n));
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_hex)
 {
     static const uint8_t in[] = {0x00, 0x7f, 0xa5, 0xff};
@@ -96,6 +119,7 @@ static Suite *suite(void)
     Suite *s = suite_create("sl");
     TCase *tc = sl_test_tcase("helpers");
     tcase_add_test(tc, test_base64_vectors);
+    tcase_add_test(tc, test_has_upper);
     tcase_add_test(tc, test_hex);
     tcase_add_test(tc, test_tokens);
     tcase_add_test(tc, test_connection_specific);

@@ -1,11 +1,26 @@
 /* sluice - SPDX-License-Identifier: MIT
  *
  * Unit tests for src/slab.c: every size gets a block at least that big
- * (the size classes' edges), contents survive realloc across classes, and
- * flushing the cache leaves no live block.
+ * (the size classes' edges), contents survive realloc across classes,
+ * flushing the cache leaves no live block, and page blocks cost memory
+ * only for pages written, read as zeros when reused, and give their pages
+ * back when trimmed.
  */
 #include "slab.h"
 #include "helpers.h"
+#include <stdio.h>
+#include <unistd.h>
+
+/* Resident pages of this process (statm's second field). */
+static long resident_pages(void)
+{
+    long size = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &rss), 2);
+    fclose(f);
+    return rss;
+}
 
 START_TEST(test_every_size_fits)
 {
@@ -68,6 +83,54 @@ START_TEST(test_freed_block_reused)
 }
 END_TEST
 
+#if !defined(__SANITIZE_ADDRESS__)
+START_TEST(test_page_blocks)
+{
+    enum { N = 256, LEN = 16394 }; /* nghttp2's frame buffer */
+    static uint8_t *b[N];
+    long before = resident_pages();
+    for (int i = 0; i < N; i++) {
+        b[i] = sl_slab_alloc(LEN);
+        ck_assert_ptr_nonnull(b[i]);
+        ck_assert_uint_eq((uintptr_t)b[i] % 4096, 0);
+    }
+    /* 256 x 5 pages handed out, none written: none resident. */
+    ck_assert_int_lt(resident_pages() - before, 64);
+    for (int i = 0; i < N; i++)
+        memset(b[i], 0x5a, 100);
+    long written = resident_pages();
+    ck_assert_int_ge(written - before, N - 16);
+    for (int i = 0; i < N; i++)
+        sl_slab_trim(b[i]);
+    ck_assert_int_lt(resident_pages() - before, 64);
+    ck_assert_uint_eq(b[7][0], 0); /* trimmed: zeros */
+    for (int i = 0; i < N; i++)
+        sl_slab_free(b[i]);
+
+    /* A calloc of a page is a page block that nothing cleared: a freed
+     * one comes back as zeros. */
+    uint8_t *t = sl_slab_calloc(256, 16);
+    ck_assert_uint_eq((uintptr_t)t % 4096, 0);
+    memset(t, 0xff, 4096);
+    sl_slab_free(t);
+    uint8_t *u = sl_slab_calloc(256, 16);
+    ck_assert_ptr_eq(u, t);
+    for (int k = 0; k < 4096; k++)
+        ck_assert_uint_eq(u[k], 0);
+    sl_slab_free(u);
+
+    /* Trimming a small block leaves it alone. */
+    uint8_t *small = sl_slab_alloc(100);
+    memset(small, 7, 100);
+    sl_slab_trim(small);
+    ck_assert_uint_eq(small[99], 7);
+    sl_slab_free(small);
+    sl_slab_flush();
+    ck_assert_int_eq(sl_alloc_count(), sl_test_alloc_baseline);
+}
+END_TEST
+#endif
+
 static Suite *slab_suite(void)
 {
     Suite *s = suite_create("slab");
@@ -75,6 +138,9 @@ static Suite *slab_suite(void)
     tcase_add_test(tc, test_every_size_fits);
     tcase_add_test(tc, test_realloc_keeps_bytes);
     tcase_add_test(tc, test_freed_block_reused);
+#if !defined(__SANITIZE_ADDRESS__)
+    tcase_add_test(tc, test_page_blocks);
+#endif
     suite_add_tcase(s, tc);
     return s;
 }
