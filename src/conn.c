@@ -451,7 +451,7 @@ static void log_ssl_error(sl_conn_t *c, const char *what)
         ERR_error_string_n(e, buf, sizeof(buf));
     /* A failed handshake is the client's business: info, not warn. */
     sl_log(SL_LOG_INFO, c, "%s: %s", what, e ? buf : strerror(errno));
-    ERR_clear_error();
+    sl_tls_clear_errors();
 }
 
 static int finish_handshake(sl_conn_t *c)
@@ -479,7 +479,7 @@ static int finish_handshake(sl_conn_t *c)
 /* Returns 0 to go on (maybe waiting), SL_ECLOSED when the conn closed. */
 static int do_handshake(sl_conn_t *c)
 {
-    ERR_clear_error();
+    sl_tls_clear_errors();
     int r = SSL_do_handshake(c->ssl);
     /* Our flight sits in tls.out; send it now (the rest on EV_WRITE). */
     int f = tls_flush(c);
@@ -516,7 +516,7 @@ static ssize_t conn_recv(sl_conn_t *c, uint8_t *buf, size_t len)
             return errno == EAGAIN || errno == EWOULDBLOCK ? SL_EAGAIN : SL_ERROR;
         return n;
     }
-    ERR_clear_error();
+    sl_tls_clear_errors();
     int r = SSL_read(c->ssl, buf, (int)SL_MIN(len, (size_t)INT32_MAX));
     if (r > 0)
         return r;
@@ -614,7 +614,7 @@ static int tls_encrypt_out(sl_conn_t *c, int direct)
         const uint8_t *p;
         size_t len;
         sl_buf_peek(&c->out, &p, &len);
-        ERR_clear_error();
+        sl_tls_clear_errors();
         int r = SSL_write(c->ssl, p, (int)len);
         if (r > 0) {
             sl_buf_skip(&c->out, (size_t)r);
@@ -643,7 +643,7 @@ int sl_conn_write_direct(sl_conn_t *c, const void *p, size_t len)
         if (!tls_room(c))
             return SL_EAGAIN;
         do {
-            ERR_clear_error();
+            sl_tls_clear_errors();
             int r = SSL_write(c->ssl, b, (int)SL_MIN(len, (size_t)16384));
             if (r <= 0)
                 break; /* WANT_*: the record is pending; the rest goes to out,

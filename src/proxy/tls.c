@@ -12,6 +12,7 @@
  */
 #include "proxy_int.h"
 #include "../config.h"
+#include "../tls.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/err.h>
@@ -25,7 +26,7 @@ static int ctx_fail(char *err, size_t errlen, const char *path, const char *what
     unsigned long e = ERR_peek_last_error();
     if (e)
         ERR_error_string_n(e, reason, sizeof(reason));
-    ERR_clear_error();
+    sl_tls_clear_errors();
     snprintf(err, errlen, "%s: %s%s%s", path, what, e ? ": " : "", reason);
     return SL_EINVAL;
 }
@@ -153,7 +154,7 @@ SSL *px_tls_new(px_wstate_t *ws, int idx, int fd)
 fail_ssl:
     SSL_free(ssl);
 fail:
-    ERR_clear_error();
+    sl_tls_clear_errors();
     errno = ENOMEM;
     return NULL;
 }
@@ -173,13 +174,13 @@ static void hs_cause(SSL *ssl, int rc, char *cause, size_t cap)
         snprintf(reason, sizeof(reason), "%s", strerror(errno));
     else
         snprintf(reason, sizeof(reason), "connection closed during the handshake");
-    ERR_clear_error();
+    sl_tls_clear_errors();
     snprintf(cause, cap, "TLS handshake failed: %s", reason);
 }
 
 int px_tls_handshake(SSL *ssl, int *events, char *cause, size_t cap)
 {
-    ERR_clear_error();
+    sl_tls_clear_errors();
     int rc = SSL_do_handshake(ssl);
     if (rc == 1)
         return 1;
@@ -197,7 +198,7 @@ ssize_t px_io_read(int fd, SSL *ssl, void *p, size_t n)
 {
     if (!ssl)
         return read(fd, p, n);
-    ERR_clear_error();
+    sl_tls_clear_errors();
     errno = 0;
     int r = SSL_read(ssl, p, (int)SL_MIN(n, (size_t)INT32_MAX));
     if (r > 0)
@@ -211,7 +212,7 @@ ssize_t px_io_read(int fd, SSL *ssl, void *p, size_t n)
             return errno ? -1 : 0; /* EOF without close_notify: read-to-close ends */
         /* fall through */
     default:
-        ERR_clear_error();
+        sl_tls_clear_errors();
         errno = EIO;
         return -1;
     }
@@ -223,12 +224,12 @@ ssize_t px_io_write(int fd, SSL *ssl, const void *p, size_t n)
         return write(fd, p, n);
     if (n == 0)
         return 0;
-    ERR_clear_error();
+    sl_tls_clear_errors();
     int w = SSL_write(ssl, p, (int)SL_MIN(n, (size_t)INT32_MAX));
     if (w > 0)
         return w;
     int e = SSL_get_error(ssl, w);
-    ERR_clear_error();
+    sl_tls_clear_errors();
     errno = (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) ? EAGAIN
             : (e == SSL_ERROR_SYSCALL && errno)                     ? errno
                                                                     : EIO;
