@@ -55,38 +55,37 @@ sl_h2_stream_t *sl_h2_stream_new(sl_h2_session_t *s, int32_t id)
 }
 
 /* HPACK static-table strings live forever; everything else is copied
- * into the request pool (the decoder's buffers do not outlive the call). */
-static sl_str_t rc_str(sl_req_t *req, nghttp2_rcbuf *rc)
+ * into the request pool (the decoder's buffers do not outlive the call).
+ * v is rc's buffer, which every caller already has. */
+static sl_str_t rc_str(sl_req_t *req, nghttp2_rcbuf *rc, nghttp2_vec v)
 {
-    nghttp2_vec v = nghttp2_rcbuf_get_buf(rc);
     if (nghttp2_rcbuf_is_static(rc))
         return (sl_str_t){(const char *)v.base, v.len};
     return (sl_str_t){sl_pool_strndup(&req->pool, (const char *)v.base, v.len), v.len};
 }
 
-
-static void on_pseudo(sl_req_t *req, nghttp2_vec n, nghttp2_rcbuf *value)
+static void on_pseudo(sl_req_t *req, nghttp2_vec n, nghttp2_rcbuf *value, nghttp2_vec v)
 {
     /* nghttp2 has already refused unknown, duplicate and misplaced
      * pseudo-headers (stream reset with PROTOCOL_ERROR). */
     switch (n.len) {
     case 5:
         if (memcmp(n.base, ":path", 5) == 0)
-            req->target = rc_str(req, value);
+            req->target = rc_str(req, value, v);
         break;
     case 7:
         if (memcmp(n.base, ":method", 7) == 0)
-            req->method = rc_str(req, value);
+            req->method = rc_str(req, value, v);
         else if (memcmp(n.base, ":scheme", 7) == 0)
-            req->scheme = rc_str(req, value);
+            req->scheme = rc_str(req, value, v);
         break;
     case 9:
         if (memcmp(n.base, ":protocol", 9) == 0)
-            req->protocol = rc_str(req, value);
+            req->protocol = rc_str(req, value, v);
         break;
     case 10:
         if (memcmp(n.base, ":authority", 10) == 0)
-            req->authority = rc_str(req, value);
+            req->authority = rc_str(req, value, v);
         break;
     default: break;
     }
@@ -111,14 +110,14 @@ void sl_h2_stream_on_header(sl_h2_stream_t *st, nghttp2_rcbuf *name, nghttp2_rcb
     }
     if (trailer) {
         /* Pseudo-fields in trailers are refused by nghttp2 (messaging on). */
-        sl_headers_add_ref(&req->pool, &req->trailers, rc_str(req, name), rc_str(req, value));
+        sl_headers_add_ref(&req->pool, &req->trailers, rc_str(req, name, n), rc_str(req, value, v));
         return;
     }
     if (n.len && n.base[0] == ':') {
-        on_pseudo(req, n, value);
+        on_pseudo(req, n, value, v);
         return;
     }
-    sl_str_t sn = rc_str(req, name), sv = rc_str(req, value);
+    sl_str_t sn = rc_str(req, name, n), sv = rc_str(req, value, v);
     sl_headers_add_ref(&req->pool, &req->headers, sn, sv);
     if (n.len == 14 && memcmp(n.base, "content-length", 14) == 0)
         req->content_length = sl_str_to_u64(sv); /* nghttp2 validated it */
