@@ -699,7 +699,6 @@ static double next_sweep(sl_h2_session_t *s)
 
 static void arm_timer(sl_h2_session_t *s, double secs)
 {
-
     s->timer_due = ev_now(s->loop) + secs;
     sl_conn_timer_set(s->conn, secs);
 }
@@ -769,7 +768,6 @@ static void update_timer(sl_h2_session_t *s)
 
 static void on_timer(sl_h2_session_t *s)
 {
-
     const sl_timeouts_t *t = &s->cfg->timeouts;
     double now = ev_now(s->loop), next;
     s->idle_armed = 0; /* the conn stopped the timer: we re-arm it below */
