@@ -9,18 +9,6 @@
 #include "slab.h"
 #include "helpers.h"
 #include <stdio.h>
-#include <unistd.h>
-
-/* Resident pages of this process (statm's second field). */
-static long resident_pages(void)
-{
-    long size = 0, rss = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &rss), 2);
-    fclose(f);
-    return rss;
-}
 
 START_TEST(test_every_size_fits)
 {
@@ -84,6 +72,17 @@ START_TEST(test_freed_block_reused)
 END_TEST
 
 #if !defined(__SANITIZE_ADDRESS__)
+/* Resident pages of this process (statm's second field). */
+static long resident_pages(void)
+{
+    long size = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &rss), 2);
+    fclose(f);
+    return rss;
+}
+
 START_TEST(test_page_blocks)
 {
     enum { N = 256, LEN = 16394 }; /* nghttp2's frame buffer */
