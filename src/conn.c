@@ -451,7 +451,7 @@ static void log_ssl_error(sl_conn_t *c, const char *what)
         ERR_error_string_n(e, buf, sizeof(buf));
     /* A failed handshake is the client's business: info, not warn. */
     sl_log(SL_LOG_INFO, c, "%s: %s", what, e ? buf : strerror(errno));
-    sl_tls_clear_errors();
+    ERR_clear_error();
 }
 
 static int finish_handshake(sl_conn_t *c)

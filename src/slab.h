@@ -23,9 +23,10 @@ void *sl_slab_alloc(size_t n);
 void *sl_slab_calloc(size_t n, size_t size);
 void *sl_slab_realloc(void *p, size_t n);
 void sl_slab_free(void *p);
-/* The allocator for nghttp2 sessions (server and upstream client ones)
- * that live on one worker thread: nghttp2 allocates several small objects
- * per request, which the cache serves without glibc's bins. */
+/* The allocator for nghttp2 sessions that live on one worker thread
+ * (upstream client ones; server sessions wrap the same calls to know
+ * their frame buffer, h2/session.c): nghttp2 allocates several small
+ * objects per request, which the cache serves without glibc's bins. */
 nghttp2_mem *sl_slab_nghttp2_mem(void);
 /* The same four as the libraries' allocator callbacks take them (nghttp3,
  * ngtcp2: malloc, free, calloc, realloc with a user pointer). */

@@ -26,7 +26,7 @@ static int ctx_fail(char *err, size_t errlen, const char *path, const char *what
     unsigned long e = ERR_peek_last_error();
     if (e)
         ERR_error_string_n(e, reason, sizeof(reason));
-    sl_tls_clear_errors();
+    ERR_clear_error();
     snprintf(err, errlen, "%s: %s%s%s", path, what, e ? ": " : "", reason);
     return SL_EINVAL;
 }
@@ -154,7 +154,7 @@ SSL *px_tls_new(px_wstate_t *ws, int idx, int fd)
 fail_ssl:
     SSL_free(ssl);
 fail:
-    sl_tls_clear_errors();
+    ERR_clear_error();
     errno = ENOMEM;
     return NULL;
 }
@@ -174,7 +174,7 @@ static void hs_cause(SSL *ssl, int rc, char *cause, size_t cap)
         snprintf(reason, sizeof(reason), "%s", strerror(errno));
     else
         snprintf(reason, sizeof(reason), "connection closed during the handshake");
-    sl_tls_clear_errors();
+    ERR_clear_error();
     snprintf(cause, cap, "TLS handshake failed: %s", reason);
 }
 
@@ -212,7 +212,7 @@ ssize_t px_io_read(int fd, SSL *ssl, void *p, size_t n)
             return errno ? -1 : 0; /* EOF without close_notify: read-to-close ends */
         /* fall through */
     default:
-        sl_tls_clear_errors();
+        ERR_clear_error();
         errno = EIO;
         return -1;
     }
@@ -229,7 +229,7 @@ ssize_t px_io_write(int fd, SSL *ssl, const void *p, size_t n)
     if (w > 0)
         return w;
     int e = SSL_get_error(ssl, w);
-    sl_tls_clear_errors();
+    ERR_clear_error();
     errno = (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) ? EAGAIN
             : (e == SSL_ERROR_SYSCALL && errno)                     ? errno
                                                                     : EIO;
