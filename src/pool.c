@@ -63,7 +63,8 @@ void sl_pool_dispose(sl_pool_t *p)
 /* Standard blocks come from the thread's slab cache: most requests outgrow
  * the inline block, and a malloc/free pair per request was ~800
  * instructions of a small HTTP/2 request. Big ones go to malloc (the slab
- * would give 16 KiB and more a mapping of their own). */
+ * would give 16 KiB and more whole pages of its span, given back to the
+ * kernel on every free). */
 static sl_pool_block_t *block_new(sl_pool_t *p, size_t data_len)
 {
     SL_ASSERT(data_len <= SIZE_MAX - sizeof(sl_pool_block_t));
