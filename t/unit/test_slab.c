@@ -93,15 +93,17 @@ START_TEST(test_page_blocks)
         ck_assert_ptr_nonnull(b[i]);
         ck_assert_uint_eq((uintptr_t)b[i] % 4096, 0);
     }
-    /* 256 x 5 pages handed out, none written: none resident. */
-    ck_assert_int_lt(resident_pages() - before, 64);
+    /* 256 x 5 pages handed out, none written: none resident (the bound
+     * leaves room for the side table's page, stdio's buffer and the
+     * like; resident blocks would be 1,280 pages). */
+    ck_assert_int_lt(resident_pages() - before, N / 2);
     for (int i = 0; i < N; i++)
         memset(b[i], 0x5a, 100);
     long written = resident_pages();
     ck_assert_int_ge(written - before, N - 16);
     for (int i = 0; i < N; i++)
         sl_slab_trim(b[i]);
-    ck_assert_int_lt(resident_pages() - before, 64);
+    ck_assert_int_lt(resident_pages() - before, N / 2);
     ck_assert_uint_eq(b[7][0], 0); /* trimmed: zeros */
     for (int i = 0; i < N; i++)
         sl_slab_free(b[i]);
