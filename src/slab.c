@@ -154,6 +154,34 @@ void sl_slab_trim(void *p)
         (void)madvise(p, page_block_len(p), MADV_DONTNEED);
 }
 
+static int page_is_zero(const uint8_t *p)
+{
+    const uint64_t *w = (const uint64_t *)(const void *)p;
+    uint64_t acc = 0;
+    for (size_t i = 0; i < PG / sizeof(*w); i++)
+        acc |= w[i];
+    return acc == 0;
+}
+
+/* mincore first: reading a page that is not resident could fault one in
+ * (on a kernel without the shared zero page) only to give it back. */
+size_t sl_slab_trim_zero(void *p)
+{
+    unsigned char vec[PG_MAX_RUN];
+    size_t np, given = 0;
+    if (!p || !is_page_block(p))
+        return 0;
+    np = page_block_len(p) / PG;
+    if (mincore(p, np * PG, vec) != 0)
+        return 0;
+    for (size_t i = 0; i < np; i++) {
+        uint8_t *pg_p = (uint8_t *)p + i * PG;
+        if ((vec[i] & 1) && page_is_zero(pg_p) && madvise(pg_p, PG, MADV_DONTNEED) == 0)
+            given++;
+    }
+    return given;
+}
+
 /* ---- small blocks ---- */
 
 static void on_thread_exit(void *unused)

@@ -37,6 +37,11 @@ void *sl_slab_mem_realloc(void *p, size_t n, void *ud);
 /* Give a block's pages back to the kernel while its contents are dead (it
  * reads as zeros afterwards); nothing for a block not made of pages. */
 void sl_slab_trim(void *p);
+/* Give back those of a block's resident pages that hold only zeros: its
+ * contents stay the same (they read as zeros again). For a live table
+ * that empties, such as nghttp2's stream map with no streams. Returns the
+ * pages given back; 0 for a block not made of pages. */
+size_t sl_slab_trim_zero(void *p);
 /* Return this thread's spare blocks to malloc (at worker exit). */
 void sl_slab_flush(void);
 

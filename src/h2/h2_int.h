@@ -119,11 +119,13 @@ struct sl_h2_session {
     uint8_t nping_held;
     ev_timer ping_timer;
     /* nghttp2 allocates through mem (its user pointer is this session) so
-     * that framebuf, its frame buffer, is known: while the connection
-     * idles, no frame is in it and its pages go back (sl_slab_trim). */
+     * that framebuf, its frame buffer, and streamtab, its first stream
+     * table, are known: while the connection idles, no frame is in the one
+     * and the other holds zeros, and their pages go back (trim_idle). */
     nghttp2_mem mem;
     void *framebuf;
-    unsigned capture : 1;       /* the next frame-buffer-sized block is it */
+    void *streamtab;
+    unsigned capture : 1;       /* while nghttp2 creates the session */
     unsigned trimmed : 1;       /* framebuf's pages were given back */
     unsigned want_close : 1;    /* close (after flush) at the end of the entry */
     unsigned await_preface : 1; /* h2c upgrade: no output before the client's SETTINGS */

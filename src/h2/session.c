@@ -486,14 +486,30 @@ static int submit_settings(sl_h2_session_t *s, const sl_limits_t *lim)
  * session allocates its frame buffer, that long, while it is created. */
 #define FRAMEBUF_LEN (9 + 1 + 16384)
 
-/* nghttp2 reserves its frame buffer with a realloc from NULL, so only
- * realloc and free need to know of it. */
+/* nghttp2 1.52's first stream table (lib/nghttp2_map.c): 1 << 8 buckets
+ * of 16 bytes, a calloc while the session is created. It holds only zeros
+ * whenever no stream is open (removal clears a bucket). */
+#define STREAMTAB_LEN (256 * 16)
+
+/* nghttp2 reserves its frame buffer with a realloc from NULL and its
+ * stream table with a calloc, so only those and free need to know. */
 static void mem_free(void *p, void *ud)
 {
     sl_h2_session_t *s = ud;
     if (p && p == s->framebuf)
         s->framebuf = NULL;
+    if (p && p == s->streamtab)
+        s->streamtab = NULL; /* the table grew */
     sl_slab_free(p);
+}
+
+static void *mem_calloc(size_t n, size_t size, void *ud)
+{
+    sl_h2_session_t *s = ud;
+    void *p = sl_slab_calloc(n, size);
+    if (s->capture && !s->streamtab && n * size == STREAMTAB_LEN)
+        s->streamtab = p;
+    return p;
 }
 
 static void *mem_realloc(void *p, size_t n, void *ud)
@@ -509,6 +525,8 @@ static void *mem_realloc(void *p, size_t n, void *ud)
     }
     if (p == s->framebuf)
         s->framebuf = NULL;
+    if (p == s->streamtab)
+        s->streamtab = NULL;
     return sl_slab_realloc(p, n);
 }
 
@@ -527,7 +545,7 @@ sl_h2_session_t *sl_h2_session_new(sl_conn_t *c)
     if (nghttp2_option_new(&opt) != 0)
         goto fail_option;
     set_options(opt, &cfg->limits);
-    s->mem = (nghttp2_mem){s, sl_slab_mem_malloc, mem_free, sl_slab_mem_calloc, mem_realloc};
+    s->mem = (nghttp2_mem){s, sl_slab_mem_malloc, mem_free, mem_calloc, mem_realloc};
     s->capture = 1;
     rv = nghttp2_session_server_new3(&s->ng, callbacks, s, opt, &s->mem);
     s->capture = 0;
@@ -734,12 +752,14 @@ static int frame_timed_out(sl_h2_session_t *s)
 }
 
 /* An idle connection's frame buffer holds no frame: hand its pages back.
- * hold points into it while it holds bytes c->out had no room for. */
+ * hold points into it while it holds bytes c->out had no room for. Its
+ * stream table, with no stream open, holds zeros: those pages go too. */
 static void trim_idle(sl_h2_session_t *s)
 {
     if (!s->framebuf || s->trimmed || s->hold_len || nghttp2_session_want_write(s->ng))
         return;
     sl_slab_trim(s->framebuf);
+    sl_slab_trim_zero(s->streamtab);
     s->trimmed = 1;
 }
 

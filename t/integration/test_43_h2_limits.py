@@ -848,13 +848,14 @@ def test_memory_returned_after_zero_window_attack(sluice_factory):
 
 @pytest.mark.skipif(SANITIZE, reason="RSS means nothing under ASan, whose build has no page blocks")
 def test_idle_connections_give_back_frame_buffers(sluice_factory):
-    """A connection without streams gives its nghttp2 frame buffer's pages
-    back after half a second idle (session.c, trim_idle): 200 connections
-    that each just got a response are measured at once and again 1.5 s
-    later. Each frame buffer was written (one page at least), so the
-    second reading must be lower by at least half of 200 pages (those
-    answered first may be trimmed before the first reading on a slow run;
-    without the trim it does not drop at all)."""
+    """A connection without streams gives back, after half a second idle
+    (session.c, trim_idle), its nghttp2 frame buffer's pages and its stream
+    table's page, which holds only zeros again: 200 connections that each
+    just got a response are measured at once and again 1.5 s later. Each
+    wrote one page of both, so the second reading must be lower by more
+    than 200 pages (the frame buffers alone give back 200; without any
+    trim it does not drop at all). The requests go out on all connections
+    before any answer is read, so none idles before the first reading."""
     s = sluice_factory(timeouts={"h2_idle_s": 60})
     n = 200
     conns = [H2Client(s.tls_port, tls=True, wait_settings=True) for _ in range(n)]
@@ -865,7 +866,7 @@ def test_idle_connections_give_back_frame_buffers(sluice_factory):
         busy = s.rss_kb()
         time.sleep(1.5)
         idle = s.rss_kb()
-        assert busy - idle >= n * 2, "RSS %d KiB -> %d KiB idle" % (busy, idle)
+        assert busy - idle >= n * 5, "RSS %d KiB -> %d KiB idle" % (busy, idle)
         # the connections still work, the buffer comes back on use
         for c in conns[:20]:
             assert c.get("/healthz").status == 200

@@ -4,11 +4,12 @@
  * (the size classes' edges), contents survive realloc across classes,
  * flushing the cache leaves no live block, and page blocks cost memory
  * only for pages written, read as zeros when reused, and give their pages
- * back when trimmed.
+ * back when trimmed (all of them, or those holding only zeros).
  */
 #include "slab.h"
 #include "helpers.h"
 #include <stdio.h>
+#include <sys/mman.h>
 
 START_TEST(test_every_size_fits)
 {
@@ -130,6 +131,44 @@ START_TEST(test_page_blocks)
     ck_assert_int_eq(sl_alloc_count(), sl_test_alloc_baseline);
 }
 END_TEST
+
+/* mincore's resident bit for each of a block's first n pages, as a mask. */
+static unsigned resident_mask(void *p, size_t n)
+{
+    unsigned char vec[8];
+    unsigned mask = 0;
+    ck_assert_int_eq(mincore(p, n * 4096, vec), 0);
+    for (size_t i = 0; i < n; i++)
+        mask |= (unsigned)(vec[i] & 1) << i;
+    return mask;
+}
+
+START_TEST(test_trim_zero)
+{
+    /* A stream-table-like block of 3 pages: one written and cleared again
+     * (resident, zeros), one holding data, one never touched. */
+    uint8_t *t = sl_slab_calloc(3, 4096);
+    ck_assert_ptr_nonnull(t);
+    memset(t, 0xee, 4096);
+    memset(t, 0, 4096);
+    t[4096 + 100] = 42;
+    ck_assert_uint_eq(resident_mask(t, 3), 3);
+    ck_assert_uint_eq(sl_slab_trim_zero(t), 1);
+    ck_assert_uint_eq(resident_mask(t, 3), 2); /* only the page with data */
+    ck_assert_uint_eq(t[4096 + 100], 42);
+    ck_assert_uint_eq(sl_slab_trim_zero(t), 0); /* nothing left to give */
+    ck_assert_uint_eq(t[0], 0);                 /* last: the read may fault a page in */
+    sl_slab_free(t);
+
+    /* A small block is not made of pages: left alone. */
+    uint8_t *small = sl_slab_calloc(1, 100);
+    ck_assert_uint_eq(sl_slab_trim_zero(small), 0);
+    ck_assert_uint_eq(sl_slab_trim_zero(NULL), 0);
+    sl_slab_free(small);
+    sl_slab_flush();
+    ck_assert_int_eq(sl_alloc_count(), sl_test_alloc_baseline);
+}
+END_TEST
 #endif
 
 static Suite *slab_suite(void)
@@ -141,6 +180,7 @@ static Suite *slab_suite(void)
     tcase_add_test(tc, test_freed_block_reused);
 #if !defined(__SANITIZE_ADDRESS__)
     tcase_add_test(tc, test_page_blocks);
+    tcase_add_test(tc, test_trim_zero);
 #endif
     suite_add_tcase(s, tc);
     return s;
