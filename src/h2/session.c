@@ -118,6 +118,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     if (!st)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* out of memory: RST_STREAM */
     nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, st);
+    s->last = st; /* its fields come next (stream_of) */
     return 0;
 }
 

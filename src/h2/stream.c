@@ -358,6 +358,7 @@ int sl_h2_stream_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint
     sl_h2_session_t *s = user_data;
     sl_conn_t *c = s->conn;
     (void)ng;
+    s->last = st; /* on_frame_send asks for this frame's stream next */
     size_t padlen = frame->data.padlen; /* only a harness fault pads */
     if (sl_conn_out_space(c) < SL_H2_FRAME_HDLEN + length + padlen)
         return NGHTTP2_ERR_WOULDBLOCK; /* nghttp2 retries on the next pump */
