@@ -92,6 +92,10 @@ size_t sl_fields_response(sl_req_t *req, double now, sl_header_t *out, char stat
     sl_fields_status(status, req->res.status);
     out[n++] = (sl_header_t){SL_STR(":status"), {status, 3}};
     for (size_t i = 0; i < hs->n; i++) {
+        if (sl_resp_header_is_plain(req, i)) {
+            out[n++] = hs->v[i];
+            continue;
+        }
         /* Lower-cased first, so the names below compare as bytes. */
         sl_str_t name = sl_fields_lower(req, hs->v[i].name);
         if (sl_field_is_connection_specific(name))

@@ -130,6 +130,15 @@ void sl_resp_header_add_ref(sl_req_t *req, const char *name, size_t nlen, const 
     e->value = (sl_str_t){value, vlen};
 }
 
+void sl_resp_header_add_plain(sl_req_t *req, const char *name, size_t nlen, const char *value,
+                              size_t vlen)
+{
+    size_t i = req->res.headers.n;
+    sl_resp_header_add_ref(req, name, nlen, value, vlen);
+    if (i < 32)
+        req->res.plain |= (uint32_t)1 << i;
+}
+
 void sl_resp_header_add(sl_req_t *req, const char *name, const char *value)
 {
     sl_resp_header_addn(req, name, strlen(name), value, strlen(value));

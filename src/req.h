@@ -168,6 +168,9 @@ struct sl_req {
          * DATA frame's header there and encrypts frame and data in one
          * piece, without copying the body first. */
         unsigned body_scratch : 1;
+        /* Bit i: headers.v[i] came from SL_RESP_HEADER_PLAIN, so the
+         * protocols send it as it is (fields.c checks the others). */
+        uint32_t plain;
     } res;
 
     /* --- handler attachment --- */
@@ -233,6 +236,19 @@ void sl_resp_header_addn(sl_req_t *req, const char *name, size_t nlen, const cha
  * literals, route state, a cache entry the request holds a ref on). */
 void sl_resp_header_add_ref(sl_req_t *req, const char *name, size_t nlen, const char *value,
                             size_t vlen);
+/* sl_resp_header_add_ref for a field the response head sends without a
+ * look: the name is a literal (the macro refuses anything else) in lower
+ * case and is none of the fields the head adds or drops itself (date,
+ * server, content-length, the connection-specific ones). A cached file's
+ * validators and type, on every request. */
+#define SL_RESP_HEADER_PLAIN(req, lit, ...) /* ...: value, its length */                          \
+    sl_resp_header_add_plain((req), "" lit, sizeof(lit) - 1, __VA_ARGS__)
+void sl_resp_header_add_plain(sl_req_t *req, const char *name, size_t nlen, const char *value,
+                              size_t vlen);
+static inline int sl_resp_header_is_plain(const sl_req_t *req, size_t i)
+{
+    return i < 32 && (req->res.plain >> i & 1);
+}
 void sl_resp_trailer_add(sl_req_t *req, const char *name, const char *value);
 
 /* Send body bytes (see the flow above). The first call sends the response

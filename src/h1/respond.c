@@ -198,6 +198,10 @@ static int write_head(h1_conn_t *hc)
     hb_status_line(&b, status);
     for (size_t i = 0; i < req->res.headers.n; i++) {
         const sl_header_t *h = &req->res.headers.v[i];
+        if (sl_resp_header_is_plain(req, i)) {
+            hb_header(&b, h->name.p, h->name.n, h->value.p, h->value.n);
+            continue;
+        }
         if (is_hop_header(h->name))
             continue;
         has_date |= sl_str_caseeq(h->name, "date");

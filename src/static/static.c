@@ -288,12 +288,12 @@ static void add_validators(sl_req_t *req, const sl_static_opts_t *o, const sl_st
 {
     /* No copies: the values live in the entry or file we hold until
      * on_close, or in the route state. */
-    sl_resp_header_add_ref(req, LIT("etag"), f->etag, f->etag_len);
-    sl_resp_header_add_ref(req, LIT("last-modified"), f->last_modified, f->last_modified_len);
+    SL_RESP_HEADER_PLAIN(req, "etag", f->etag, f->etag_len);
+    SL_RESP_HEADER_PLAIN(req, "last-modified", f->last_modified, f->last_modified_len);
     if (o->cache_control)
-        sl_resp_header_add_ref(req, LIT("cache-control"), o->cache_control, o->cache_control_len);
+        SL_RESP_HEADER_PLAIN(req, "cache-control", o->cache_control, o->cache_control_len);
     if (o->precompressed)
-        sl_resp_header_add_ref(req, LIT("vary"), LIT("accept-encoding"));
+        SL_RESP_HEADER_PLAIN(req, "vary", LIT("accept-encoding"));
 }
 
 /* Pick the .br or .gz variant beside path when the client takes it.
@@ -390,10 +390,10 @@ static void serve(sreq_t *s, sl_static_opts_t *o, char *path, size_t plen)
         return;
     }
     add_validators(req, o, f);
-    sl_resp_header_add_ref(req, LIT("content-type"), type, type_len);
+    SL_RESP_HEADER_PLAIN(req, "content-type", type, type_len);
     if (enc)
-        sl_resp_header_add_ref(req, LIT("content-encoding"), enc, strlen(enc));
-    sl_resp_header_add_ref(req, LIT("accept-ranges"), LIT("bytes"));
+        SL_RESP_HEADER_PLAIN(req, "content-encoding", enc, strlen(enc));
+    SL_RESP_HEADER_PLAIN(req, "accept-ranges", LIT("bytes"));
     req->res.status = 200;
     if (r == SL_HTTP_RANGE_ONE) {
         req->res.status = 206;
