@@ -241,7 +241,7 @@ void sl_resp_header_add_ref(sl_req_t *req, const char *name, size_t nlen, const 
  * case and is none of the fields the head adds or drops itself (date,
  * server, content-length, the connection-specific ones). A cached file's
  * validators and type, on every request. */
-#define SL_RESP_HEADER_PLAIN(req, lit, ...) /* ...: value, its length */                          \
+#define SL_RESP_HEADER_PLAIN(req, lit, ...) /* ...: value, its length */                           \
     sl_resp_header_add_plain((req), "" lit, sizeof(lit) - 1, __VA_ARGS__)
 void sl_resp_header_add_plain(sl_req_t *req, const char *name, size_t nlen, const char *value,
                               size_t vlen);
