@@ -493,14 +493,20 @@ static int submit_settings(sl_h2_session_t *s, const sl_limits_t *lim)
 #define STREAMTAB_LEN (256 * 16)
 
 /* nghttp2 reserves its frame buffer with a realloc from NULL and its
- * stream table with a calloc, so only those and free need to know. */
+ * stream table with a calloc, each once while the session is created; a
+ * block that is freed or moved is no longer one of them (the table grew). */
+static void forget(sl_h2_session_t *s, const void *p)
+{
+    if (p == s->framebuf)
+        s->framebuf = NULL;
+    if (p == s->streamtab)
+        s->streamtab = NULL;
+}
+
 static void mem_free(void *p, void *ud)
 {
-    sl_h2_session_t *s = ud;
-    if (p && p == s->framebuf)
-        s->framebuf = NULL;
-    if (p && p == s->streamtab)
-        s->streamtab = NULL; /* the table grew */
+    if (p)
+        forget(ud, p);
     sl_slab_free(p);
 }
 
@@ -518,16 +524,11 @@ static void *mem_realloc(void *p, size_t n, void *ud)
     sl_h2_session_t *s = ud;
     if (!p) {
         p = sl_slab_alloc(n);
-        if (s->capture && n == FRAMEBUF_LEN) {
+        if (s->capture && !s->framebuf && n == FRAMEBUF_LEN)
             s->framebuf = p;
-            s->capture = 0;
-        }
         return p;
     }
-    if (p == s->framebuf)
-        s->framebuf = NULL;
-    if (p == s->streamtab)
-        s->streamtab = NULL;
+    forget(s, p);
     return sl_slab_realloc(p, n);
 }
 
