@@ -256,11 +256,13 @@ def test_upstream_and_jobs_families(sluice_factory):
                             "http://127.0.0.1:%d/v1/tick?n=3&interval_ms=1" % s.h2c_port],
                            capture_output=True, timeout=30 * SLOW)
         assert r.returncode == 0
-        # 100 events of 100 bytes in 2 KiB of retention: most are dropped;
+        # 100 events of 100 bytes in 2 KiB of retention: most are dropped
+        # (1 ms apart: at the default 100 ms the job took the whole deadline);
         # then one resumed read of its events
         import json
         r = subprocess.run(["curl", "-s", "-X", "POST", "-H", "Prefer: respond-async",
-                            "http://127.0.0.1:%d/v1/tick?n=100&size=100" % s.h2c_port],
+                            "http://127.0.0.1:%d/v1/tick?n=100&size=100&interval_ms=1"
+                            % s.h2c_port],
                            capture_output=True, timeout=30 * SLOW, text=True)
         loc = [json.loads(r.stdout)["location"]]
         deadline = time.monotonic() + 10 * SLOW
