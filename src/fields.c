@@ -77,7 +77,15 @@ sl_str_t sl_fields_lower(sl_req_t *req, sl_str_t name)
     return (sl_str_t){low, name.n};
 }
 
-size_t sl_fields_response(sl_req_t *req, double now, sl_header_t *out, char status[4],
+/* The strings are only read: the libraries' nv members are not const. */
+static sl_nv_t nv(const char *name, size_t nlen, const char *value, size_t vlen, uint8_t flags)
+{
+    return (sl_nv_t){(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, nlen, vlen, flags};
+}
+
+#define NV_LIT(lit, value, vlen, flags) nv(lit, sizeof(lit) - 1, value, vlen, flags)
+
+size_t sl_fields_response(sl_req_t *req, double now, sl_nv_t *out, uint8_t flags, char status[4],
                           char clen[24])
 {
     const sl_config_t *cfg = sl_req_config(req);
@@ -90,14 +98,15 @@ size_t sl_fields_response(sl_req_t *req, double now, sl_header_t *out, char stat
         req->res.status = 500;
     }
     sl_fields_status(status, req->res.status);
-    out[n++] = (sl_header_t){SL_STR(":status"), {status, 3}};
+    out[n++] = NV_LIT(":status", status, 3, flags);
     for (size_t i = 0; i < hs->n; i++) {
+        const sl_header_t *h = &hs->v[i];
         if (sl_resp_header_is_plain(req, i)) {
-            out[n++] = hs->v[i];
+            out[n++] = nv(h->name.p, h->name.n, h->value.p, h->value.n, flags);
             continue;
         }
         /* Lower-cased first, so the names below compare as bytes. */
-        sl_str_t name = sl_fields_lower(req, hs->v[i].name);
+        sl_str_t name = sl_fields_lower(req, h->name);
         if (sl_field_is_connection_specific(name))
             continue;
         switch (name.n) {
@@ -109,44 +118,45 @@ size_t sl_fields_response(sl_req_t *req, double now, sl_header_t *out, char stat
             break;
         default: break;
         }
-        out[n++] = (sl_header_t){name, hs->v[i].value};
+        out[n++] = nv(name.p, name.n, h->value.p, h->value.n, flags);
     }
     if (!have_date) {
         size_t dlen;
         const char *date = sl_http_date_now(now, &dlen);
-        out[n++] = (sl_header_t){SL_STR("date"), {date, dlen}};
+        out[n++] = NV_LIT("date", date, dlen, flags);
     }
     if (req->res.content_length >= 0) {
         size_t len = sl_u64_format(clen, (uint64_t)req->res.content_length);
-        out[n++] = (sl_header_t){SL_STR("content-length"), {clen, len}};
+        out[n++] = NV_LIT("content-length", clen, len, flags);
     }
     /* The connection holds its config (conn.c) for its whole life, so the
      * name outlives the head, reload or not. */
     if (!have_server && cfg->server_name)
-        out[n++] = (sl_header_t){SL_STR("server"), {cfg->server_name, strlen(cfg->server_name)}};
+        out[n++] = NV_LIT("server", cfg->server_name, strlen(cfg->server_name), flags);
     return n;
 }
 
-size_t sl_fields_informational(sl_req_t *req, int status, const sl_headers_t *hdrs,
-                               sl_header_t *out, char code[4])
+/* hs without its connection-specific fields, lower-cased, after out[n). */
+static size_t add_checked(sl_req_t *req, const sl_headers_t *hs, sl_nv_t *out, size_t n,
+                          uint8_t flags)
 {
-    size_t n = 0;
-    sl_fields_status(code, status);
-    out[n++] = (sl_header_t){SL_STR(":status"), {code, 3}};
-    for (size_t i = 0; hdrs && i < hdrs->n; i++)
-        if (!sl_field_is_connection_specific(hdrs->v[i].name))
-            out[n++] = (sl_header_t){sl_fields_lower(req, hdrs->v[i].name), hdrs->v[i].value};
-    return n;
-}
-
-size_t sl_fields_trailers(sl_req_t *req, sl_header_t *out)
-{
-    const sl_headers_t *ts = &req->res.trailers;
-    size_t n = 0;
-    for (size_t i = 0; i < ts->n; i++) {
-        sl_str_t name = sl_fields_lower(req, ts->v[i].name);
+    for (size_t i = 0; hs && i < hs->n; i++) {
+        sl_str_t name = sl_fields_lower(req, hs->v[i].name);
         if (!sl_field_is_connection_specific(name))
-            out[n++] = (sl_header_t){name, ts->v[i].value};
+            out[n++] = nv(name.p, name.n, hs->v[i].value.p, hs->v[i].value.n, flags);
     }
     return n;
+}
+
+size_t sl_fields_informational(sl_req_t *req, int status, const sl_headers_t *hdrs, sl_nv_t *out,
+                               uint8_t flags, char code[4])
+{
+    sl_fields_status(code, status);
+    out[0] = NV_LIT(":status", code, 3, flags);
+    return add_checked(req, hdrs, out, 1, flags);
+}
+
+size_t sl_fields_trailers(sl_req_t *req, sl_nv_t *out, uint8_t flags)
+{
+    return add_checked(req, &req->res.trailers, out, 0, flags);
 }

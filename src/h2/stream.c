@@ -270,37 +270,26 @@ void sl_h2_stream_from_h1(sl_h2_stream_t *st, const sl_req_t *h1req)
 
 #define NV_NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
 
-static nghttp2_nv mknv(const char *name, size_t nlen, const char *value, size_t vlen, uint8_t flags)
-{
-    return (nghttp2_nv){(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, nlen, vlen, flags};
-}
+SL_NV_SAME_LAYOUT(nghttp2_nv);
 
-/* fields as an nva in the request pool; the strings stay valid until the
- * stream is freed, so nghttp2 need not copy them (flags NV_NO_COPY). */
-static nghttp2_nv *to_nva(sl_req_t *req, const sl_header_t *f, size_t n, uint8_t flags)
-{
-    nghttp2_nv *nva = sl_pool_alloc(&req->pool, (n ? n : 1) * sizeof(*nva));
-    for (size_t i = 0; i < n; i++)
-        nva[i] = mknv(f[i].name.p, f[i].name.n, f[i].value.p, f[i].value.n, flags);
-    return nva;
-}
-
+/* The head in the request pool, in the array nghttp2 takes; its strings
+ * stay valid until the stream is freed, so nghttp2 need not copy them. */
 static size_t build_head(sl_h2_stream_t *st, nghttp2_nv **out)
 {
     sl_req_t *req = &st->req;
-    sl_header_t *f = sl_pool_alloc(&req->pool, (req->res.headers.n + 4) * sizeof(*f));
-    size_t n = sl_fields_response(req, ev_now(st->sess->loop), f, st->status, st->clen);
-    *out = to_nva(req, f, n, NV_NO_COPY);
+    sl_nv_t *f = sl_pool_alloc(&req->pool, (req->res.headers.n + 4) * sizeof(*f));
+    size_t n = sl_fields_response(req, ev_now(st->sess->loop), f, NV_NO_COPY, st->status, st->clen);
+    *out = (nghttp2_nv *)(void *)f;
     return n;
 }
 
 static void submit_trailers(sl_h2_stream_t *st, uint32_t *flags)
 {
     sl_req_t *req = &st->req;
-    sl_header_t *f = sl_pool_alloc(&req->pool, (req->res.trailers.n + 1) * sizeof(*f));
-    size_t n = sl_fields_trailers(req, f);
+    sl_nv_t *f = sl_pool_alloc(&req->pool, (req->res.trailers.n + 1) * sizeof(*f));
+    size_t n = sl_fields_trailers(req, f, NV_NO_COPY);
     /* Submitting trailers from the data source callback is allowed. */
-    if (n && nghttp2_submit_trailer(st->sess->ng, st->id, to_nva(req, f, n, NV_NO_COPY), n) == 0)
+    if (n && nghttp2_submit_trailer(st->sess->ng, st->id, (nghttp2_nv *)(void *)f, n) == 0)
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
 }
 
@@ -458,11 +447,11 @@ static int op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
         return SL_ECLOSED;
     if (status == 101)
         return SL_EINVAL; /* no such thing in HTTP/2 */
-    sl_header_t *f = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*f));
-    size_t n = sl_fields_informational(req, status, hdrs, f, code);
+    sl_nv_t *f = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*f));
     /* The handler's list may be on its stack: let nghttp2 copy. */
-    nghttp2_nv *nva = to_nva(req, f, n, NGHTTP2_NV_FLAG_NONE);
-    int rv = nghttp2_submit_headers(s->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL);
+    size_t n = sl_fields_informational(req, status, hdrs, f, NGHTTP2_NV_FLAG_NONE, code);
+    int rv = nghttp2_submit_headers(s->ng, NGHTTP2_FLAG_NONE, st->id, NULL,
+                                    (nghttp2_nv *)(void *)f, n, NULL);
     sl_h2_session_want_pump(s);
     return rv == 0 ? 0 : SL_ECLOSED;
 }

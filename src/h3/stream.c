@@ -449,22 +449,21 @@ static nghttp3_ssize read_body(nghttp3_conn *h3, int64_t id, nghttp3_vec *vec, s
     return (nghttp3_ssize)n;
 }
 
-/* fields as an nva in the request pool (nghttp3 copies what it keeps). */
-static nghttp3_nv *to_nva(sl_req_t *req, const sl_header_t *f, size_t n)
+SL_NV_SAME_LAYOUT(nghttp3_nv);
+
+/* Field arrays go to nghttp3 as fields.c wrote them (it copies what it
+ * keeps). */
+static nghttp3_nv *nva_of(sl_nv_t *f)
 {
-    nghttp3_nv *nva = sl_pool_alloc(&req->pool, (n ? n : 1) * sizeof(*nva));
-    for (size_t i = 0; i < n; i++)
-        nva[i] = (nghttp3_nv){(uint8_t *)(uintptr_t)f[i].name.p, (uint8_t *)(uintptr_t)f[i].value.p,
-                              f[i].name.n, f[i].value.n, NGHTTP3_NV_FLAG_NONE};
-    return nva;
+    return (nghttp3_nv *)(void *)f;
 }
 
 static void submit_trailers(sl_h3_stream_t *st, uint32_t *flags)
 {
     sl_req_t *req = &st->req;
-    sl_header_t *f = sl_pool_alloc(&req->pool, (req->res.trailers.n + 1) * sizeof(*f));
-    size_t n = sl_fields_trailers(req, f);
-    if (n && nghttp3_conn_submit_trailers(st->hc->h3, st->id, to_nva(req, f, n), n) == 0)
+    sl_nv_t *f = sl_pool_alloc(&req->pool, (req->res.trailers.n + 1) * sizeof(*f));
+    size_t n = sl_fields_trailers(req, f, NGHTTP3_NV_FLAG_NONE);
+    if (n && nghttp3_conn_submit_trailers(st->hc->h3, st->id, nva_of(f), n) == 0)
         *flags |= NGHTTP3_DATA_FLAG_NO_END_STREAM;
 }
 
@@ -473,12 +472,12 @@ static int submit_response(sl_h3_stream_t *st, int with_body)
     sl_req_t *req = &st->req;
     sl_h3_conn_t *hc = st->hc;
     static const nghttp3_data_reader dr = {.read_data = read_body};
-    sl_header_t *f = sl_pool_alloc(&req->pool, (req->res.headers.n + 4) * sizeof(*f));
-    size_t n = sl_fields_response(req, ev_now(hc->hw->w->loop), f, st->status, st->clen);
-    nghttp3_nv *nva = to_nva(req, f, n);
+    sl_nv_t *f = sl_pool_alloc(&req->pool, (req->res.headers.n + 4) * sizeof(*f));
+    size_t n = sl_fields_response(req, ev_now(hc->hw->w->loop), f, NGHTTP3_NV_FLAG_NONE, st->status,
+                                  st->clen);
     st->submitted = 1;
     req->head_sent = 1;
-    int rv = nghttp3_conn_submit_response(hc->h3, st->id, nva, n, with_body ? &dr : NULL);
+    int rv = nghttp3_conn_submit_response(hc->h3, st->id, nva_of(f), n, with_body ? &dr : NULL);
     if (rv != 0) {
         sl_log_stream(SL_LOG_ERROR, hc->c, (int32_t)st->id, "nghttp3_conn_submit_response: %s",
                       nghttp3_strerror(rv));
@@ -549,10 +548,9 @@ static int op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
         return SL_ECLOSED;
     if (status == 101)
         return SL_EINVAL; /* no such thing in HTTP/3 */
-    sl_header_t *f = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*f));
-    size_t n = sl_fields_informational(req, status, hdrs, f, code);
-    nghttp3_nv *nva = to_nva(req, f, n);
-    int rv = nghttp3_conn_submit_info(hc->h3, st->id, nva, n);
+    sl_nv_t *f = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*f));
+    size_t n = sl_fields_informational(req, status, hdrs, f, NGHTTP3_NV_FLAG_NONE, code);
+    int rv = nghttp3_conn_submit_info(hc->h3, st->id, nva_of(f), n);
     sl_h3_conn_want_write(hc);
     return rv == 0 ? 0 : SL_ECLOSED;
 }
