@@ -112,6 +112,8 @@ static int parse_route(json_t *obj, const char *path, sl_route_t *r, char *err, 
         return SL_EINVAL;
     r->path = sl_strdup(p);
     r->path_len = strlen(p);
+    const char *slash = strrchr(p, '/');
+    r->dir_len = slash ? (size_t)(slash - p) + 1 : 0;
     r->host = host ? sl_strdup(host) : NULL;
     return 0;
 }

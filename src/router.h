@@ -50,6 +50,7 @@ struct sl_route {
     char *host; /* NULL = any host; else exact (case-insensitive, no port) or "*.suffix" */
     char *path;
     size_t path_len;
+    size_t dir_len; /* path up to and including its last '/' (0: none) */
     sl_route_match_t match;
     const sl_handler_def_t *handler;
     void *state; /* handler's parsed options */

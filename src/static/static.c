@@ -132,6 +132,7 @@ static int lookup(sl_static_opts_t *o, sl_req_t *req, const char *key, size_t kl
         /* Kept in the cache entry: a hit costs no table scan. */
         f->type = sl_static_mime_type(o, key, klen);
         f->type_len = strlen(f->type);
+        f->dotfile = (uint8_t)sl_static_path_has_dotfile(key, klen);
         sl_static_cache_put(o, req->worker_id, key, klen, now, f);
     } else if (!S_ISDIR(f->st.st_mode)) {
         sl_static_file_release(f);
@@ -296,14 +297,16 @@ static void add_validators(sl_req_t *req, const sl_static_opts_t *o, const sl_st
         SL_RESP_HEADER_PLAIN(req, "vary", LIT("accept-encoding"));
 }
 
-/* Pick the .br or .gz variant beside path when the client takes it.
- * Returns the Content-Encoding used, or NULL (f left as it was). */
-static const char *pick_variant(sl_static_opts_t *o, sl_req_t *req, const fields_t *fl, char *path,
-                                size_t plen, sl_static_file_t *f)
+/* Pick the .br or .gz variant beside path[0..plen) when the client takes
+ * it. Returns the Content-Encoding used, or NULL (f left as it was). */
+static const char *pick_variant(sl_static_opts_t *o, sl_req_t *req, const fields_t *fl,
+                                const char *name, size_t plen, sl_static_file_t *f)
 {
     if (!o->precompressed || !fl->accept_encoding)
         return NULL;
     int acc = sl_static_accept_encoding(*fl->accept_encoding);
+    char *path = sl_pool_alloc(&req->pool, plen + SUFFIX_ROOM);
+    memcpy(path, name, plen);
     static const struct {
         int bit;
         const char *suffix, *name;
@@ -356,7 +359,8 @@ static void start_body(sreq_t *s, const sl_static_opts_t *o, uint64_t first, uin
     run(s);
 }
 
-static void serve(sreq_t *s, sl_static_opts_t *o, char *path, size_t plen)
+/* path[0..plen): the file's key, which names a variant beside it. */
+static void serve(sreq_t *s, sl_static_opts_t *o, const char *path, size_t plen)
 {
     sl_req_t *req = s->req;
     fields_t fl;
@@ -412,10 +416,7 @@ static void serve(sreq_t *s, sl_static_opts_t *o, char *path, size_t plen)
  * "/" maps the whole path, an exact route "/small.txt" maps "small.txt". */
 static sl_str_t route_rest(const sl_req_t *req)
 {
-    const char *rp = req->route->path;
-    const char *slash = strrchr(rp, '/');
-    size_t strip = slash ? (size_t)(slash - rp) + 1 : 0;
-    strip = SL_MIN(strip, req->path.n);
+    size_t strip = SL_MIN(req->route->dir_len, req->path.n);
     return (sl_str_t){req->path.p + strip, req->path.n - strip};
 }
 
@@ -438,25 +439,26 @@ static void on_req(sl_req_t *req)
      * '/', so a short path gets a short buffer (from the pool's inline
      * block, not a 4 KiB one of its own). */
     size_t ncap = SL_MIN(rest.n + 2, (size_t)SL_STATIC_PATH_MAX);
-    size_t cap = ncap + 256 + SUFFIX_ROOM;
-    char *path = sl_pool_alloc(&req->pool, cap);
-    size_t plen;
-    const char *why;
     /* A path in its normalised form is looked up as it came: every cache
      * key is the normalised path of a regular file that passed the checks
      * below, and a string equal to one normalises to itself unless it has
      * a '%' (a key may hold one that arrived encoded). A hit skips the
      * normalising; a directory ('/' last) always takes the long way. The
-     * dotfile rule is checked again: an index file found for a directory
-     * is cached under its own name, which the rule never saw. */
+     * dotfile rule is checked again, on the flag the entry keeps: an index
+     * file found for a directory is cached under its own name, which the
+     * rule never saw. */
     if (rest.n && rest.n < ncap && rest.p[rest.n - 1] != '/' && !memchr(rest.p, '%', rest.n) &&
-        (o->dotfiles || !sl_static_path_has_dotfile(rest.p, rest.n)) &&
         cache_hit(o, req, rest.p, rest.n, &s->file)) {
-        memcpy(path, rest.p, rest.n);
-        path[rest.n] = '\0';
-        serve(s, o, path, rest.n);
-        return;
+        if (o->dotfiles || !s->file.dotfile) {
+            serve(s, o, rest.p, rest.n);
+            return;
+        }
+        sl_static_file_release(&s->file); /* the long way answers it */
     }
+    size_t cap = ncap + 256 + SUFFIX_ROOM;
+    char *path = sl_pool_alloc(&req->pool, cap);
+    size_t plen;
+    const char *why;
     int rv = sl_static_path_normalize(rest.p, rest.n, path, ncap, &plen, &why);
     if (rv == SL_ETOOBIG) {
         sl_resp_error(req, 414, "path too long");
