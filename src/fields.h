@@ -30,10 +30,10 @@ typedef struct sl_nv {
 
 #define SL_NV_SAME_LAYOUT(T)                                                                       \
     _Static_assert(sizeof(T) == sizeof(sl_nv_t) && offsetof(T, name) == offsetof(sl_nv_t, name) && \
-                       offsetof(T, value) == offsetof(sl_nv_t, value) &&                         \
-                       offsetof(T, namelen) == offsetof(sl_nv_t, namelen) &&                     \
-                       offsetof(T, valuelen) == offsetof(sl_nv_t, valuelen) &&                   \
-                       offsetof(T, flags) == offsetof(sl_nv_t, flags),                           \
+                       offsetof(T, value) == offsetof(sl_nv_t, value) &&                           \
+                       offsetof(T, namelen) == offsetof(sl_nv_t, namelen) &&                       \
+                       offsetof(T, valuelen) == offsetof(sl_nv_t, valuelen) &&                     \
+                       offsetof(T, flags) == offsetof(sl_nv_t, flags),                             \
                    #T " is laid out as sl_nv_t")
 
 /* A status (100..999) as three digits and a NUL. */

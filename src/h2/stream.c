@@ -450,8 +450,8 @@ static int op_informational(sl_req_t *req, int status, const sl_headers_t *hdrs)
     sl_nv_t *f = sl_pool_alloc(&req->pool, (cnt + 1) * sizeof(*f));
     /* The handler's list may be on its stack: let nghttp2 copy. */
     size_t n = sl_fields_informational(req, status, hdrs, f, NGHTTP2_NV_FLAG_NONE, code);
-    int rv = nghttp2_submit_headers(s->ng, NGHTTP2_FLAG_NONE, st->id, NULL,
-                                    (nghttp2_nv *)(void *)f, n, NULL);
+    int rv = nghttp2_submit_headers(s->ng, NGHTTP2_FLAG_NONE, st->id, NULL, (nghttp2_nv *)(void *)f,
+                                    n, NULL);
     sl_h2_session_want_pump(s);
     return rv == 0 ? 0 : SL_ECLOSED;
 }

@@ -115,7 +115,7 @@ typedef struct sl_static_file {
     char etag[64];          /* sl_static_etag of st (regular files) */
     char last_modified[32]; /* sl_static_date_format of the mtime */
     uint8_t etag_len, last_modified_len;
-    uint8_t dotfile; /* its key has a segment starting with '.' */
+    uint8_t dotfile;  /* its key has a segment starting with '.' */
     const char *type; /* Content-Type by the key's name: static or route state */
     size_t type_len;
     const uint8_t *data; /* the whole content, held by the cache, or NULL */
