@@ -48,8 +48,8 @@ sl_h2_stream_t *sl_h2_stream_new(sl_h2_session_t *s, int32_t id)
      * inline block: no malloc for it at all. */
     req->headers.v = sl_pool_alloc(&req->pool, 8 * sizeof(sl_header_t));
     req->headers.cap = 8;
-    req->res.headers.v = sl_pool_alloc(&req->pool, 4 * sizeof(sl_header_t));
-    req->res.headers.cap = 4;
+    req->res.headers.v = sl_pool_alloc(&req->pool, 8 * sizeof(sl_header_t));
+    req->res.headers.cap = 8;
     sl_h2_session_link(s, st);
     return st;
 }

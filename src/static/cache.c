@@ -20,7 +20,8 @@ typedef struct entry entry_t;
 struct entry {
     entry_t *hnext;        /* bucket chain */
     sl_lru_node_t lru;     /* most recent first */
-    sl_static_file_t file; /* fd, stat, validators; file.data -> content */
+    sl_static_file_t file; /* fd; file.m -> meta, file.data -> content */
+    sl_static_meta_t meta; /* stat, validators, type */
     double expires;
     unsigned refs;
     unsigned linked : 1;
@@ -127,13 +128,15 @@ void sl_static_cache_put(sl_static_opts_t *o, int worker, const char *key, size_
     if (c->n >= c->max && c->lru.tail)
         unlink_entry(c, ENTRY(c->lru.tail));
     /* Small files ride along in the entry: the key, then the content. */
-    size_t size = (size_t)f->st.st_size;
-    int keep = f->st.st_size > 0 && (uint64_t)f->st.st_size <= o->cache_content_bytes;
+    size_t size = (size_t)f->m->st.st_size;
+    int keep = f->m->st.st_size > 0 && (uint64_t)f->m->st.st_size <= o->cache_content_bytes;
     entry_t *e = sl_malloc(sizeof(*e) + klen + (keep ? size : 0));
     memset(e, 0, sizeof(*e));
     memcpy(e->key, key, klen);
     e->klen = klen;
+    e->meta = *f->m;
     e->file = *f;
+    e->file.m = &e->meta;
     e->file.data = NULL;
     if (keep && pread(f->fd, e->key + klen, size, 0) == (ssize_t)size)
         e->file.data = (const uint8_t *)e->key + klen;
@@ -145,6 +148,7 @@ void sl_static_cache_put(sl_static_opts_t *o, int worker, const char *key, size_
     *b = e;
     sl_lru_push(&c->lru, &e->lru);
     c->n++;
+    f->m = &e->meta;
     f->data = e->file.data;
     f->_entry = e;
 }

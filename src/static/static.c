@@ -118,23 +118,27 @@ static int lookup(sl_static_opts_t *o, sl_req_t *req, const char *key, size_t kl
     int fd = sl_static_open(o->rootfd, key);
     if (fd < 0)
         return fd;
+    /* In the pool until the cache takes a copy (sl_static_cache_put). */
+    sl_static_meta_t *m = sl_pool_alloc(&req->pool, sizeof(*m));
+    memset(m, 0, sizeof(*m));
     f->fd = fd;
-    if (fstat(fd, &f->st) != 0) {
+    f->m = m;
+    if (fstat(fd, &m->st) != 0) {
         int e = errno;
         sl_static_file_release(f);
         return -e;
     }
-    if (S_ISREG(f->st.st_mode)) {
-        sl_static_etag(&f->st, f->etag);
-        sl_http_date_format((int64_t)f->st.st_mtim.tv_sec, f->last_modified);
-        f->etag_len = (uint8_t)strlen(f->etag);
-        f->last_modified_len = (uint8_t)strlen(f->last_modified);
+    if (S_ISREG(m->st.st_mode)) {
+        sl_static_etag(&m->st, m->etag);
+        sl_http_date_format((int64_t)m->st.st_mtim.tv_sec, m->last_modified);
+        m->etag_len = (uint8_t)strlen(m->etag);
+        m->last_modified_len = (uint8_t)strlen(m->last_modified);
         /* Kept in the cache entry: a hit costs no table scan. */
-        f->type = sl_static_mime_type(o, key, klen);
-        f->type_len = strlen(f->type);
-        f->dotfile = (uint8_t)sl_static_path_has_dotfile(key, klen);
+        m->type = sl_static_mime_type(o, key, klen);
+        m->type_len = strlen(m->type);
+        m->dotfile = (uint8_t)sl_static_path_has_dotfile(key, klen);
         sl_static_cache_put(o, req->worker_id, key, klen, now, f);
-    } else if (!S_ISDIR(f->st.st_mode)) {
+    } else if (!S_ISDIR(m->st.st_mode)) {
         sl_static_file_release(f);
         return -EACCES;
     }
@@ -189,7 +193,7 @@ static int find_index(sl_static_opts_t *o, sl_req_t *req, char *path, size_t rle
             return -ENAMETOOLONG;
         memcpy(path + rlen, o->index[i], n + 1);
         int r = lookup(o, req, path, rlen + n, f);
-        if (r == 0 && S_ISREG(f->st.st_mode))
+        if (r == 0 && S_ISREG(f->m->st.st_mode))
             return 0;
         if (r == 0)
             sl_static_file_release(f); /* a directory called index.html */
@@ -247,9 +251,9 @@ static void scan_fields(const sl_req_t *req, fields_t *fl)
 /* RFC 9110 13.2.2 steps 1-4. Returns 0 (go on), 304 or 412. */
 static int preconditions(const fields_t *fl, const sl_static_file_t *f)
 {
-    int64_t mtime = (int64_t)f->st.st_mtim.tv_sec;
+    int64_t mtime = (int64_t)f->m->st.st_mtim.tv_sec;
     if (fl->if_match) {
-        if (!sl_http_etag_match(*fl->if_match, f->etag, 0))
+        if (!sl_http_etag_match(*fl->if_match, f->m->etag, 0))
             return 412;
     } else if (fl->if_unmodified_since) {
         int64_t t = sl_http_date_parse(*fl->if_unmodified_since);
@@ -257,7 +261,7 @@ static int preconditions(const fields_t *fl, const sl_static_file_t *f)
             return 412;
     }
     if (fl->if_none_match) {
-        if (sl_http_etag_match(*fl->if_none_match, f->etag, 1))
+        if (sl_http_etag_match(*fl->if_none_match, f->m->etag, 1))
             return 304;
     } else if (fl->if_modified_since) {
         int64_t t = sl_http_date_parse(*fl->if_modified_since);
@@ -279,9 +283,9 @@ static int if_range_holds(const fields_t *fl, const sl_static_file_t *f)
         v.n--;
     }
     if (v.n && (v.p[0] == '"' || v.p[0] == 'W'))
-        return sl_http_etag_match(v, f->etag, 0);
+        return sl_http_etag_match(v, f->m->etag, 0);
     int64_t t = sl_http_date_parse(v);
-    return t >= 0 && t == (int64_t)f->st.st_mtim.tv_sec;
+    return t >= 0 && t == (int64_t)f->m->st.st_mtim.tv_sec;
 }
 
 /* Validators and caching headers shared by 200, 206 and 304. */
@@ -289,8 +293,8 @@ static void add_validators(sl_req_t *req, const sl_static_opts_t *o, const sl_st
 {
     /* No copies: the values live in the entry or file we hold until
      * on_close, or in the route state. */
-    SL_RESP_HEADER_PLAIN(req, "etag", f->etag, f->etag_len);
-    SL_RESP_HEADER_PLAIN(req, "last-modified", f->last_modified, f->last_modified_len);
+    SL_RESP_HEADER_PLAIN(req, "etag", f->m->etag, f->m->etag_len);
+    SL_RESP_HEADER_PLAIN(req, "last-modified", f->m->last_modified, f->m->last_modified_len);
     if (o->cache_control)
         SL_RESP_HEADER_PLAIN(req, "cache-control", o->cache_control, o->cache_control_len);
     if (o->precompressed)
@@ -320,7 +324,7 @@ static const char *pick_variant(sl_static_opts_t *o, sl_req_t *req, const fields
         path[plen] = '\0';
         if (r != 0)
             continue;
-        if (!S_ISREG(vf.st.st_mode)) {
+        if (!S_ISREG(vf.m->st.st_mode)) {
             sl_static_file_release(&vf);
             continue;
         }
@@ -366,11 +370,11 @@ static void serve(sreq_t *s, sl_static_opts_t *o, const char *path, size_t plen)
     fields_t fl;
     scan_fields(req, &fl);
     /* The original's type: a variant keeps it (its own name ends in .br). */
-    const char *type = s->file.type;
-    size_t type_len = s->file.type_len;
+    const char *type = s->file.m->type;
+    size_t type_len = s->file.m->type_len;
     const char *enc = pick_variant(o, req, &fl, path, plen, &s->file);
     const sl_static_file_t *f = &s->file;
-    uint64_t size = (uint64_t)f->st.st_size;
+    uint64_t size = (uint64_t)f->m->st.st_size;
     int pre = preconditions(&fl, f);
     if (pre == 412) {
         sl_resp_error(req, 412, "precondition failed");
@@ -449,7 +453,7 @@ static void on_req(sl_req_t *req)
      * rule never saw. */
     if (rest.n && rest.n < ncap && rest.p[rest.n - 1] != '/' && !memchr(rest.p, '%', rest.n) &&
         cache_hit(o, req, rest.p, rest.n, &s->file)) {
-        if (o->dotfiles || !s->file.dotfile) {
+        if (o->dotfiles || !s->file.m->dotfile) {
             serve(s, o, rest.p, rest.n);
             return;
         }
@@ -483,7 +487,7 @@ static void on_req(sl_req_t *req)
         plen = strlen(path);
     } else {
         r = lookup(o, req, path, plen, &s->file);
-        if (r == 0 && S_ISDIR(s->file.st.st_mode)) {
+        if (r == 0 && S_ISDIR(s->file.m->st.st_mode)) {
             sl_static_file_release(&s->file);
             redirect_dir(req);
             return;

@@ -109,8 +109,10 @@ int sl_static_open(int rootfd, const char *rel);
 
 /* ---- cache.c ---- */
 
-typedef struct sl_static_file {
-    int fd;
+/* What is known of an open file: kept in its cache entry, or in the
+ * request pool when it is not cached. A request holds a pointer to it, so
+ * a cache hit copies none of it. */
+typedef struct sl_static_meta {
     struct stat st;
     char etag[64];          /* sl_static_etag of st (regular files) */
     char last_modified[32]; /* sl_static_date_format of the mtime */
@@ -118,8 +120,13 @@ typedef struct sl_static_file {
     uint8_t dotfile;  /* its key has a segment starting with '.' */
     const char *type; /* Content-Type by the key's name: static or route state */
     size_t type_len;
-    const uint8_t *data; /* the whole content, held by the cache, or NULL */
-    void *_entry;        /* the cache entry holding the fd, NULL when owned */
+} sl_static_meta_t;
+
+typedef struct sl_static_file {
+    int fd;
+    const sl_static_meta_t *m; /* valid while the file is held */
+    const uint8_t *data;       /* the whole content, held by the cache, or NULL */
+    void *_entry;              /* the cache entry holding the fd, NULL when owned */
 } sl_static_file_t;
 
 /* Look key up in the calling worker's cache; on a hit fill *f (a ref is

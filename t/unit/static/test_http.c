@@ -155,10 +155,13 @@ START_TEST(mime)
 }
 END_TEST
 
+static sl_static_meta_t null_meta; /* what a caller knows of /dev/null */
+
 static sl_static_file_t open_null(void)
 {
     sl_static_file_t f;
     memset(&f, 0, sizeof(f));
+    f.m = &null_meta;
     f.fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ck_assert_int_ge(f.fd, 0);
     return f;
@@ -177,12 +180,16 @@ START_TEST(cache_hits_expiry_and_bound)
     o->cache_ttl_s = 1.0;
     sl_static_file_t f = open_null(), g;
     int fd = f.fd;
+    memcpy(null_meta.etag, "\"n\"", 4);
     sl_static_cache_put(o, 0, "a", 1, 100.0, &f);
     ck_assert_ptr_nonnull(f._entry);
+    ck_assert_ptr_ne(f.m, &null_meta); /* the entry keeps its own copy */
     sl_static_file_release(&f);
+    null_meta.etag[1] = 'x';
     ck_assert(fd_open(fd)); /* the cache keeps it */
     ck_assert_int_eq(sl_static_cache_get(o, 0, "a", 1, 100.5, &g), 1);
     ck_assert_int_eq(g.fd, fd);
+    ck_assert_str_eq(g.m->etag, "\"n\"");
     ck_assert_int_eq(sl_static_cache_get(o, 1, "a", 1, 100.5, &f), 0); /* other worker */
     /* expired while g still reads it: unlinked, fd lives until release */
     ck_assert_int_eq(sl_static_cache_get(o, 0, "a", 1, 101.0, &f), 0);
@@ -221,9 +228,11 @@ START_TEST(cache_keeps_small_content)
     o->cache_ttl_s = 5.0;
     o->cache_content_bytes = 6;
     sl_static_file_t f, g;
+    sl_static_meta_t m = {0};
     memset(&f, 0, sizeof(f));
     f.fd = fd;
-    ck_assert_int_eq(fstat(fd, &f.st), 0);
+    f.m = &m;
+    ck_assert_int_eq(fstat(fd, &m.st), 0);
     sl_static_cache_put(o, 0, "k", 1, 1.0, &f);
     ck_assert_ptr_nonnull(f.data);
     ck_assert(memcmp(f.data, "abcdef", 6) == 0);
@@ -234,7 +243,7 @@ START_TEST(cache_keeps_small_content)
     o->cache_content_bytes = 5;
     memset(&f, 0, sizeof(f));
     f.fd = dup(fd);
-    ck_assert_int_eq(fstat(f.fd, &f.st), 0);
+    f.m = &m;
     sl_static_cache_put(o, 0, "big", 3, 1.0, &f);
     ck_assert_ptr_null(f.data);
     ck_assert_ptr_nonnull(f._entry);
