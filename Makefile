@@ -78,7 +78,15 @@ config.mk: configure.ac config.mk.in
 	autoreconf -i
 	./configure
 
-$(BUILD)/%.o: %.c
+# The flags an object was built with: when they change (LTO=0, OPT=...,
+# an edit here), every object is rebuilt instead of mixing old and new.
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW := $(CC) $(CFLAGS_ALL) | $(LTO_LDFLAGS)
+ifneq ($(shell cat $(FLAGS_STAMP) 2>/dev/null),$(strip $(FLAGS_NOW)))
+$(shell mkdir -p $(BUILD) && echo '$(strip $(FLAGS_NOW))' > $(FLAGS_STAMP))
+endif
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
