@@ -137,7 +137,7 @@ static void *page_alloc(size_t n)
     return pg.base + (size_t)idx * PG;
 }
 
-static void page_free(void *p)
+static __attribute__((noinline)) void page_free(void *p)
 {
     uint32_t idx = (uint32_t)(((uint8_t *)p - pg.base) / PG);
     size_t np = pg.run[idx];
@@ -209,16 +209,9 @@ static uint32_t class_of(size_t n)
 
 /* A block from this thread's cache first: that is the path every nghttp2
  * allocation of a busy connection takes. */
-void *sl_slab_alloc(size_t n)
+static __attribute__((noinline)) void *alloc_slow(size_t n, uint32_t cls)
 {
-    uint32_t cls = class_of(n);
     slab_hdr_t *b;
-    if (SLAB_CACHE && cls != BIG_CLASS && free_list[cls]) {
-        b = free_list[cls];
-        free_list[cls] = b->h.next;
-        spare_bytes -= class_size[cls];
-        return (uint8_t *)b + HDR;
-    }
     if (SLAB_CACHE && n >= PG_ALLOC_MIN && (b = page_alloc(n)))
         return b;
     b = sl_try_malloc(HDR + (cls == BIG_CLASS ? n : class_size[cls]));
@@ -226,6 +219,18 @@ void *sl_slab_alloc(size_t n)
         return NULL;
     b->h.cls = cls;
     return (uint8_t *)b + HDR;
+}
+
+void *sl_slab_alloc(size_t n)
+{
+    uint32_t cls = class_of(n);
+    slab_hdr_t *b;
+    if (SLAB_CACHE && cls != BIG_CLASS && (b = free_list[cls])) {
+        free_list[cls] = b->h.next;
+        spare_bytes -= class_size[cls];
+        return (uint8_t *)b + HDR;
+    }
+    return alloc_slow(n, cls);
 }
 
 /* A page block needs no clearing: its pages are fresh or were given back,
@@ -243,6 +248,28 @@ void *sl_slab_calloc(size_t n, size_t size)
     return p;
 }
 
+static void push(slab_hdr_t *b, uint32_t cls)
+{
+    b->h.next = free_list[cls];
+    free_list[cls] = b;
+    spare_bytes += class_size[cls];
+}
+
+/* Out of line, so that the common free below saves no registers: a
+ * thread's first cached block (which registers the exit hook), and blocks
+ * that go back to malloc. */
+static __attribute__((noinline)) void free_slow(slab_hdr_t *b, uint32_t cls)
+{
+    if (!SLAB_CACHE || cls == BIG_CLASS || spare_bytes + class_size[cls] > SL_SLAB_SPARE_BYTES) {
+        sl_free(b);
+        return;
+    }
+    pthread_once(&exit_once, make_key);
+    pthread_setspecific(exit_key, (void *)1);
+    exit_hook = 1;
+    push(b, cls);
+}
+
 void sl_slab_free(void *p)
 {
     if (!p)
@@ -253,18 +280,11 @@ void sl_slab_free(void *p)
     }
     slab_hdr_t *b = (slab_hdr_t *)((uint8_t *)p - HDR);
     uint32_t cls = b->h.cls;
-    if (!SLAB_CACHE || cls == BIG_CLASS || spare_bytes + class_size[cls] > SL_SLAB_SPARE_BYTES) {
-        sl_free(b);
-        return;
-    }
-    if (!exit_hook) {
-        pthread_once(&exit_once, make_key);
-        pthread_setspecific(exit_key, (void *)1);
-        exit_hook = 1;
-    }
-    b->h.next = free_list[cls];
-    free_list[cls] = b;
-    spare_bytes += class_size[cls];
+    if (SLAB_CACHE && exit_hook && cls != BIG_CLASS &&
+        spare_bytes + class_size[cls] <= SL_SLAB_SPARE_BYTES)
+        push(b, cls);
+    else
+        free_slow(b, cls);
 }
 
 static void *moved(void *p, size_t have, size_t n)
