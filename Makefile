@@ -13,17 +13,20 @@ ifeq ($(SANITIZE),1)
 BUILD := build-san
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LTO ?= 0
+OPT ?= -O2
 else
 BUILD := build
 SAN_FLAGS :=
 LTO ?= 1
+OPT ?= -O3
 endif
 
-# The daemon is linked with link-time optimisation (inlining across files:
-# about 250 of a small HTTP/2 request's instructions, docs/bench.md) and
-# calls shared libraries through the GOT, not PLT stubs. Objects are "fat",
-# so unit tests and tools link from their plain code, as fast as before.
-# LTO=0 turns it off; sanitizer builds leave it off.
+# The daemon is built with -O3 and linked with link-time optimisation
+# (inlining across files), and calls shared libraries through the GOT, not
+# PLT stubs: together about 460 fewer instructions per small HTTP/2
+# request (docs/bench.md). Objects are "fat", so unit tests and tools link
+# from their plain code, as fast as before. LTO=0 and OPT=-O2 turn them
+# off; sanitizer builds leave them off.
 ifeq ($(LTO),1)
 LTO_CFLAGS := -flto=auto -ffat-lto-objects -fno-plt
 LTO_LDFLAGS := -flto=auto -fno-plt
@@ -32,7 +35,6 @@ LTO_CFLAGS :=
 LTO_LDFLAGS :=
 endif
 
-OPT ?= -O2
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -g $(OPT) -pthread -MMD -MP $(WARN_CFLAGS) -Werror \
 	$(NGHTTP2_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) $(ZLIB_CFLAGS) $(HIREDIS_CFLAGS) $(BROTLI_CFLAGS) \
 	$(QUIC_CFLAGS) $(SAN_FLAGS) $(LTO_CFLAGS) $(CFLAGS)
