@@ -25,6 +25,7 @@
 #define SL_H3_INT_H
 
 #include "h3.h"
+#include "qmem.h"
 #include "../config.h"
 #include "../conn.h"
 #include "../log.h"
@@ -178,6 +179,7 @@ struct sl_h3_conn {
     sl_h3_creds_t *creds;
     const sl_h3_cfg_t *qcfg;
     ngtcp2_conn *qc;
+    sl_h3_qmem_t qmem; /* qc's allocator: its blocks, freed after it */
     nghttp3_conn *h3;
     gnutls_session_t tls;
     ngtcp2_crypto_conn_ref ref;

@@ -321,11 +321,11 @@ sl_h3_conn_t *sl_h3_conn_new(sl_h3_worker_t *hw, sl_h3_ep_t *ep, const ngtcp2_pk
     sl_h3_cid_new(hw, hc->scid.data, SL_H3_SCIDLEN);
     set_settings(&st, cfg, hc->qcfg);
     set_params(&params, hc->qcfg, hd, ocid, &hc->scid);
-    /* ngtcp2 allocates per packet and per stream: from the worker's slab. */
-    static const ngtcp2_mem mem = {NULL, sl_slab_mem_malloc, sl_slab_mem_free,
-                                   sl_slab_mem_calloc, sl_slab_mem_realloc};
+    /* ngtcp2 allocates per packet and per stream: from the worker's slab,
+     * each block on the connection's list (qmem.c says why). */
+    sl_h3_qmem_init(&hc->qmem);
     if (ngtcp2_conn_server_new(&hc->qc, &hd->scid, &hc->scid, path, hd->version, &callbacks, &st,
-                               &params, &mem, hc) != 0 ||
+                               &params, &hc->qmem.mem, hc) != 0 ||
         sl_h3_tls_session(hc) != 0 || sl_h3_cid_add(hw, &hc->scid, hc) != 0 ||
         sl_h3_cid_add(hw, &hc->odcid, hc) != 0) {
         sl_log(SL_LOG_WARN, c, "quic: could not set up the connection");
@@ -635,6 +635,9 @@ static void conn_free(sl_h3_conn_t *hc)
         nghttp3_conn_del(hc->h3);
     if (hc->qc)
         ngtcp2_conn_del(hc->qc);
+    size_t lost = sl_h3_qmem_release(&hc->qmem);
+    if (lost)
+        sl_log(SL_LOG_DEBUG, hc->c, "quic: freed %zu block(s) ngtcp2 still held", lost);
     if (hc->tls)
         gnutls_deinit(hc->tls);
     handshake_over(hc);
