@@ -506,7 +506,39 @@ CG_ROWS = (("h2c", "h2c GET 13 B file", "h2c", "/small.txt", ["-c16", "-m32"]),
             ["-c16", "-m32"]))
 
 
+# The libraries that do the HTTP/2 and TLS work for sluice (and nghttpx):
+# what a server spends outside them is its own share (h2o and nginx bring
+# their own HTTP/2, so for them that is all but OpenSSL).
+SHARED_WORK = re.compile(r"lib(nghttp2|ssl|crypto)\.so")
+
+
+def self_by_object(path):
+    """{object file: its own instructions} from a callgrind profile. Call
+    lines carry the callee's inclusive cost and are skipped; "ob=" and
+    "cob=" share one table of compressed names."""
+    names, cur, skip, d = {}, None, False, {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("ob=", "cob=")):
+                m = re.match(r"c?ob=\((\d+)\)(?: (.*))?", line.strip())
+                if m and m.group(2):
+                    names[m.group(1)] = m.group(2)
+                if line.startswith("ob="):
+                    cur = names.get(m.group(1)) if m else line[3:].strip()
+                continue
+            if line.startswith("calls="):
+                skip = True
+                continue
+            if line[:1].isdigit() or line[:1] in "+-*":
+                parts = line.split()
+                if not skip and len(parts) >= 2:
+                    d[cur] = d.get(cur, 0) + int(parts[1])
+                skip = False
+    return d
+
+
 def callgrind_ir(name, ctx, n, row):
+    """(total instructions, those outside SHARED_WORK) or (None, error)."""
     # %p: h2o forks a helper that would overwrite the server's profile.
     pattern = os.path.join(ctx["work"], "cg.%s.%d.%%p.out" % (name, n))
     s = Server(name, ctx, callgrind=pattern)
@@ -526,13 +558,13 @@ def callgrind_ir(name, ctx, n, row):
     if rc or r.get("ok") != n:
         return None, "h2load: rc %d, %s ok" % (rc, r.get("ok"))
     try:
-        with open(out) as f:
-            for line in f:
-                if line.startswith(("summary:", "totals:")):
-                    return int(line.split()[1]), None
-    except OSError as e:
+        objs = self_by_object(out)
+    except (OSError, ValueError) as e:
         return None, str(e)
-    return None, "no totals in " + out
+    if not objs:
+        return None, "no costs in " + out
+    total = sum(objs.values())
+    return (total, total - sum(v for k, v in objs.items() if k and SHARED_WORK.search(k))), None
 
 
 def run_callgrind(servers, ctx, workloads):
@@ -557,9 +589,10 @@ def run_callgrind(servers, ctx, workloads):
                 res[key][name] = {"error": err or err2}
                 log("  callgrind %-10s %-6s failed: %s" % (key, name, err or err2))
             else:
-                res[key][name] = {"value": (b - a) / float(n2 - n1)}
-                log("  callgrind %-10s %-6s %.0f instructions/request" % (
-                    key, name, res[key][name]["value"]))
+                res[key][name] = {"value": (b[0] - a[0]) / float(n2 - n1),
+                                  "own": (b[1] - a[1]) / float(n2 - n1)}
+                log("  callgrind %-10s %-6s %.0f instructions/request (%.0f outside nghttp2 and "
+                    "OpenSSL)" % (key, name, res[key][name]["value"], res[key][name]["own"]))
     return res
 
 
@@ -731,6 +764,13 @@ def render(rows, servers, cg, meta):
         if "sluice" in servers:
             for p in peers:
                 a, b = row.get("sluice", {}).get("value"), row.get(p, {}).get("value")
+                cells.append("%.2f" % (a / b) if a and b else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+        cells = ["the same, outside libnghttp2, libssl and libcrypto (own share)", "instr/req"]
+        cells += [fmt(row.get(n, {}).get("own")) for n in servers]
+        if "sluice" in servers:
+            for p in peers:
+                a, b = row.get("sluice", {}).get("own"), row.get(p, {}).get("own")
                 cells.append("%.2f" % (a / b) if a and b else "-")
         lines.append("| " + " | ".join(cells) + " |")
         a, b = row.get("sluice+metrics", {}).get("value"), row.get("sluice", {}).get("value")
