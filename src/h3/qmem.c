@@ -15,35 +15,24 @@
  * freed after it; nothing else refers to ngtcp2's memory by then.
  */
 #include "qmem.h"
-#include "../sl.h"
 #include "../slab.h"
 
-/* Two pointers, padded to 16 bytes: the block after it keeps the slab's
+/* The list node, padded to 16 bytes: the block after it keeps the slab's
  * (and malloc's) 16-byte alignment. */
 struct sl_h3_qblk {
-    _Alignas(16) sl_h3_qblk_t *prev;
-    sl_h3_qblk_t *next;
+    _Alignas(16) sl_lru_node_t node;
 };
 
 static void *link_block(sl_h3_qmem_t *m, sl_h3_qblk_t *b)
 {
-    b->prev = NULL;
-    b->next = m->head;
-    if (m->head)
-        m->head->prev = b;
-    m->head = b;
+    sl_lru_push(&m->blocks, &b->node);
     m->nblocks++;
     return b + 1;
 }
 
 static void unlink_block(sl_h3_qmem_t *m, sl_h3_qblk_t *b)
 {
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        m->head = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
+    sl_lru_remove(&m->blocks, &b->node);
     m->nblocks--;
 }
 
@@ -91,18 +80,17 @@ static void *q_realloc(void *p, size_t n, void *ud)
 void sl_h3_qmem_init(sl_h3_qmem_t *m)
 {
     m->mem = (ngtcp2_mem){m, q_malloc, q_free, q_calloc, q_realloc};
-    m->head = NULL;
+    m->blocks = (sl_lru_t){NULL, NULL};
     m->nblocks = 0;
 }
 
 size_t sl_h3_qmem_release(sl_h3_qmem_t *m)
 {
     size_t n = m->nblocks;
-    while (m->head) {
-        sl_h3_qblk_t *b = m->head;
-        m->head = b->next;
+    while (m->blocks.head) {
+        sl_h3_qblk_t *b = sl_container_of(m->blocks.head, sl_h3_qblk_t, node);
+        unlink_block(m, b);
         sl_slab_free(b);
     }
-    m->nblocks = 0;
     return n;
 }

@@ -38,7 +38,7 @@ START_TEST(test_blocks_and_release)
     /* a and c are still held, as a block ngtcp2 lost would be */
     ck_assert_uint_eq(sl_h3_qmem_release(&m), 2);
     ck_assert_uint_eq(m.nblocks, 0);
-    ck_assert_ptr_null(m.head);
+    ck_assert_ptr_null(m.blocks.head);
     ck_assert_uint_eq(sl_h3_qmem_release(&m), 0);
 }
 END_TEST
