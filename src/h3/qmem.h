@@ -14,8 +14,8 @@
 typedef struct sl_h3_qblk sl_h3_qblk_t;
 
 typedef struct sl_h3_qmem {
-    ngtcp2_mem mem;   /* handed to ngtcp2, which keeps a pointer to it */
-    sl_lru_t blocks;  /* every block ngtcp2 holds (only the list is used) */
+    ngtcp2_mem mem;  /* handed to ngtcp2, which keeps a pointer to it */
+    sl_lru_t blocks; /* every block ngtcp2 holds (only the list is used) */
     size_t nblocks;
 } sl_h3_qmem_t;
 
