@@ -207,8 +207,7 @@ static uint32_t class_of(size_t n)
     return (uint32_t)(64 - __builtin_clzll((unsigned long long)(n - 1))) - 5;
 }
 
-/* A block from this thread's cache first: that is the path every nghttp2
- * allocation of a busy connection takes. */
+/* Out of line, so that the common alloc below saves no registers. */
 static __attribute__((noinline)) void *alloc_slow(size_t n, uint32_t cls)
 {
     slab_hdr_t *b;
@@ -221,6 +220,8 @@ static __attribute__((noinline)) void *alloc_slow(size_t n, uint32_t cls)
     return (uint8_t *)b + HDR;
 }
 
+/* A block from this thread's cache first: that is the path every nghttp2
+ * allocation of a busy connection takes. */
 void *sl_slab_alloc(size_t n)
 {
     uint32_t cls = class_of(n);
@@ -248,6 +249,12 @@ void *sl_slab_calloc(size_t n, size_t size)
     return p;
 }
 
+/* Room for one more block of cls in this thread's cache. */
+static int cacheable(uint32_t cls)
+{
+    return SLAB_CACHE && cls != BIG_CLASS && spare_bytes + class_size[cls] <= SL_SLAB_SPARE_BYTES;
+}
+
 static void push(slab_hdr_t *b, uint32_t cls)
 {
     b->h.next = free_list[cls];
@@ -260,7 +267,7 @@ static void push(slab_hdr_t *b, uint32_t cls)
  * that go back to malloc. */
 static __attribute__((noinline)) void free_slow(slab_hdr_t *b, uint32_t cls)
 {
-    if (!SLAB_CACHE || cls == BIG_CLASS || spare_bytes + class_size[cls] > SL_SLAB_SPARE_BYTES) {
+    if (!cacheable(cls)) {
         sl_free(b);
         return;
     }
@@ -280,8 +287,7 @@ void sl_slab_free(void *p)
     }
     slab_hdr_t *b = (slab_hdr_t *)((uint8_t *)p - HDR);
     uint32_t cls = b->h.cls;
-    if (SLAB_CACHE && exit_hook && cls != BIG_CLASS &&
-        spare_bytes + class_size[cls] <= SL_SLAB_SPARE_BYTES)
+    if (exit_hook && cacheable(cls))
         push(b, cls);
     else
         free_slow(b, cls);

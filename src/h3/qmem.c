@@ -10,9 +10,9 @@
  * block did not: 144 bytes per such split, for the life of the process.
  * quic.c's cap of three pieces per STREAM frame keeps most frames in the
  * pool, but ngtcp2 builds some itself, and LeakSanitizer caught one more
- * in test_56's address-change test. With every
- * block on the connection's list, whatever ngtcp2_conn_del leaves is
- * freed after it; nothing else refers to ngtcp2's memory by then.
+ * in test_56's address-change test. With every block on the connection's
+ * list, whatever ngtcp2_conn_del leaves is freed after it; nothing else
+ * refers to ngtcp2's memory by then.
  */
 #include "qmem.h"
 #include "../slab.h"
